@@ -1,0 +1,76 @@
+"""The Flask application: the only package that imports Flask."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+from flask_wtf.csrf import CSRFProtect
+
+from scheduler.crypto import TokenCipher
+from scheduler.db import Database
+from scheduler.settings import Settings
+
+csrf = CSRFProtect()
+
+
+@dataclass
+class Context:
+    """What every request handler needs, built once per app."""
+
+    settings: Settings
+    db: Database
+    cipher: TokenCipher
+    worker: object | None = None
+
+    def wake_worker(self, at=None) -> None:
+        """Wake the in-process worker, if this process runs one (web-only processes don't)."""
+        if self.worker is not None:
+            self.worker.wake(at)
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None,
+               worker=None) -> Flask:
+    """Application factory: settings from the environment unless given."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    app.extensions["mailrelease"] = Context(
+        settings=settings, db=db or Database(settings.database_url),
+        cipher=TokenCipher(settings.token_key), worker=worker)
+
+    from app import api, auth, health, ui
+
+    _json_errors_under_api(app)
+    csrf.init_app(app)
+    csrf.exempt(api.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(ui.bp)
+    return app
+
+
+def _json_errors_under_api(app: Flask) -> None:
+    """Unknown routes and wrong methods under /api/ answer in the API's JSON error shape."""
+    from flask import request
+    from werkzeug.exceptions import HTTPException
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if request.path.startswith("/api/"):
+            from app.api import error
+            return error(exc.code or 500, "not_found" if exc.code == 404 else "http_error",
+                         exc.description or "")
+        return exc
+
+
+def ctx() -> Context:
+    """The current app's Context."""
+    return current_app.extensions["mailrelease"]

@@ -1,0 +1,157 @@
+"""REST API under /api/v1: JSON, Bearer tokens, the contract's error shape."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from app import ctx
+from app.openapi import OPENAPI
+from app.tokens import authenticate
+from scheduler import messages
+from scheduler.db import utcnow
+from scheduler.errors import DomainError, InvalidInput
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_LIMIT = 500
+
+
+def error(status: int, code: str, message: str, field: str | None = None):
+    """The contract's error body."""
+    body = {"error": {"code": code, "message": message}}
+    if field:
+        body["error"]["field"] = field
+    return jsonify(body), status
+
+
+@bp.errorhandler(DomainError)
+def _domain_error(exc: DomainError):
+    return error(exc.status, exc.code, exc.message, exc.field)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    codes = {400: "malformed", 404: "not_found", 405: "method_not_allowed",
+             413: "too_large", 415: "unsupported_media_type"}
+    return error(exc.code or 500, codes.get(exc.code, "http_error"), exc.description or "")
+
+
+def require_token(view):
+    """Authenticate `Authorization: Bearer <token>`; sets g.user_id and g.team_id."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return error(401, "unauthorized", "send Authorization: Bearer <token> "
+                         "(create one with `mailrelease token create`)")
+        with ctx().db.write() as s:
+            row = authenticate(s, token.strip(), utcnow())
+            if row is None:
+                return error(401, "unauthorized", "the API token is unknown or revoked")
+            g.user_id, g.team_id, g.token_name = row.user_id, row.team_id, row.name
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def json_body() -> dict:
+    """The request's JSON object; 400 when it is not JSON, 422 when not an object."""
+    if not request.is_json:
+        raise DomainError("send a JSON body with Content-Type: application/json",
+                          code="malformed")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise DomainError("the body is not valid JSON", code="malformed")
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return body
+
+
+def _actor() -> str:
+    return f"api:{g.user_id}"
+
+
+@bp.post("/messages")
+@require_token
+def create_message():
+    """Queue a personalized message (201); it is sent at its time by the worker."""
+    c = ctx()
+    body = json_body()
+    with c.db.write() as s:
+        message = messages.create_message(s, team_id=g.team_id, user_id=g.user_id, body=body,
+                                           now=utcnow())
+        out = messages.message_as_dict(message)
+        release_at = message.release_at
+    if out["status"] == "scheduled":
+        c.wake_worker(release_at)
+    return jsonify(out), 201
+
+
+@bp.get("/messages")
+@require_token
+def list_messages():
+    """The team's messages, newest first, with a cursor."""
+    try:
+        limit = int(request.args.get("limit", 100))
+    except ValueError:
+        raise InvalidInput("limit must be a whole number", field="limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+    with ctx().db.read() as s:
+        items, cursor = messages.list_messages(s, g.team_id, status=request.args.get("status"),
+                                               cursor=request.args.get("cursor"), limit=limit)
+        return jsonify({"items": [messages.message_as_dict(m) for m in items],
+                        "next_cursor": cursor})
+
+
+@bp.get("/messages/<message_id>")
+@require_token
+def get_message(message_id):
+    """One message with its whole timeline."""
+    with ctx().db.read() as s:
+        return jsonify(messages.message_as_dict(messages.get_message(s, g.team_id,
+                                                                     message_id)))
+
+
+@bp.post("/messages/<message_id>/cancel")
+@require_token
+def cancel_message(message_id):
+    """Cancel unless sending has begun (409 then)."""
+    with ctx().db.write() as s:
+        out = messages.message_as_dict(
+            messages.cancel_message(s, g.team_id, message_id, utcnow(), _actor()))
+    return jsonify(out)
+
+
+@bp.post("/messages/<message_id>/send-now")
+@require_token
+def send_now(message_id):
+    """Release an open message immediately."""
+    c = ctx()
+    with c.db.write() as s:
+        out = messages.message_as_dict(
+            messages.send_now(s, g.team_id, message_id, utcnow(), _actor()))
+    c.wake_worker()
+    return jsonify(out)
+
+
+@bp.patch("/messages/<message_id>")
+@require_token
+def update_message(message_id):
+    """Reschedule or edit while not yet sending."""
+    c = ctx()
+    body = json_body()
+    with c.db.write() as s:
+        message = messages.update_message(s, g.team_id, message_id, body, utcnow(), _actor())
+        out = messages.message_as_dict(message)
+        release_at = message.release_at
+    if out["status"] == "scheduled":
+        c.wake_worker(release_at)
+    return jsonify(out)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI document of this API."""
+    return jsonify(OPENAPI)

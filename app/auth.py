@@ -1,0 +1,118 @@
+"""Sign in with Google: the OAuth web flow (state + PKCE), and sign out."""
+from __future__ import annotations
+
+import logging
+from functools import wraps
+
+from flask import Blueprint, flash, g, redirect, request, session, url_for
+from oauthlib.oauth2.rfc6749.errors import OAuth2Error
+
+from app import ctx
+from gmail_client.errors import GmailError
+from gmail_client.api import GmailService
+from gmail_client.oauth import (
+    CredentialsFileError,
+    can_compose,
+    can_read,
+    can_send,
+    credentials_to_info,
+    finish_authorization,
+    granted_scopes,
+    load_client_config,
+    scopes_for,
+    start_authorization,
+)
+from scheduler.accounts import sign_in
+from scheduler.db import utcnow
+
+bp = Blueprint("auth", __name__, url_prefix="/auth")
+log = logging.getLogger("mailrelease.auth")
+
+
+def redirect_uri() -> str:
+    """The callback URL registered with Google (follows MAILRELEASE_PUBLIC_URL)."""
+    return ctx().settings.public_url + "/auth/callback"
+
+
+def login_required(view):
+    """Send visitors without a session to the home page to sign in."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if "user_id" not in session:
+            flash("Sign in with Google first.", "error")
+            return redirect(url_for("ui.home"))
+        g.user_id, g.team_id = session["user_id"], session["team_id"]
+        g.email = session.get("email")
+        return view(*args, **kwargs)
+    return wrapper
+
+
+@bp.get("/login")
+def login():
+    """Start Google's consent flow, remembering state and the PKCE verifier in the session."""
+    settings = ctx().settings
+    try:
+        client = load_client_config(settings.google_credentials)
+        start = start_authorization(client, scopes_for(settings.gmail_scopes), redirect_uri(),
+                                    login_hint=request.args.get("login_hint"))
+    except (CredentialsFileError, ValueError) as exc:
+        flash(f"Google sign-in is not set up: {exc}", "error")
+        return redirect(url_for("ui.home"))
+    session["oauth"] = {"state": start.state, "code_verifier": start.code_verifier}
+    return redirect(start.url)
+
+
+@bp.get("/callback")
+def callback():
+    """Finish the flow: tokens, the account's address from users.getProfile, the session."""
+    c = ctx()
+    pending = session.pop("oauth", None)
+    if request.args.get("error"):
+        flash(f"Google sign-in was not completed ({request.args['error']}).", "error")
+        return redirect(url_for("ui.home"))
+    if not pending or request.args.get("state") != pending["state"]:
+        flash("That sign-in link is stale or forged (state mismatch); please start again.",
+              "error")
+        return redirect(url_for("ui.home"))
+    settings = c.settings
+    try:
+        client = load_client_config(settings.google_credentials)
+        creds = finish_authorization(
+            client, scopes_for(settings.gmail_scopes), redirect_uri(), pending["state"],
+            pending["code_verifier"], settings.public_url + request.full_path)
+        granted = granted_scopes(creds)
+        if not can_send(granted):
+            flash("Google did not grant permission to send mail (gmail.send), so mailrelease "
+                  "cannot release messages from this account. Sign in again and allow it.",
+                  "error")
+            return redirect(url_for("ui.home"))
+        profile = GmailService(creds, api_endpoint=settings.gmail_api_endpoint).profile()
+    except (CredentialsFileError, OAuth2Error, GmailError, ValueError) as exc:
+        log.warning("action=signin_failed class=%s", type(exc).__name__)
+        flash(f"Google sign-in failed: {exc}", "error")
+        return redirect(url_for("ui.home"))
+    with c.db.write() as s:
+        who = sign_in(s, c.cipher, email=profile["emailAddress"],
+                      token_info=credentials_to_info(creds), scopes=granted, now=utcnow())
+    session.clear()
+    session.update(user_id=who.user_id, team_id=who.team_id, email=who.email)
+    session.permanent = True
+    log.info("action=signin user=%s account=%s new=%s scopes=%d", who.user_id,
+             who.account_id, who.newly_created, len(granted))
+    missing = []
+    if not can_read(granted):
+        missing.append("read access (safe resend checks after a crash, bounce and reply "
+                       "detection are off)")
+    if not can_compose(granted):
+        missing.append("drafts (Gmail drafts as templates are off)")
+    flash(f"Connected {who.email}." + (" Not granted: " + "; ".join(missing) + "."
+                                        if missing else ""), "warning" if missing else "ok")
+    return redirect(url_for("ui.home"))
+
+
+@bp.post("/logout")
+def logout():
+    """Forget the session (the Gmail connection stays for scheduled messages)."""
+    session.clear()
+    flash("Signed out.", "ok")
+    return redirect(url_for("ui.home"))

@@ -1,0 +1,44 @@
+"""API tokens: shown once, stored as SHA-256."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from scheduler.models import ApiToken, User
+
+PREFIX = "mr_"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class UnknownUser(Exception):
+    """No user has signed in with that address yet."""
+
+
+def create_token(session: Session, email: str, name: str, now: dt.datetime) -> str:
+    """Create a token for the user whose Google account is `email`; returns it in clear."""
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise UnknownUser(f"no user {email}: sign in with that Google account once first")
+    token = PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(user_id=user.id, team_id=user.personal_team_id, name=name,
+                         token_hash=_hash(token), created_at=now))
+    return token
+
+
+def authenticate(session: Session, token: str, now: dt.datetime) -> ApiToken | None:
+    """The live token row for a presented token, or None (unknown, forged or revoked)."""
+    if not token.startswith(PREFIX):
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token),
+                                                ApiToken.revoked_at.is_(None)))
+    if row is not None:
+        session.execute(update(ApiToken).where(ApiToken.id == row.id)
+                        .values(last_used_at=now))
+    return row

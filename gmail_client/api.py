@@ -1,0 +1,117 @@
+"""The Gmail API calls mailrelease makes, through google-api-python-client.
+
+One `GmailService` wraps one account's credentials. httplib2 is not thread-safe, so every
+thread that uses an account must hold its own instance (see `scheduler.sender`).
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import socket
+import ssl
+
+import google_auth_httplib2
+import httplib2
+from google.auth.exceptions import RefreshError, TransportError
+from google.oauth2.credentials import Credentials
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+
+from gmail_client.errors import (
+    AmbiguousSendError,
+    GmailError,
+    ReconnectNeeded,
+    TransientGmailError,
+    from_http_error,
+)
+
+log = logging.getLogger("mailrelease.gmail")
+
+DEFAULT_TIMEOUT = 30.0
+# Reads are idempotent, so the library may retry them; sends never (see send()).
+READ_RETRIES = 2
+_AMBIGUOUS_SEND_STATUSES = {500, 502, 504}
+
+
+def _map_refresh_error(exc: RefreshError) -> GmailError:
+    text = str(exc)
+    if "invalid_grant" in text or "unauthorized_client" in text or not exc.retryable:
+        return ReconnectNeeded(f"Google refused to refresh the grant: {text}",
+                               status=400, reason="invalid_grant")
+    return TransientGmailError(f"token refresh failed: {text}", reason="refresh")
+
+
+class GmailService:
+    """Gmail API for one account on one thread."""
+
+    def __init__(self, credentials: Credentials, *, api_endpoint: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT):
+        self.credentials = credentials
+        http = google_auth_httplib2.AuthorizedHttp(credentials,
+                                                   http=httplib2.Http(timeout=timeout))
+        options = {"api_endpoint": api_endpoint} if api_endpoint else None
+        # static_discovery uses the document bundled with the library: no network at build.
+        self._service = build("gmail", "v1", http=http, static_discovery=True,
+                              client_options=options, cache_discovery=False)
+
+    @property
+    def token(self) -> str | None:
+        """The current access token (it changes when google-auth refreshes it)."""
+        return self.credentials.token
+
+    def _read(self, request):
+        try:
+            return request.execute(num_retries=READ_RETRIES)
+        except HttpError as exc:
+            raise from_http_error(exc) from exc
+        except RefreshError as exc:
+            raise _map_refresh_error(exc) from exc
+        except (TransportError, OSError, httplib2.HttpLib2Error, http.client.HTTPException) as exc:
+            raise TransientGmailError(f"network error: {exc!r}", reason="network") from exc
+
+    def profile(self) -> dict:
+        """users.getProfile: emailAddress, messagesTotal, threadsTotal, historyId."""
+        return self._read(self._service.users().getProfile(userId="me"))
+
+    def send(self, raw_message: bytes, thread_id: str | None = None) -> dict:
+        """messages.send with the JSON `raw` field; returns {id, threadId, labelIds}.
+
+        No library retries: a retried send after a timeout can deliver twice. Outcomes where
+        the request may have reached Gmail raise AmbiguousSendError for the caller to reconcile.
+        """
+        body = {"raw": base64.urlsafe_b64encode(raw_message).decode("ascii")}
+        if thread_id:
+            body["threadId"] = thread_id
+        request = self._service.users().messages().send(userId="me", body=body)
+        try:
+            return request.execute(num_retries=0)
+        except HttpError as exc:
+            mapped = from_http_error(exc)
+            if exc.resp is not None and int(exc.resp.status) in _AMBIGUOUS_SEND_STATUSES:
+                raise AmbiguousSendError(str(mapped), status=mapped.status,
+                                         reason=mapped.reason) from exc
+            raise mapped from exc
+        except RefreshError as exc:
+            raise _map_refresh_error(exc) from exc
+        except ConnectionRefusedError as exc:
+            # Nothing was written: safe to retry as an ordinary transient error.
+            raise TransientGmailError(f"connection refused: {exc}", reason="network") from exc
+        except TransportError as exc:
+            # Raised while refreshing the token, before the send request went out.
+            raise TransientGmailError(f"token refresh failed: {exc}", reason="refresh") from exc
+        except (socket.timeout, TimeoutError, ConnectionError, ssl.SSLError,
+                httplib2.HttpLib2Error, http.client.HTTPException, OSError) as exc:
+            raise AmbiguousSendError(f"send outcome unknown: {exc!r}", reason="network") from exc
+
+    def find_by_rfc822_id(self, message_id: str) -> list[dict]:
+        """Messages in the mailbox whose Message-ID header is `message_id` (needs read scope)."""
+        bare = message_id.strip().strip("<>")
+        result = self._read(self._service.users().messages().list(
+            userId="me", q=f"rfc822msgid:{bare}", includeSpamTrash=True, maxResults=10))
+        return result.get("messages", [])
+
+    def get_message(self, message_id: str, fmt: str = "metadata") -> dict:
+        """messages.get in the given format (minimal, metadata, full, raw)."""
+        return self._read(self._service.users().messages().get(
+            userId="me", id=message_id, format=fmt))

@@ -1,0 +1,73 @@
+"""Users, teams and connected Gmail accounts: sign-in and token storage."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from scheduler.crypto import TokenCipher
+from scheduler.models import GmailAccount, Membership, Team, User
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Who signed in, in which team, with which account."""
+
+    user_id: int
+    team_id: int
+    account_id: int
+    email: str
+    newly_created: bool
+
+
+def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: dict,
+            scopes: list[str], now: dt.datetime, display_name: str | None = None) -> SignedIn:
+    """Find or create the user for a Google address; connect or reconnect their mailbox."""
+    email = email.strip().lower()
+    user = session.scalar(select(User).where(User.email == email))
+    created = user is None
+    if user is None:
+        team = Team(name=f"{email}'s team", created_at=now)
+        session.add(team)
+        session.flush()
+        user = User(email=email, name=display_name, personal_team_id=team.id, created_at=now)
+        session.add(user)
+        session.flush()
+        session.add(Membership(team_id=team.id, user_id=user.id, role="owner"))
+    team_id = user.personal_team_id
+    account = session.scalar(select(GmailAccount).where(GmailAccount.email == email))
+    if account is not None and not token_info.get("refresh_token"):
+        # Google omits the refresh token on a repeat consent; keep the one we have.
+        old = cipher.decrypt(account.token_blob)
+        token_info = {**token_info, "refresh_token": old.get("refresh_token")}
+    blob = cipher.encrypt(token_info)
+    if account is None:
+        account = GmailAccount(team_id=team_id, user_id=user.id, email=email,
+                               display_name=display_name, token_blob=blob,
+                               scopes=" ".join(scopes), status="connected", created_at=now,
+                               updated_at=now)
+        session.add(account)
+        session.flush()
+    else:
+        account.token_blob = blob
+        account.scopes = " ".join(scopes)
+        account.status = "connected"
+        account.status_reason = None
+        account.updated_at = now
+    return SignedIn(user.id, team_id, account.id, email, created)
+
+
+def save_refreshed_token(session: Session, cipher: TokenCipher, account_id: int,
+                         token_info: dict, now: dt.datetime) -> None:
+    """Store a silently refreshed access token (encrypted)."""
+    session.execute(update(GmailAccount).where(GmailAccount.id == account_id)
+                    .values(token_blob=cipher.encrypt(token_info), updated_at=now))
+
+
+def mark_reconnect_needed(session: Session, account_id: int, reason: str,
+                          now: dt.datetime) -> None:
+    """The grant is gone: the account waits for its owner to sign in again."""
+    session.execute(update(GmailAccount).where(GmailAccount.id == account_id)
+                    .values(status="reconnect", status_reason=reason, updated_at=now))

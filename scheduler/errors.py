@@ -1,0 +1,58 @@
+"""Domain errors that the API and UI turn into clear 4xx answers."""
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base: `code` is a short machine word, `field` names the offending input if any."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code:
+            self.code = code
+
+
+class InvalidInput(DomainError):
+    """Well-formed but invalid input (422)."""
+
+    status = 422
+    code = "invalid"
+
+
+class TemplateError(InvalidInput):
+    """A template that does not compile; `line` is 1-based within the named part."""
+
+    code = "template_error"
+
+    def __init__(self, message: str, *, field: str, line: int | None = None):
+        where = f" (line {line})" if line else ""
+        super().__init__(f"{field}{where}: {message}", field=field)
+        self.line = line
+
+
+class MissingData(Exception):
+    """A template used a variable that has no value and no fallback."""
+
+    def __init__(self, variable: str, part: str):
+        super().__init__(f"no value for '{variable}' in {part} and no fallback "
+                         f"(write {{{{ {variable} | default('...') }}}} to give one)")
+        self.variable = variable
+        self.part = part
+
+
+class NotFound(DomainError):
+    """Missing, or owned by another team (the two are not told apart)."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The object is in a state that does not allow the action (409)."""
+
+    status = 409
+    code = "conflict"

@@ -1,0 +1,281 @@
+"""Domain operations on messages for the API and the UI: create, read, list, change."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from email.headerregistry import Address
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from gmail_client.mime import make_message_id
+from scheduler import queue
+from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
+from scheduler.models import MESSAGE_STATUSES, GmailAccount, Message
+from scheduler.personalize import check_template, render_message, render_part
+from scheduler.timing import release_time
+
+MAX_PART_BYTES = 2_000_000
+EDITABLE_FIELDS = ("to", "subject", "html", "text", "data")
+
+
+def parse_address(value, field: str) -> Address:
+    """Parse `addr` or `Name <addr>`; raise InvalidInput naming `field` when invalid."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{field} must be an email address", field=field)
+    if "\r" in value or "\n" in value:
+        raise InvalidInput(f"{field} must be on one line", field=field)
+    from email.utils import parseaddr
+    name, addr = parseaddr(value.strip())
+    if not addr or "@" not in addr:
+        raise InvalidInput(f"{field} is not an email address: {value!r}", field=field)
+    try:
+        checked = validate_email(addr, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"{field} is not a valid address: {exc}", field=field) from None
+    local, _, domain = checked.normalized.rpartition("@")
+    return Address(display_name=name, username=local, domain=domain)
+
+
+def _text_field(body: dict, name: str, required: bool) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput(f"{name} is required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string", field=name)
+    if required and not value.strip():
+        raise InvalidInput(f"{name} must not be empty", field=name)
+    if len(value.encode("utf-8")) > MAX_PART_BYTES:
+        raise InvalidInput(f"{name} is larger than {MAX_PART_BYTES} bytes", field=name)
+    return value
+
+
+def _data_field(body: dict) -> dict:
+    data = body.get("data", {})
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidInput("data must be an object", field="data")
+    return data
+
+
+def _render_check(subject: str, html: str, text: str | None, data: dict) -> str | None:
+    """Compile every part (422 on a syntax error); return why it must be held, if it must."""
+    check_template("subject", subject)
+    check_template("html", html)
+    if text is not None:
+        check_template("text", text)
+    try:
+        render_message(subject, html, text, data)
+    except MissingData as exc:
+        return str(exc)
+    return None
+
+
+def pick_account(session: Session, team_id: int, user_id: int,
+                 from_addr: str | None) -> GmailAccount:
+    """The sending account: the named one, else the caller's own, else the team's first."""
+    accounts = session.scalars(select(GmailAccount).where(GmailAccount.team_id == team_id)
+                               .order_by(GmailAccount.id)).all()
+    if from_addr is not None:
+        wanted = parse_address(from_addr, "from").addr_spec.lower()
+        for account in accounts:
+            if account.email.lower() == wanted:
+                return account
+        raise InvalidInput(f"{wanted} is not a connected Gmail account of this team",
+                           field="from")
+    own = [a for a in accounts if a.user_id == user_id]
+    if own or accounts:
+        return (own or accounts)[0]
+    raise InvalidInput("no Gmail account is connected: sign in with Google first",
+                       field="from")
+
+
+def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
+                   now: dt.datetime) -> Message:
+    """Validate a POST /messages body and queue the message (or hold it if data is missing)."""
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    if body.get("template_id") is not None:
+        raise InvalidInput("templates arrive with the personalization release; send subject "
+                           "and html inline", field="template_id")
+    to = parse_address(body.get("to"), "to")
+    subject = _text_field(body, "subject", required=True)
+    html = _text_field(body, "html", required=True)
+    text = _text_field(body, "text", required=False)
+    data = _data_field(body)
+    release_at = release_time(body, now)
+    account = pick_account(session, team_id, user_id, body.get("from"))
+    thread_id = body.get("thread_id")
+    in_reply_to = body.get("in_reply_to")
+    for name, value in (("thread_id", thread_id), ("in_reply_to", in_reply_to)):
+        if value is not None and (not isinstance(value, str) or "\n" in value
+                                  or "\r" in value or not value.strip()):
+            raise InvalidInput(f"{name} must be a one-line string", field=name)
+    if in_reply_to and not thread_id:
+        raise InvalidInput("in_reply_to needs thread_id (the Gmail thread to reply in)",
+                           field="thread_id")
+    hold_reason = _render_check(subject, html, text, data)
+
+    message_id = uuid.uuid4().hex
+    sender = Address(display_name=account.display_name or "", addr_spec=account.email)
+    message = Message(
+        id=message_id, team_id=team_id, account_id=account.id, created_by=user_id,
+        to_addr=str(to), from_addr=str(sender), subject_tpl=subject, html_tpl=html,
+        text_tpl=text, data=data, status="held" if hold_reason else "scheduled",
+        release_at=release_at, error=hold_reason,
+        rfc822_id=make_message_id(f"mr.{message_id}", account.email.rpartition("@")[2]),
+        reply_thread_id=thread_id, in_reply_to=in_reply_to, created_at=now, updated_at=now,
+    )
+    session.add(message)
+    session.flush()
+    detail = {"release_at": release_at.isoformat()}
+    if hold_reason:
+        detail["reason"] = hold_reason
+    queue.record_event(session, message_id, message.status, now, detail)
+    return message
+
+
+def get_message(session: Session, team_id: int, message_id: str) -> Message:
+    """The team's message, or NotFound (also for another team's)."""
+    message = session.scalar(select(Message).where(Message.id == message_id,
+                                                   Message.team_id == team_id))
+    if message is None:
+        raise NotFound(f"no message {message_id}", field="id")
+    return message
+
+
+def _encode_cursor(message: Message) -> str:
+    raw = json.dumps([message.created_at.isoformat(), message.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, mid = json.loads(base64.urlsafe_b64decode(padded))
+        return dt.datetime.fromisoformat(created), str(mid)
+    except (ValueError, TypeError):
+        raise InvalidInput("cursor is not one this API gave out", field="cursor") from None
+
+
+def list_messages(session: Session, team_id: int, *, status: str | None = None,
+                  cursor: str | None = None, limit: int = 100) -> tuple[list[Message], str | None]:
+    """Newest first, keyset-paginated; returns (items, next_cursor)."""
+    query = select(Message).where(Message.team_id == team_id)
+    if status is not None:
+        if status not in MESSAGE_STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(MESSAGE_STATUSES)}",
+                               field="status")
+        query = query.where(Message.status == status)
+    if cursor:
+        created, mid = _decode_cursor(cursor)
+        query = query.where(tuple_(Message.created_at, Message.id) < (created, mid))
+    rows = session.scalars(query.order_by(Message.created_at.desc(), Message.id.desc())
+                           .limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_encode_cursor(rows[-1]) if more and rows else None)
+
+
+def _not_open(message: Message, action: str) -> Conflict:
+    return Conflict(f"cannot {action} a message that is {message.status}", field="status",
+                    code=f"not_{action.replace(' ', '_')}able")
+
+
+def cancel_message(session: Session, team_id: int, message_id: str, now: dt.datetime,
+                   by: str) -> Message:
+    """Cancel unless sending has begun (then 409): never both cancelled and sent."""
+    message = get_message(session, team_id, message_id)
+    if not queue.transition(session, message_id, team_id, queue.OPEN_STATUSES, "cancelled",
+                            now, {"by": by}, lease_until=None):
+        session.refresh(message)
+        raise _not_open(message, "cancel")
+    session.refresh(message)
+    return message
+
+
+def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
+             by: str) -> Message:
+    """Make an open message due immediately (a held one only if it can now be rendered)."""
+    message = get_message(session, team_id, message_id)
+    if message.status == "held" and not message.needs_reconcile:
+        reason = _render_check(message.subject_tpl, message.html_tpl, message.text_tpl,
+                               message.data)
+        if reason:
+            raise InvalidInput(reason, field="data", code="missing_data")
+    if not queue.transition(session, message_id, team_id, queue.OPEN_STATUSES, "scheduled",
+                            now, {"by": by, "send_now": True}, release_at=now, error=None):
+        session.refresh(message)
+        raise _not_open(message, "send now")
+    session.refresh(message)
+    return message
+
+
+def update_message(session: Session, team_id: int, message_id: str, body: dict,
+                   now: dt.datetime, by: str) -> Message:
+    """PATCH: reschedule and/or edit content while the message is not yet sending."""
+    if not isinstance(body, dict) or not body:
+        raise InvalidInput("the body must be a non-empty JSON object")
+    unknown = set(body) - set(EDITABLE_FIELDS) - {"send_at", "delay_seconds", "local_time"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidInput(f"{name} cannot be changed", field=name)
+    message = get_message(session, team_id, message_id)
+    values: dict = {}
+    if "to" in body:
+        values["to_addr"] = str(parse_address(body["to"], "to"))
+    subject = _text_field(body, "subject", True) if "subject" in body else message.subject_tpl
+    html = _text_field(body, "html", True) if "html" in body else message.html_tpl
+    text = _text_field(body, "text", False) if "text" in body else message.text_tpl
+    data = _data_field(body) if "data" in body else message.data
+    values.update(subject_tpl=subject, html_tpl=html, text_tpl=text, data=data)
+    if any(body.get(k) is not None for k in ("send_at", "delay_seconds", "local_time")):
+        values["release_at"] = release_time(body, now)
+    hold_reason = _render_check(subject, html, text, data)
+    to_status = "held" if hold_reason else "scheduled"
+    detail = {"by": by, "changed": sorted(body)}
+    if "release_at" in values:
+        detail["release_at"] = values["release_at"].isoformat()
+    if hold_reason:
+        detail["reason"] = hold_reason
+    if not queue.transition(session, message_id, team_id, queue.OPEN_STATUSES, to_status,
+                            now, detail, error=hold_reason, **values):
+        session.refresh(message)
+        raise _not_open(message, "edit")
+    session.refresh(message)
+    return message
+
+
+def message_as_dict(message: Message) -> dict:
+    """The API representation (contract: id, status, to, from, subject, times, ids, events)."""
+    def iso(value):
+        return value.isoformat() if value else None
+
+    try:
+        subject = message.subject or " ".join(
+            render_part("subject", message.subject_tpl, message.data).split())
+    except (MissingData, InvalidInput):
+        subject = message.subject_tpl  # a held message shows its template instead
+    return {
+        "id": message.id,
+        "status": message.status,
+        "to": message.to_addr,
+        "from": message.from_addr,
+        "subject": subject,
+        "release_at": iso(message.release_at),
+        "sent_at": iso(message.sent_at),
+        "gmail_message_id": message.gmail_message_id,
+        "thread_id": message.gmail_thread_id or message.reply_thread_id,
+        "message_id_header": message.rfc822_id,
+        "attempts": message.attempts,
+        "error": message.error,
+        "created_at": iso(message.created_at),
+        "events": [{"type": e.type, "at": iso(e.at), "detail": e.detail}
+                   for e in message.events],
+    }

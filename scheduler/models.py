@@ -1,0 +1,204 @@
+"""Typed SQLAlchemy 2 models. The messages table is the queue and the only source of truth."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from scheduler.db import utcnow
+
+MESSAGE_STATUSES = ("draft", "scheduled", "held", "sending", "retry_wait", "sent", "failed",
+                    "cancelled")
+ACCOUNT_STATUSES = ("connected", "reconnect", "disconnected")
+ROLES = ("owner", "member", "viewer")
+
+
+class UTCDateTime(TypeDecorator):
+    """Accepts only aware datetimes, stores UTC, and always returns aware UTC datetimes."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: mailrelease stores aware UTC times only")
+        value = value.astimezone(dt.timezone.utc)
+        # SQLite has no time zone type; UTC text sorts correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names (so migrations can refer to them)."""
+
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Team(Base):
+    """Owns messages, templates, contacts and rules. Every user has a personal team."""
+
+    __tablename__ = "team"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A person, identified by the Google account they signed in with."""
+
+    __tablename__ = "user_account"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    personal_team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Membership(Base):
+    """A user's role in a team."""
+
+    __tablename__ = "membership"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), default="owner")
+
+
+class GmailAccount(Base):
+    """A connected Gmail mailbox; its OAuth tokens are stored encrypted (`token_blob`)."""
+
+    __tablename__ = "gmail_account"
+    __table_args__ = (CheckConstraint(_in("status", ACCOUNT_STATUSES), name="status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    token_blob: Mapped[bytes] = mapped_column(LargeBinary)
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="connected")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def scope_list(self) -> list[str]:
+        """Granted scopes as a list."""
+        return self.scopes.split()
+
+
+class ApiToken(Base):
+    """A Bearer token for the REST API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Message(Base):
+    """One email to one recipient, from draft to sent (or a side exit)."""
+
+    __tablename__ = "message"
+    __table_args__ = (
+        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
+        Index("ix_message_due", "status", "release_at"),
+        Index("ix_message_team_created", "team_id", "created_at", "id"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("gmail_account.id"), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    to_addr: Mapped[str] = mapped_column(String(400))
+    from_addr: Mapped[str] = mapped_column(String(400))
+    subject_tpl: Mapped[str] = mapped_column(Text)
+    html_tpl: Mapped[str] = mapped_column(Text)
+    text_tpl: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    subject: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    release_at: Mapped[dt.datetime | None] = mapped_column()
+    lease_until: Mapped[dt.datetime | None] = mapped_column()
+    needs_reconcile: Mapped[bool] = mapped_column(default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    rfc822_id: Mapped[str] = mapped_column(String(300), unique=True)
+    reply_thread_id: Mapped[str | None] = mapped_column(String(100))
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+    gmail_message_id: Mapped[str | None] = mapped_column(String(100))
+    gmail_thread_id: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    events: Mapped[list["MessageEvent"]] = relationship(
+        order_by="MessageEvent.id", cascade="all, delete-orphan", lazy="selectin")
+    account: Mapped[GmailAccount] = relationship(lazy="joined")
+
+
+class MessageEvent(Base):
+    """A state change or a delivery event of a message, with its time."""
+
+    __tablename__ = "message_event"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"),
+                                            index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class WorkerHeartbeat(Base):
+    """A running release worker, so /healthz can say whether anything is sending."""
+
+    __tablename__ = "worker_heartbeat"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+__all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "ApiToken", "Message",
+           "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "UTCDateTime"]

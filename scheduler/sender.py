@@ -1,0 +1,36 @@
+"""Gmail services per account and per thread (httplib2 is not thread-safe)."""
+from __future__ import annotations
+
+import threading
+
+from gmail_client.api import GmailService
+from gmail_client.oauth import ClientConfig, credentials_from_info, credentials_to_info
+
+
+class ServicePool:
+    """Hands each thread its own GmailService for an account, rebuilt when tokens change."""
+
+    def __init__(self, client: ClientConfig, api_endpoint: str | None):
+        self.client = client
+        self.api_endpoint = api_endpoint
+        self._local = threading.local()
+
+    def get(self, account_id: int, token_info: dict) -> GmailService:
+        """This thread's service for the account; `token_info` is the decrypted grant."""
+        cache = self._local.__dict__.setdefault("services", {})
+        # The credentials refresh themselves; only a new grant (reconnect) needs a rebuild.
+        grant = token_info.get("refresh_token")
+        hit = cache.get(account_id)
+        if hit is not None and hit[0] == grant:
+            return hit[1]
+        service = GmailService(credentials_from_info(token_info, self.client),
+                               api_endpoint=self.api_endpoint)
+        cache[account_id] = (grant, service)
+        return service
+
+    @staticmethod
+    def refreshed_info(service: GmailService, before: dict) -> dict | None:
+        """The new grant to store when google-auth refreshed the access token, else None."""
+        if service.token and service.token != before.get("token"):
+            return credentials_to_info(service.credentials)
+        return None

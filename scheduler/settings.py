@@ -1,0 +1,87 @@
+"""Configuration read from the environment (and a `.env` file), prefixed MAILRELEASE_."""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from dotenv import load_dotenv
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
+
+
+def _instance_secret(instance_path: Path, name: str, make) -> str:
+    """Read a secret kept in instance/, creating it once with mode 0600."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    path = instance_path / name
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        value = make()
+        fh.write(value)
+    return value
+
+
+def _float(env: dict, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, not {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web app and the worker need to know about their environment."""
+
+    instance_path: Path
+    database_url: str
+    secret_key: str
+    token_key: str
+    google_credentials: Path
+    gmail_api_endpoint: str | None = None
+    public_url: str = DEFAULT_PUBLIC_URL
+    gmail_scopes: str = "full"
+    lease_seconds: float = 120.0
+    sync_seconds: float = 300.0
+    poll_seconds: float = 1.0
+    content_hosts: tuple[str, ...] = ()
+    sandbox: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, instance_path: str | Path | None = None, env: dict | None = None,
+                 **overrides) -> "Settings":
+        """Build settings from `env` (default: os.environ after reading `.env`)."""
+        if env is None:
+            load_dotenv(override=False)
+            env = dict(os.environ)
+        inst = Path(instance_path or env.get("MAILRELEASE_INSTANCE_PATH") or "instance").resolve()
+        inst.mkdir(parents=True, exist_ok=True)
+        db_url = env.get("MAILRELEASE_DATABASE_URL") or f"sqlite:///{inst / 'mailrelease.db'}"
+        settings = cls(
+            instance_path=inst,
+            database_url=db_url,
+            secret_key=env.get("MAILRELEASE_SECRET_KEY")
+            or _instance_secret(inst, "secret_key", lambda: secrets.token_hex(32)),
+            token_key=env.get("MAILRELEASE_TOKEN_KEY")
+            or _instance_secret(inst, "token_key", lambda: Fernet.generate_key().decode()),
+            google_credentials=Path(env.get("MAILRELEASE_GOOGLE_CREDENTIALS")
+                                    or "credentials.json").resolve(),
+            gmail_api_endpoint=env.get("MAILRELEASE_GMAIL_API_ENDPOINT") or None,
+            public_url=(env.get("MAILRELEASE_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
+            gmail_scopes=env.get("MAILRELEASE_GMAIL_SCOPES") or "full",
+            lease_seconds=_float(env, "MAILRELEASE_LEASE_SECONDS", 120.0),
+            sync_seconds=_float(env, "MAILRELEASE_SYNC_SECONDS", 300.0),
+            poll_seconds=_float(env, "MAILRELEASE_POLL_SECONDS", 1.0),
+            content_hosts=tuple(h.strip() for h in
+                                (env.get("MAILRELEASE_CONTENT_HOSTS") or "").split(",")
+                                if h.strip()),
+        )
+        return replace(settings, **overrides) if overrides else settings

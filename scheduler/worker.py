@@ -1,0 +1,164 @@
+"""The release worker: APScheduler is the clock, the messages table is the queue.
+
+Fixed jobs only ('release' and 'heartbeat'), in memory, UTC. After every run the 'release'
+job is moved forward to the next due time, so a message due in 4 s leaves in 4 s, not at
+the next poll; `wake()` does the same at once for a message created in this process.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import delete, select
+
+from gmail_client.oauth import CredentialsFileError, load_client_config
+from scheduler import queue
+from scheduler.crypto import TokenCipher
+from scheduler.db import Database, utcnow
+from scheduler.models import WorkerHeartbeat
+from scheduler.release import Releaser
+from scheduler.settings import Settings
+
+log = logging.getLogger("mailrelease.worker")
+
+RELEASE_JOB = "release"
+HEARTBEAT_JOB = "heartbeat"
+HEARTBEAT_SECONDS = 10.0
+
+
+class ReleaseWorker:
+    """Claims due messages and releases them, one thread per account at a time."""
+
+    def __init__(self, db: Database, settings: Settings, *, batch_size: int = 100,
+                 max_threads: int = 8, clock=utcnow):
+        self.db = db
+        self.settings = settings
+        self.batch_size = batch_size
+        self.clock = clock
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        try:
+            client = load_client_config(settings.google_credentials)
+        except CredentialsFileError as exc:
+            log.warning("action=worker_no_client reason=%r", str(exc))
+            client = None
+        self.releaser = Releaser(db, TokenCipher(settings.token_key), client,
+                                 settings.gmail_api_endpoint, clock=clock)
+        self._senders = ThreadPoolExecutor(max_workers=max_threads,
+                                           thread_name_prefix="mailrelease-send")
+        self._scheduler = BackgroundScheduler(
+            timezone=dt.timezone.utc,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._wake_pending = threading.Event()
+        self.started_at: dt.datetime | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the clock; due messages (including those that fell due while down) go first."""
+        now = self.clock()
+        self.started_at = now
+        self._scheduler.add_job(self.run_once, "interval", seconds=self.settings.poll_seconds,
+                                id=RELEASE_JOB, next_run_time=now)
+        self._scheduler.add_job(self.heartbeat, "interval", seconds=HEARTBEAT_SECONDS,
+                                id=HEARTBEAT_JOB, next_run_time=now)
+        self._scheduler.start()
+        log.info("action=worker_start worker=%s poll_seconds=%s", self.id,
+                 self.settings.poll_seconds)
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop claiming, let sends in flight finish, and leave the heartbeat table."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=wait)
+        self._senders.shutdown(wait=wait)
+        try:
+            with self.db.write() as session:
+                session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.id == self.id))
+        except Exception:  # noqa: BLE001 - shutting down; the row just ages out
+            log.exception("action=worker_stop_cleanup_failed worker=%s", self.id)
+        log.info("action=worker_stop worker=%s", self.id)
+
+    @property
+    def running(self) -> bool:
+        """True while the clock runs."""
+        return self._scheduler.running
+
+    # -- the clock's jobs ------------------------------------------------------------------
+
+    def wake(self, at: dt.datetime | None = None) -> None:
+        """Run the release job at `at` (default now) unless it is already due sooner."""
+        if not self._scheduler.running:
+            return
+        at = at or self.clock()
+        self._wake_pending.set()
+        job = self._scheduler.get_job(RELEASE_JOB)
+        if job is not None and (job.next_run_time is None or at < job.next_run_time):
+            self._scheduler.modify_job(RELEASE_JOB, next_run_time=at)
+
+    def run_once(self) -> int:
+        """Release everything due now; then set the clock for the next due message."""
+        released = 0
+        while True:
+            self._wake_pending.clear()
+            released += self._release_due_batches()
+            nxt = self._next_wakeup()
+            if not self._wake_pending.is_set():
+                break
+        if nxt is not None and self._scheduler.running:
+            job = self._scheduler.get_job(RELEASE_JOB)
+            if job is not None and job.next_run_time and nxt < job.next_run_time:
+                self._scheduler.modify_job(RELEASE_JOB, next_run_time=nxt)
+        return released
+
+    def _next_wakeup(self) -> dt.datetime | None:
+        with self.db.read() as session:
+            return queue.next_wakeup(session)
+
+    def _release_due_batches(self) -> int:
+        total = 0
+        while True:
+            with self.db.write() as session:
+                claims = queue.claim_due(session, self.clock(), self.settings.lease_seconds,
+                                         self.batch_size)
+            if not claims:
+                return total
+            by_account: dict[int, list[queue.Claim]] = defaultdict(list)
+            for claim in claims:
+                by_account[claim.account_id].append(claim)
+            futures = [self._senders.submit(self._release_account, batch)
+                       for batch in by_account.values()]
+            for future in futures:
+                total += future.result()
+            if len(claims) < self.batch_size:
+                return total
+
+    def _release_account(self, claims: list[queue.Claim]) -> int:
+        """One account's messages, in order, on one thread (one Http per thread)."""
+        done = 0
+        for claim in claims:
+            try:
+                self.releaser.release(claim)
+                done += 1
+            except Exception:  # noqa: BLE001 - one message must not stop the others
+                # The lease expires and the message is reconciled, never dropped.
+                log.exception("action=release_crashed message_id=%s", claim.message_id)
+        return done
+
+    def heartbeat(self) -> None:
+        """Tell /healthz this worker is alive."""
+        now = self.clock()
+        with self.db.write() as session:
+            row = session.scalar(select(WorkerHeartbeat).where(WorkerHeartbeat.id == self.id))
+            if row is None:
+                session.add(WorkerHeartbeat(id=self.id, hostname=socket.gethostname(),
+                                            pid=os.getpid(), started_at=self.started_at or now,
+                                            seen_at=now))
+            else:
+                row.seen_at = now
