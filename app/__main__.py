@@ -1,0 +1,4 @@
+"""`python -m app` is the `mailrelease` command."""
+from app.cli import main
+
+main()

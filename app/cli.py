@@ -1,0 +1,197 @@
+"""The `mailrelease` command: run, web, worker, db upgrade, token create."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from dataclasses import replace
+
+import click
+
+from scheduler.db import Database, utcnow
+from scheduler.migrate import upgrade as upgrade_db
+from scheduler.settings import Settings
+
+log = logging.getLogger("mailrelease")
+SANDBOX_PREFIX = "/sandbox-google"
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=os.environ.get("MAILRELEASE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    # Their INFO lines are per-request noise (and could carry URLs); ours carry the facts.
+    for name in ("apscheduler", "googleapiclient", "google_auth_httplib2", "waitress.queue"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def _settings_for(host: str, port: int) -> Settings:
+    settings = Settings.from_env()
+    if not os.environ.get("MAILRELEASE_PUBLIC_URL"):
+        settings = replace(settings, public_url=f"http://{_url_host(host)}:{port}")
+    return settings
+
+
+def _sandbox_settings(settings: Settings, host: str, port: int) -> tuple[Settings, dict]:
+    """Point OAuth and Gmail at the sandbox served in this process; returns its clients."""
+    base = f"http://{_url_host(host)}:{port}{SANDBOX_PREFIX}"
+    client_file = settings.instance_path / "sandbox-client.json"
+    if client_file.exists():
+        client = json.loads(client_file.read_text())
+    else:
+        client = {"client_id": f"sandbox-{secrets.token_hex(6)}.apps.googleusercontent.com",
+                  "client_secret": secrets.token_urlsafe(24)}
+        fd = os.open(client_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(client, fh)
+    from app.sandbox import sandbox_credentials
+
+    redirect = settings.public_url + "/auth/callback"
+    creds_path = settings.instance_path / "sandbox-credentials.json"
+    creds_path.write_text(json.dumps(sandbox_credentials(
+        base, client["client_id"], client["client_secret"], [redirect]), indent=2))
+    settings = replace(settings, google_credentials=creds_path,
+                       gmail_api_endpoint=base + "/", sandbox=True)
+    return settings, {client["client_id"]: {"secret": client["client_secret"],
+                                            "redirect_uris": [redirect]}}
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@click.group()
+def main() -> None:
+    """mailrelease: release personalized email through your own Gmail account."""
+    _configure_logging()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--sandbox", is_flag=True, help="Serve and use the built-in sandbox Google.")
+def run(host: str, port: int, sandbox: bool) -> None:
+    """Web and worker in one process (upgrades the database first)."""
+    from waitress import serve
+
+    from app import create_app
+    from scheduler.worker import ReleaseWorker
+
+    settings = _settings_for(host, port)
+    clients = None
+    if sandbox:
+        settings, clients = _sandbox_settings(settings, host, port)
+    upgrade_db(settings.database_url)
+    db = Database(settings.database_url)
+    worker = ReleaseWorker(db, settings)
+    app = create_app(settings, db=db, worker=worker)
+    wsgi = app.wsgi_app
+    if sandbox:
+        from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+        from app.sandbox import create_sandbox_app
+        wsgi = DispatcherMiddleware(app.wsgi_app,
+                                    {SANDBOX_PREFIX: create_sandbox_app(clients)})
+        app.wsgi_app = wsgi
+    _stop_on_sigterm()
+    worker.start()
+    log.info("action=serve url=%s sandbox=%s", settings.public_url, sandbox)
+    click.echo(f"mailrelease on {settings.public_url}"
+               + (f" (sandbox Google at {settings.public_url}{SANDBOX_PREFIX}/sandbox/)"
+                  if sandbox else ""), err=True)
+    try:
+        serve(app, host=host, port=port, threads=8, ident="mailrelease")
+    finally:
+        worker.stop()
+        db.dispose()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def web(host: str, port: int) -> None:
+    """The web app alone, on waitress (no scheduler: run `mailrelease worker` beside it)."""
+    from waitress import serve
+
+    from app import create_app
+
+    settings = _settings_for(host, port)
+    upgrade_db(settings.database_url)
+    _stop_on_sigterm()
+    log.info("action=serve url=%s worker=separate", settings.public_url)
+    serve(create_app(settings), host=host, port=port, threads=8, ident="mailrelease")
+
+
+@main.command()
+def worker() -> None:
+    """The release worker alone; stops cleanly on SIGTERM or Ctrl-C."""
+    from scheduler.worker import ReleaseWorker
+
+    settings = Settings.from_env()
+    upgrade_db(settings.database_url)
+    db = Database(settings.database_url)
+    release_worker = ReleaseWorker(db, settings)
+    stop = threading.Event()
+
+    def handler(_signum, _frame):
+        stop.set()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    release_worker.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        release_worker.stop()
+        db.dispose()
+
+
+@main.group()
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply Alembic migrations up to head."""
+    settings = Settings.from_env()
+    upgrade_db(settings.database_url)
+    click.echo("database is at the latest revision", err=True)
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option("--email", required=True, help="The Google address the user signed in with.")
+@click.option("--name", default="", help="A label for the token.")
+def token_create(email: str, name: str) -> None:
+    """Print a new API token, alone, on stdout."""
+    from app.tokens import UnknownUser, create_token
+
+    settings = Settings.from_env()
+    upgrade_db(settings.database_url)
+    database = Database(settings.database_url)
+    try:
+        with database.write() as session:
+            value = create_token(session, email, name, utcnow())
+    except UnknownUser as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        database.dispose()
+    click.echo(value)
+
+
+__all__ = ["main"]

@@ -1,0 +1,130 @@
+"""Fixtures: a sandbox Google over real HTTP, and mailrelease served with its worker."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from app import create_app
+from app.sandbox import SandboxState, create_sandbox_app
+from app.tokens import create_token
+from scheduler.db import Database, utcnow
+from scheduler.migrate import upgrade
+from scheduler.settings import Settings
+from scheduler.worker import ReleaseWorker
+from tests.helpers import ServerThread, free_port, google_sign_in, write_credentials
+
+CLIENT_ID = "test-client.apps.googleusercontent.com"
+CLIENT_SECRET = "test-secret"
+
+
+@dataclass
+class Sandbox:
+    url: str
+    state: SandboxState
+
+    def sent(self) -> list[dict]:
+        """Every message the sandbox Gmail has accepted, oldest first."""
+        return requests.get(f"{self.url}/sandbox/api/messages", timeout=10).json()["messages"]
+
+
+@pytest.fixture
+def sandbox():
+    """The sandbox Google on a real loopback port, with one registered OAuth client."""
+    state = SandboxState()
+    server = ServerThread(create_sandbox_app(state=state))
+    state.clients[CLIENT_ID] = {"secret": CLIENT_SECRET, "redirect_uris": []}
+    yield Sandbox(server.url, state)
+    server.stop()
+
+
+@dataclass
+class Live:
+    url: str
+    settings: Settings
+    db: Database
+    worker: ReleaseWorker | None
+    sandbox: Sandbox
+
+    def sign_in(self, email: str = "ada@example.com", **kwargs) -> requests.Response:
+        return google_sign_in(self.url, email, **kwargs)
+
+    def token(self, email: str = "ada@example.com") -> str:
+        with self.db.write() as s:
+            return create_token(s, email, "test", utcnow())
+
+    def api(self, token: str) -> requests.Session:
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {token}"
+        return s
+
+    def user(self, email: str = "ada@example.com") -> requests.Session:
+        """Sign in and return an API session for that user."""
+        self.sign_in(email)
+        return self.api(self.token(email))
+
+
+def make_settings(tmp_path, sandbox: Sandbox, port: int, **env) -> Settings:
+    base = f"http://127.0.0.1:{port}"
+    creds = tmp_path / "credentials.json"
+    write_credentials(creds, sandbox.url, CLIENT_ID, CLIENT_SECRET, f"{base}/auth/callback")
+    values = {
+        "MAILRELEASE_DATABASE_URL": f"sqlite:///{tmp_path / 'mailrelease.db'}",
+        "MAILRELEASE_GOOGLE_CREDENTIALS": str(creds),
+        "MAILRELEASE_GMAIL_API_ENDPOINT": sandbox.url + "/",
+        "MAILRELEASE_PUBLIC_URL": base,
+        "MAILRELEASE_POLL_SECONDS": "1",
+        **env,
+    }
+    return Settings.from_env(instance_path=tmp_path / "instance", env=values)
+
+
+def _serve(tmp_path, sandbox, with_worker: bool, **env):
+    port = free_port()
+    settings = make_settings(tmp_path, sandbox, port, **env)
+    upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    worker = ReleaseWorker(db, settings) if with_worker else None
+    app = create_app(settings, db=db, worker=worker)
+    server = ServerThread(app, port)
+    if worker:
+        worker.start()
+    return Live(server.url, settings, db, worker, sandbox), server
+
+
+@pytest.fixture
+def live(tmp_path, sandbox):
+    """mailrelease (web + worker in one process) over real HTTP against the sandbox."""
+    running, server = _serve(tmp_path, sandbox, with_worker=True)
+    yield running
+    running.worker.stop()
+    server.stop()
+    running.db.dispose()
+
+
+@pytest.fixture
+def live_no_worker(tmp_path, sandbox):
+    """The web app alone: messages stay queued until a test runs the worker itself."""
+    running, server = _serve(tmp_path, sandbox, with_worker=False)
+    yield running
+    server.stop()
+    running.db.dispose()
+
+
+@pytest.fixture
+def serve(tmp_path, sandbox):
+    """Start mailrelease with extra environment, e.g. serve(MAILRELEASE_GMAIL_SCOPES=...)."""
+    started = []
+
+    def start(with_worker: bool = True, **env) -> Live:
+        running, server = _serve(tmp_path, sandbox, with_worker, **env)
+        started.append((running, server))
+        return running
+
+    yield start
+    for running, server in started:
+        if running.worker:
+            running.worker.stop()
+        server.stop()
+        running.db.dispose()
