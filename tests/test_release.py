@@ -1,0 +1,202 @@
+"""The release worker against the sandbox Gmail: on time, once, with the right headers."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email
+import email.policy
+import time
+
+from sqlalchemy import select, update
+
+from scheduler import queue
+from scheduler.db import utcnow
+from scheduler.models import GmailAccount, Message
+from tests.helpers import wait_for
+
+
+def _raw(entry) -> email.message.EmailMessage:
+    data = base64.urlsafe_b64decode(entry["raw"] + "=" * (-len(entry["raw"]) % 4))
+    return email.message_from_bytes(data, policy=email.policy.default)
+
+
+def _status(api, live, mid):
+    return api.get(f"{live.url}/api/v1/messages/{mid}").json()
+
+
+def test_scheduled_message_leaves_on_time_once_with_right_headers(live):
+    api = live.user("ada@example.com")
+    due = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
+    resp = api.post(live.url + "/api/v1/messages", json={
+        "to": "Grace Hopper <grace@example.org>",
+        "subject": "Your order {{ order }}",
+        "html": "<p>Hello {{ name }}, order <b>{{ order }}</b> shipped.</p>",
+        "data": {"name": "Grace", "order": "#42"},
+        "send_at": due.isoformat()})
+    assert resp.status_code == 201
+    mid = resp.json()["id"]
+    body = wait_for(lambda: (b := _status(api, live, mid))["status"] == "sent" and b, 10)
+    left_at = dt.datetime.fromisoformat(body["sent_at"])
+    assert 0 <= (left_at - due).total_seconds() < 1.0, (left_at, due)
+
+    (entry,) = live.sandbox.sent()
+    msg = _raw(entry)
+    assert msg["To"] == "Grace Hopper <grace@example.org>"
+    assert msg["From"] == "ada@example.com"
+    assert msg["Subject"] == "Your order #42"
+    assert msg["Message-ID"] == body["message_id_header"]
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = [p.get_content_type() for p in msg.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    assert "order **#42** shipped" in msg.get_body(("plain",)).get_content()
+    assert "<b>#42</b>" in msg.get_body(("html",)).get_content()
+
+    assert body["gmail_message_id"] == entry["id"]
+    assert body["thread_id"] == entry["threadId"]
+    assert [e["type"] for e in body["events"]] == ["scheduled", "sending", "sent"]
+
+
+def test_message_due_now_is_sent_at_once(live):
+    api = live.user()
+    started = time.monotonic()
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "Now", "html": "<p>now</p>"}).json()["id"]
+    wait_for(lambda: _status(api, live, mid)["status"] == "sent", 5)
+    assert time.monotonic() - started < 1.0
+    assert len(live.sandbox.sent()) == 1
+
+
+def test_html_is_escaped_and_values_cannot_inject_headers(live):
+    api = live.user()
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "Hi {{ name }}",
+        "html": "<p>{{ name }}</p>",
+        "data": {"name": "Eve\r\nBcc: victim@example.com <script>"}}).json()["id"]
+    wait_for(lambda: _status(api, live, mid)["status"] == "sent", 5)
+    msg = _raw(live.sandbox.sent()[0])
+    assert msg["Bcc"] is None
+    assert "&lt;script&gt;" in msg.get_body(("html",)).get_content()
+
+
+def test_non_ascii_subject_and_name_round_trip(live):
+    api = live.user()
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "Zoë Müller <zoe@example.de>", "subject": "Grüße, {{ n }} — 日本",
+        "html": "<p>ç</p>", "data": {"n": "Zoë"}}).json()["id"]
+    wait_for(lambda: _status(api, live, mid)["status"] == "sent", 5)
+    entry = live.sandbox.sent()[0]
+    assert b"=?utf-8?" in base64.urlsafe_b64decode(entry["raw"] + "==").lower()
+    msg = _raw(entry)
+    assert msg["Subject"] == "Grüße, Zoë — 日本"
+    assert msg["To"].addresses[0].display_name == "Zoë Müller"
+
+
+def test_cancelled_message_is_never_sent(live):
+    api = live.user()
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "S", "html": "<p>h</p>", "delay_seconds": 1}).json()["id"]
+    assert api.post(f"{live.url}/api/v1/messages/{mid}/cancel").status_code == 200
+    time.sleep(2)
+    assert _status(api, live, mid)["status"] == "cancelled"
+    assert live.sandbox.sent() == []
+
+
+def test_send_now_releases_a_later_message_immediately(live):
+    api = live.user()
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "S", "html": "<p>h</p>",
+        "delay_seconds": 3600}).json()["id"]
+    api.post(f"{live.url}/api/v1/messages/{mid}/send-now")
+    wait_for(lambda: _status(api, live, mid)["status"] == "sent", 5)
+
+
+def test_reschedule_earlier_wakes_the_worker_at_the_new_time(live):
+    api = live.user()
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "S", "html": "<p>h</p>",
+        "delay_seconds": 3600}).json()["id"]
+    due = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1.5)
+    api.patch(f"{live.url}/api/v1/messages/{mid}", json={"send_at": due.isoformat()})
+    body = wait_for(lambda: (b := _status(api, live, mid))["status"] == "sent" and b, 6)
+    assert 0 <= (dt.datetime.fromisoformat(body["sent_at"]) - due).total_seconds() < 1.0
+
+
+def test_expired_access_token_is_refreshed_silently_and_stored_encrypted(live):
+    live.sandbox.state.access_token_seconds = 1  # google-auth refreshes tokens this close
+    api = live.user()
+    with live.db.read() as s:
+        before = s.scalar(select(GmailAccount.token_blob))
+    grant = next(iter(live.sandbox.state.grants.values()))
+    tokens_before = set(live.sandbox.state.access_tokens)
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "S", "html": "<p>h</p>"}).json()["id"]
+    wait_for(lambda: _status(api, live, mid)["status"] == "sent", 10)
+    new_tokens = set(live.sandbox.state.access_tokens) - tokens_before
+    assert new_tokens, "no refresh happened"
+    with live.db.read() as s:
+        after = s.scalar(select(GmailAccount.token_blob))
+    assert after != before
+    from scheduler.crypto import TokenCipher
+    info = TokenCipher(live.settings.token_key).decrypt(after)
+    assert info["token"] in new_tokens and info["refresh_token"] == grant.refresh_token
+
+
+def test_revoked_grant_holds_the_message_and_flags_the_account(live):
+    api = live.user()
+    for grant in live.sandbox.state.grants.values():
+        grant.revoked = True
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "S", "html": "<p>h</p>"}).json()["id"]
+    body = wait_for(lambda: (b := _status(api, live, mid))["status"] == "held" and b, 10)
+    assert "reconnect" in body["error"]
+    with live.db.read() as s:
+        assert s.scalar(select(GmailAccount.status)) == "reconnect"
+    assert live.sandbox.sent() == []
+
+
+def test_expired_lease_is_reconciled_by_message_id_not_resent(live_no_worker):
+    """A worker died after Gmail accepted the send: the next claim finds it and records it."""
+    live = live_no_worker
+    api = live.user()
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "S", "html": "<p>h</p>"}).json()["id"]
+    from scheduler.worker import ReleaseWorker
+    worker = ReleaseWorker(live.db, live.settings)
+    with live.db.write() as s:
+        (claim,) = queue.claim_due(s, utcnow(), 120, 10)
+    # The first worker sends, then "dies" before recording the outcome.
+    job = worker.releaser._load(claim)
+    from gmail_client.mime import build_message
+    from email.headerregistry import Address
+    raw = build_message(sender=Address(addr_spec="ada@example.com"),
+                        to=Address(addr_spec="x@example.org"), subject="S", html="<p>h</p>",
+                        text="h", message_id=job.message.rfc822_id)
+    worker.releaser.pool.get(job.account.id, job.token_info).send(raw)
+    with live.db.write() as s:
+        s.execute(update(Message).values(lease_until=utcnow() - dt.timedelta(seconds=1)))
+    assert worker.run_once() == 1
+    body = _status(api, live, mid)
+    assert body["status"] == "sent"
+    assert len(live.sandbox.sent()) == 1
+    assert body["gmail_message_id"] == live.sandbox.sent()[0]["id"]
+    assert body["events"][-1]["detail"]["reconciled"] is True
+    worker.stop()
+
+
+def test_expired_lease_with_nothing_in_gmail_is_sent_once(live_no_worker):
+    live = live_no_worker
+    api = live.user()
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "S", "html": "<p>h</p>"}).json()["id"]
+    from scheduler.worker import ReleaseWorker
+    worker = ReleaseWorker(live.db, live.settings)
+    with live.db.write() as s:
+        (claim,) = queue.claim_due(s, utcnow(), -1, 10)  # a lease that has already expired
+    assert not claim.needs_reconcile
+    assert worker.run_once() == 1
+    body = _status(api, live, mid)
+    assert body["status"] == "sent"
+    assert [e["detail"].get("reconcile") for e in body["events"] if e["type"] == "sending"] \
+        == [False, True]
+    assert len(live.sandbox.sent()) == 1
+    worker.stop()
