@@ -65,8 +65,8 @@ def _sandbox_settings(settings: Settings, host: str, port: int) -> tuple[Setting
 
 
 def _stop_on_sigterm() -> None:
-    def handler(signum, _frame):
-        raise SystemExit(128 + signum)
+    def handler(_signum, _frame):
+        raise SystemExit(0)  # a requested stop is a clean exit
     signal.signal(signal.SIGTERM, handler)
 
 

@@ -1,0 +1,127 @@
+"""Server-rendered pages over real HTTP: CSRF, compose and schedule, the queue, cancel."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.helpers import free_port, google_sign_in, wait_for
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_compose_schedule_see_in_queue_and_cancel(live_no_worker):
+    live = live_no_worker
+    browser = requests.Session()
+    live.sign_in(session=browser)
+    form_page = browser.get(live.url + "/compose").text
+    resp = browser.post(live.url + "/compose", data={
+        "csrf_token": _csrf(form_page), "from": "ada@example.com",
+        "to": "Grace <grace@example.org>", "subject": "Hi {{ first_name }}",
+        "html": "<p>Hello {{ first_name }}</p>", "data": '{"first_name": "Grace"}',
+        "when": "at", "send_at_local": "2031-03-04T09:30", "timezone": "Asia/Tokyo"})
+    assert resp.status_code == 200 and "Message scheduled." in resp.text
+    assert "2031-03-04T00:30:00+00:00" in resp.text  # 09:30 in Tokyo, stored as UTC
+    queue = browser.get(live.url + "/").text
+    assert "Hi Grace" in queue and "scheduled" in queue
+    mid = re.search(r'/messages/([0-9a-f]{32})"', queue).group(1)
+    cancelled = browser.post(f"{live.url}/messages/{mid}/cancel",
+                             data={"csrf_token": _csrf(queue), "next": "https://evil.example/"})
+    assert cancelled.url.startswith(live.url)  # never an open redirect
+    assert "Message cancelled." in cancelled.text
+    assert "cancelled" in browser.get(f"{live.url}/messages/{mid}").text
+
+
+def test_forms_without_csrf_token_are_refused(live_no_worker):
+    live = live_no_worker
+    browser = requests.Session()
+    live.sign_in(session=browser)
+    resp = browser.post(live.url + "/compose", data={
+        "to": "g@example.org", "subject": "s", "html": "h", "when": "now"})
+    assert resp.status_code == 400
+    assert browser.post(live.url + "/auth/logout").status_code == 400
+
+
+def test_compose_errors_name_the_field_and_keep_the_input(live_no_worker):
+    live = live_no_worker
+    browser = requests.Session()
+    live.sign_in(session=browser)
+    page = browser.get(live.url + "/compose").text
+    resp = browser.post(live.url + "/compose", data={
+        "csrf_token": _csrf(page), "to": "not-an-address", "subject": "Kept subject",
+        "html": "<p>x</p>", "data": "{}", "when": "now", "timezone": "UTC"})
+    assert resp.status_code == 422
+    assert "to is not an email address" in resp.text
+    assert 'value="Kept subject"' in resp.text
+    assert 'id="to" name="to" type="text"' in resp.text and "aria-invalid=true" in resp.text
+
+
+def test_pages_need_a_session_and_other_teams_messages_are_404(live_no_worker):
+    live = live_no_worker
+    ada_api = live.user("ada@example.com")
+    mid = ada_api.post(live.url + "/api/v1/messages", json={
+        "to": "g@example.org", "subject": "s", "html": "h", "delay_seconds": 600}).json()["id"]
+    anonymous = requests.get(f"{live.url}/messages/{mid}", timeout=10)
+    assert "Sign in with Google first." in anonymous.text
+    bob = requests.Session()
+    live.sign_in("bob@example.com", session=bob)
+    assert bob.get(f"{live.url}/messages/{mid}").status_code == 404
+
+
+def test_session_cookie_is_httponly_and_lax(live_no_worker):
+    browser = requests.Session()
+    resp = live_no_worker.sign_in(session=browser)
+    cookie_headers = [r.headers.get("Set-Cookie", "") for r in resp.history + [resp]]
+    session_cookie = next(h for h in cookie_headers if h.startswith("session="))
+    assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie
+
+
+def test_healthz_reports_database_and_worker(live):
+    body = wait_for(lambda: (b := requests.get(live.url + "/healthz", timeout=5).json())
+                    ["scheduler"]["workers"] and b, 5)
+    assert body["status"] == "ok" and body["database"] == "ok"
+    assert body["scheduler"]["in_process"] is True and body["scheduler"]["running"] is True
+
+
+@pytest.mark.slow
+def test_run_with_sandbox_serves_everything_in_one_process(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILRELEASE_")}
+    env["MAILRELEASE_INSTANCE_PATH"] = str(tmp_path / "instance")
+    log = open(tmp_path / "run.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "app", "run", "--port", str(port),
+                             "--sandbox"], env=env, cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: _up(base), 30, 0.2)
+        browser = requests.Session()
+        page = google_sign_in(base, "sam@example.com", session=browser)
+        assert "Connected sam@example.com" in page.text
+        form = browser.get(base + "/compose").text
+        browser.post(base + "/compose", data={
+            "csrf_token": _csrf(form), "to": "pat@example.org", "subject": "Sandbox hello",
+            "html": "<p>hi</p>", "data": "{}", "when": "now", "timezone": "UTC"})
+        mailbox = wait_for(lambda: "Sandbox hello" in (t := browser.get(
+            base + "/sandbox-google/sandbox/").text) and t, 10)
+        assert "pat@example.org" in mailbox
+        assert "sent" in browser.get(base + "/").text
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+        log.close()
+
+
+def _up(base: str) -> bool:
+    try:
+        return requests.get(base + "/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+

@@ -1,0 +1,135 @@
+"""Unit tests of the pure parts: MIME, error mapping, timing, encryption, personalization."""
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import json
+from email.headerregistry import Address
+
+import httplib2
+import pytest
+from googleapiclient.errors import HttpError
+
+from gmail_client.errors import (
+    DailyLimitReached,
+    PermanentGmailError,
+    ReconnectNeeded,
+    TransientGmailError,
+    from_http_error,
+)
+from gmail_client.mime import build_message
+from scheduler.crypto import TokenCipher
+from scheduler.errors import InvalidInput, MissingData, TemplateError
+from scheduler.personalize import check_template, render_message
+from scheduler.timing import release_time
+
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def _http_error(status: int, message: str, reason: str = "", headers: dict | None = None):
+    resp = httplib2.Response({"status": status, **(headers or {})})
+    body = {"error": {"code": status, "message": message,
+                      "errors": [{"reason": reason, "message": message}]}}
+    return HttpError(resp, json.dumps(body).encode(), uri="http://x/send")
+
+
+def test_build_message__parts_in_gmail_order_with_amp_between():
+    raw = build_message(sender=Address("Ada", addr_spec="ada@example.com"),
+                        to=Address(addr_spec="g@example.org"), subject="S", html="<p>h</p>",
+                        text="h", amp="<html ⚡4email></html>", message_id="<a@b>")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [p.get_content_type() for p in msg.iter_parts()] == [
+        "text/plain", "text/x-amp-html", "text/html"]
+    assert msg["Message-ID"] == "<a@b>" and msg["Date"]
+
+
+def test_build_message__refuses_header_injection():
+    with pytest.raises(ValueError):
+        build_message(sender=Address(addr_spec="ada@example.com"),
+                      to=Address(addr_spec="g@example.org"), subject="Hi\r\nBcc: v@example.com",
+                      html="h", text="h", message_id="<a@b>")
+
+
+def test_build_message__reply_headers():
+    raw = build_message(sender=Address(addr_spec="ada@example.com"),
+                        to=Address(addr_spec="g@example.org"), subject="Re: S", html="h",
+                        text="h", message_id="<a@b>", in_reply_to="<orig@mail.gmail.com>")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["In-Reply-To"] == msg["References"] == "<orig@mail.gmail.com>"
+
+
+@pytest.mark.parametrize("status,message,reason,expected", [
+    (429, "User-rate limit exceeded. Retry after 2026-11-23T00:00:00.000Z (Mail sending)",
+     "rateLimitExceeded", DailyLimitReached),
+    (403, "Daily Limit Exceeded", "dailyLimitExceeded", DailyLimitReached),
+    (429, "Too many concurrent requests for user", "rateLimitExceeded", TransientGmailError),
+    (403, "User Rate Limit Exceeded", "userRateLimitExceeded", TransientGmailError),
+    (503, "Backend Error", "backendError", TransientGmailError),
+    (401, "Invalid Credentials", "authError", ReconnectNeeded),
+    (400, "Invalid To header", "invalidArgument", PermanentGmailError),
+    (403, "Request had insufficient authentication scopes.", "insufficientPermissions",
+     PermanentGmailError),
+])
+def test_from_http_error__maps_to_the_hierarchy(status, message, reason, expected):
+    mapped = from_http_error(_http_error(status, message, reason))
+    assert type(mapped) is expected
+    assert mapped.status == status
+
+
+def test_from_http_error__daily_limit_reads_the_retry_time():
+    mapped = from_http_error(_http_error(
+        429, "User-rate limit exceeded.  Retry after 2026-11-23T00:00:00.000Z (Mail sending)"))
+    assert mapped.retry_at == dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc)
+
+
+def test_from_http_error__honours_retry_after_header():
+    mapped = from_http_error(_http_error(429, "slow down", "rateLimitExceeded",
+                                         {"retry-after": "17"}))
+    assert mapped.retry_after == 17.0
+
+
+def test_release_time__offsets_past_and_naive():
+    assert release_time({"send_at": "2026-11-23T09:00:00+09:00"}, NOW) == dt.datetime(
+        2026, 11, 23, 0, 0, tzinfo=dt.timezone.utc)
+    assert release_time({"send_at": "2020-01-01T00:00:00Z"}, NOW) == NOW
+    assert release_time({}, NOW) == NOW
+    assert release_time({"delay_seconds": 90}, NOW) == NOW + dt.timedelta(seconds=90)
+    with pytest.raises(InvalidInput) as err:
+        release_time({"send_at": "2026-11-23T09:00:00"}, NOW)
+    assert err.value.field == "send_at"
+    with pytest.raises(InvalidInput):
+        release_time({"delay_seconds": True}, NOW)
+
+
+def test_token_cipher__round_trip_rotation_and_wrong_key():
+    from cryptography.fernet import Fernet
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    blob = TokenCipher(old).encrypt({"token": "secret-token"})
+    assert b"secret-token" not in blob
+    assert TokenCipher(f"{new},{old}").decrypt(blob) == {"token": "secret-token"}
+    with pytest.raises(ValueError):
+        TokenCipher(new).decrypt(blob)
+
+
+def test_personalize__sandbox_blocks_python_internals():
+    with pytest.raises(TemplateError):
+        render_message("s", "{{ ''.__class__.__mro__[1].__subclasses__() }}", None, {})
+
+
+def test_personalize__missing_value_names_the_variable_and_part():
+    with pytest.raises(MissingData) as err:
+        render_message("Hi {{ first_name }}", "<p>x</p>", None, {})
+    assert err.value.variable == "first_name" and err.value.part == "subject"
+
+
+def test_personalize__syntax_error_names_the_line():
+    with pytest.raises(TemplateError) as err:
+        check_template("html", "a\nb\n{% for x in y %}")
+    assert err.value.line == 3 and err.value.field == "html"
+
+
+def test_personalize__text_part_made_from_html():
+    parts = render_message("S", "<h1>Title</h1><p>Go <a href='https://e.x/'>here</a></p>",
+                           None, {})
+    assert "# Title" in parts.text and "https://e.x/" in parts.text
