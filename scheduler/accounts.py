@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from scheduler import queue
 from scheduler.crypto import TokenCipher
 from scheduler.models import GmailAccount, Membership, Team, User
 
@@ -56,6 +57,9 @@ def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: di
         account.status = "connected"
         account.status_reason = None
         account.updated_at = now
+        # What waited for this reconnection goes out now.
+        queue.release_held(session, account.id, "reconnect", now,
+                           f"{email} reconnected")
     return SignedIn(user.id, team_id, account.id, email, created)
 
 
@@ -71,3 +75,10 @@ def mark_reconnect_needed(session: Session, account_id: int, reason: str,
     """The grant is gone: the account waits for its owner to sign in again."""
     session.execute(update(GmailAccount).where(GmailAccount.id == account_id)
                     .values(status="reconnect", status_reason=reason, updated_at=now))
+
+
+def mark_daily_limited(session: Session, account_id: int, until: dt.datetime,
+                       now: dt.datetime) -> None:
+    """Gmail refused for the daily limit: the account sends nothing more until `until`."""
+    session.execute(update(GmailAccount).where(GmailAccount.id == account_id)
+                    .values(limited_until=until, updated_at=now))

@@ -129,6 +129,7 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
         to_addr=str(to), from_addr=str(sender), subject_tpl=subject, html_tpl=html,
         text_tpl=text, data=data, status="held" if hold_reason else "scheduled",
         release_at=release_at, error=hold_reason,
+        hold_kind="missing_data" if hold_reason else None,
         rfc822_id=make_message_id(f"mr.{message_id}", account.email.rpartition("@")[2]),
         reply_thread_id=thread_id, in_reply_to=in_reply_to, created_at=now, updated_at=now,
     )
@@ -193,7 +194,7 @@ def cancel_message(session: Session, team_id: int, message_id: str, now: dt.date
     """Cancel unless sending has begun (then 409): never both cancelled and sent."""
     message = get_message(session, team_id, message_id)
     if not queue.transition(session, message_id, team_id, queue.OPEN_STATUSES, "cancelled",
-                            now, {"by": by}, lease_until=None):
+                            now, {"by": by}, lease_until=None, hold_until=None):
         session.refresh(message)
         raise _not_open(message, "cancel")
     session.refresh(message)
@@ -204,13 +205,18 @@ def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
              by: str) -> Message:
     """Make an open message due immediately (a held one only if it can now be rendered)."""
     message = get_message(session, team_id, message_id)
-    if message.status == "held" and not message.needs_reconcile:
+    values = {}
+    if message.status == "held" and message.hold_kind == "missing_data":
         reason = _render_check(message.subject_tpl, message.html_tpl, message.text_tpl,
                                message.data)
         if reason:
             raise InvalidInput(reason, field="data", code="missing_data")
+    if message.status == "held" and message.hold_kind == "delivery_unknown":
+        # The user has decided: send it again even though an earlier attempt may have left.
+        values["needs_reconcile"] = False
     if not queue.transition(session, message_id, team_id, queue.OPEN_STATUSES, "scheduled",
-                            now, {"by": by, "send_now": True}, release_at=now, error=None):
+                            now, {"by": by, "send_now": True}, release_at=now, error=None,
+                            hold_kind=None, hold_until=None, **values):
         session.refresh(message)
         raise _not_open(message, "send now")
     session.refresh(message)
@@ -245,7 +251,9 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
     if hold_reason:
         detail["reason"] = hold_reason
     if not queue.transition(session, message_id, team_id, queue.OPEN_STATUSES, to_status,
-                            now, detail, error=hold_reason, **values):
+                            now, detail, error=hold_reason,
+                            hold_kind="missing_data" if hold_reason else None, hold_until=None,
+                            **values):
         session.refresh(message)
         raise _not_open(message, "edit")
     session.refresh(message)
@@ -275,6 +283,8 @@ def message_as_dict(message: Message) -> dict:
         "message_id_header": message.rfc822_id,
         "attempts": message.attempts,
         "error": message.error,
+        "hold_kind": message.hold_kind,
+        "hold_until": iso(message.hold_until),
         "created_at": iso(message.created_at),
         "events": [{"type": e.type, "at": iso(e.at), "detail": e.detail}
                    for e in message.events],

@@ -25,6 +25,9 @@ MESSAGE_STATUSES = ("draft", "scheduled", "held", "sending", "retry_wait", "sent
                     "cancelled")
 ACCOUNT_STATUSES = ("connected", "reconnect", "disconnected")
 ROLES = ("owner", "member", "viewer")
+# Why a message is held: each kind is released by a different thing.
+HOLD_KINDS = ("missing_data", "reconnect", "daily_limit", "delivery_unknown", "too_late",
+              "no_client")
 
 
 class UTCDateTime(TypeDecorator):
@@ -113,6 +116,12 @@ class GmailAccount(Base):
     scopes: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20), default="connected")
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # Gmail said the daily sending limit is reached until then.
+    limited_until: Mapped[dt.datetime | None] = mapped_column()
+    # Overrides the default daily cap (500 for consumer Gmail, 2,000 for Workspace).
+    daily_cap: Mapped[int | None] = mapped_column(Integer)
+    # Pacing: the earliest time the next send of this account may start (shared by workers).
+    next_send_at: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -142,7 +151,10 @@ class Message(Base):
     __tablename__ = "message"
     __table_args__ = (
         CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
+        CheckConstraint(f"hold_kind IS NULL OR {_in('hold_kind', HOLD_KINDS)}",
+                        name="hold_kind"),
         Index("ix_message_due", "status", "release_at"),
+        Index("ix_message_account_sent", "account_id", "sent_at"),
         Index("ix_message_team_created", "team_id", "created_at", "id"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -169,6 +181,9 @@ class Message(Base):
     gmail_message_id: Mapped[str | None] = mapped_column(String(100))
     gmail_thread_id: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(Text)
+    hold_kind: Mapped[str | None] = mapped_column(String(20))
+    # A held message with hold_until is released by itself at that time (daily limits).
+    hold_until: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -201,4 +216,4 @@ class WorkerHeartbeat(Base):
 
 
 __all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "ApiToken", "Message",
-           "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "UTCDateTime"]
+           "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "HOLD_KINDS", "UTCDateTime"]

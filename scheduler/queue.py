@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.models import Message, MessageEvent
+from scheduler.models import GmailAccount, Message, MessageEvent
 
 DUE_STATUSES = ("scheduled", "retry_wait")
 # States a user may still change; once 'sending' starts, only the worker moves a message.
@@ -41,9 +41,10 @@ def claim_due(session: Session, now: dt.datetime, lease_seconds: float,
               limit: int) -> list[Claim]:
     """Atomically lease up to `limit` due messages, oldest due first.
 
-    Due: scheduled or retry_wait with release_at <= now, or 'sending' whose lease expired
-    (a worker died mid-send). The latter come back with needs_reconcile set, because the
-    SET clause reads the row's old status: that send may already have left.
+    Due: scheduled or retry_wait with release_at <= now; held with a hold_until that has
+    passed (a daily limit's window reopened); or 'sending' whose lease expired (a worker
+    died mid-send). The latter come back with needs_reconcile set, because the SET clause
+    reads the row's old status: that send may already have left.
     """
     token = secrets.token_hex(16)
     lease_until = now + dt.timedelta(seconds=lease_seconds)
@@ -51,6 +52,7 @@ def claim_due(session: Session, now: dt.datetime, lease_seconds: float,
         select(Message.id)
         .where(or_(
             and_(Message.status.in_(DUE_STATUSES), Message.release_at <= now),
+            and_(Message.status == "held", Message.hold_until <= now),
             and_(Message.status == "sending", Message.lease_until < now),
         ))
         .order_by(Message.release_at, Message.id)
@@ -66,6 +68,8 @@ def claim_due(session: Session, now: dt.datetime, lease_seconds: float,
             lease_until=lease_until,
             claim_token=token,
             attempts=Message.attempts + 1,
+            hold_kind=None,
+            hold_until=None,
             updated_at=now,
         )
         .returning(Message.id, Message.needs_reconcile, Message.attempts, Message.account_id)
@@ -114,11 +118,72 @@ def mark_retry(session: Session, claim: Claim, now: dt.datetime, retry_at: dt.da
                    needs_reconcile=needs_reconcile)
 
 
-def mark_held(session: Session, claim: Claim, now: dt.datetime, reason: str,
-              needs_reconcile: bool = False) -> bool:
-    """sending → held: it needs a person (data, reconnection, a decision)."""
-    return _finish(session, claim, now, "held", {"reason": reason}, status="held",
-                   error=reason, needs_reconcile=needs_reconcile)
+def mark_held(session: Session, claim: Claim, now: dt.datetime, kind: str, reason: str,
+              needs_reconcile: bool = False, until: dt.datetime | None = None) -> bool:
+    """sending → held: it waits for a person (data, reconnection, a decision) or, with
+    `until`, for a time (a daily limit's window)."""
+    detail = {"kind": kind, "reason": reason}
+    if until is not None:
+        detail["until"] = until.isoformat()
+    return _finish(session, claim, now, "held", detail, status="held", error=reason,
+                   hold_kind=kind, hold_until=until, needs_reconcile=needs_reconcile)
+
+
+def release_claim(session: Session, claim: Claim, now: dt.datetime) -> bool:
+    """sending → scheduled without an attempt (the worker is stopping); due again at once."""
+    return _finish(session, claim, now, "scheduled", {"reason": "worker stopped before "
+                   "sending; released its claim"}, status="scheduled",
+                   attempts=Message.attempts - 1)
+
+
+def extend_lease(session: Session, claim: Claim, until: dt.datetime) -> bool:
+    """Keep a claim while it waits for its pacing slot."""
+    stmt = (update(Message)
+            .where(Message.id == claim.message_id, Message.status == "sending",
+                   Message.claim_token == claim.token)
+            .values(lease_until=until).execution_options(synchronize_session=False))
+    return session.execute(stmt).rowcount == 1
+
+
+def reserve_send_slot(session: Session, account_id: int, now: dt.datetime,
+                      interval: float) -> dt.datetime:
+    """The time this send may start so the account stays within Gmail's per-user rate.
+
+    The slot lives in the database so that every worker process paces the same account.
+    """
+    current = session.scalar(select(GmailAccount.next_send_at)
+                             .where(GmailAccount.id == account_id).with_for_update())
+    slot = max(current, now) if current else now
+    session.execute(update(GmailAccount).where(GmailAccount.id == account_id)
+                    .values(next_send_at=slot + dt.timedelta(seconds=interval))
+                    .execution_options(synchronize_session=False))
+    return slot
+
+
+def sent_in_window(session: Session, account_id: int, since: dt.datetime) -> tuple[int, dt.datetime | None]:
+    """How many messages the account sent since `since`, and the oldest of them."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(Message.sent_at))
+        .where(Message.account_id == account_id, Message.status == "sent",
+               Message.sent_at >= since)).one()
+    return count, (_aware(oldest) if oldest is not None else None)
+
+
+def release_held(session: Session, account_id: int, kind: str, now: dt.datetime,
+                 reason: str) -> int:
+    """Held messages of one kind for an account become due now (e.g. after reconnecting)."""
+    ids = session.scalars(select(Message.id).where(
+        Message.account_id == account_id, Message.status == "held",
+        Message.hold_kind == kind)).all()
+    if not ids:
+        return 0
+    session.execute(update(Message).where(Message.id.in_(ids), Message.status == "held")
+                    .values(status="scheduled", release_at=now, hold_kind=None,
+                            hold_until=None, error=None, updated_at=now)
+                    .execution_options(synchronize_session=False))
+    for message_id in ids:
+        record_event(session, message_id, "scheduled", now, {"reason": reason})
+    return len(ids)
 
 
 def mark_failed(session: Session, claim: Claim, now: dt.datetime, error: str) -> bool:
@@ -150,7 +215,9 @@ def next_wakeup(session: Session) -> dt.datetime | None:
                          .where(Message.status.in_(DUE_STATUSES)))
     lease = session.scalar(select(func.min(Message.lease_until))
                            .where(Message.status == "sending"))
-    times = [_aware(t) for t in (due, lease) if t is not None]
+    held = session.scalar(select(func.min(Message.hold_until))
+                          .where(Message.status == "held"))
+    times = [_aware(t) for t in (due, lease, held) if t is not None]
     return min(times) if times else None
 
 

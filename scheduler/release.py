@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -25,6 +26,7 @@ from scheduler.errors import MissingData, TemplateError
 from scheduler.models import GmailAccount, Message
 from scheduler.personalize import render_message
 from scheduler.sender import ServicePool
+from scheduler.settings import Settings
 
 log = logging.getLogger("mailrelease.release")
 
@@ -53,16 +55,31 @@ class _Job:
     token_info: dict
 
 
+CONSUMER_DOMAINS = ("gmail.com", "googlemail.com")
+CONSUMER_DAILY_CAP = 500
+WORKSPACE_DAILY_CAP = 2000
+DAY = dt.timedelta(hours=24)
+
+
+def default_daily_cap(email: str) -> int:
+    """Gmail's documented daily sending limits: consumer accounts vs. Workspace."""
+    domain = email.rpartition("@")[2].lower()
+    return CONSUMER_DAILY_CAP if domain in CONSUMER_DOMAINS else WORKSPACE_DAILY_CAP
+
+
 class Releaser:
     """Sends claimed messages through the sender's Gmail account."""
 
     def __init__(self, db: Database, cipher: TokenCipher, client: ClientConfig | None,
-                 api_endpoint: str | None, clock=utcnow):
+                 settings: Settings, clock=utcnow, stop: threading.Event | None = None):
         self.db = db
         self.cipher = cipher
         self.client = client
+        self.settings = settings
         self.clock = clock
-        self.pool = ServicePool(client, api_endpoint) if client else None
+        self.stop = stop or threading.Event()
+        self.pool = (ServicePool(client, settings.gmail_api_endpoint,
+                                 settings.gmail_timeout_seconds) if client else None)
         self._rng = random.Random()
 
     def _load(self, claim: queue.Claim) -> _Job:
@@ -76,22 +93,33 @@ class Releaser:
         """Do everything for one claim; returns the status it ended in."""
         job = self._load(claim)
         message, account = job.message, job.account
+        now = self.clock()
         if self.pool is None:
-            return self._hold(claim, "no OAuth client is configured (credentials.json)")
+            return self._hold(claim, "no_client",
+                              "no OAuth client is configured (credentials.json)")
         if account.status != "connected":
-            return self._hold(claim, f"{account.email} needs reconnecting: sign in with "
-                                     f"Google again to release this message")
+            return self._hold(claim, "reconnect", f"{account.email} needs reconnecting: sign "
+                              f"in with Google again to release this message")
+        lateness = (now - message.release_at).total_seconds()
+        if not claim.needs_reconcile and lateness > self.settings.max_lateness_seconds:
+            return self._hold(claim, "too_late", f"was due {message.release_at.isoformat()} "
+                              f"but nothing could send it until {now.isoformat()}; "
+                              f"send now or cancel")
+        limited = self._daily_limit(account, now)
+        if limited is not None:
+            return self._hold(claim, "daily_limit", limited[1], until=limited[0])
         try:
             parts = render_message(message.subject_tpl, message.html_tpl, message.text_tpl,
                                    message.data)
         except (MissingData, TemplateError) as exc:
-            return self._hold(claim, str(exc))
+            return self._hold(claim, "missing_data", str(exc))
         raw = build_message(
             sender=_address(message.from_addr), to=_address(message.to_addr),
             subject=parts.subject, html=parts.html, text=parts.text,
-            message_id=message.rfc822_id, date=self.clock(),
-            in_reply_to=message.in_reply_to,
+            message_id=message.rfc822_id, date=now, in_reply_to=message.in_reply_to,
         )
+        if not self._wait_for_slot(claim, account.id):
+            return self.give_back(claim)
         service = self.pool.get(account.id, job.token_info)
         try:
             if claim.needs_reconcile:
@@ -110,13 +138,43 @@ class Releaser:
                  message.id, account.id, result["id"], claim.attempts, moved)
         return "sent"
 
+    def _daily_limit(self, account: GmailAccount, now: dt.datetime):
+        """(until, reason) when the account may not send now because of a daily limit."""
+        if account.limited_until and account.limited_until > now:
+            return account.limited_until, (f"Gmail's daily sending limit for {account.email} "
+                                           f"is reached; resumes {account.limited_until.isoformat()}")
+        cap = account.daily_cap or self.settings.daily_cap or default_daily_cap(account.email)
+        with self.db.read() as session:
+            count, oldest = queue.sent_in_window(session, account.id, now - DAY)
+        if count < cap:
+            return None
+        until = (oldest or now) + DAY
+        return until, (f"daily cap reached: {count} of {cap} sent from {account.email} in the "
+                       f"last 24 h; resumes {until.isoformat()}")
+
+    def _wait_for_slot(self, claim: queue.Claim, account_id: int) -> bool:
+        """Pace the account; False when the worker is stopping before the slot comes."""
+        rate = self.settings.sends_per_second
+        if rate <= 0:
+            return not self.stop.is_set()
+        now = self.clock()
+        with self.db.write() as session:
+            slot = queue.reserve_send_slot(session, account_id, now, 1.0 / rate)
+            wait = (slot - now).total_seconds()
+            if slot + dt.timedelta(seconds=30) > claim.lease_until:
+                queue.extend_lease(session, claim,
+                                   slot + dt.timedelta(seconds=self.settings.lease_seconds))
+        if wait > 0:
+            return not self.stop.wait(wait)
+        return not self.stop.is_set()
+
     def _reconcile(self, claim, service, message, account, subject) -> str | None:
         """A previous attempt may have left: look for it by Message-ID before resending."""
         if not can_read(account.scope_list):
-            return self._hold(claim, "delivery unknown: an earlier attempt may have been sent "
-                                     "and this account did not grant read access to check; "
-                                     "send now to send it again, or cancel",
-                              needs_reconcile=True)
+            return self._hold(claim, "delivery_unknown",
+                              "delivery unknown: an earlier attempt may have been sent and this "
+                              "account did not grant read access to check; send now to send "
+                              "it again, or cancel", needs_reconcile=True)
         found = service.find_by_rfc822_id(message.rfc822_id)
         if not found:
             log.info("action=reconcile message_id=%s found=0", message.id)
@@ -130,19 +188,19 @@ class Releaser:
 
     def _on_error(self, claim, account, exc: GmailError) -> str:
         now = self.clock()
-        reason = f"Gmail {exc.status or ''} {exc.reason}: {exc}".replace("  ", " ")
+        reason = " ".join(f"Gmail {exc.status or ''} {exc.reason}: {exc}".split())
         log.warning("action=send_error message_id=%s account=%s class=%s status=%s reason=%s",
                     claim.message_id, account.id, type(exc).__name__, exc.status, exc.reason)
         if isinstance(exc, ReconnectNeeded):
             with self.db.write() as session:
                 accounts.mark_reconnect_needed(session, account.id, str(exc), now)
-            return self._hold(claim, f"{account.email} needs reconnecting: {exc}")
+            return self._hold(claim, "reconnect", f"{account.email} needs reconnecting: {exc}")
         if isinstance(exc, DailyLimitReached):
-            retry_at = exc.retry_at or now + dt.timedelta(hours=1)
+            until = exc.retry_at if exc.retry_at and exc.retry_at > now else now + DAY / 24
             with self.db.write() as session:
-                queue.mark_retry(session, claim, now, retry_at,
-                                 f"daily sending limit reached: {exc}", needs_reconcile=False)
-            return "retry_wait"
+                accounts.mark_daily_limited(session, account.id, until, now)
+            return self._hold(claim, "daily_limit", f"Gmail's daily sending limit is reached "
+                              f"for {account.email}: {exc}", until=until)
         if isinstance(exc, TransientGmailError):
             ambiguous = isinstance(exc, AmbiguousSendError)
             delay = backoff(claim.attempts, exc.retry_after, self._rng)
@@ -155,11 +213,18 @@ class Releaser:
             queue.mark_failed(session, claim, now, reason)
         return "failed"
 
-    def _hold(self, claim, reason: str, needs_reconcile: bool = False) -> str:
+    def _hold(self, claim, kind: str, reason: str, needs_reconcile: bool = False,
+              until: dt.datetime | None = None) -> str:
         with self.db.write() as session:
-            queue.mark_held(session, claim, self.clock(), reason, needs_reconcile)
-        log.info("action=held message_id=%s reason=%r", claim.message_id, reason[:200])
+            queue.mark_held(session, claim, self.clock(), kind, reason, needs_reconcile, until)
+        log.info("action=held message_id=%s kind=%s", claim.message_id, kind)
         return "held"
+
+    def give_back(self, claim) -> str:
+        """Return an unstarted claim to the queue (the worker is stopping)."""
+        with self.db.write() as session:
+            queue.release_claim(session, claim, self.clock())
+        return "scheduled"
 
     def _persist_refresh(self, account_id: int, service, before: dict) -> None:
         info = ServicePool.refreshed_info(service, before)

@@ -10,9 +10,10 @@ from gmail_client.oauth import ClientConfig, credentials_from_info, credentials_
 class ServicePool:
     """Hands each thread its own GmailService for an account, rebuilt when tokens change."""
 
-    def __init__(self, client: ClientConfig, api_endpoint: str | None):
+    def __init__(self, client: ClientConfig, api_endpoint: str | None, timeout: float):
         self.client = client
         self.api_endpoint = api_endpoint
+        self.timeout = timeout
         self._local = threading.local()
 
     def get(self, account_id: int, token_info: dict) -> GmailService:
@@ -24,7 +25,7 @@ class ServicePool:
         if hit is not None and hit[0] == grant:
             return hit[1]
         service = GmailService(credentials_from_info(token_info, self.client),
-                               api_endpoint=self.api_endpoint)
+                               api_endpoint=self.api_endpoint, timeout=self.timeout)
         cache[account_id] = (grant, service)
         return service
 

@@ -52,6 +52,10 @@ class Settings:
     sync_seconds: float = 300.0
     poll_seconds: float = 1.0
     content_hosts: tuple[str, ...] = ()
+    max_lateness_seconds: float = 86400.0
+    daily_cap: int | None = None
+    sends_per_second: float = 2.5
+    gmail_timeout_seconds: float = 30.0
     sandbox: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -83,5 +87,9 @@ class Settings:
             content_hosts=tuple(h.strip() for h in
                                 (env.get("MAILRELEASE_CONTENT_HOSTS") or "").split(",")
                                 if h.strip()),
+            max_lateness_seconds=_float(env, "MAILRELEASE_MAX_LATENESS_SECONDS", 86400.0),
+            daily_cap=int(_float(env, "MAILRELEASE_DAILY_CAP", 0)) or None,
+            sends_per_second=_float(env, "MAILRELEASE_SENDS_PER_SECOND", 2.5),
+            gmail_timeout_seconds=_float(env, "MAILRELEASE_GMAIL_TIMEOUT_SECONDS", 30.0),
         )
         return replace(settings, **overrides) if overrides else settings

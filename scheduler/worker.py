@@ -48,8 +48,9 @@ class ReleaseWorker:
         except CredentialsFileError as exc:
             log.warning("action=worker_no_client reason=%r", str(exc))
             client = None
-        self.releaser = Releaser(db, TokenCipher(settings.token_key), client,
-                                 settings.gmail_api_endpoint, clock=clock)
+        self._stopping = threading.Event()
+        self.releaser = Releaser(db, TokenCipher(settings.token_key), client, settings,
+                                 clock=clock, stop=self._stopping)
         self._senders = ThreadPoolExecutor(max_workers=max_threads,
                                            thread_name_prefix="mailrelease-send")
         self._scheduler = BackgroundScheduler(
@@ -74,7 +75,8 @@ class ReleaseWorker:
                  self.settings.poll_seconds)
 
     def stop(self, wait: bool = True) -> None:
-        """Stop claiming, let sends in flight finish, and leave the heartbeat table."""
+        """Stop claiming, finish sends in flight, give back claims not yet started."""
+        self._stopping.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=wait)
         self._senders.shutdown(wait=wait)
@@ -104,8 +106,8 @@ class ReleaseWorker:
 
     def run_once(self) -> int:
         """Release everything due now; then set the clock for the next due message."""
-        released = 0
-        while True:
+        released, nxt = 0, None
+        while not self._stopping.is_set():
             self._wake_pending.clear()
             released += self._release_due_batches()
             nxt = self._next_wakeup()
@@ -123,7 +125,7 @@ class ReleaseWorker:
 
     def _release_due_batches(self) -> int:
         total = 0
-        while True:
+        while not self._stopping.is_set():
             with self.db.write() as session:
                 claims = queue.claim_due(session, self.clock(), self.settings.lease_seconds,
                                          self.batch_size)
@@ -138,12 +140,16 @@ class ReleaseWorker:
                 total += future.result()
             if len(claims) < self.batch_size:
                 return total
+        return total
 
     def _release_account(self, claims: list[queue.Claim]) -> int:
         """One account's messages, in order, on one thread (one Http per thread)."""
         done = 0
         for claim in claims:
             try:
+                if self._stopping.is_set():
+                    self.releaser.give_back(claim)
+                    continue
                 self.releaser.release(claim)
                 done += 1
             except Exception:  # noqa: BLE001 - one message must not stop the others
