@@ -59,6 +59,27 @@ class StoredMessage:
 
 
 @dataclass
+class Fault:
+    """A failure the sandbox plays on the next `times` calls of `method` (-1: forever).
+
+    `after_store` accepts the message before failing: the ambiguous outcome of a send whose
+    answer was lost. `reset` closes the connection instead of answering; `delay` sleeps first
+    (longer than the client's timeout, it is a timeout).
+    """
+
+    method: str
+    status: int = 503
+    message: str = "The service is currently unavailable."
+    reason: str = "backendError"
+    retry_after: str | None = None
+    times: int = 1
+    delay: float = 0.0
+    after_store: bool = False
+    reset: bool = False
+    email: str | None = None
+
+
+@dataclass
 class SandboxState:
     """Everything the sandbox knows; guarded by `lock`."""
 
@@ -68,6 +89,8 @@ class SandboxState:
     grants: dict[str, Grant] = field(default_factory=dict)
     messages: dict[str, StoredMessage] = field(default_factory=dict)
     access_token_seconds: int = 3600
+    send_latency: float = 0.0
+    faults: list[Fault] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(0x18c0000000000000))
     _history: itertools.count = field(default_factory=lambda: itertools.count(1000))
@@ -81,6 +104,18 @@ class SandboxState:
     def mailbox(self, owner: str) -> list[StoredMessage]:
         return [m for m in self.messages.values() if m.owner == owner]
 
+    def take_fault(self, method: str, email: str | None = None) -> Fault | None:
+        """The next fault for this call, counting it down."""
+        with self.lock:
+            for fault in self.faults:
+                if fault.method in (method, "*") and fault.email in (None, email):
+                    if fault.times > 0:
+                        fault.times -= 1
+                        if fault.times == 0:
+                            self.faults.remove(fault)
+                    return fault
+        return None
+
 
 def google_error(code: int, message: str, reason: str, status: str,
                  headers: dict | None = None) -> Response:
@@ -93,6 +128,27 @@ def google_error(code: int, message: str, reason: str, status: str,
     for name, value in (headers or {}).items():
         resp.headers[name] = value
     return resp
+
+
+def play_fault(fault: Fault) -> Response:
+    """Sleep, reset the connection, or answer with the fault's error."""
+    if fault.delay:
+        time.sleep(fault.delay)
+    if fault.reset:
+        sock = request.environ.get("werkzeug.socket")
+        if sock is not None:
+            import socket as _socket
+            try:
+                sock.shutdown(_socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        abort(500)  # only reached by servers that don't expose the socket
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+    status = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+              404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+              503: "UNAVAILABLE"}.get(fault.status, "UNKNOWN")
+    return google_error(fault.status, fault.message, fault.reason, status, headers)
 
 
 def oauth_error(error: str, description: str, code: int = 400) -> Response:
@@ -197,6 +253,11 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         if client is None or not secrets.compare_digest(client["secret"], secret or ""):
             return oauth_error("invalid_client", "The OAuth client was not found.", 401)
         grant_type = request.form.get("grant_type")
+        fault = st.take_fault("token")
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            return oauth_error(fault.reason, fault.message, fault.status)
         with st.lock:
             if grant_type == "authorization_code":
                 return _exchange_code(client_id)
@@ -287,6 +348,11 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         owner, err = _caller(user_id, GMAIL_SEND_SCOPES)
         if err:
             return err
+        fault = st.take_fault("send", owner)
+        if fault is not None and not fault.after_store:
+            return play_fault(fault)
+        if st.send_latency:
+            time.sleep(st.send_latency)
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or not body.get("raw"):
             return google_error(400, "'raw' RFC822 payload message string or uploading "
@@ -323,6 +389,8 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
                                    internal_date=int(time.time() * 1000),
                                    history_id=st.next_history(), owner=owner)
             st.messages[msg_id] = stored
+        if fault is not None:
+            return play_fault(fault)
         return jsonify({"id": stored.id, "threadId": stored.thread_id,
                         "labelIds": stored.label_ids})
 
@@ -341,6 +409,9 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         owner, err = _caller(user_id, GMAIL_READ_SCOPES)
         if err:
             return err
+        fault = st.take_fault("list", owner)
+        if fault is not None:
+            return play_fault(fault)
         query = request.args.get("q", "")
         max_results = min(int(request.args.get("maxResults", 100)), 500)
         start = int(request.args.get("pageToken") or 0)
@@ -408,6 +479,47 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         with st.lock:
             messages = sorted(st.messages.values(), key=lambda m: m.internal_date)
         return jsonify({"messages": [{**summary(m), "raw": _b64url(m.raw)} for m in messages]})
+
+    @app.post("/sandbox/api/faults")
+    def add_faults():
+        """Queue faults: a JSON list of Fault fields (method, status, times, ...)."""
+        items = request.get_json(force=True)
+        items = items if isinstance(items, list) else [items]
+        try:
+            faults = [Fault(**item) for item in items]
+        except TypeError as exc:
+            return jsonify({"error": str(exc)}), 400
+        with st.lock:
+            st.faults.extend(faults)
+        return jsonify({"queued": len(faults)})
+
+    @app.delete("/sandbox/api/faults")
+    def clear_faults():
+        with st.lock:
+            st.faults.clear()
+        return jsonify({})
+
+    @app.post("/sandbox/api/settings")
+    def change_settings():
+        """Set send_latency (seconds) or access_token_seconds."""
+        body = request.get_json(force=True) or {}
+        with st.lock:
+            if "send_latency" in body:
+                st.send_latency = float(body["send_latency"])
+            if "access_token_seconds" in body:
+                st.access_token_seconds = int(body["access_token_seconds"])
+        return jsonify({"send_latency": st.send_latency,
+                        "access_token_seconds": st.access_token_seconds})
+
+    @app.post("/sandbox/api/revoke")
+    def revoke_all():
+        """Revoke every grant of an address, as a user would in their Google account."""
+        email_addr = (request.get_json(force=True) or {}).get("email", "").lower()
+        with st.lock:
+            hit = [g for g in st.grants.values() if g.email == email_addr]
+            for grant in hit:
+                grant.revoked = True
+        return jsonify({"revoked": len(hit)})
 
     return app
 

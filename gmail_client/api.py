@@ -34,6 +34,31 @@ READ_RETRIES = 2
 _AMBIGUOUS_SEND_STATUSES = {500, 502, 504}
 
 
+class SendOnceHttp(httplib2.Http):
+    """httplib2 that tries a POST exactly once, on a fresh connection.
+
+    Stock httplib2 re-sends a request whose connection dropped before the status line came
+    back (its 'stale keep-alive connection' rule, applied whatever RETRIES says). For
+    messages.send that delivers the email twice whenever Gmail accepted the first one and the
+    answer was lost. A POST here raises instead, and the engine reconciles by Message-ID.
+    """
+
+    def _conn_request(self, conn, request_uri, method, body, headers):
+        if method != "POST":
+            return super()._conn_request(conn, request_uri, method, body, headers)
+        # A fresh socket: a stale pooled one must not be mistaken for a lost answer.
+        conn.close()
+        try:
+            conn.request(method, request_uri, body, headers)
+            response = conn.getresponse()
+            content = response.read()
+        except BaseException:
+            conn.close()
+            raise
+        # Sends ask for an identity encoding (see GmailService.send): nothing to decompress.
+        return httplib2.Response(response), content
+
+
 def _map_refresh_error(exc: RefreshError) -> GmailError:
     text = str(exc)
     if "invalid_grant" in text or "unauthorized_client" in text or not exc.retryable:
@@ -49,7 +74,7 @@ class GmailService:
                  timeout: float = DEFAULT_TIMEOUT):
         self.credentials = credentials
         http = google_auth_httplib2.AuthorizedHttp(credentials,
-                                                   http=httplib2.Http(timeout=timeout))
+                                                   http=SendOnceHttp(timeout=timeout))
         options = {"api_endpoint": api_endpoint} if api_endpoint else None
         # static_discovery uses the document bundled with the library: no network at build.
         self._service = build("gmail", "v1", http=http, static_discovery=True,
@@ -84,6 +109,7 @@ class GmailService:
         if thread_id:
             body["threadId"] = thread_id
         request = self._service.users().messages().send(userId="me", body=body)
+        request.headers["accept-encoding"] = "identity"
         try:
             return request.execute(num_retries=0)
         except HttpError as exc:

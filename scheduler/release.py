@@ -30,7 +30,6 @@ from scheduler.settings import Settings
 
 log = logging.getLogger("mailrelease.release")
 
-BACKOFF_BASE_SECONDS = 30.0
 BACKOFF_MAX_SECONDS = 3600.0
 
 
@@ -39,9 +38,10 @@ def _address(value: str) -> Address:
     return Address(display_name=name, addr_spec=addr)
 
 
-def backoff(attempt: int, retry_after: float | None, rng: random.Random) -> float:
-    """Seconds to wait: exponential with full jitter, but never less than Retry-After."""
-    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+def backoff(attempt: int, retry_after: float | None, rng: random.Random,
+            base: float = 30.0) -> float:
+    """Seconds to wait: exponential with jitter, but never less than Retry-After."""
+    ceiling = min(BACKOFF_MAX_SECONDS, base * 2 ** max(0, attempt - 1))
     delay = rng.uniform(ceiling / 2, ceiling)
     return max(delay, retry_after or 0.0)
 
@@ -203,7 +203,8 @@ class Releaser:
                               f"for {account.email}: {exc}", until=until)
         if isinstance(exc, TransientGmailError):
             ambiguous = isinstance(exc, AmbiguousSendError)
-            delay = backoff(claim.attempts, exc.retry_after, self._rng)
+            delay = backoff(claim.attempts, exc.retry_after, self._rng,
+                            self.settings.retry_base_seconds)
             with self.db.write() as session:
                 queue.mark_retry(session, claim, now, now + dt.timedelta(seconds=delay),
                                  reason, needs_reconcile=ambiguous or claim.needs_reconcile)

@@ -56,6 +56,7 @@ class Settings:
     daily_cap: int | None = None
     sends_per_second: float = 2.5
     gmail_timeout_seconds: float = 30.0
+    retry_base_seconds: float = 30.0
     sandbox: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -91,5 +92,6 @@ class Settings:
             daily_cap=int(_float(env, "MAILRELEASE_DAILY_CAP", 0)) or None,
             sends_per_second=_float(env, "MAILRELEASE_SENDS_PER_SECOND", 2.5),
             gmail_timeout_seconds=_float(env, "MAILRELEASE_GMAIL_TIMEOUT_SECONDS", 30.0),
+            retry_base_seconds=_float(env, "MAILRELEASE_RETRY_BASE_SECONDS", 30.0),
         )
         return replace(settings, **overrides) if overrides else settings

@@ -28,6 +28,17 @@ class Sandbox:
         """Every message the sandbox Gmail has accepted, oldest first."""
         return requests.get(f"{self.url}/sandbox/api/messages", timeout=10).json()["messages"]
 
+    def fault(self, **fields) -> None:
+        """Queue a fault through the sandbox's control API."""
+        resp = requests.post(f"{self.url}/sandbox/api/faults", json=fields, timeout=10)
+        assert resp.status_code == 200, resp.text
+
+    def configure(self, **fields) -> None:
+        requests.post(f"{self.url}/sandbox/api/settings", json=fields, timeout=10)
+
+    def revoke(self, email: str) -> None:
+        requests.post(f"{self.url}/sandbox/api/revoke", json={"email": email}, timeout=10)
+
 
 @pytest.fixture
 def sandbox():
@@ -75,6 +86,8 @@ def make_settings(tmp_path, sandbox: Sandbox, port: int, **env) -> Settings:
         "MAILRELEASE_GMAIL_API_ENDPOINT": sandbox.url + "/",
         "MAILRELEASE_PUBLIC_URL": base,
         "MAILRELEASE_POLL_SECONDS": "1",
+        "MAILRELEASE_RETRY_BASE_SECONDS": "0.3",
+        "MAILRELEASE_GMAIL_TIMEOUT_SECONDS": "5",
         **env,
     }
     return Settings.from_env(instance_path=tmp_path / "instance", env=values)
