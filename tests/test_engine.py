@@ -212,8 +212,10 @@ def test_each_account_is_paced_to_its_rate(serve):
     for mid in ids:
         _until_status(live, api, mid, "sent", 15)
     times = sorted(int(m["internalDate"]) for m in live.sandbox.sent())
-    gaps = [(b - a) / 1000 for a, b in zip(times, times[1:])]
-    assert min(gaps) >= 0.15, gaps  # 5/s is one every 0.2 s (minus clock granularity)
+    # 5/s is one send every 0.2 s: 8 sends span at least 1.4 s (unpaced they take ~0.05 s).
+    # Arrival times jitter with the machine's load, so the span is checked, not each gap.
+    span = (times[-1] - times[0]) / 1000
+    assert span >= 1.3, times
 
 
 def test_stopping_worker_gives_back_claims_it_has_not_started(serve):
