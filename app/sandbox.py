@@ -53,6 +53,14 @@ class StoredMessage:
     history_id: int
     owner: str
 
+    headers: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        # Parsed once: listing thousands of messages must not re-parse every one.
+        parsed = self.parsed
+        self.headers = {name: str(parsed.get(name, "")) for name in
+                        ("From", "To", "Subject", "Message-ID")}
+
     @property
     def parsed(self) -> email.message.EmailMessage:
         return email.message_from_bytes(self.raw, policy=email.policy.default)
@@ -92,11 +100,12 @@ class SandboxState:
     send_latency: float = 0.0
     faults: list[Fault] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(0x18c0000000000000))
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(0x18c0000000000))
     _history: itertools.count = field(default_factory=lambda: itertools.count(1000))
 
     def next_id(self) -> str:
-        return format(next(self._ids) + secrets.randbelow(4096), "x")
+        # Unique (the counter moves in strides larger than the random part), Gmail-like hex.
+        return format(next(self._ids) * 0x1000 + secrets.randbelow(0x1000), "x")
 
     def next_history(self) -> int:
         return next(self._history)
@@ -473,6 +482,12 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         return render_template("message.html", m=summary(stored), headers=parsed.items(),
                                parts=parts)
 
+    @app.get("/sandbox/api/count")
+    def api_count():
+        """How many messages the sandbox Gmail has accepted."""
+        with st.lock:
+            return jsonify({"count": len(st.messages)})
+
     @app.get("/sandbox/api/messages")
     def api_messages():
         """Every message sent through the sandbox, for scripts and tests."""
@@ -526,32 +541,28 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
 
 def summary(m: StoredMessage) -> dict:
     """The headers a mailbox list shows."""
-    parsed = m.parsed
+    h = m.headers
     return {"id": m.id, "threadId": m.thread_id, "owner": m.owner, "labelIds": m.label_ids,
-            "from": str(parsed.get("From", "")), "to": str(parsed.get("To", "")),
-            "subject": str(parsed.get("Subject", "")),
-            "messageId": str(parsed.get("Message-ID", "")),
-            "internalDate": str(m.internal_date)}
+            "from": h["From"], "to": h["To"], "subject": h["Subject"],
+            "messageId": h["Message-ID"], "internalDate": str(m.internal_date)}
 
 
 def _matches(m: StoredMessage, query: str) -> bool:
     """A small subset of Gmail's search syntax: rfc822msgid:, in:, label:, from:, to:, subject:."""
-    parsed = None
     for term in query.split():
         key, _, value = term.partition(":")
         key, value = key.lower(), value.strip('"')
-        parsed = parsed or m.parsed
         if key == "rfc822msgid":
-            if str(parsed.get("Message-ID", "")).strip().strip("<>") != value.strip("<>"):
+            if m.headers["Message-ID"].strip().strip("<>") != value.strip("<>"):
                 return False
         elif key in ("in", "label"):
             if value.upper() not in m.label_ids:
                 return False
         elif key in ("from", "to", "subject"):
-            if value.lower() not in str(parsed.get(key, "")).lower():
+            if value.lower() not in m.headers[key.capitalize()].lower():
                 return False
         elif not _:
-            if term.lower() not in str(parsed.get("Subject", "")).lower():
+            if term.lower() not in m.headers["Subject"].lower():
                 return False
     return True
 

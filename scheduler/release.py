@@ -118,7 +118,7 @@ class Releaser:
             subject=parts.subject, html=parts.html, text=parts.text,
             message_id=message.rfc822_id, date=now, in_reply_to=message.in_reply_to,
         )
-        if not self._wait_for_slot(claim, account.id):
+        if not self._take_turn(claim, account.id):
             return self.give_back(claim)
         service = self.pool.get(account.id, job.token_info)
         try:
@@ -152,21 +152,30 @@ class Releaser:
         return until, (f"daily cap reached: {count} of {cap} sent from {account.email} in the "
                        f"last 24 h; resumes {until.isoformat()}")
 
-    def _wait_for_slot(self, claim: queue.Claim, account_id: int) -> bool:
-        """Pace the account; False when the worker is stopping before the slot comes."""
+    def _take_turn(self, claim: queue.Claim, account_id: int) -> bool:
+        """Wait for the account's pacing slot, then renew the lease to cover the send.
+
+        The renewal is conditional on this claim's token: if the lease lapsed meanwhile and
+        another worker took the message over, this worker must not send it too. The renewed
+        lease outlives the Gmail timeout, so nobody can take over a send in flight.
+        False means: do not send (lost, or the worker is stopping).
+        """
         rate = self.settings.sends_per_second
-        if rate <= 0:
-            return not self.stop.is_set()
-        now = self.clock()
-        with self.db.write() as session:
-            slot = queue.reserve_send_slot(session, account_id, now, 1.0 / rate)
+        wait = 0.0
+        if rate > 0:
+            now = self.clock()
+            with self.db.write() as session:
+                slot = queue.reserve_send_slot(session, account_id, now, 1.0 / rate)
             wait = (slot - now).total_seconds()
-            if slot + dt.timedelta(seconds=30) > claim.lease_until:
-                queue.extend_lease(session, claim,
-                                   slot + dt.timedelta(seconds=self.settings.lease_seconds))
-        if wait > 0:
-            return not self.stop.wait(wait)
-        return not self.stop.is_set()
+        if self.stop.wait(wait) if wait > 0 else self.stop.is_set():
+            return False
+        cover = max(self.settings.lease_seconds, 2 * self.settings.gmail_timeout_seconds + 5)
+        with self.db.write() as session:
+            kept = queue.extend_lease(session, claim,
+                                      self.clock() + dt.timedelta(seconds=cover))
+        if not kept:
+            log.warning("action=lease_lost message_id=%s", claim.message_id)
+        return kept
 
     def _reconcile(self, claim, service, message, account, subject) -> str | None:
         """A previous attempt may have left: look for it by Message-ID before resending."""

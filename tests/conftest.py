@@ -1,7 +1,14 @@
 """Fixtures: a sandbox Google over real HTTP, and mailrelease served with its worker."""
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import requests
@@ -27,6 +34,9 @@ class Sandbox:
     def sent(self) -> list[dict]:
         """Every message the sandbox Gmail has accepted, oldest first."""
         return requests.get(f"{self.url}/sandbox/api/messages", timeout=10).json()["messages"]
+
+    def count(self) -> int:
+        return requests.get(f"{self.url}/sandbox/api/count", timeout=10).json()["count"]
 
     def fault(self, **fields) -> None:
         """Queue a fault through the sandbox's control API."""
@@ -74,6 +84,62 @@ class Live:
         """Sign in and return an API session for that user."""
         self.sign_in(email)
         return self.api(self.token(email))
+
+
+def _pg_binaries() -> str | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return os.path.dirname(os.path.realpath(found))
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return os.path.dirname(candidates[-1]) if candidates else None
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server: MAILRELEASE_TEST_PG_URL, or a private cluster started here."""
+    url = os.environ.get("MAILRELEASE_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    bindir = _pg_binaries()
+    if bindir is None:
+        pytest.fail("PostgreSQL server binaries not found: install Debian's `postgresql` "
+                    "package (.ci/run does) or set MAILRELEASE_TEST_PG_URL")
+    # Not under pytest's tmp folder: that is private to root, and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="mailrelease-pg-"))
+    as_postgres = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(base, "postgres", "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    data = base / "data"
+    subprocess.run(as_postgres + [f"{bindir}/initdb", "-D", str(data), "-A", "trust",
+                                  "-U", "postgres", "--no-sync"],
+                   check=True, capture_output=True)
+    port = free_port()
+    options = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+               f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    subprocess.run(as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "-o", options,
+                                  "-l", str(base / "server.log"), "-w", "start"],
+                   check=True, capture_output=True)
+    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    subprocess.run(as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate",
+                                  "stop"], capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh, empty database on the PostgreSQL server for one test."""
+    from sqlalchemy import create_engine, text
+    base = pg_server.rsplit("/", 1)[0] if pg_server.count("/") > 2 else pg_server
+    name = f"mr_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield f"{base}/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def make_settings(tmp_path, sandbox: Sandbox, port: int, **env) -> Settings:

@@ -97,3 +97,32 @@ def write_credentials(path, sandbox_url: str, client_id: str, secret: str,
     from app.sandbox import sandbox_credentials
     path.write_text(json.dumps(sandbox_credentials(sandbox_url, client_id, secret,
                                                    [redirect_uri])))
+
+
+def worker_env(live, **extra) -> dict:
+    """The environment a `mailrelease worker` process needs to join a test's deployment."""
+    import os
+    s = live.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILRELEASE_")}
+    env.update({
+        "MAILRELEASE_DATABASE_URL": s.database_url,
+        "MAILRELEASE_INSTANCE_PATH": str(s.instance_path),
+        "MAILRELEASE_TOKEN_KEY": s.token_key,
+        "MAILRELEASE_SECRET_KEY": s.secret_key,
+        "MAILRELEASE_GOOGLE_CREDENTIALS": str(s.google_credentials),
+        "MAILRELEASE_GMAIL_API_ENDPOINT": s.gmail_api_endpoint,
+        "MAILRELEASE_PUBLIC_URL": s.public_url,
+        "MAILRELEASE_RETRY_BASE_SECONDS": "0.3",
+        "MAILRELEASE_LOG_LEVEL": "WARNING",
+        **extra,
+    })
+    return env
+
+
+def start_worker(env: dict, log_path):
+    """A real `mailrelease worker` process."""
+    import subprocess
+    import sys
+    with open(log_path, "a") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
