@@ -9,7 +9,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from scheduler.models import GmailAccount, Message, MessageEvent
@@ -38,7 +38,7 @@ def record_event(session: Session, message_id: str, type_: str, at: dt.datetime,
 
 
 def claim_due(session: Session, now: dt.datetime, lease_seconds: float,
-              limit: int) -> list[Claim]:
+              limit: int, exclude_accounts: set[int] | frozenset = frozenset()) -> list[Claim]:
     """Atomically lease up to `limit` due messages, oldest due first.
 
     Due: scheduled or retry_wait with release_at <= now; held with a hold_until that has
@@ -55,6 +55,7 @@ def claim_due(session: Session, now: dt.datetime, lease_seconds: float,
             and_(Message.status == "held", Message.hold_until <= now),
             and_(Message.status == "sending", Message.lease_until < now),
         ))
+        .where(Message.account_id.not_in(exclude_accounts) if exclude_accounts else true())
         .order_by(Message.release_at, Message.id)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -37,7 +37,7 @@ class ReleaseWorker:
     """Claims due messages and releases them, one thread per account at a time."""
 
     def __init__(self, db: Database, settings: Settings, *, batch_size: int = 100,
-                 max_threads: int = 8, clock=utcnow):
+                 max_threads: int | None = None, clock=utcnow):
         self.db = db
         self.settings = settings
         self.batch_size = batch_size
@@ -51,13 +51,15 @@ class ReleaseWorker:
         self._stopping = threading.Event()
         self.releaser = Releaser(db, TokenCipher(settings.token_key), client, settings,
                                  clock=clock, stop=self._stopping)
-        self._senders = ThreadPoolExecutor(max_workers=max_threads,
+        self._senders = ThreadPoolExecutor(max_workers=max_threads or settings.send_threads,
                                            thread_name_prefix="mailrelease-send")
         self._scheduler = BackgroundScheduler(
             timezone=dt.timezone.utc,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self._wake_pending = threading.Event()
+        self._lock = threading.Lock()
+        self._busy: set[int] = set()
         self.started_at: dt.datetime | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -104,57 +106,80 @@ class ReleaseWorker:
         if job is not None and (job.next_run_time is None or at < job.next_run_time):
             self._scheduler.modify_job(RELEASE_JOB, next_run_time=at)
 
-    def run_once(self) -> int:
-        """Release everything due now; then set the clock for the next due message."""
-        released, nxt = 0, None
+    def run_once(self, wait: bool = False) -> int:
+        """Hand every due message to a sender thread; set the clock for the next due one.
+
+        Returns the number of messages dispatched. Dispatch does not wait for sends, so a
+        busy (paced) account never delays another account's due messages; `wait=True`
+        waits for them (for tools and tests).
+        """
+        dispatched, futures = 0, []
         while not self._stopping.is_set():
             self._wake_pending.clear()
-            released += self._release_due_batches()
-            nxt = self._next_wakeup()
+            count, started = self._dispatch_due()
+            dispatched += count
+            futures += started
             if not self._wake_pending.is_set():
                 break
-        if nxt is not None and self._scheduler.running:
-            job = self._scheduler.get_job(RELEASE_JOB)
-            if job is not None and job.next_run_time and nxt < job.next_run_time:
-                self._scheduler.modify_job(RELEASE_JOB, next_run_time=nxt)
-        return released
-
-    def _next_wakeup(self) -> dt.datetime | None:
-        with self.db.read() as session:
-            return queue.next_wakeup(session)
-
-    def _release_due_batches(self) -> int:
-        total = 0
-        while not self._stopping.is_set():
-            with self.db.write() as session:
-                claims = queue.claim_due(session, self.clock(), self.settings.lease_seconds,
-                                         self.batch_size)
-            if not claims:
-                return total
-            by_account: dict[int, list[queue.Claim]] = defaultdict(list)
-            for claim in claims:
-                by_account[claim.account_id].append(claim)
-            futures = [self._senders.submit(self._release_account, batch)
-                       for batch in by_account.values()]
+        self._schedule_next()
+        if wait:
             for future in futures:
-                total += future.result()
-            if len(claims) < self.batch_size:
-                return total
-        return total
+                future.result()
+        return dispatched
 
-    def _release_account(self, claims: list[queue.Claim]) -> int:
+    def _schedule_next(self) -> None:
+        with self.db.read() as session:
+            nxt = queue.next_wakeup(session)
+        # Something due now belongs to a busy account: its sender wakes us when done.
+        if nxt is None or nxt <= self.clock() or not self._scheduler.running:
+            return
+        job = self._scheduler.get_job(RELEASE_JOB)
+        if job is not None and job.next_run_time and nxt < job.next_run_time:
+            self._scheduler.modify_job(RELEASE_JOB, next_run_time=nxt)
+
+    def _dispatch_due(self) -> tuple[int, list]:
+        total, futures = 0, []
+        while not self._stopping.is_set():
+            with self._lock:
+                busy = set(self._busy)
+            claims_now = []
+            with self.db.write() as session:
+                claims_now = queue.claim_due(session, self.clock(),
+                                             self.settings.lease_seconds, self.batch_size,
+                                             exclude_accounts=busy)
+            if not claims_now:
+                break
+            by_account: dict[int, list[queue.Claim]] = defaultdict(list)
+            for claim in claims_now:
+                by_account[claim.account_id].append(claim)
+            with self._lock:
+                self._busy.update(by_account)
+            for account_id, batch in by_account.items():
+                futures.append(self._senders.submit(self._release_account, account_id, batch))
+            total += len(claims_now)
+            if len(claims_now) < self.batch_size:
+                break
+        return total, futures
+
+    def _release_account(self, account_id: int, claims: list[queue.Claim]) -> int:
         """One account's messages, in order, on one thread (one Http per thread)."""
         done = 0
-        for claim in claims:
-            try:
-                if self._stopping.is_set():
-                    self.releaser.give_back(claim)
-                    continue
-                self.releaser.release(claim)
-                done += 1
-            except Exception:  # noqa: BLE001 - one message must not stop the others
-                # The lease expires and the message is reconciled, never dropped.
-                log.exception("action=release_crashed message_id=%s", claim.message_id)
+        try:
+            for claim in claims:
+                try:
+                    if self._stopping.is_set():
+                        self.releaser.give_back(claim)
+                        continue
+                    self.releaser.release(claim)
+                    done += 1
+                except Exception:  # noqa: BLE001 - one message must not stop the others
+                    # The lease expires and the message is reconciled, never dropped.
+                    log.exception("action=release_crashed message_id=%s", claim.message_id)
+        finally:
+            with self._lock:
+                self._busy.discard(account_id)
+            # More of this account's messages may have fallen due meanwhile.
+            self.wake()
         return done
 
     def heartbeat(self) -> None:

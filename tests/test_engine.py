@@ -198,7 +198,7 @@ def test_message_far_overdue_after_downtime_is_held_for_a_decision(serve):
         s.execute(update(Message).where(Message.id == recent)
                   .values(release_at=utcnow() - dt.timedelta(minutes=30)))
     worker = ReleaseWorker(live.db, live.settings)
-    worker.run_once()
+    worker.run_once(wait=True)
     worker.stop()
     assert _get(live, api, late)["hold_kind"] == "too_late"
     assert _get(live, api, recent)["status"] == "sent"
@@ -279,3 +279,17 @@ def test_worker_wakes_for_a_held_message_when_its_hold_ends(live):
     lateness = (dt.datetime.fromisoformat(body["sent_at"]) - until).total_seconds()
     assert 0 <= lateness < 1.0
     time.sleep(0)
+
+
+def test_a_busy_paced_account_does_not_delay_another_accounts_message(serve):
+    live = serve(MAILRELEASE_SENDS_PER_SECOND="1")
+    ada = live.user("ada@example.com")
+    bob = live.user("bob@example.com")
+    ada_ids = [_create(live, ada, n) for n in range(6)]  # ~6 s of sending at 1/s
+    due = utcnow() + dt.timedelta(seconds=1.5)
+    bob_id = _create(live, bob, 99, send_at=due.isoformat())
+    body = _until_status(live, bob, bob_id, "sent", 10)
+    assert (dt.datetime.fromisoformat(body["sent_at"]) - due).total_seconds() < 1.0
+    assert _get(live, ada, ada_ids[-1])["status"] != "sent"  # ada's queue is still going
+    for mid in ada_ids:
+        _until_status(live, ada, mid, "sent", 15)

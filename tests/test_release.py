@@ -174,7 +174,7 @@ def test_expired_lease_is_reconciled_by_message_id_not_resent(live_no_worker):
     worker.releaser.pool.get(job.account.id, job.token_info).send(raw)
     with live.db.write() as s:
         s.execute(update(Message).values(lease_until=utcnow() - dt.timedelta(seconds=1)))
-    assert worker.run_once() == 1
+    assert worker.run_once(wait=True) == 1
     body = _status(api, live, mid)
     assert body["status"] == "sent"
     assert len(live.sandbox.sent()) == 1
@@ -193,7 +193,7 @@ def test_expired_lease_with_nothing_in_gmail_is_sent_once(live_no_worker):
     with live.db.write() as s:
         (claim,) = queue.claim_due(s, utcnow(), -1, 10)  # a lease that has already expired
     assert not claim.needs_reconcile
-    assert worker.run_once() == 1
+    assert worker.run_once(wait=True) == 1
     body = _status(api, live, mid)
     assert body["status"] == "sent"
     assert [e["detail"].get("reconcile") for e in body["events"] if e["type"] == "sending"] \
