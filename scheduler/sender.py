@@ -2,13 +2,21 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 from gmail_client.api import GmailService
 from gmail_client.oauth import ClientConfig, credentials_from_info, credentials_to_info
 
 
+PER_THREAD_ACCOUNTS = 32
+
+
 class ServicePool:
-    """Hands each thread its own GmailService for an account, rebuilt when tokens change."""
+    """Hands each thread its own GmailService for an account, rebuilt when tokens change.
+
+    Each thread keeps its most recently used accounts only, so threads x accounts never
+    means as many open connections.
+    """
 
     def __init__(self, client: ClientConfig, api_endpoint: str | None, timeout: float):
         self.client = client
@@ -18,15 +26,19 @@ class ServicePool:
 
     def get(self, account_id: int, token_info: dict) -> GmailService:
         """This thread's service for the account; `token_info` is the decrypted grant."""
-        cache = self._local.__dict__.setdefault("services", {})
+        cache: OrderedDict = self._local.__dict__.setdefault("services", OrderedDict())
         # The credentials refresh themselves; only a new grant (reconnect) needs a rebuild.
         grant = token_info.get("refresh_token")
         hit = cache.get(account_id)
         if hit is not None and hit[0] == grant:
+            cache.move_to_end(account_id)
             return hit[1]
         service = GmailService(credentials_from_info(token_info, self.client),
                                api_endpoint=self.api_endpoint, timeout=self.timeout)
         cache[account_id] = (grant, service)
+        cache.move_to_end(account_id)
+        while len(cache) > PER_THREAD_ACCOUNTS:
+            cache.popitem(last=False)
         return service
 
     @staticmethod
