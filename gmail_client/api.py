@@ -91,6 +91,9 @@ class GmailService:
         # The static document bundled with the library: no network at build.
         self._service = build_from_document(_gmail_discovery(), http=http,
                                             client_options=options)
+        # Each users()/messages() call rebuilds its method table (~3 ms): build them once.
+        self._users = self._service.users()
+        self._messages = self._users.messages()
 
     @property
     def token(self) -> str | None:
@@ -109,7 +112,7 @@ class GmailService:
 
     def profile(self) -> dict:
         """users.getProfile: emailAddress, messagesTotal, threadsTotal, historyId."""
-        return self._read(self._service.users().getProfile(userId="me"))
+        return self._read(self._users.getProfile(userId="me"))
 
     def send(self, raw_message: bytes, thread_id: str | None = None) -> dict:
         """messages.send with the JSON `raw` field; returns {id, threadId, labelIds}.
@@ -120,7 +123,7 @@ class GmailService:
         body = {"raw": base64.urlsafe_b64encode(raw_message).decode("ascii")}
         if thread_id:
             body["threadId"] = thread_id
-        request = self._service.users().messages().send(userId="me", body=body)
+        request = self._messages.send(userId="me", body=body)
         request.headers["accept-encoding"] = "identity"
         try:
             return request.execute(num_retries=0)
@@ -145,11 +148,11 @@ class GmailService:
     def find_by_rfc822_id(self, message_id: str) -> list[dict]:
         """Messages in the mailbox whose Message-ID header is `message_id` (needs read scope)."""
         bare = message_id.strip().strip("<>")
-        result = self._read(self._service.users().messages().list(
+        result = self._read(self._messages.list(
             userId="me", q=f"rfc822msgid:{bare}", includeSpamTrash=True, maxResults=10))
         return result.get("messages", [])
 
     def get_message(self, message_id: str, fmt: str = "metadata") -> dict:
         """messages.get in the given format (minimal, metadata, full, raw)."""
-        return self._read(self._service.users().messages().get(
+        return self._read(self._messages.get(
             userId="me", id=message_id, format=fmt))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -59,9 +59,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
+        self._write_engine = self.engine.execution_options(write=True)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(self.engine.execution_options(write=True),
-                                   expire_on_commit=False)
+        self._write = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -74,6 +74,18 @@ class Database:
         """A session whose work is committed on success and rolled back on any error."""
         with self._write.begin() as session:
             yield session
+
+    @contextmanager
+    def core_read(self) -> Iterator[Connection]:
+        """A Core connection for the release hot path (no ORM overhead)."""
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def core_write(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction, committed on success."""
+        with self._write_engine.begin() as conn:
+            yield conn
 
     def dispose(self) -> None:
         """Close pooled connections (before fork, or at shutdown)."""

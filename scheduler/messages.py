@@ -9,7 +9,7 @@ from email.headerregistry import Address
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from gmail_client.mime import make_message_id
 from scheduler import queue
@@ -144,8 +144,8 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
 
 def get_message(session: Session, team_id: int, message_id: str) -> Message:
     """The team's message, or NotFound (also for another team's)."""
-    message = session.scalar(select(Message).where(Message.id == message_id,
-                                                   Message.team_id == team_id))
+    message = session.scalar(select(Message).options(selectinload(Message.events))
+                             .where(Message.id == message_id, Message.team_id == team_id))
     if message is None:
         raise NotFound(f"no message {message_id}", field="id")
     return message
@@ -168,7 +168,8 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 def list_messages(session: Session, team_id: int, *, status: str | None = None,
                   cursor: str | None = None, limit: int = 100) -> tuple[list[Message], str | None]:
     """Newest first, keyset-paginated; returns (items, next_cursor)."""
-    query = select(Message).where(Message.team_id == team_id)
+    query = (select(Message).options(selectinload(Message.events))
+             .where(Message.team_id == team_id))
     if status is not None:
         if status not in MESSAGE_STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(MESSAGE_STATUSES)}",

@@ -188,7 +188,7 @@ class Message(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     events: Mapped[list["MessageEvent"]] = relationship(
-        order_by="MessageEvent.id", cascade="all, delete-orphan", lazy="selectin")
+        order_by="MessageEvent.id", cascade="all, delete-orphan")
     account: Mapped[GmailAccount] = relationship(lazy="joined")
 
 

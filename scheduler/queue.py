@@ -9,14 +9,42 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select, true, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, true, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from scheduler.models import GmailAccount, Message, MessageEvent
 
+# Queue operations run on an ORM Session (API) or a Core Connection (the worker's hot path).
+Executor = Session | Connection
+
 DUE_STATUSES = ("scheduled", "retry_wait")
 # States a user may still change; once 'sending' starts, only the worker moves a message.
 OPEN_STATUSES = ("draft", "scheduled", "held", "retry_wait")
+
+
+# The release hot path runs these once per message: built once on the Core tables, with
+# bind parameters (named b_* so they never clash with column names), they skip per-call
+# statement construction and the ORM's bulk machinery.
+_M = Message.__table__
+_E = MessageEvent.__table__
+_A = GmailAccount.__table__
+_MINE = and_(_M.c.id == bindparam("b_mid"), _M.c.status == "sending",
+             _M.c.claim_token == bindparam("b_tok"))
+_INSERT_EVENT = insert(_E)
+_MARK_SENT = update(_M).where(_MINE).values(
+    status="sent", sent_at=bindparam("b_now"), updated_at=bindparam("b_now"),
+    lease_until=None, claim_token=None, gmail_message_id=bindparam("b_gid"),
+    gmail_thread_id=bindparam("b_tid"), subject=bindparam("b_subject"),
+    needs_reconcile=False, error=None)
+_EXTEND_LEASE = update(_M).where(_MINE).values(lease_until=bindparam("b_until"))
+_SENT_IN_WINDOW = select(func.count(), func.min(_M.c.sent_at)).where(
+    _M.c.account_id == bindparam("b_account"), _M.c.status == "sent",
+    _M.c.sent_at >= bindparam("b_since"))
+_NEXT_SLOT = (select(_A.c.next_send_at).where(_A.c.id == bindparam("b_account"))
+              .with_for_update())
+_SET_SLOT = update(_A).where(_A.c.id == bindparam("b_account")).values(
+    next_send_at=bindparam("b_next"))
 
 
 @dataclass(frozen=True)
@@ -31,13 +59,14 @@ class Claim:
     account_id: int
 
 
-def record_event(session: Session, message_id: str, type_: str, at: dt.datetime,
-                 detail: dict | None = None) -> None:
-    """Append one event to a message's timeline."""
-    session.add(MessageEvent(message_id=message_id, type=type_, at=at, detail=detail))
+def record_event(session: Executor, message_id: str, type_: str,
+                 at: dt.datetime, detail: dict | None = None) -> None:
+    """Append one event to a message's timeline (works on a Session or a Core connection)."""
+    session.execute(_INSERT_EVENT, [{"message_id": message_id, "type": type_, "at": at,
+                                     "detail": detail}])
 
 
-def claim_due(session: Session, now: dt.datetime, lease_seconds: float,
+def claim_due(session: Executor, now: dt.datetime, lease_seconds: float,
               limit: int, exclude_accounts: set[int] | frozenset = frozenset()) -> list[Claim]:
     """Atomically lease up to `limit` due messages, oldest due first.
 
@@ -78,13 +107,15 @@ def claim_due(session: Session, now: dt.datetime, lease_seconds: float,
     )
     claims = [Claim(row.id, token, lease_until, bool(row.needs_reconcile), row.attempts,
                     row.account_id) for row in session.execute(stmt)]
-    for claim in claims:
-        record_event(session, claim.message_id, "sending", now,
-                     {"attempt": claim.attempts, "reconcile": claim.needs_reconcile})
+    if claims:
+        session.execute(_INSERT_EVENT, [
+            {"message_id": c.message_id, "type": "sending", "at": now,
+             "detail": {"attempt": c.attempts, "reconcile": c.needs_reconcile}}
+            for c in claims])
     return claims
 
 
-def _finish(session: Session, claim: Claim, now: dt.datetime, event: str,
+def _finish(session: Executor, claim: Claim, now: dt.datetime, event: str,
             detail: dict | None, **values) -> bool:
     stmt = (
         update(Message)
@@ -99,18 +130,21 @@ def _finish(session: Session, claim: Claim, now: dt.datetime, event: str,
     return moved
 
 
-def mark_sent(session: Session, claim: Claim, now: dt.datetime, gmail_id: str,
+def mark_sent(session: Executor, claim: Claim, now: dt.datetime, gmail_id: str,
               thread_id: str, subject: str, reconciled: bool = False) -> bool:
     """sending → sent, with Gmail's ids."""
-    detail = {"gmail_message_id": gmail_id, "thread_id": thread_id}
-    if reconciled:
-        detail["reconciled"] = True
-    return _finish(session, claim, now, "sent", detail, status="sent", sent_at=now,
-                   gmail_message_id=gmail_id, gmail_thread_id=thread_id, subject=subject,
-                   needs_reconcile=False, error=None)
+    moved = session.execute(_MARK_SENT, {
+        "b_mid": claim.message_id, "b_tok": claim.token, "b_now": now, "b_gid": gmail_id,
+        "b_tid": thread_id, "b_subject": subject}).rowcount == 1
+    if moved:
+        detail = {"gmail_message_id": gmail_id, "thread_id": thread_id}
+        if reconciled:
+            detail["reconciled"] = True
+        record_event(session, claim.message_id, "sent", now, detail)
+    return moved
 
 
-def mark_retry(session: Session, claim: Claim, now: dt.datetime, retry_at: dt.datetime,
+def mark_retry(session: Executor, claim: Claim, now: dt.datetime, retry_at: dt.datetime,
                error: str, needs_reconcile: bool) -> bool:
     """sending → retry_wait until `retry_at`."""
     return _finish(session, claim, now, "retry_wait",
@@ -119,7 +153,7 @@ def mark_retry(session: Session, claim: Claim, now: dt.datetime, retry_at: dt.da
                    needs_reconcile=needs_reconcile)
 
 
-def mark_held(session: Session, claim: Claim, now: dt.datetime, kind: str, reason: str,
+def mark_held(session: Executor, claim: Claim, now: dt.datetime, kind: str, reason: str,
               needs_reconcile: bool = False, until: dt.datetime | None = None) -> bool:
     """sending → held: it waits for a person (data, reconnection, a decision) or, with
     `until`, for a time (a daily limit's window)."""
@@ -130,47 +164,40 @@ def mark_held(session: Session, claim: Claim, now: dt.datetime, kind: str, reaso
                    hold_kind=kind, hold_until=until, needs_reconcile=needs_reconcile)
 
 
-def release_claim(session: Session, claim: Claim, now: dt.datetime) -> bool:
+def release_claim(session: Executor, claim: Claim, now: dt.datetime) -> bool:
     """sending → scheduled without an attempt (the worker is stopping); due again at once."""
     return _finish(session, claim, now, "scheduled", {"reason": "worker stopped before "
                    "sending; released its claim"}, status="scheduled",
                    attempts=Message.attempts - 1)
 
 
-def extend_lease(session: Session, claim: Claim, until: dt.datetime) -> bool:
-    """Keep a claim while it waits for its pacing slot."""
-    stmt = (update(Message)
-            .where(Message.id == claim.message_id, Message.status == "sending",
-                   Message.claim_token == claim.token)
-            .values(lease_until=until).execution_options(synchronize_session=False))
-    return session.execute(stmt).rowcount == 1
+def extend_lease(session: Executor, claim: Claim, until: dt.datetime) -> bool:
+    """Keep a claim while it waits for its pacing slot, and for the send itself."""
+    return session.execute(_EXTEND_LEASE, {"b_mid": claim.message_id, "b_tok": claim.token,
+                                           "b_until": until}).rowcount == 1
 
 
-def reserve_send_slot(session: Session, account_id: int, now: dt.datetime,
+def reserve_send_slot(session: Executor, account_id: int, now: dt.datetime,
                       interval: float) -> dt.datetime:
     """The time this send may start so the account stays within Gmail's per-user rate.
 
     The slot lives in the database so that every worker process paces the same account.
     """
-    current = session.scalar(select(GmailAccount.next_send_at)
-                             .where(GmailAccount.id == account_id).with_for_update())
+    current = session.execute(_NEXT_SLOT, {"b_account": account_id}).scalar()
     slot = max(current, now) if current else now
-    session.execute(update(GmailAccount).where(GmailAccount.id == account_id)
-                    .values(next_send_at=slot + dt.timedelta(seconds=interval))
-                    .execution_options(synchronize_session=False))
+    session.execute(_SET_SLOT, {"b_account": account_id,
+                                "b_next": slot + dt.timedelta(seconds=interval)})
     return slot
 
 
-def sent_in_window(session: Session, account_id: int, since: dt.datetime) -> tuple[int, dt.datetime | None]:
+def sent_in_window(session: Executor, account_id: int, since: dt.datetime) -> tuple[int, dt.datetime | None]:
     """How many messages the account sent since `since`, and the oldest of them."""
-    count, oldest = session.execute(
-        select(func.count(), func.min(Message.sent_at))
-        .where(Message.account_id == account_id, Message.status == "sent",
-               Message.sent_at >= since)).one()
+    count, oldest = session.execute(_SENT_IN_WINDOW, {"b_account": account_id,
+                                                      "b_since": since}).one()
     return count, (_aware(oldest) if oldest is not None else None)
 
 
-def release_held(session: Session, account_id: int, kind: str, now: dt.datetime,
+def release_held(session: Executor, account_id: int, kind: str, now: dt.datetime,
                  reason: str) -> int:
     """Held messages of one kind for an account become due now (e.g. after reconnecting)."""
     ids = session.scalars(select(Message.id).where(
@@ -187,13 +214,13 @@ def release_held(session: Session, account_id: int, kind: str, now: dt.datetime,
     return len(ids)
 
 
-def mark_failed(session: Session, claim: Claim, now: dt.datetime, error: str) -> bool:
+def mark_failed(session: Executor, claim: Claim, now: dt.datetime, error: str) -> bool:
     """sending → failed, permanently, with Gmail's reason."""
     return _finish(session, claim, now, "failed", {"error": error}, status="failed",
                    error=error, needs_reconcile=False)
 
 
-def transition(session: Session, message_id: str, team_id: int, from_statuses,
+def transition(session: Executor, message_id: str, team_id: int, from_statuses,
                to_status: str, now: dt.datetime, detail: dict | None = None,
                **values) -> bool:
     """A user's state change (cancel, send now, reschedule), only from `from_statuses`."""
@@ -210,7 +237,7 @@ def transition(session: Session, message_id: str, team_id: int, from_statuses,
     return moved
 
 
-def next_wakeup(session: Session) -> dt.datetime | None:
+def next_wakeup(session: Executor) -> dt.datetime | None:
     """The earliest time a message becomes due (including expiring leases), or None."""
     due = session.scalar(select(func.min(Message.release_at))
                          .where(Message.status.in_(DUE_STATUSES)))

@@ -23,6 +23,9 @@ from scheduler import accounts, queue
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.errors import MissingData, TemplateError
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Row
+
 from scheduler.models import GmailAccount, Message
 from scheduler.personalize import render_message
 from scheduler.sender import ServicePool
@@ -46,13 +49,35 @@ def backoff(attempt: int, retry_after: float | None, rng: random.Random,
     return max(delay, retry_after or 0.0)
 
 
+# One query for a claimed message and its account; columns prefixed to keep them apart.
+_LOAD = (select(*[c.label(f"m_{c.name}") for c in Message.__table__.c],
+                *[c.label(f"a_{c.name}") for c in GmailAccount.__table__.c])
+         .join(GmailAccount.__table__, GmailAccount.id == Message.account_id)
+         .where(Message.id == bindparam("mid")))
+
+
+class _Columns:
+    """Attribute access to one table's columns of a joined row (m_subject_tpl → .subject_tpl)."""
+
+    __slots__ = ("_row", "_prefix")
+
+    def __init__(self, row: Row, prefix: str):
+        self._row = row
+        self._prefix = prefix
+
+    def __getattr__(self, name: str):
+        return getattr(self._row, self._prefix + name)
+
+
 @dataclass(frozen=True)
 class _Job:
     """A snapshot of what sending needs, detached from any session."""
 
-    message: Message
-    account: GmailAccount
+    message: _Columns  # the message's columns
+    account: _Columns  # its account's columns
     token_info: dict
+    sent_today: int
+    oldest_today: dt.datetime | None
 
 
 CONSUMER_DOMAINS = ("gmail.com", "googlemail.com")
@@ -83,11 +108,13 @@ class Releaser:
         self._rng = random.Random()
 
     def _load(self, claim: queue.Claim) -> _Job:
-        with self.db.read() as session:
-            message = session.get(Message, claim.message_id)
-            account = message.account
-            session.expunge_all()
-        return _Job(message, account, self.cipher.decrypt(account.token_blob))
+        """The message, its account and the account's last 24 h, in one read."""
+        with self.db.core_read() as conn:
+            row = conn.execute(_LOAD, {"mid": claim.message_id}).one()
+            count, oldest = queue.sent_in_window(conn, claim.account_id, self.clock() - DAY)
+        message = _Columns(row, "m_")
+        account = _Columns(row, "a_")
+        return _Job(message, account, self.cipher.decrypt(account.token_blob), count, oldest)
 
     def release(self, claim: queue.Claim) -> str:
         """Do everything for one claim; returns the status it ended in."""
@@ -105,7 +132,7 @@ class Releaser:
             return self._hold(claim, "too_late", f"was due {message.release_at.isoformat()} "
                               f"but nothing could send it until {now.isoformat()}; "
                               f"send now or cancel")
-        limited = self._daily_limit(account, now)
+        limited = self._daily_limit(job, now)
         if limited is not None:
             return self._hold(claim, "daily_limit", limited[1], until=limited[0])
         try:
@@ -131,21 +158,21 @@ class Releaser:
             return self._on_error(claim, account, exc)
         finally:
             self._persist_refresh(account.id, service, job.token_info)
-        with self.db.write() as session:
+        with self.db.core_write() as session:
             moved = queue.mark_sent(session, claim, self.clock(), result["id"],
                                     result.get("threadId", ""), parts.subject)
         log.info("action=sent message_id=%s account=%s gmail_id=%s attempt=%d lease_kept=%s",
                  message.id, account.id, result["id"], claim.attempts, moved)
         return "sent"
 
-    def _daily_limit(self, account: GmailAccount, now: dt.datetime):
+    def _daily_limit(self, job: _Job, now: dt.datetime):
         """(until, reason) when the account may not send now because of a daily limit."""
+        account = job.account
         if account.limited_until and account.limited_until > now:
             return account.limited_until, (f"Gmail's daily sending limit for {account.email} "
                                            f"is reached; resumes {account.limited_until.isoformat()}")
         cap = account.daily_cap or self.settings.daily_cap or default_daily_cap(account.email)
-        with self.db.read() as session:
-            count, oldest = queue.sent_in_window(session, account.id, now - DAY)
+        count, oldest = job.sent_today, job.oldest_today
         if count < cap:
             return None
         until = (oldest or now) + DAY
@@ -161,25 +188,30 @@ class Releaser:
         False means: do not send (lost, or the worker is stopping).
         """
         rate = self.settings.sends_per_second
-        wait = 0.0
-        if rate > 0:
-            now = self.clock()
-            with self.db.write() as session:
-                slot = queue.reserve_send_slot(session, account_id, now, 1.0 / rate)
-            wait = (slot - now).total_seconds()
-        if self.stop.wait(wait) if wait > 0 else self.stop.is_set():
-            return False
         cover = max(self.settings.lease_seconds, 2 * self.settings.gmail_timeout_seconds + 5)
-        with self.db.write() as session:
-            kept = queue.extend_lease(session, claim,
-                                      self.clock() + dt.timedelta(seconds=cover))
+        with self.db.core_write() as conn:
+            now = self.clock()
+            slot = (queue.reserve_send_slot(conn, account_id, now, 1.0 / rate)
+                    if rate > 0 else now)
+            wait = (slot - now).total_seconds()
+            # Its turn is now: renew in the same transaction (the common, cheap case).
+            kept = wait > 0 or queue.extend_lease(conn, claim,
+                                                  now + dt.timedelta(seconds=cover))
+        if wait > 0:
+            if self.stop.wait(wait):
+                return False
+            with self.db.core_write() as conn:
+                kept = queue.extend_lease(conn, claim,
+                                          self.clock() + dt.timedelta(seconds=cover))
+        elif self.stop.is_set():
+            return False
         if not kept:
             log.warning("action=lease_lost message_id=%s", claim.message_id)
         return kept
 
     def _reconcile(self, claim, service, message, account, subject) -> str | None:
         """A previous attempt may have left: look for it by Message-ID before resending."""
-        if not can_read(account.scope_list):
+        if not can_read(account.scopes.split()):
             return self._hold(claim, "delivery_unknown",
                               "delivery unknown: an earlier attempt may have been sent and this "
                               "account did not grant read access to check; send now to send "
@@ -188,7 +220,7 @@ class Releaser:
         if not found:
             log.info("action=reconcile message_id=%s found=0", message.id)
             return None
-        with self.db.write() as session:
+        with self.db.core_write() as session:
             queue.mark_sent(session, claim, self.clock(), found[0]["id"],
                             found[0].get("threadId", ""), subject, reconciled=True)
         log.info("action=reconcile message_id=%s found=1 gmail_id=%s", message.id,
@@ -201,12 +233,12 @@ class Releaser:
         log.warning("action=send_error message_id=%s account=%s class=%s status=%s reason=%s",
                     claim.message_id, account.id, type(exc).__name__, exc.status, exc.reason)
         if isinstance(exc, ReconnectNeeded):
-            with self.db.write() as session:
+            with self.db.core_write() as session:
                 accounts.mark_reconnect_needed(session, account.id, str(exc), now)
             return self._hold(claim, "reconnect", f"{account.email} needs reconnecting: {exc}")
         if isinstance(exc, DailyLimitReached):
             until = exc.retry_at if exc.retry_at and exc.retry_at > now else now + DAY / 24
-            with self.db.write() as session:
+            with self.db.core_write() as session:
                 accounts.mark_daily_limited(session, account.id, until, now)
             return self._hold(claim, "daily_limit", f"Gmail's daily sending limit is reached "
                               f"for {account.email}: {exc}", until=until)
@@ -214,25 +246,25 @@ class Releaser:
             ambiguous = isinstance(exc, AmbiguousSendError)
             delay = backoff(claim.attempts, exc.retry_after, self._rng,
                             self.settings.retry_base_seconds)
-            with self.db.write() as session:
+            with self.db.core_write() as session:
                 queue.mark_retry(session, claim, now, now + dt.timedelta(seconds=delay),
                                  reason, needs_reconcile=ambiguous or claim.needs_reconcile)
             return "retry_wait"
         assert isinstance(exc, PermanentGmailError), exc
-        with self.db.write() as session:
+        with self.db.core_write() as session:
             queue.mark_failed(session, claim, now, reason)
         return "failed"
 
     def _hold(self, claim, kind: str, reason: str, needs_reconcile: bool = False,
               until: dt.datetime | None = None) -> str:
-        with self.db.write() as session:
+        with self.db.core_write() as session:
             queue.mark_held(session, claim, self.clock(), kind, reason, needs_reconcile, until)
         log.info("action=held message_id=%s kind=%s", claim.message_id, kind)
         return "held"
 
     def give_back(self, claim) -> str:
         """Return an unstarted claim to the queue (the worker is stopping)."""
-        with self.db.write() as session:
+        with self.db.core_write() as session:
             queue.release_claim(session, claim, self.clock())
         return "scheduled"
 
@@ -242,7 +274,7 @@ class Releaser:
             return
         if not info.get("refresh_token"):
             info["refresh_token"] = before.get("refresh_token")
-        with self.db.write() as session:
+        with self.db.core_write() as session:
             accounts.save_refreshed_token(session, self.cipher, account_id, info, self.clock())
         before.update(info)
         log.info("action=token_refreshed account=%s", account_id)

@@ -128,8 +128,8 @@ class ReleaseWorker:
         return dispatched
 
     def _schedule_next(self) -> None:
-        with self.db.read() as session:
-            nxt = queue.next_wakeup(session)
+        with self.db.core_read() as conn:
+            nxt = queue.next_wakeup(conn)
         # Something due now belongs to a busy account: its sender wakes us when done.
         if nxt is None or nxt <= self.clock() or not self._scheduler.running:
             return
@@ -143,8 +143,8 @@ class ReleaseWorker:
             with self._lock:
                 busy = set(self._busy)
             claims_now = []
-            with self.db.write() as session:
-                claims_now = queue.claim_due(session, self.clock(),
+            with self.db.core_write() as conn:
+                claims_now = queue.claim_due(conn, self.clock(),
                                              self.settings.lease_seconds, self.batch_size,
                                              exclude_accounts=busy)
             if not claims_now:
