@@ -154,14 +154,19 @@ def test_revoked_grant_holds_the_message_and_flags_the_account(live):
     assert live.sandbox.sent() == []
 
 
-def test_expired_lease_is_reconciled_by_message_id_not_resent(live_no_worker):
-    """A worker died after Gmail accepted the send: the next claim finds it and records it."""
-    live = live_no_worker
+def _queued_with_idle_worker(live):
+    """A due message and a worker that has not been started (the test drives it)."""
+    from scheduler.worker import ReleaseWorker
     api = live.user()
     mid = api.post(live.url + "/api/v1/messages", json={
         "to": "x@example.org", "subject": "S", "html": "<p>h</p>"}).json()["id"]
-    from scheduler.worker import ReleaseWorker
-    worker = ReleaseWorker(live.db, live.settings)
+    return api, mid, ReleaseWorker(live.db, live.settings)
+
+
+def test_expired_lease_is_reconciled_by_message_id_not_resent(live_no_worker):
+    """A worker died after Gmail accepted the send: the next claim finds it and records it."""
+    live = live_no_worker
+    api, mid, worker = _queued_with_idle_worker(live)
     with live.db.write() as s:
         (claim,) = queue.claim_due(s, utcnow(), 120, 10)
     # The first worker sends, then "dies" before recording the outcome.
@@ -185,11 +190,7 @@ def test_expired_lease_is_reconciled_by_message_id_not_resent(live_no_worker):
 
 def test_expired_lease_with_nothing_in_gmail_is_sent_once(live_no_worker):
     live = live_no_worker
-    api = live.user()
-    mid = api.post(live.url + "/api/v1/messages", json={
-        "to": "x@example.org", "subject": "S", "html": "<p>h</p>"}).json()["id"]
-    from scheduler.worker import ReleaseWorker
-    worker = ReleaseWorker(live.db, live.settings)
+    api, mid, worker = _queued_with_idle_worker(live)
     with live.db.write() as s:
         (claim,) = queue.claim_due(s, utcnow(), -1, 10)  # a lease that has already expired
     assert not claim.needs_reconcile

@@ -16,10 +16,16 @@ def _csrf(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-def test_compose_schedule_see_in_queue_and_cancel(live_no_worker):
-    live = live_no_worker
+def _browser(live) -> requests.Session:
+    """A signed-in browser session."""
     browser = requests.Session()
     live.sign_in(session=browser)
+    return browser
+
+
+def test_compose_schedule_see_in_queue_and_cancel(live_no_worker):
+    live = live_no_worker
+    browser = _browser(live)
     form_page = browser.get(live.url + "/compose").text
     resp = browser.post(live.url + "/compose", data={
         "csrf_token": _csrf(form_page), "from": "ada@example.com",
@@ -40,8 +46,7 @@ def test_compose_schedule_see_in_queue_and_cancel(live_no_worker):
 
 def test_forms_without_csrf_token_are_refused(live_no_worker):
     live = live_no_worker
-    browser = requests.Session()
-    live.sign_in(session=browser)
+    browser = _browser(live)
     resp = browser.post(live.url + "/compose", data={
         "to": "g@example.org", "subject": "s", "html": "h", "when": "now"})
     assert resp.status_code == 400
@@ -50,8 +55,7 @@ def test_forms_without_csrf_token_are_refused(live_no_worker):
 
 def test_compose_errors_name_the_field_and_keep_the_input(live_no_worker):
     live = live_no_worker
-    browser = requests.Session()
-    live.sign_in(session=browser)
+    browser = _browser(live)
     page = browser.get(live.url + "/compose").text
     resp = browser.post(live.url + "/compose", data={
         "csrf_token": _csrf(page), "to": "not-an-address", "subject": "Kept subject",
