@@ -27,6 +27,9 @@ def _configure_logging() -> None:
     # Their INFO lines are per-request noise (and could carry URLs); ours carry the facts.
     for name in ("apscheduler", "googleapiclient", "google_auth_httplib2", "waitress.queue"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances" only means a wake-up arrived during a
+    # release pass, which then goes round again: not worth a warning.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.ERROR)
 
 
 def _url_host(host: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email
+import email.parser
 import email.policy
 import hashlib
 import itertools
@@ -56,8 +57,10 @@ class StoredMessage:
     headers: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        # Parsed once: listing thousands of messages must not re-parse every one.
-        parsed = self.parsed
+        # Headers parsed once (and only headers): listing or searching thousands of
+        # messages must not re-parse every body.
+        parsed = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
+            self.raw)
         self.headers = {name: str(parsed.get(name, "")) for name in
                         ("From", "To", "Subject", "Message-ID")}
 
@@ -372,7 +375,7 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         except (binascii.Error, ValueError):
             return google_error(400, "Invalid value for ByteString: raw", "invalidArgument",
                                 "INVALID_ARGUMENT")
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        parsed = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(raw)
         recipients = [a for _, a in getaddresses(
             [str(v) for k in ("To", "Cc", "Bcc") for v in parsed.get_all(k, [])]) if a]
         if not recipients:
@@ -391,7 +394,7 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
                 if _normal_subject(thread[0].parsed["Subject"]) != _normal_subject(
                         parsed["Subject"]):
                     thread_id = None  # Gmail starts a new thread when subjects differ
-            raw = _stamp(parsed, owner)
+            raw = _stamp(raw, parsed, owner)
             msg_id = st.next_id()
             stored = StoredMessage(id=msg_id, thread_id=thread_id or msg_id,
                                    label_ids=["SENT"], raw=raw,
@@ -403,9 +406,12 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         return jsonify({"id": stored.id, "threadId": stored.thread_id,
                         "labelIds": stored.label_ids})
 
-    def _stamp(parsed, owner: str) -> bytes:
+    def _stamp(raw: bytes, headers, owner: str) -> bytes:
         """What Gmail does on send: From is the account, a Message-ID if none was given."""
-        name, addr = parseaddr(str(parsed.get("From", "")))
+        name, addr = parseaddr(str(headers.get("From", "")))
+        if addr.lower() == owner and headers.get("Message-ID"):
+            return raw  # nothing to change: keep the sender's bytes as they are
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
         if addr.lower() != owner:
             del parsed["From"]
             parsed["From"] = f"{name} <{owner}>" if name else owner

@@ -199,7 +199,7 @@ def steady(sandbox: Sandbox, n_accounts: int, latency: float, seconds: int) -> N
     per_account_rate = 2.0
     with tempfile.TemporaryDirectory() as tmp:
         settings, _, db = deployment(sandbox, Path(tmp), n_accounts,
-                                     MAILRELEASE_SEND_THREADS=max(16, n_accounts))
+                                     MAILRELEASE_SEND_THREADS=min(32, max(16, n_accounts)))
         sandbox.latency(latency)
         t0 = utcnow() + dt.timedelta(seconds=3)
         due = [(a, t0 + dt.timedelta(seconds=k / per_account_rate + a / n_accounts / per_account_rate))
@@ -297,6 +297,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--serve-sandbox", type=int)
     parser.add_argument("--only", choices=["steady", "overhead", "naive", "memory"])
+    parser.add_argument("--accounts", type=int, nargs="*", default=[1, 10, 100],
+                        help="account counts for the steady scenario")
     args = parser.parse_args()
     if args.serve_sandbox:
         serve_sandbox(args.serve_sandbox)
@@ -306,7 +308,7 @@ def main() -> None:
         seconds = 5 if args.quick else 15
         if args.only in (None, "steady"):
             for latency in (0.0, 0.15):
-                for n in (1, 10, 100):
+                for n in args.accounts:
                     steady(sandbox, n, latency, seconds)
         if args.only in (None, "overhead"):
             overhead(sandbox, 300 if args.quick else 1000)

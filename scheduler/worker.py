@@ -58,6 +58,7 @@ class ReleaseWorker:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self._wake_pending = threading.Event()
+        self._in_run = threading.Event()
         self._lock = threading.Lock()
         self._busy: set[int] = set()
         self.started_at: dt.datetime | None = None
@@ -102,6 +103,8 @@ class ReleaseWorker:
             return
         at = at or self.clock()
         self._wake_pending.set()
+        if self._in_run.is_set() and at <= self.clock():
+            return  # the running pass sees the flag and goes round again
         job = self._scheduler.get_job(RELEASE_JOB)
         if job is not None and (job.next_run_time is None or at < job.next_run_time):
             self._scheduler.modify_job(RELEASE_JOB, next_run_time=at)
@@ -114,13 +117,19 @@ class ReleaseWorker:
         waits for them (for tools and tests).
         """
         dispatched, futures = 0, []
-        while not self._stopping.is_set():
-            self._wake_pending.clear()
-            count, started = self._dispatch_due()
-            dispatched += count
-            futures += started
-            if not self._wake_pending.is_set():
-                break
+        self._in_run.set()
+        try:
+            while not self._stopping.is_set():
+                self._wake_pending.clear()
+                count, started = self._dispatch_due()
+                dispatched += count
+                futures += started
+                if not self._wake_pending.is_set():
+                    break
+        finally:
+            self._in_run.clear()
+        if self._wake_pending.is_set():
+            self.wake()  # a wake arrived between the last pass and the flag clearing
         self._schedule_next()
         if wait:
             for future in futures:
