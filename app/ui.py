@@ -5,7 +5,8 @@ import datetime as dt
 import json
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask import (Blueprint, current_app, flash, g, redirect, render_template, request,
+                   session, url_for)
 from sqlalchemy import select
 
 from app import ctx
@@ -30,6 +31,12 @@ def _globals():
     settings = ctx().settings
     return {"signed_in_as": session.get("email"), "sandbox": settings.sandbox,
             "statuses": MESSAGE_STATUSES}
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico on every page, the sandbox's included."""
+    return current_app.send_static_file("favicon.svg")
 
 
 @bp.get("/")
