@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 from app import ctx
 from app.openapi import OPENAPI
-from app.tokens import authenticate
+from app.tokens import authenticate, needs_touch, touch
 from scheduler import messages
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
@@ -46,11 +46,17 @@ def require_token(view):
         if scheme.lower() != "bearer" or not token.strip():
             return error(401, "unauthorized", "send Authorization: Bearer <token> "
                          "(create one with `mailrelease token create`)")
-        with ctx().db.write() as s:
-            row = authenticate(s, token.strip(), utcnow())
+        db, now = ctx().db, utcnow()
+        # A read: API calls must not queue on the database's write lock just to authenticate.
+        with db.read() as s:
+            row = authenticate(s, token.strip(), now)
             if row is None:
                 return error(401, "unauthorized", "the API token is unknown or revoked")
             g.user_id, g.team_id, g.token_name = row.user_id, row.team_id, row.name
+            stale = needs_touch(row, now)
+        if stale:
+            with db.write() as s:
+                touch(s, row.id, now)
         return view(*args, **kwargs)
     return wrapper
 

@@ -32,13 +32,22 @@ def create_token(session: Session, email: str, name: str, now: dt.datetime) -> s
     return token
 
 
+LAST_USED_GRANULARITY = dt.timedelta(minutes=1)
+
+
 def authenticate(session: Session, token: str, now: dt.datetime) -> ApiToken | None:
     """The live token row for a presented token, or None (unknown, forged or revoked)."""
     if not token.startswith(PREFIX):
         return None
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token),
-                                                ApiToken.revoked_at.is_(None)))
-    if row is not None:
-        session.execute(update(ApiToken).where(ApiToken.id == row.id)
-                        .values(last_used_at=now))
-    return row
+    return session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token),
+                                                 ApiToken.revoked_at.is_(None)))
+
+
+def needs_touch(row: ApiToken, now: dt.datetime) -> bool:
+    """Whether last_used_at is stale enough to be worth a write (at most once a minute)."""
+    return row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY
+
+
+def touch(session: Session, token_id: int, now: dt.datetime) -> None:
+    """Record that a token was used."""
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))

@@ -200,3 +200,15 @@ def test_openapi_document_lists_the_message_endpoints(live_no_worker):
     assert doc["openapi"].startswith("3.")
     assert {"/messages", "/messages/{id}", "/messages/{id}/cancel",
             "/messages/{id}/send-now"} <= set(doc["paths"])
+
+
+def test_auth__records_when_a_token_was_last_used(live_no_worker):
+    live = live_no_worker
+    api = live.user()
+    from sqlalchemy import select as sel
+    with live.db.read() as s:
+        assert s.scalar(sel(ApiToken.last_used_at)) is None
+    assert api.get(live.url + "/api/v1/messages").status_code == 200
+    with live.db.read() as s:
+        used = s.scalar(sel(ApiToken.last_used_at))
+    assert used is not None and (dt.datetime.now(dt.timezone.utc) - used).total_seconds() < 10
