@@ -158,10 +158,14 @@ def mark_held(session: Executor, claim: Claim, now: dt.datetime, kind: str, reas
     """sending → held: it waits for a person (data, reconnection, a decision) or, with
     `until`, for a time (a daily limit's window)."""
     detail = {"kind": kind, "reason": reason}
+    values = {}
     if until is not None:
         detail["until"] = until.isoformat()
+        # It is due again when the hold ends: lateness counts from then, not from before.
+        values["release_at"] = until
     return _finish(session, claim, now, "held", detail, status="held", error=reason,
-                   hold_kind=kind, hold_until=until, needs_reconcile=needs_reconcile)
+                   hold_kind=kind, hold_until=until, needs_reconcile=needs_reconcile,
+                   **values)
 
 
 def release_claim(session: Executor, claim: Claim, now: dt.datetime) -> bool:

@@ -293,3 +293,17 @@ def test_a_busy_paced_account_does_not_delay_another_accounts_message(serve):
     assert _get(live, ada, ada_ids[-1])["status"] != "sent"  # ada's queue is still going
     for mid in ada_ids:
         _until_status(live, ada, mid, "sent", 15)
+
+
+def test_a_timed_hold_is_not_mistaken_for_downtime_when_it_ends(serve):
+    """A daily-limit hold can last hours; when it ends the message goes, it is not 'late'."""
+    live = serve(MAILRELEASE_MAX_LATENESS_SECONDS="1")
+    api = live.user()
+    reset_at = (utcnow() + dt.timedelta(seconds=2.5)).replace(microsecond=0)
+    live.sandbox.fault(method="send", status=403, reason="dailyLimitExceeded",
+                       message=f"Daily Limit Exceeded. Retry after "
+                               f"{reset_at.strftime('%Y-%m-%dT%H:%M:%SZ')} (Mail sending)")
+    mid = _create(live, api)
+    assert _until_status(live, api, mid, "held")["hold_kind"] == "daily_limit"
+    body = _until_status(live, api, mid, "sent", 10)
+    assert dt.datetime.fromisoformat(body["sent_at"]) >= reset_at
