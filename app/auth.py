@@ -14,8 +14,10 @@ from gmail_client.oauth import (
     CredentialsFileError,
     can_compose,
     can_read,
+    can_read_profile,
     can_send,
     credentials_to_info,
+    email_from_id_token,
     finish_authorization,
     granted_scopes,
     load_client_config,
@@ -86,13 +88,19 @@ def callback():
                   "cannot release messages from this account. Sign in again and allow it.",
                   "error")
             return redirect(url_for("ui.home"))
-        profile = GmailService(creds, api_endpoint=settings.gmail_api_endpoint).profile()
+        if can_read_profile(granted):
+            address = GmailService(creds, api_endpoint=settings.gmail_api_endpoint).profile()[
+                "emailAddress"]
+        else:
+            address = email_from_id_token(getattr(creds, "id_token", None))
+            if not address:
+                raise ValueError("Google returned no verified address (openid email scopes)")
     except (CredentialsFileError, OAuth2Error, GmailError, ValueError) as exc:
         log.warning("action=signin_failed class=%s", type(exc).__name__)
         flash(f"Google sign-in failed: {exc}", "error")
         return redirect(url_for("ui.home"))
     with c.db.write() as s:
-        who = sign_in(s, c.cipher, email=profile["emailAddress"],
+        who = sign_in(s, c.cipher, email=address,
                       token_info=credentials_to_info(creds), scopes=granted, now=utcnow())
     session.clear()
     session.update(user_id=who.user_id, team_id=who.team_id, email=who.email)

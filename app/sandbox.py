@@ -14,6 +14,7 @@ import email.parser
 import email.policy
 import hashlib
 import itertools
+import json
 import re
 import secrets
 import threading
@@ -29,6 +30,8 @@ GMAIL_SEND_SCOPES = {"https://www.googleapis.com/auth/gmail.send",
                      "https://www.googleapis.com/auth/gmail.modify", "https://mail.google.com/"}
 GMAIL_READ_SCOPES = {"https://www.googleapis.com/auth/gmail.readonly",
                      "https://www.googleapis.com/auth/gmail.modify", "https://mail.google.com/"}
+GMAIL_PROFILE_SCOPES = GMAIL_READ_SCOPES | {"https://www.googleapis.com/auth/gmail.compose",
+                                            "https://www.googleapis.com/auth/gmail.metadata"}
 
 
 @dataclass
@@ -301,7 +304,19 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         st.grants[grant.refresh_token] = grant
         body = _new_access_token(grant)
         body["refresh_token"] = grant.refresh_token
+        if "openid" in grant.scopes:
+            body["id_token"] = _id_token(grant)
         return jsonify(body)
+
+    def _id_token(grant: Grant) -> str:
+        """An ID token shaped like Google's (the sandbox does not sign it)."""
+        now = int(time.time())
+        claims = {"iss": "https://accounts.google.com", "aud": grant.client_id,
+                  "sub": hashlib.sha256(grant.email.encode()).hexdigest()[:21],
+                  "email": grant.email, "email_verified": True, "iat": now, "exp": now + 3600}
+        header = {"alg": "RS256", "kid": "sandbox", "typ": "JWT"}
+        return ".".join(_b64url(json.dumps(part).encode()) for part in (header, claims)) \
+            + ".sandbox-unsigned"
 
     @app.post("/revoke")
     def revoke():
@@ -346,7 +361,8 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
 
     @app.get("/gmail/v1/users/<user_id>/profile")
     def profile(user_id):
-        owner, err = _caller(user_id, GMAIL_SEND_SCOPES | GMAIL_READ_SCOPES)
+        # As at Google: gmail.send alone may not read the profile.
+        owner, err = _caller(user_id, GMAIL_PROFILE_SCOPES)
         if err:
             return err
         with st.lock:

@@ -5,6 +5,7 @@ are honoured, so a local stand-in for Google can replace the real endpoints.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
 import json
@@ -32,12 +33,21 @@ class CredentialsFileError(Exception):
     """The OAuth client file is missing or not in Google's format."""
 
 
+SCOPE_OPENID = "openid"
+SCOPE_EMAIL = "https://www.googleapis.com/auth/userinfo.email"
+
+
 def scopes_for(mode: str) -> list[str]:
-    """The scopes to request: ``full`` (send, compose, readonly) or ``send-only``."""
+    """The scopes to request: ``full`` (send, compose, readonly) or ``send-only``.
+
+    Both also ask for ``openid email`` (not sensitive): users.getProfile does not accept
+    gmail.send alone, so when read and compose are not granted the address comes from the
+    ID token instead.
+    """
     if mode == "send-only":
-        return [SCOPE_SEND]
+        return [SCOPE_OPENID, SCOPE_EMAIL, SCOPE_SEND]
     if mode in ("", "full"):
-        return [SCOPE_SEND, SCOPE_COMPOSE, SCOPE_READONLY]
+        return [SCOPE_OPENID, SCOPE_EMAIL, SCOPE_SEND, SCOPE_COMPOSE, SCOPE_READONLY]
     raise ValueError(f"MAILRELEASE_GMAIL_SCOPES must be 'full' or 'send-only', not {mode!r}")
 
 
@@ -167,6 +177,29 @@ def finish_authorization(client: ClientConfig, scopes: list[str], redirect_uri: 
                                    code_verifier=code_verifier)
     flow.fetch_token(authorization_response=authorization_response)
     return flow.credentials
+
+
+def can_read_profile(scopes: list[str] | set[str]) -> bool:
+    """True when users.getProfile is allowed (it is not with gmail.send alone)."""
+    return bool((_READ_SCOPES | _COMPOSE_SCOPES) & set(scopes))
+
+
+def email_from_id_token(id_token: str | None) -> str | None:
+    """The verified address in an ID token received straight from the token endpoint.
+
+    OpenID Connect lets a client that got the token directly from the token endpoint over
+    TLS skip checking its signature, so the claims are only decoded here.
+    """
+    if not id_token or id_token.count(".") != 2:
+        return None
+    payload = id_token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, TypeError):
+        return None
+    if claims.get("email") and claims.get("email_verified", True) in (True, "true"):
+        return claims["email"]
+    return None
 
 
 def granted_scopes(creds: Credentials) -> list[str]:

@@ -36,6 +36,14 @@ def _float(env: dict, name: str, default: float) -> float:
         raise SystemExit(f"{name} must be a number, not {raw!r}") from None
 
 
+def _endpoint(value: str | None) -> str | None:
+    """An API root with its trailing slash: the client joins paths relative to it, and
+    without the slash a path prefix (http://host/prefix) would be dropped."""
+    if not value:
+        return None
+    return value if value.endswith("/") else value + "/"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the web app and the worker need to know about their environment."""
@@ -80,7 +88,7 @@ class Settings:
             or _instance_secret(inst, "token_key", lambda: Fernet.generate_key().decode()),
             google_credentials=Path(env.get("MAILRELEASE_GOOGLE_CREDENTIALS")
                                     or "credentials.json").resolve(),
-            gmail_api_endpoint=env.get("MAILRELEASE_GMAIL_API_ENDPOINT") or None,
+            gmail_api_endpoint=_endpoint(env.get("MAILRELEASE_GMAIL_API_ENDPOINT")),
             public_url=(env.get("MAILRELEASE_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
             gmail_scopes=env.get("MAILRELEASE_GMAIL_SCOPES") or "full",
             lease_seconds=_float(env, "MAILRELEASE_LEASE_SECONDS", 120.0),

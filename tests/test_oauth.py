@@ -10,6 +10,9 @@ from gmail_client.oauth import SCOPE_COMPOSE, SCOPE_READONLY, SCOPE_SEND
 from scheduler.models import GmailAccount, User
 
 
+GMAIL = {SCOPE_SEND, SCOPE_COMPOSE, SCOPE_READONLY}
+
+
 def database_bytes(live) -> bytes:
     """The SQLite file and its WAL, as they lie on disk."""
     path = live.settings.database_url.removeprefix("sqlite:///")
@@ -47,7 +50,8 @@ def test_login_redirect__asks_offline_access_with_state_and_pkce(live):
     assert q["include_granted_scopes"] == ["true"]
     assert q["code_challenge_method"] == ["S256"] and len(q["code_challenge"][0]) >= 43
     assert q["state"][0]
-    assert set(q["scope"][0].split()) == {SCOPE_SEND, SCOPE_COMPOSE, SCOPE_READONLY}
+    assert set(q["scope"][0].split()) == {SCOPE_SEND, SCOPE_COMPOSE, SCOPE_READONLY, "openid",
+                                          "https://www.googleapis.com/auth/userinfo.email"}
     assert q["redirect_uri"] == [live.url + "/auth/callback"]
 
 
@@ -56,7 +60,7 @@ def test_sign_in__connects_account_with_tokens_encrypted_at_rest(live):
     assert "Connected ada@example.com" in page.text
     (account,) = _accounts(live)
     assert account.email == "ada@example.com" and account.status == "connected"
-    assert set(account.scope_list) == {SCOPE_SEND, SCOPE_COMPOSE, SCOPE_READONLY}
+    assert GMAIL & set(account.scope_list) == {SCOPE_SEND, SCOPE_COMPOSE, SCOPE_READONLY}
     grant = next(iter(live.sandbox.state.grants.values()))
     access = next(iter(live.sandbox.state.access_tokens))
     db_bytes = database_bytes(live)
@@ -84,7 +88,7 @@ def test_sign_in__narrower_grant_is_recorded_as_granted(live):
     page = live.sign_in(drop_scopes=(SCOPE_READONLY, SCOPE_COMPOSE))
     assert "Not granted" in page.text and "read access" in page.text
     (account,) = _accounts(live)
-    assert account.scope_list == [SCOPE_SEND]
+    assert GMAIL & set(account.scope_list) == {SCOPE_SEND}  # the address came from the ID token
 
 
 def test_sign_in__without_send_scope_is_refused(live):
@@ -93,10 +97,34 @@ def test_sign_in__without_send_scope_is_refused(live):
     assert _accounts(live) == []
 
 
-def test_send_only_mode_asks_for_gmail_send_alone(serve):
+def test_send_only_mode_asks_for_gmail_send_and_identity_only(serve):
     live = serve(MAILRELEASE_GMAIL_SCOPES="send-only")
     resp = requests.get(live.url + "/auth/login", allow_redirects=False, timeout=10)
-    assert parse_qs(urlsplit(resp.headers["Location"]).query)["scope"] == [SCOPE_SEND]
+    scope = parse_qs(urlsplit(resp.headers["Location"]).query)["scope"][0].split()
+    assert set(scope) == {"openid", "https://www.googleapis.com/auth/userinfo.email",
+                          SCOPE_SEND}
+
+
+def test_send_only_sign_in_takes_the_address_from_the_id_token_and_sends(serve):
+    """gmail.send alone may not call users.getProfile (at Google, and in the sandbox)."""
+    live = serve(MAILRELEASE_GMAIL_SCOPES="send-only")
+    page = live.sign_in("Solo@Example.com")
+    assert "Connected solo@example.com" in page.text
+    (account,) = _accounts(live)
+    assert SCOPE_READONLY not in account.scope_list and SCOPE_SEND in account.scope_list
+    api = live.api(live.token("solo@example.com"))
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "S", "html": "<p>h</p>"}).json()["id"]
+    from tests.helpers import wait_for
+    wait_for(lambda: api.get(f"{live.url}/api/v1/messages/{mid}").json()["status"] == "sent")
+
+
+def test_without_profile_access_or_an_id_token_sign_in_is_refused(live):
+    """gmail.send alone may not call users.getProfile, and no ID token names the account."""
+    page = live.sign_in(drop_scopes=(SCOPE_READONLY, SCOPE_COMPOSE, "openid",
+                                     "https://www.googleapis.com/auth/userinfo.email"))
+    assert "sign-in failed" in page.text
+    assert _accounts(live) == []
 
 
 def test_sandbox_token_endpoint__refuses_a_code_without_its_pkce_verifier(live):

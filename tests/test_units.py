@@ -133,3 +133,10 @@ def test_personalize__text_part_made_from_html():
     parts = render_message("S", "<h1>Title</h1><p>Go <a href='https://e.x/'>here</a></p>",
                            None, {})
     assert "# Title" in parts.text and "https://e.x/" in parts.text
+
+
+def test_settings__gmail_endpoint_keeps_its_path_prefix(tmp_path):
+    from scheduler.settings import Settings
+    settings = Settings.from_env(instance_path=tmp_path, env={
+        "MAILRELEASE_GMAIL_API_ENDPOINT": "http://127.0.0.1:9/sandbox-google"})
+    assert settings.gmail_api_endpoint == "http://127.0.0.1:9/sandbox-google/"
