@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,8 +41,7 @@ from scheduler import accounts  # noqa: E402
 from scheduler.crypto import TokenCipher  # noqa: E402
 from scheduler.db import Database, utcnow  # noqa: E402
 from scheduler.migrate import upgrade  # noqa: E402
-from scheduler.models import GmailAccount, Message, User  # noqa: E402
-from scheduler.release import Releaser  # noqa: E402
+from scheduler.models import GmailAccount, Message  # noqa: E402
 from scheduler.settings import Settings  # noqa: E402
 from scheduler.worker import ReleaseWorker  # noqa: E402
 
