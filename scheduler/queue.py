@@ -117,14 +117,10 @@ def claim_due(session: Executor, now: dt.datetime, lease_seconds: float,
 
 def _finish(session: Executor, claim: Claim, now: dt.datetime, event: str,
             detail: dict | None, **values) -> bool:
-    stmt = (
-        update(Message)
-        .where(Message.id == claim.message_id, Message.status == "sending",
-               Message.claim_token == claim.token)
-        .values(lease_until=None, claim_token=None, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
-    )
-    moved = session.execute(stmt).rowcount == 1
+    stmt = update(_M).where(_MINE).values(lease_until=None, claim_token=None, updated_at=now,
+                                          **values)
+    moved = session.execute(stmt, {"b_mid": claim.message_id,
+                                   "b_tok": claim.token}).rowcount == 1
     if moved:
         record_event(session, claim.message_id, event, now, detail)
     return moved
@@ -169,10 +165,12 @@ def mark_held(session: Executor, claim: Claim, now: dt.datetime, kind: str, reas
 
 
 def release_claim(session: Executor, claim: Claim, now: dt.datetime) -> bool:
-    """sending → scheduled without an attempt (the worker is stopping); due again at once."""
+    """sending → scheduled without an attempt, due again at once (the worker is stopping).
+
+    A claim whose lease another worker has taken over matches nothing: a no-op."""
     return _finish(session, claim, now, "scheduled", {"reason": "worker stopped before "
                    "sending; released its claim"}, status="scheduled",
-                   attempts=Message.attempts - 1)
+                   attempts=_M.c.attempts - 1)
 
 
 def extend_lease(session: Executor, claim: Claim, until: dt.datetime) -> bool:

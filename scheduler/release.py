@@ -263,7 +263,7 @@ class Releaser:
         return "held"
 
     def give_back(self, claim) -> str:
-        """Return an unstarted claim to the queue (the worker is stopping)."""
+        """Return an unstarted claim to the queue (stopping, or a no-op if the lease was lost)."""
         with self.db.core_write() as session:
             queue.release_claim(session, claim, self.clock())
         return "scheduled"
