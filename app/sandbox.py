@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import getaddresses, parseaddr
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request
 
@@ -634,12 +634,6 @@ def sandbox_credentials(base_url: str, client_id: str, client_secret: str,
         "auth_provider_x509_cert_url": f"{base}/oauth2/v1/certs",
         "client_secret": client_secret, "redirect_uris": redirect_uris,
     }}
-
-
-def is_loopback_base(url: str) -> bool:
-    """True when the sandbox would be served on loopback (the only place it may run)."""
-    host = urlsplit(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 __all__ = ["create_sandbox_app", "sandbox_credentials", "SandboxState"]

@@ -76,7 +76,6 @@ class ClientConfig:
     auth_uri: str
     token_uri: str
     redirect_uris: tuple[str, ...]
-    revoke_uri: str
 
     def as_google_dict(self) -> dict:
         """The dict shape google-auth-oauthlib expects."""
@@ -106,19 +105,13 @@ def load_client_config(path: str | os.PathLike) -> ClientConfig:
                if not section.get(k)]
     if missing:
         raise CredentialsFileError(f"{p} lacks {', '.join(missing)} in its '{kind}' section")
-    token_uri = section["token_uri"]
-    default_revoke = "https://oauth2.googleapis.com/revoke"
-    if urlsplit(token_uri).netloc != "oauth2.googleapis.com":
-        # A stand-in for Google serves revocation beside its token endpoint.
-        default_revoke = token_uri.rsplit("/", 1)[0] + "/revoke"
     return ClientConfig(
         kind=kind,
         client_id=section["client_id"],
         client_secret=section["client_secret"],
         auth_uri=section["auth_uri"],
-        token_uri=token_uri,
+        token_uri=section["token_uri"],
         redirect_uris=tuple(section.get("redirect_uris", [])),
-        revoke_uri=section.get("revoke_uri", default_revoke),
     )
 
 
@@ -236,15 +229,3 @@ def credentials_from_info(info: dict, client: ClientConfig) -> Credentials:
         # google-auth compares expiry as naive UTC.
         creds.expiry = dt.datetime.fromisoformat(expiry).replace(tzinfo=None)
     return creds
-
-
-def revoke(client: ClientConfig, token: str, timeout: float = 10.0) -> bool:
-    """Revoke a token at Google; True when Google confirmed."""
-    import httplib2
-    from urllib.parse import urlencode
-
-    _allow_plain_http(client.revoke_uri)
-    http = httplib2.Http(timeout=timeout)
-    resp, _ = http.request(client.revoke_uri, "POST", body=urlencode({"token": token}),
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
-    return resp.status == 200

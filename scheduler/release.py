@@ -17,15 +17,15 @@ from gmail_client.errors import (
     ReconnectNeeded,
     TransientGmailError,
 )
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Row
+
 from gmail_client.mime import build_message
 from gmail_client.oauth import ClientConfig, can_read
 from scheduler import accounts, queue
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.errors import MissingData, TemplateError
-from sqlalchemy import bindparam, select
-from sqlalchemy.engine import Row
-
 from scheduler.models import GmailAccount, Message
 from scheduler.personalize import render_message
 from scheduler.sender import ServicePool

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -67,7 +67,6 @@ class Settings:
     retry_base_seconds: float = 30.0
     send_threads: int = 16
     sandbox: bool = False
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, instance_path: str | Path | None = None, env: dict | None = None,
