@@ -45,6 +45,9 @@ class Grant:
     revoked: bool = False
 
 
+STORED_HEADERS = ("From", "To", "Subject", "Message-ID")
+
+
 @dataclass
 class StoredMessage:
     """A message in a sandbox mailbox."""
@@ -62,10 +65,10 @@ class StoredMessage:
     def __post_init__(self):
         # Headers parsed once (and only headers): listing or searching thousands of
         # messages must not re-parse every body.
-        parsed = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
-            self.raw)
-        self.headers = {name: str(parsed.get(name, "")) for name in
-                        ("From", "To", "Subject", "Message-ID")}
+        if not self.headers:
+            parsed = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
+                self.raw)
+            self.headers = {name: str(parsed.get(name, "")) for name in STORED_HEADERS}
 
     @property
     def parsed(self) -> email.message.EmailMessage:
@@ -410,12 +413,15 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
                 if _normal_subject(thread[0].parsed["Subject"]) != _normal_subject(
                         parsed["Subject"]):
                     thread_id = None  # Gmail starts a new thread when subjects differ
-            raw = _stamp(raw, parsed, owner)
+            stamped = _stamp(raw, parsed, owner)
+            headers = ({name: str(parsed.get(name, "")) for name in STORED_HEADERS}
+                       if stamped is raw else {})
             msg_id = st.next_id()
             stored = StoredMessage(id=msg_id, thread_id=thread_id or msg_id,
-                                   label_ids=["SENT"], raw=raw,
+                                   label_ids=["SENT"], raw=stamped,
                                    internal_date=int(time.time() * 1000),
-                                   history_id=st.next_history(), owner=owner)
+                                   history_id=st.next_history(), owner=owner,
+                                   headers=headers)
             st.messages[msg_id] = stored
         if fault is not None:
             return play_fault(fault)

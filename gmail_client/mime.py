@@ -4,7 +4,7 @@ Parts of multipart/alternative go in the order Gmail requires: text/plain, then
 text/x-amp-html when there is one, then text/html (the last part is the preferred one).
 
 Built with the compat32 MIME classes: 4x faster than EmailMessage's header registry
-(0.56 vs 2.43 ms a message here), with the same RFC 2047 encoding of non-ASCII headers.
+(0.5 vs 2.4 ms a message here; 0.28 ms with _Policy's short-line shortcut), with the same RFC 2047 encoding of non-ASCII headers.
 Header values are checked for CR and LF ourselves, so data can never inject a header.
 """
 from __future__ import annotations
@@ -18,7 +18,25 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 
-_POLICY = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
+
+
+class _Policy(email.policy.Compat32):
+    """compat32 that writes a short ASCII header line as it is.
+
+    Folding runs every header through email.header.Header, half the cost of a message;
+    a line that needs no folding or encoding comes out of it unchanged anyway, which
+    tests/test_units.py checks against plain compat32.
+    """
+
+    def fold_binary(self, name, value):
+        if (isinstance(value, str) and value.isascii()
+                and len(name) + len(value) + 2 <= self.max_line_length
+                and "\r" not in value and "\n" not in value):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_POLICY = _Policy(linesep="\r\n", max_line_length=78)
 
 
 def make_message_id(local_part: str, domain: str) -> str:
@@ -37,13 +55,15 @@ def _text_header(name: str, value: str):
     return value if value.isascii() else Header(value, "utf-8", header_name=name)
 
 
-def _address(name: str, addr: Address) -> str:
-    _one_line(name, addr.display_name or "")
-    return _one_line(name, formataddr((addr.display_name or "", addr.addr_spec), "utf-8"))
+def _address(name: str, addr: Address | tuple[str, str]) -> str:
+    # A (display name, address) pair as email.utils.parseaddr gives it, or an Address.
+    pair = ((addr.display_name or "", addr.addr_spec) if isinstance(addr, Address)
+            else addr)
+    return _one_line(name, formataddr((_one_line(name, pair[0] or ""), pair[1]), "utf-8"))
 
 
-def build_message(*, sender: Address, to: Address, subject: str, html: str,
-                  text: str, amp: str | None = None, message_id: str,
+def build_message(*, sender: Address | tuple[str, str], to: Address | tuple[str, str],
+                  subject: str, html: str, text: str, amp: str | None = None, message_id: str,
                   date: dt.datetime | None = None, in_reply_to: str | None = None,
                   references: str | None = None,
                   extra_headers: dict[str, str] | None = None) -> bytes:

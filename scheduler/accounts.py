@@ -64,17 +64,26 @@ def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: di
 
 
 def save_refreshed_token(session: Session, cipher: TokenCipher, account_id: int,
-                         token_info: dict, now: dt.datetime) -> None:
-    """Store a silently refreshed access token (encrypted)."""
+                         token_info: dict, now: dt.datetime) -> bytes:
+    """Store a silently refreshed access token (encrypted); returns what was stored."""
+    blob = cipher.encrypt(token_info)
     session.execute(update(GmailAccount).where(GmailAccount.id == account_id)
-                    .values(token_blob=cipher.encrypt(token_info), updated_at=now))
+                    .values(token_blob=blob, updated_at=now))
+    return blob
 
 
 def mark_reconnect_needed(session: Session, account_id: int, reason: str,
-                          now: dt.datetime) -> None:
-    """The grant is gone: the account waits for its owner to sign in again."""
-    session.execute(update(GmailAccount).where(GmailAccount.id == account_id)
-                    .values(status="reconnect", status_reason=reason, updated_at=now))
+                          now: dt.datetime, grant: bytes | None = None) -> bool:
+    """The grant is gone: the account waits for its owner to sign in again.
+
+    With `grant` (the stored token that failed), only if that is still the stored one:
+    a sign-in in the meantime brought a new grant, which is not known to be gone.
+    """
+    stmt = update(GmailAccount).where(GmailAccount.id == account_id)
+    if grant is not None:
+        stmt = stmt.where(GmailAccount.token_blob == grant)
+    return session.execute(stmt.values(status="reconnect", status_reason=reason,
+                                       updated_at=now)).rowcount == 1
 
 
 def mark_daily_limited(session: Session, account_id: int, until: dt.datetime,

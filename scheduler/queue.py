@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, true, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from scheduler.models import GmailAccount, Message, MessageEvent
@@ -38,9 +38,15 @@ _MARK_SENT = update(_M).where(_MINE).values(
     gmail_thread_id=bindparam("b_tid"), subject=bindparam("b_subject"),
     needs_reconcile=False, error=None)
 _EXTEND_LEASE = update(_M).where(_MINE).values(lease_until=bindparam("b_until"))
-_SENT_IN_WINDOW = select(func.count(), func.min(_M.c.sent_at)).where(
-    _M.c.account_id == bindparam("b_account"), _M.c.status == "sent",
-    _M.c.sent_at >= bindparam("b_since"))
+# Whatever left counts against Gmail's quota, whatever happened to it later (a bounce):
+# sent_at alone, so the count is read from the (account_id, sent_at) index only.
+_SENT_SINCE = select(func.count()).where(
+    _M.c.account_id == bindparam("b_account"), _M.c.sent_at >= bindparam("b_since"))
+_NTH_LATEST_SENT = (select(_M.c.sent_at)
+                    .where(_M.c.account_id == bindparam("b_account"),
+                           _M.c.sent_at >= bindparam("b_since"))
+                    .order_by(_M.c.sent_at.desc())
+                    .limit(1).offset(bindparam("b_skip")))
 _NEXT_SLOT = (select(_A.c.next_send_at).where(_A.c.id == bindparam("b_account"))
               .with_for_update())
 _SET_SLOT = update(_A).where(_A.c.id == bindparam("b_account")).values(
@@ -57,6 +63,9 @@ class Claim:
     needs_reconcile: bool
     attempts: int
     account_id: int
+    # The message's columns as the claim returned them: while 'sending' nobody else may
+    # change the row, so this snapshot is what goes out (no second read per message).
+    message: Row | None = field(default=None, compare=False, repr=False)
 
 
 def record_event(session: Executor, message_id: str, type_: str,
@@ -102,11 +111,11 @@ def claim_due(session: Executor, now: dt.datetime, lease_seconds: float,
             hold_until=None,
             updated_at=now,
         )
-        .returning(Message.id, Message.needs_reconcile, Message.attempts, Message.account_id)
+        .returning(*_M.c)
         .execution_options(synchronize_session=False)
     )
     claims = [Claim(row.id, token, lease_until, bool(row.needs_reconcile), row.attempts,
-                    row.account_id) for row in session.execute(stmt)]
+                    row.account_id, row) for row in session.execute(stmt)]
     if claims:
         session.execute(_INSERT_EVENT, [
             {"message_id": c.message_id, "type": "sending", "at": now,
@@ -192,11 +201,21 @@ def reserve_send_slot(session: Executor, account_id: int, now: dt.datetime,
     return slot
 
 
-def sent_in_window(session: Executor, account_id: int, since: dt.datetime) -> tuple[int, dt.datetime | None]:
-    """How many messages the account sent since `since`, and the oldest of them."""
-    count, oldest = session.execute(_SENT_IN_WINDOW, {"b_account": account_id,
-                                                      "b_since": since}).one()
-    return count, (_aware(oldest) if oldest is not None else None)
+def sent_since(session: Executor, account_id: int, since: dt.datetime) -> int:
+    """How many messages the account has sent since `since`."""
+    return session.execute(_SENT_SINCE, {"b_account": account_id, "b_since": since}).scalar()
+
+
+def window_reopens(session: Executor, account_id: int, now: dt.datetime,
+                   window: dt.timedelta, cap: int) -> dt.datetime | None:
+    """When the account may send again under a cap of `cap` sends per rolling `window`.
+
+    That is when the cap-th most recent send leaves the window. None: it may send now.
+    """
+    value = session.execute(_NTH_LATEST_SENT, {"b_account": account_id,
+                                               "b_since": now - window,
+                                               "b_skip": cap - 1}).scalar()
+    return _aware(value) + window if value is not None else None
 
 
 def release_held(session: Executor, account_id: int, kind: str, now: dt.datetime,

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import random
 import threading
+import time
 from dataclasses import dataclass
-from email.headerregistry import Address
 from email.utils import parseaddr
 
 from gmail_client.errors import (
@@ -26,7 +27,7 @@ from scheduler import accounts, queue
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.errors import MissingData, TemplateError
-from scheduler.models import GmailAccount, Message
+from scheduler.models import GmailAccount
 from scheduler.personalize import render_message
 from scheduler.sender import ServicePool
 from scheduler.settings import Settings
@@ -34,11 +35,6 @@ from scheduler.settings import Settings
 log = logging.getLogger("mailrelease.release")
 
 BACKOFF_MAX_SECONDS = 3600.0
-
-
-def _address(value: str) -> Address:
-    name, addr = parseaddr(value)
-    return Address(display_name=name, addr_spec=addr)
 
 
 def backoff(attempt: int, retry_after: float | None, rng: random.Random,
@@ -49,35 +45,25 @@ def backoff(attempt: int, retry_after: float | None, rng: random.Random,
     return max(delay, retry_after or 0.0)
 
 
-# One query for a claimed message and its account; columns prefixed to keep them apart.
-_LOAD = (select(*[c.label(f"m_{c.name}") for c in Message.__table__.c],
-                *[c.label(f"a_{c.name}") for c in GmailAccount.__table__.c])
-         .join(GmailAccount.__table__, GmailAccount.id == Message.account_id)
-         .where(Message.id == bindparam("mid")))
+_ACCOUNT = select(GmailAccount.__table__).where(GmailAccount.id == bindparam("b_account"))
+
+# A thread reuses what it read of an account for this long across its batch of claims.
+ACCOUNT_REFRESH_SECONDS = 5.0
 
 
-class _Columns:
-    """Attribute access to one table's columns of a joined row (m_subject_tpl → .subject_tpl)."""
+@dataclass
+class AccountState:
+    """An account as a sender thread sees it: its row, decrypted grant, sends in 24 h.
 
-    __slots__ = ("_row", "_prefix")
+    Read once and reused for the thread's batch of that account's claims (refreshed after
+    ACCOUNT_REFRESH_SECONDS or after an error changed the account), instead of per message.
+    """
 
-    def __init__(self, row: Row, prefix: str):
-        self._row = row
-        self._prefix = prefix
-
-    def __getattr__(self, name: str):
-        return getattr(self._row, self._prefix + name)
-
-
-@dataclass(frozen=True)
-class _Job:
-    """A snapshot of what sending needs, detached from any session."""
-
-    message: _Columns  # the message's columns
-    account: _Columns  # its account's columns
+    row: Row
     token_info: dict
+    token_blob: bytes  # the stored (encrypted) grant token_info came from
     sent_today: int
-    oldest_today: dt.datetime | None
+    loaded: float  # time.monotonic() when read
 
 
 CONSUMER_DOMAINS = ("gmail.com", "googlemail.com")
@@ -106,20 +92,39 @@ class Releaser:
         self.pool = (ServicePool(client, settings.gmail_api_endpoint,
                                  settings.gmail_timeout_seconds) if client else None)
         self._rng = random.Random()
+        # How many sends all workers together can make for one account between two reads
+        # of its count; with pacing off, nothing bounds that, so the count is always read.
+        rate = settings.sends_per_second
+        self._count_margin = (math.ceil(rate * ACCOUNT_REFRESH_SECONDS) + 1 if rate > 0
+                              else 10 ** 9)
 
-    def _load(self, claim: queue.Claim) -> _Job:
-        """The message, its account and the account's last 24 h, in one read."""
+    def load_account(self, account_id: int) -> AccountState:
+        """The account's row, its decrypted grant and how many it sent in the last 24 h."""
         with self.db.core_read() as conn:
-            row = conn.execute(_LOAD, {"mid": claim.message_id}).one()
-            count, oldest = queue.sent_in_window(conn, claim.account_id, self.clock() - DAY)
-        message = _Columns(row, "m_")
-        account = _Columns(row, "a_")
-        return _Job(message, account, self.cipher.decrypt(account.token_blob), count, oldest)
+            row = conn.execute(_ACCOUNT, {"b_account": account_id}).one()
+            count = queue.sent_since(conn, account_id, self.clock() - DAY)
+        return AccountState(row, self.cipher.decrypt(row.token_blob), row.token_blob, count,
+                            time.monotonic())
 
-    def release(self, claim: queue.Claim) -> str:
-        """Do everything for one claim; returns the status it ended in."""
-        job = self._load(claim)
-        message, account = job.message, job.account
+    def _account(self, account_id: int, known: dict[int, AccountState] | None) -> AccountState:
+        state = known.get(account_id) if known is not None else None
+        # An account that was not connected is read again: its owner may have signed in.
+        if (state is None or state.row.status != "connected"
+                or time.monotonic() - state.loaded > ACCOUNT_REFRESH_SECONDS):
+            state = self.load_account(account_id)
+            if known is not None:
+                known[account_id] = state
+        return state
+
+    def release(self, claim: queue.Claim,
+                known: dict[int, AccountState] | None = None) -> str:
+        """Do everything for one claim; returns the status it ended in.
+
+        `known` carries account state between the claims of one thread's batch.
+        """
+        message = claim.message
+        state = self._account(claim.account_id, known)
+        account = state.row
         now = self.clock()
         if self.pool is None:
             return self._hold(claim, "no_client",
@@ -132,7 +137,7 @@ class Releaser:
             return self._hold(claim, "too_late", f"was due {message.release_at.isoformat()} "
                               f"but nothing could send it until {now.isoformat()}; "
                               f"send now or cancel")
-        limited = self._daily_limit(job, now)
+        limited = self._daily_limit(state, now)
         if limited is not None:
             return self._hold(claim, "daily_limit", limited[1], until=limited[0])
         try:
@@ -141,13 +146,13 @@ class Releaser:
         except (MissingData, TemplateError) as exc:
             return self._hold(claim, "missing_data", str(exc))
         raw = build_message(
-            sender=_address(message.from_addr), to=_address(message.to_addr),
+            sender=parseaddr(message.from_addr), to=parseaddr(message.to_addr),
             subject=parts.subject, html=parts.html, text=parts.text,
             message_id=message.rfc822_id, date=now, in_reply_to=message.in_reply_to,
         )
         if not self._take_turn(claim, account.id):
             return self.give_back(claim)
-        service = self.pool.get(account.id, job.token_info)
+        service = self.pool.get(account.id, state.token_info)
         try:
             if claim.needs_reconcile:
                 outcome = self._reconcile(claim, service, message, account, parts.subject)
@@ -155,9 +160,12 @@ class Releaser:
                     return outcome
             result = service.send(raw, thread_id=message.reply_thread_id)
         except GmailError as exc:
-            return self._on_error(claim, account, exc)
+            if known is not None:
+                known.pop(account.id, None)  # the error may have changed the account
+            return self._on_error(claim, state, exc)
         finally:
-            self._persist_refresh(account.id, service, job.token_info)
+            self._persist_refresh(state, service)
+        state.sent_today += 1
         with self.db.core_write() as session:
             moved = queue.mark_sent(session, claim, self.clock(), result["id"],
                                     result.get("threadId", ""), parts.subject)
@@ -165,19 +173,24 @@ class Releaser:
                  message.id, account.id, result["id"], claim.attempts, moved)
         return "sent"
 
-    def _daily_limit(self, job: _Job, now: dt.datetime):
+    def _daily_limit(self, state: AccountState, now: dt.datetime):
         """(until, reason) when the account may not send now because of a daily limit."""
-        account = job.account
+        account = state.row
         if account.limited_until and account.limited_until > now:
             return account.limited_until, (f"Gmail's daily sending limit for {account.email} "
                                            f"is reached; resumes {account.limited_until.isoformat()}")
         cap = account.daily_cap or self.settings.daily_cap or default_daily_cap(account.email)
-        count, oldest = job.sent_today, job.oldest_today
-        if count < cap:
+        if state.sent_today + self._count_margin < cap:
             return None
-        until = (oldest or now) + DAY
-        return until, (f"daily cap reached: {count} of {cap} sent from {account.email} in the "
-                       f"last 24 h; resumes {until.isoformat()}")
+        # Near the cap, count again: other workers may send for this account too. Far from
+        # it they cannot close the gap before the next refresh, as pacing is shared.
+        with self.db.core_read() as conn:
+            state.sent_today = queue.sent_since(conn, account.id, now - DAY)
+            if state.sent_today < cap:
+                return None
+            until = queue.window_reopens(conn, account.id, now, DAY, cap) or now
+        return until, (f"daily cap reached: {state.sent_today} of {cap} sent from "
+                       f"{account.email} in the last 24 h; resumes {until.isoformat()}")
 
     def _take_turn(self, claim: queue.Claim, account_id: int) -> bool:
         """Wait for the account's pacing slot, then renew the lease to cover the send.
@@ -227,14 +240,21 @@ class Releaser:
                  found[0]["id"])
         return "sent"
 
-    def _on_error(self, claim, account, exc: GmailError) -> str:
+    def _on_error(self, claim, state: AccountState, exc: GmailError) -> str:
+        account = state.row
         now = self.clock()
         reason = " ".join(f"Gmail {exc.status or ''} {exc.reason}: {exc}".split())
         log.warning("action=send_error message_id=%s account=%s class=%s status=%s reason=%s",
                     claim.message_id, account.id, type(exc).__name__, exc.status, exc.reason)
         if isinstance(exc, ReconnectNeeded):
             with self.db.core_write() as session:
-                accounts.mark_reconnect_needed(session, account.id, str(exc), now)
+                marked = accounts.mark_reconnect_needed(session, account.id, str(exc), now,
+                                                        grant=state.token_blob)
+                if not marked:
+                    # Its owner signed in again since this grant was read: try the new one.
+                    queue.mark_retry(session, claim, now, now, f"{reason}; the account was "
+                                     f"reconnected meanwhile", claim.needs_reconcile)
+                    return "retry_wait"
             return self._hold(claim, "reconnect", f"{account.email} needs reconnecting: {exc}")
         if isinstance(exc, DailyLimitReached):
             until = exc.retry_at if exc.retry_at and exc.retry_at > now else now + DAY / 24
@@ -268,13 +288,14 @@ class Releaser:
             queue.release_claim(session, claim, self.clock())
         return "scheduled"
 
-    def _persist_refresh(self, account_id: int, service, before: dict) -> None:
-        info = ServicePool.refreshed_info(service, before)
+    def _persist_refresh(self, state: AccountState, service) -> None:
+        info = ServicePool.refreshed_info(service, state.token_info)
         if info is None:
             return
         if not info.get("refresh_token"):
-            info["refresh_token"] = before.get("refresh_token")
+            info["refresh_token"] = state.token_info.get("refresh_token")
         with self.db.core_write() as session:
-            accounts.save_refreshed_token(session, self.cipher, account_id, info, self.clock())
-        before.update(info)
-        log.info("action=token_refreshed account=%s", account_id)
+            state.token_blob = accounts.save_refreshed_token(
+                session, self.cipher, state.row.id, info, self.clock())
+        state.token_info.update(info)
+        log.info("action=token_refreshed account=%s", state.row.id)

@@ -65,7 +65,7 @@ class Settings:
     sends_per_second: float = 2.5
     gmail_timeout_seconds: float = 30.0
     retry_base_seconds: float = 30.0
-    send_threads: int = 16
+    send_threads: int = 64
     sandbox: bool = False
 
     @classmethod
@@ -101,6 +101,6 @@ class Settings:
             sends_per_second=_float(env, "MAILRELEASE_SENDS_PER_SECOND", 2.5),
             gmail_timeout_seconds=_float(env, "MAILRELEASE_GMAIL_TIMEOUT_SECONDS", 30.0),
             retry_base_seconds=_float(env, "MAILRELEASE_RETRY_BASE_SECONDS", 30.0),
-            send_threads=max(1, int(_float(env, "MAILRELEASE_SEND_THREADS", 16))),
+            send_threads=max(1, int(_float(env, "MAILRELEASE_SEND_THREADS", 64))),
         )
         return replace(settings, **overrides) if overrides else settings

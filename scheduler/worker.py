@@ -23,7 +23,7 @@ from scheduler import queue
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.models import WorkerHeartbeat
-from scheduler.release import Releaser
+from scheduler.release import AccountState, Releaser
 from scheduler.settings import Settings
 
 log = logging.getLogger("mailrelease.worker")
@@ -31,6 +31,7 @@ log = logging.getLogger("mailrelease.worker")
 RELEASE_JOB = "release"
 HEARTBEAT_JOB = "heartbeat"
 HEARTBEAT_SECONDS = 10.0
+WAKE_COALESCE = dt.timedelta(milliseconds=50)
 
 
 class ReleaseWorker:
@@ -61,6 +62,9 @@ class ReleaseWorker:
         self._in_run = threading.Event()
         self._lock = threading.Lock()
         self._busy: set[int] = set()
+        # What sender threads read of each account, reused across batches; safe to share
+        # because an account is on one thread at a time (`_busy`).
+        self._accounts: dict[int, AccountState] = {}
         self.started_at: dt.datetime | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -103,8 +107,10 @@ class ReleaseWorker:
             return
         at = at or self.clock()
         self._wake_pending.set()
-        if self._in_run.is_set() and at <= self.clock():
-            return  # the running pass sees the flag and goes round again
+        if self._in_run.is_set():
+            # The running pass sees the flag and goes round again (moving the job now
+            # would only make APScheduler skip it, as one pass runs at a time).
+            return
         job = self._scheduler.get_job(RELEASE_JOB)
         if job is not None and (job.next_run_time is None or at < job.next_run_time):
             self._scheduler.modify_job(RELEASE_JOB, next_run_time=at)
@@ -179,7 +185,7 @@ class ReleaseWorker:
                     if self._stopping.is_set():
                         self.releaser.give_back(claim)
                         continue
-                    self.releaser.release(claim)
+                    self.releaser.release(claim, self._accounts)
                     done += 1
                 except Exception:  # noqa: BLE001 - one message must not stop the others
                     # The lease expires and the message is reconciled, never dropped.
@@ -187,8 +193,11 @@ class ReleaseWorker:
         finally:
             with self._lock:
                 self._busy.discard(account_id)
-            # More of this account's messages may have fallen due meanwhile.
-            self.wake()
+            # More of this account's messages may have fallen due meanwhile. A full batch
+            # says more are due now; otherwise wake a moment later, so that accounts
+            # finishing together share one pass (a pass costs a claim and a look-ahead).
+            self.wake(None if len(claims) >= self.batch_size
+                      else self.clock() + WAKE_COALESCE)
         return done
 
     def heartbeat(self) -> None:

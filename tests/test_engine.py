@@ -166,6 +166,29 @@ def test_revoked_grant_holds_everything_until_the_user_signs_in_again(live):
     assert len(live.sandbox.sent()) == 3
 
 
+def test_a_grant_revoked_while_its_owner_reconnects_is_not_held_for_reconnection(
+        live_no_worker):
+    """The worker still holds the old grant (read before the owner signed in again): its
+    invalid_grant must not mark the freshly reconnected account, and the message goes out
+    with the new grant."""
+    live = live_no_worker
+    api = live.user()
+    mid = _create(live, api)
+    worker = ReleaseWorker(live.db, live.settings)
+    worker._accounts[1] = worker.releaser.load_account(1)  # the grant as read before
+    live.sandbox.revoke("ada@example.com")
+    assert "Connected" in live.sign_in().text
+    worker.run_once(wait=True)
+    with live.db.read() as s:
+        assert s.scalar(select(GmailAccount.status)) == "connected"
+    assert _get(live, api, mid)["status"] == "retry_wait"
+    worker.run_once(wait=True)
+    body = _get(live, api, mid)
+    assert body["status"] == "sent", body
+    assert len(live.sandbox.sent()) == 1
+    worker.stop()
+
+
 def test_401_even_after_refresh_marks_the_account_for_reconnection(live):
     api = live.user()
     live.sandbox.fault(method="send", status=401, reason="authError",

@@ -51,6 +51,29 @@ def test_build_message__refuses_header_injection():
                       html="h", text="h", message_id="<a@b>")
 
 
+@pytest.mark.parametrize("subject", [
+    "Short", "Two  spaces and a\ttab", "A subject line long enough that it must be folded "
+    "somewhere past the seventy-eighth column of the line", "Grüße, Zoë ✓",
+    "x" * 90, "Ends with a space "])
+def test_build_message__header_shortcut_writes_what_compat32_writes(subject):
+    """The fast path for short ASCII lines changes no byte of what compat32 produces."""
+    import re
+
+    from gmail_client import mime
+    args = dict(sender=("Ada Lovelace", "ada@example.com"), to=("Zoë", "g@example.org"),
+                subject=subject, html="<p>h</p>", text="h", message_id="<a@b>", date=NOW,
+                in_reply_to="<orig@mail.gmail.com>", extra_headers={"X-Note": subject})
+    fast = mime.build_message(**args)
+    plain = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
+    try:
+        original, mime._POLICY = mime._POLICY, plain
+        reference = mime.build_message(**args)
+    finally:
+        mime._POLICY = original
+    boundary = re.compile(rb"=_mr\.[0-9a-f]+")
+    assert boundary.sub(b"B", fast) == boundary.sub(b"B", reference)
+
+
 def test_build_message__reply_headers():
     raw = build_message(sender=Address(addr_spec="ada@example.com"),
                         to=Address(addr_spec="g@example.org"), subject="Re: S", html="h",
