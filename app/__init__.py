@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 from flask_wtf.csrf import CSRFProtect
 
+from scheduler.content import ContentFetcher
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database
 from scheduler.settings import Settings
@@ -20,6 +21,7 @@ class Context:
     settings: Settings
     db: Database
     cipher: TokenCipher
+    content: ContentFetcher
     worker: object | None = None
 
     def wake_worker(self, at=None) -> None:
@@ -43,9 +45,10 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     )
     app.extensions["mailrelease"] = Context(
         settings=settings, db=db or Database(settings.database_url),
-        cipher=TokenCipher(settings.token_key), worker=worker)
+        cipher=TokenCipher(settings.token_key),
+        content=ContentFetcher(settings.content_hosts), worker=worker)
 
-    from app import api, auth, health, ui
+    from app import api, api_content, auth, health, ui  # noqa: F401 - api_content: routes on api.bp
 
     _json_errors_under_api(app)
     csrf.init_app(app)

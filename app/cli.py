@@ -197,4 +197,52 @@ def token_create(email: str, name: str) -> None:
     click.echo(value)
 
 
+@main.group()
+def contacts() -> None:
+    """Contacts."""
+
+
+@contacts.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--email", required=True,
+              help="The Google address of a user of the team to import into.")
+def contacts_import(file: str, email: str) -> None:
+    """Import a CSV of contacts (with a progress bar); prints the report as JSON."""
+    import json
+    import os
+
+    from sqlalchemy import select
+
+    from scheduler import contacts as contacts_mod
+    from scheduler.errors import InvalidInput
+    from scheduler.models import User
+
+    settings = Settings.from_env()
+    upgrade_db(settings.database_url)
+    database = Database(settings.database_url)
+    try:
+        with database.read() as session:
+            team_id = session.scalar(select(User.personal_team_id).where(
+                User.email == email.strip().lower()))
+        if team_id is None:
+            raise click.ClickException(f"no user {email}: sign in with Google once first")
+        size = os.path.getsize(file)
+        with open(file, "rb") as raw, click.progressbar(
+                length=size, label="importing", file=click.get_text_stream("stderr"),
+                show_pos=True) as bar:
+            counting = contacts_mod.CountingReader(raw)
+            done = [0]
+
+            def progress(_rows: int) -> None:
+                bar.update(counting.bytes_read - done[0])
+                done[0] = counting.bytes_read
+            report = contacts_mod.import_csv(database, team_id, counting, utcnow(),
+                                             progress=progress)
+    except InvalidInput as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        database.dispose()
+    click.echo(json.dumps(report.as_dict()))
+
+
 __all__ = ["main"]

@@ -30,6 +30,9 @@ GMAIL_SEND_SCOPES = {"https://www.googleapis.com/auth/gmail.send",
                      "https://www.googleapis.com/auth/gmail.modify", "https://mail.google.com/"}
 GMAIL_READ_SCOPES = {"https://www.googleapis.com/auth/gmail.readonly",
                      "https://www.googleapis.com/auth/gmail.modify", "https://mail.google.com/"}
+GMAIL_COMPOSE_SCOPES = {"https://www.googleapis.com/auth/gmail.compose",
+                        "https://www.googleapis.com/auth/gmail.modify",
+                        "https://mail.google.com/"}
 GMAIL_PROFILE_SCOPES = GMAIL_READ_SCOPES | {"https://www.googleapis.com/auth/gmail.compose",
                                             "https://www.googleapis.com/auth/gmail.metadata"}
 
@@ -105,6 +108,7 @@ class SandboxState:
     access_tokens: dict[str, dict] = field(default_factory=dict)
     grants: dict[str, Grant] = field(default_factory=dict)
     messages: dict[str, StoredMessage] = field(default_factory=dict)
+    drafts: dict[str, StoredMessage] = field(default_factory=dict)  # draft id → message
     access_token_seconds: int = 3600
     send_latency: float = 0.0
     faults: list[Fault] = field(default_factory=list)
@@ -489,6 +493,55 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         fmt = request.args.get("format", "full")
         return jsonify({"id": thread_id, "historyId": str(thread[-1].history_id),
                         "messages": [message_resource(m, fmt) for m in thread]})
+
+    # drafts.list/get need read or compose access, drafts.create compose, as at Google.
+    @app.post("/gmail/v1/users/<user_id>/drafts")
+    def create_draft(user_id):
+        owner, err = _caller(user_id, GMAIL_COMPOSE_SCOPES)
+        if err:
+            return err
+        body = request.get_json(silent=True) or {}
+        try:
+            raw = _unb64url((body.get("message") or {}).get("raw") or "")
+        except (binascii.Error, ValueError):
+            raw = b""
+        if not raw:
+            return google_error(400, "Invalid draft: message.raw is required",
+                                "invalidArgument", "INVALID_ARGUMENT")
+        with st.lock:
+            msg_id, draft_id = st.next_id(), "r" + str(st.next_history())
+            stored = StoredMessage(id=msg_id, thread_id=msg_id, label_ids=["DRAFT"], raw=raw,
+                                   internal_date=int(time.time() * 1000),
+                                   history_id=st.next_history(), owner=owner)
+            st.drafts[draft_id] = stored
+        return jsonify({"id": draft_id, "message": {"id": msg_id, "threadId": msg_id,
+                                                     "labelIds": ["DRAFT"]}})
+
+    @app.get("/gmail/v1/users/<user_id>/drafts")
+    def list_drafts(user_id):
+        owner, err = _caller(user_id, GMAIL_PROFILE_SCOPES)
+        if err:
+            return err
+        max_results = min(int(request.args.get("maxResults", 100)), 500)
+        with st.lock:
+            mine = sorted(((d, m) for d, m in st.drafts.items() if m.owner == owner),
+                          key=lambda dm: -dm[1].internal_date)[:max_results]
+        if not mine:
+            return jsonify({"resultSizeEstimate": 0})
+        return jsonify({"drafts": [{"id": d, "message": {"id": m.id, "threadId": m.thread_id}}
+                                   for d, m in mine], "resultSizeEstimate": len(mine)})
+
+    @app.get("/gmail/v1/users/<user_id>/drafts/<draft_id>")
+    def get_draft(user_id, draft_id):
+        owner, err = _caller(user_id, GMAIL_PROFILE_SCOPES)
+        if err:
+            return err
+        with st.lock:
+            stored = st.drafts.get(draft_id)
+        if stored is None or stored.owner != owner:
+            return google_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
+        return jsonify({"id": draft_id, "message": message_resource(
+            stored, request.args.get("format", "full"))})
 
     # -- what recipients see ----------------------------------------------------------------
 

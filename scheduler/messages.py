@@ -12,14 +12,15 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from gmail_client.mime import make_message_id
-from scheduler import queue
+from scheduler import content, queue, templates
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.models import MESSAGE_STATUSES, GmailAccount, Message
-from scheduler.personalize import check_template, render_message, render_part
+from scheduler.personalize import render_message, render_part
+from scheduler.templates import check_parts
 from scheduler.timing import release_time
 
 MAX_PART_BYTES = 2_000_000
-EDITABLE_FIELDS = ("to", "subject", "html", "text", "data")
+EDITABLE_FIELDS = ("to", "subject", "html", "text", "amp", "data")
 
 
 def parse_address(value, field: str) -> Address:
@@ -64,14 +65,15 @@ def _data_field(body: dict) -> dict:
     return data
 
 
-def _render_check(subject: str, html: str, text: str | None, data: dict) -> str | None:
-    """Compile every part (422 on a syntax error); return why it must be held, if it must."""
-    check_template("subject", subject)
-    check_template("html", html)
-    if text is not None:
-        check_template("text", text)
+def _render_check(subject: str, html: str, text: str | None, data: dict,
+                  amp: str | None = None, sources: list | None = None) -> str | None:
+    """Compile every part (422 on a syntax error); return why it must be held, if it must.
+
+    Send-time content is not fetched here: its variables are stand-ins until the release.
+    """
+    check_parts(subject, html, text, amp)
     try:
-        render_message(subject, html, text, data)
+        render_message(subject, html, text, {**data, **content.stand_ins(sources)}, amp=amp)
     except MissingData as exc:
         return str(exc)
     return None
@@ -96,19 +98,42 @@ def pick_account(session: Session, team_id: int, user_id: int,
                        field="from")
 
 
+def _content(session: Session, team_id: int, body: dict) -> dict:
+    """subject/html/text/amp/sources from the template named by template_id, or inline."""
+    template_id = body.get("template_id")
+    if template_id is None:
+        return {"subject": _text_field(body, "subject", required=True),
+                "html": _text_field(body, "html", required=True),
+                "text": _text_field(body, "text", required=False),
+                "amp": _text_field(body, "amp", required=False),
+                "sources": None, "template_id": None}
+    inline = [k for k in ("subject", "html", "text", "amp") if body.get(k) is not None]
+    if inline:
+        raise InvalidInput(f"send either template_id or inline content, not both ({inline[0]})",
+                           field=inline[0])
+    template = templates.get_template(session, team_id, template_id)
+    return {"subject": template.subject, "html": template.html, "text": template.text,
+            "amp": template.amp, "sources": template.sources or None,
+            "template_id": template.id}
+
+
 def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
                    now: dt.datetime) -> Message:
-    """Validate a POST /messages body and queue the message (or hold it if data is missing)."""
+    """Validate a POST /messages body and queue the message (or hold it if data is missing).
+
+    With template_id the template's content is copied: what was queued is what is sent,
+    whatever later happens to the template. The recipient's contact fields (if the
+    address is a contact) are merged under `data`.
+    """
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
-    if body.get("template_id") is not None:
-        raise InvalidInput("templates arrive with the personalization release; send subject "
-                           "and html inline", field="template_id")
     to = parse_address(body.get("to"), "to")
-    subject = _text_field(body, "subject", required=True)
-    html = _text_field(body, "html", required=True)
-    text = _text_field(body, "text", required=False)
-    data = _data_field(body)
+    parts = _content(session, team_id, body)
+    contact = templates.find_contact(session, team_id, to.addr_spec)
+    recipient = templates.contact_data(contact, to.addr_spec.lower())
+    if contact is None and to.display_name:
+        recipient["name"] = to.display_name
+    data = {**recipient, **_data_field(body)}
     release_at = release_time(body, now)
     account = pick_account(session, team_id, user_id, body.get("from"))
     thread_id = body.get("thread_id")
@@ -120,14 +145,18 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
     if in_reply_to and not thread_id:
         raise InvalidInput("in_reply_to needs thread_id (the Gmail thread to reply in)",
                            field="thread_id")
-    hold_reason = _render_check(subject, html, text, data)
+    hold_reason = _render_check(parts["subject"], parts["html"], parts["text"], data,
+                                parts["amp"], parts["sources"])
 
     message_id = uuid.uuid4().hex
     sender = Address(display_name=account.display_name or "", addr_spec=account.email)
     message = Message(
         id=message_id, team_id=team_id, account_id=account.id, created_by=user_id,
-        to_addr=str(to), from_addr=str(sender), subject_tpl=subject, html_tpl=html,
-        text_tpl=text, data=data, status="held" if hold_reason else "scheduled",
+        to_addr=str(to), from_addr=str(sender), subject_tpl=parts["subject"],
+        html_tpl=parts["html"], text_tpl=parts["text"], amp_tpl=parts["amp"],
+        sources=parts["sources"], template_id=parts["template_id"],
+        contact_id=contact.id if contact else None,
+        data=data, status="held" if hold_reason else "scheduled",
         release_at=release_at, error=hold_reason,
         hold_kind="missing_data" if hold_reason else None,
         rfc822_id=make_message_id(f"mr.{message_id}", account.email.rpartition("@")[2]),
@@ -136,6 +165,8 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
     session.add(message)
     session.flush()
     detail = {"release_at": release_at.isoformat()}
+    if parts["template_id"]:
+        detail["template_id"] = parts["template_id"]
     if hold_reason:
         detail["reason"] = hold_reason
     queue.record_event(session, message_id, message.status, now, detail)
@@ -209,7 +240,7 @@ def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
     values = {}
     if message.status == "held" and message.hold_kind == "missing_data":
         reason = _render_check(message.subject_tpl, message.html_tpl, message.text_tpl,
-                               message.data)
+                               message.data, message.amp_tpl, message.sources)
         if reason:
             raise InvalidInput(reason, field="data", code="missing_data")
     if message.status == "held" and message.hold_kind == "delivery_unknown":
@@ -240,11 +271,12 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
     subject = _text_field(body, "subject", True) if "subject" in body else message.subject_tpl
     html = _text_field(body, "html", True) if "html" in body else message.html_tpl
     text = _text_field(body, "text", False) if "text" in body else message.text_tpl
+    amp = _text_field(body, "amp", False) if "amp" in body else message.amp_tpl
     data = _data_field(body) if "data" in body else message.data
-    values.update(subject_tpl=subject, html_tpl=html, text_tpl=text, data=data)
+    values.update(subject_tpl=subject, html_tpl=html, text_tpl=text, amp_tpl=amp, data=data)
     if any(body.get(k) is not None for k in ("send_at", "delay_seconds", "local_time")):
         values["release_at"] = release_time(body, now)
-    hold_reason = _render_check(subject, html, text, data)
+    hold_reason = _render_check(subject, html, text, data, amp, message.sources)
     to_status = "held" if hold_reason else "scheduled"
     detail = {"by": by, "changed": sorted(body)}
     if "release_at" in values:
@@ -286,6 +318,8 @@ def message_as_dict(message: Message) -> dict:
         "error": message.error,
         "hold_kind": message.hold_kind,
         "hold_until": iso(message.hold_until),
+        "template_id": message.template_id,
+        "contact_id": message.contact_id,
         "created_at": iso(message.created_at),
         "events": [{"type": e.type, "at": iso(e.at), "detail": e.detail}
                    for e in message.events],

@@ -10,12 +10,14 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Boolean,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -25,6 +27,7 @@ MESSAGE_STATUSES = ("draft", "scheduled", "held", "sending", "retry_wait", "sent
                     "cancelled")
 ACCOUNT_STATUSES = ("connected", "reconnect", "disconnected")
 ROLES = ("owner", "member", "viewer")
+SUBSCRIPTION_STATES = ("subscribed", "unsubscribed")
 # Why a message is held: each kind is released by a different thing.
 HOLD_KINDS = ("missing_data", "reconnect", "daily_limit", "delivery_unknown", "too_late",
               "no_client")
@@ -67,7 +70,8 @@ class Base(DeclarativeBase):
         "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
         "pk": "pk_%(table_name)s",
     })
-    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON()}
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(),
+                           list[dict[str, Any]]: JSON()}
 
 
 class Team(Base):
@@ -145,6 +149,49 @@ class ApiToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+class Template(Base):
+    """Reusable message content: Jinja2 parts and the send-time content they fetch."""
+
+    __tablename__ = "template"
+    __table_args__ = (UniqueConstraint("team_id", "name", name="uq_template_team_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    amp: Mapped[str | None] = mapped_column(Text)
+    # [{"name", "url", "timeout_ms", "cache_seconds", "fallback"}], checked at save.
+    sources: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    # Transactional mail (receipts, resets) carries no unsubscribe headers or tracking.
+    transactional: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where it came from: a starter's key or "gmail-draft:<id>", for the UI.
+    origin: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Contact(Base):
+    """A recipient: address, name, time zone, free attributes and a subscription state."""
+
+    __tablename__ = "contact"
+    __table_args__ = (
+        UniqueConstraint("team_id", "email", name="uq_contact_team_email"),
+        CheckConstraint(_in("subscription", SUBSCRIPTION_STATES), name="subscription"),
+        Index("ix_contact_team_id", "team_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))  # normalized, lower case
+    name: Mapped[str | None] = mapped_column(String(300))
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    subscription: Mapped[str] = mapped_column(String(20), default="subscribed")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class Message(Base):
     """One email to one recipient, from draft to sent (or a side exit)."""
 
@@ -166,6 +213,13 @@ class Message(Base):
     subject_tpl: Mapped[str] = mapped_column(Text)
     html_tpl: Mapped[str] = mapped_column(Text)
     text_tpl: Mapped[str | None] = mapped_column(Text)
+    amp_tpl: Mapped[str | None] = mapped_column(Text)
+    # Send-time content to fetch at release (copied from the template when queued).
+    sources: Mapped[list[dict[str, Any]] | None] = mapped_column()
+    template_id: Mapped[int | None] = mapped_column(
+        ForeignKey("template.id", ondelete="SET NULL"))
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contact.id", ondelete="SET NULL"))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     subject: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20))
@@ -215,5 +269,6 @@ class WorkerHeartbeat(Base):
     seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "ApiToken", "Message",
+__all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "ApiToken", "Template",
+           "Contact", "Message",
            "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "HOLD_KINDS", "UTCDateTime"]

@@ -5,8 +5,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+import css_inline
 import html2text
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from scheduler.errors import MissingData, TemplateError
@@ -17,6 +18,11 @@ _PLAIN_ENV = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 
 
+# Styles from <style> blocks go into style="" attributes, as many email clients drop
+# <style>. Never fetch a stylesheet at send time: a template must not reach the network.
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
+
+
 @dataclass(frozen=True)
 class RenderedParts:
     """What the recipient reads."""
@@ -24,6 +30,7 @@ class RenderedParts:
     subject: str
     html: str
     text: str
+    amp: str | None = None
 
 
 def _env(part: str) -> SandboxedEnvironment:
@@ -55,6 +62,22 @@ def render_part(part: str, source: str, data: dict) -> str:
         raise TemplateError(f"not allowed in a template: {exc}", field=part) from exc
 
 
+def variables(part: str, source: str) -> set[str]:
+    """The top-level names a template reads (e.g. a Gmail draft's placeholders)."""
+    env = _env(part)
+    return set(meta.find_undeclared_variables(env.parse(source)))
+
+
+def inline_css(html: str) -> str:
+    """Move <style> rules into style attributes (no-op for HTML without a <style>)."""
+    if "<style" not in html.lower():
+        return html
+    try:
+        return _INLINER.inline(html)
+    except ValueError:  # CSS it cannot parse: send the HTML as written
+        return html
+
+
 def html_to_text(html: str) -> str:
     """A readable plain-text alternative made from the HTML part."""
     converter = html2text.HTML2Text()
@@ -64,9 +87,16 @@ def html_to_text(html: str) -> str:
     return converter.handle(html).strip() + "\n"
 
 
-def render_message(subject: str, html: str, text: str | None, data: dict) -> RenderedParts:
-    """Render subject, HTML and text; the text part is derived from the HTML when absent."""
+def render_message(subject: str, html: str, text: str | None, data: dict,
+                   amp: str | None = None) -> RenderedParts:
+    """Render every part; the text part is derived from the HTML when absent.
+
+    The HTML has its CSS inlined; the AMP part is left as written (AMP allows one
+    <style amp-custom> and no style attributes).
+    """
     rendered_subject = " ".join(render_part("subject", subject, data).split())
     rendered_html = render_part("html", html, data)
     rendered_text = render_part("text", text, data) if text else html_to_text(rendered_html)
-    return RenderedParts(rendered_subject, rendered_html, rendered_text)
+    rendered_amp = render_part("amp", amp, data) if amp else None
+    return RenderedParts(rendered_subject, inline_css(rendered_html), rendered_text,
+                         rendered_amp)

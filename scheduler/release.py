@@ -24,6 +24,7 @@ from sqlalchemy.engine import Row
 from gmail_client.mime import build_message
 from gmail_client.oauth import ClientConfig, can_read
 from scheduler import accounts, queue
+from scheduler.content import ContentFetcher, ContentUnavailable
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.errors import MissingData, TemplateError
@@ -92,6 +93,7 @@ class Releaser:
         self.pool = (ServicePool(client, settings.gmail_api_endpoint,
                                  settings.gmail_timeout_seconds) if client else None)
         self._rng = random.Random()
+        self.content = ContentFetcher(settings.content_hosts)
         # How many sends all workers together can make for one account between two reads
         # of its count; with pacing off, nothing bounds that, so the count is always read.
         rate = settings.sends_per_second
@@ -140,14 +142,21 @@ class Releaser:
         limited = self._daily_limit(state, now)
         if limited is not None:
             return self._hold(claim, "daily_limit", limited[1], until=limited[0])
+        data = message.data
+        if message.sources:
+            # Before the pacing slot is taken: a slow source costs at most its timeout.
+            try:
+                data = {**data, **self.content.fetch(message.sources, data)[0]}
+            except ContentUnavailable as exc:
+                return self._hold(claim, "missing_data", str(exc))
         try:
             parts = render_message(message.subject_tpl, message.html_tpl, message.text_tpl,
-                                   message.data)
+                                   data, amp=message.amp_tpl)
         except (MissingData, TemplateError) as exc:
             return self._hold(claim, "missing_data", str(exc))
         raw = build_message(
             sender=parseaddr(message.from_addr), to=parseaddr(message.to_addr),
-            subject=parts.subject, html=parts.html, text=parts.text,
+            subject=parts.subject, html=parts.html, text=parts.text, amp=parts.amp,
             message_id=message.rfc822_id, date=now, in_reply_to=message.in_reply_to,
         )
         if not self._take_turn(claim, account.id):

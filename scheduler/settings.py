@@ -93,7 +93,7 @@ class Settings:
             lease_seconds=_float(env, "MAILRELEASE_LEASE_SECONDS", 120.0),
             sync_seconds=_float(env, "MAILRELEASE_SYNC_SECONDS", 300.0),
             poll_seconds=_float(env, "MAILRELEASE_POLL_SECONDS", 1.0),
-            content_hosts=tuple(h.strip() for h in
+            content_hosts=tuple(h.strip().lower() for h in
                                 (env.get("MAILRELEASE_CONTENT_HOSTS") or "").split(",")
                                 if h.strip()),
             max_lateness_seconds=_float(env, "MAILRELEASE_MAX_LATENESS_SECONDS", 86400.0),

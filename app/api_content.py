@@ -1,0 +1,303 @@
+"""REST API for content: templates, starter templates, Gmail drafts, contacts.
+
+Routes live on the API blueprint (app.api.bp), with its authentication and error shape.
+"""
+from __future__ import annotations
+
+import json
+
+from flask import Response, g, jsonify, request, stream_with_context
+
+from app import ctx
+from app.api import MAX_LIMIT, bp, json_body, require_token
+from scheduler import contacts, drafts, starters, templates
+from scheduler.db import utcnow
+from scheduler.errors import InvalidInput
+from scheduler.models import GmailAccount
+
+MAX_IMPORT_BYTES = 256 * 1024 * 1024
+
+
+def _limit() -> int:
+    try:
+        limit = int(request.args.get("limit", 100))
+    except ValueError:
+        raise InvalidInput("limit must be a whole number", field="limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+    return limit
+
+
+# -- templates ---------------------------------------------------------------------------
+
+def _template_body(body: dict) -> tuple[dict, str | None]:
+    """A body with `starter` is that starter's content, overridden by what else is sent."""
+    key = body.get("starter")
+    if key is None:
+        return body, None
+    found = starters.starter(key)
+    base = {k: found[k] for k in ("name", "subject", "html", "text", "amp", "sources",
+                                  "transactional")}
+    merged = {**base, **{k: v for k, v in body.items() if k != "starter"}}
+    return merged, f"starter:{key}"
+
+
+@bp.post("/templates")
+@require_token
+def create_template():
+    """Save a template (201); a syntax error is a 422 naming the part and line."""
+    c = ctx()
+    body, origin = _template_body(json_body())
+    with c.db.write() as s:
+        template = templates.create_template(
+            s, team_id=g.team_id, user_id=g.user_id, body=body,
+            allowed_hosts=c.settings.content_hosts, now=utcnow(), origin=origin)
+        s.flush()
+        return jsonify(templates.template_as_dict(template)), 201
+
+
+@bp.get("/templates")
+@require_token
+def list_templates():
+    """The team's templates."""
+    with ctx().db.read() as s:
+        return jsonify({"items": [templates.template_as_dict(t)
+                                  for t in templates.list_templates(s, g.team_id)],
+                        "next_cursor": None})
+
+
+@bp.get("/templates/<template_id>")
+@require_token
+def get_template(template_id):
+    """One template."""
+    with ctx().db.read() as s:
+        return jsonify(templates.template_as_dict(
+            templates.get_template(s, g.team_id, template_id)))
+
+
+@bp.put("/templates/<template_id>")
+@require_token
+def update_template(template_id):
+    """Change a template; queued messages keep the content they were queued with."""
+    c = ctx()
+    body = json_body()
+    with c.db.write() as s:
+        template = templates.update_template(s, g.team_id, template_id, body,
+                                             c.settings.content_hosts, utcnow())
+        return jsonify(templates.template_as_dict(template))
+
+
+@bp.delete("/templates/<template_id>")
+@require_token
+def delete_template(template_id):
+    """Delete a template (204)."""
+    with ctx().db.write() as s:
+        templates.delete_template(s, g.team_id, template_id)
+    return "", 204
+
+
+def _preview_data(s, body: dict) -> dict:
+    data = body.get("data") or {}
+    if not isinstance(data, dict):
+        raise InvalidInput("data must be an object", field="data")
+    to = body.get("to")
+    if to is None:
+        return data
+    from scheduler.messages import parse_address
+    address = parse_address(to, "to")
+    contact = templates.find_contact(s, g.team_id, address.addr_spec)
+    recipient = templates.contact_data(contact, address.addr_spec.lower())
+    if contact is None and address.display_name:
+        recipient["name"] = address.display_name
+    return {**recipient, **data}
+
+
+@bp.post("/templates/<template_id>/preview")
+@require_token
+def preview_template(template_id):
+    """Every part rendered for a contact (`to`) and/or `data`, send-time content included."""
+    c = ctx()
+    body = json_body()
+    with c.db.read() as s:
+        template = templates.get_template(s, g.team_id, template_id)
+        parts = templates.template_as_dict(template)
+        data = _preview_data(s, body)
+    return jsonify(templates.preview(parts, data, c.content))
+
+
+@bp.post("/templates/preview")
+@require_token
+def preview_inline():
+    """Preview content that is not saved yet (`subject`, `html`, ... plus `to`/`data`)."""
+    c = ctx()
+    body = json_body()
+    parts = {k: body.get(k) for k in ("subject", "html", "text", "amp")}
+    for required in ("subject", "html"):
+        if not isinstance(parts[required], str) or not parts[required].strip():
+            raise InvalidInput(f"{required} is required", field=required)
+    templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
+    from scheduler.content import check_sources
+    parts["sources"] = check_sources(body.get("sources"), c.settings.content_hosts)
+    with c.db.read() as s:
+        data = _preview_data(s, body)
+    return jsonify(templates.preview(parts, data, c.content))
+
+
+@bp.get("/starter-templates")
+@require_token
+def list_starters():
+    """The starter templates that ship with mailrelease (load one with POST /templates
+    {"starter": key})."""
+    return jsonify({"items": list(starters.starters().values()), "next_cursor": None})
+
+
+# -- Gmail drafts ------------------------------------------------------------------------
+
+def _account(s, address: str | None) -> GmailAccount:
+    from scheduler.messages import pick_account
+    return pick_account(s, g.team_id, g.user_id, address)
+
+
+@bp.get("/gmail/drafts")
+@require_token
+def list_gmail_drafts():
+    """The sending account's newest Gmail drafts, with the placeholders each uses."""
+    c = ctx()
+    with c.db.read() as s:
+        account = _account(s, request.args.get("account"))
+        s.expunge(account)
+    service = drafts.open_service(c.settings, c.cipher, account)
+    items = drafts.list_drafts(service)
+    with c.db.write() as s:
+        drafts.save_refresh(s, c.cipher, account, service, utcnow())
+    return jsonify({"items": items, "next_cursor": None})
+
+
+@bp.post("/templates/from-draft")
+@require_token
+def template_from_draft():
+    """Make a template of a Gmail draft: `draft_id`, optional `name`, `account`."""
+    c = ctx()
+    body = json_body()
+    with c.db.read() as s:
+        account = _account(s, body.get("account"))
+        s.expunge(account)
+    service = drafts.open_service(c.settings, c.cipher, account)
+    parts = drafts.read_draft(service, body.get("draft_id"))
+    name = body.get("name") or parts["subject"] or f"Gmail draft {body['draft_id']}"
+    with c.db.write() as s:
+        drafts.save_refresh(s, c.cipher, account, service, utcnow())
+        template = templates.create_template(
+            s, team_id=g.team_id, user_id=g.user_id,
+            body={"name": name, **parts, "transactional": bool(body.get("transactional"))},
+            allowed_hosts=c.settings.content_hosts, now=utcnow(),
+            origin=f"gmail-draft:{body['draft_id']}")
+        s.flush()
+        out = templates.template_as_dict(template)
+    out["placeholders"] = sorted(drafts.placeholders(parts))
+    return jsonify(out), 201
+
+
+# -- contacts ----------------------------------------------------------------------------
+
+@bp.post("/contacts")
+@require_token
+def add_contacts():
+    """One contact or a list; a later entry for a known address updates it. All or none."""
+    c = ctx()
+    if not request.is_json:
+        raise InvalidInput("send JSON (one contact or a list), or CSV to /contacts/import")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise InvalidInput("the body is not valid JSON")
+    with c.db.write() as s:
+        report, stored = contacts.add_contacts(s, g.team_id, body, utcnow())
+        out = {**report.as_dict(), "items": [contacts.contact_as_dict(x) for x in stored]}
+    return jsonify(out), 201 if report.imported else 200
+
+
+@bp.get("/contacts")
+@require_token
+def list_contacts():
+    """The team's contacts, oldest first; `?email=` finds one address."""
+    cursor = request.args.get("cursor")
+    try:
+        after = int(cursor) if cursor else None
+    except ValueError:
+        raise InvalidInput("cursor is not one this API gave out", field="cursor") from None
+    with ctx().db.read() as s:
+        items, nxt = contacts.list_contacts(s, g.team_id, after=after, limit=_limit(),
+                                            email=request.args.get("email"))
+        return jsonify({"items": [contacts.contact_as_dict(x) for x in items],
+                        "next_cursor": str(nxt) if nxt else None})
+
+
+@bp.get("/contacts/<contact_id>")
+@require_token
+def get_contact(contact_id):
+    """One contact."""
+    with ctx().db.read() as s:
+        return jsonify(contacts.contact_as_dict(contacts.get_contact(s, g.team_id,
+                                                                     contact_id)))
+
+
+def import_stream():
+    """The uploaded CSV: a multipart `file` field, or the raw body (text/csv)."""
+    request.max_content_length = MAX_IMPORT_BYTES
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            raise InvalidInput("attach the CSV as the form field `file`", field="file")
+        return upload.stream
+    return request.stream
+
+
+@bp.post("/contacts/import")
+@require_token
+def import_contacts():
+    """Import a CSV: {"imported", "updated", "rejected": [{"row", "error"}]}.
+
+    With `Accept: application/x-ndjson` the answer streams progress lines
+    ({"rows": n}) while it works, then the report as the last line.
+    """
+    c = ctx()
+    stream = import_stream()
+    team_id, now = g.team_id, utcnow()
+    if "application/x-ndjson" not in request.headers.get("Accept", ""):
+        report = contacts.import_csv(c.db, team_id, stream, now)
+        return jsonify(report.as_dict())
+
+    def lines():
+        progress: list[int] = []
+        # The import runs in this generator, so progress goes out as it happens.
+        try:
+            for item in _import_with_progress(c.db, team_id, stream, now, progress):
+                yield json.dumps(item) + "\n"
+        except InvalidInput as exc:
+            yield json.dumps({"error": {"code": exc.code, "message": exc.message,
+                                        "field": exc.field}}) + "\n"
+    return Response(stream_with_context(lines()), mimetype="application/x-ndjson")
+
+
+def _import_with_progress(db, team_id, stream, now, progress):
+    import queue as queue_mod
+    import threading
+    events: queue_mod.Queue = queue_mod.Queue()
+    result: dict = {}
+
+    def run():
+        try:
+            result["report"] = contacts.import_csv(db, team_id, stream, now,
+                                                   progress=lambda n: events.put(n))
+        except BaseException as exc:  # noqa: BLE001 - handed to the response below
+            result["error"] = exc
+        finally:
+            events.put(None)
+    worker = threading.Thread(target=run, name="contacts-import", daemon=True)
+    worker.start()
+    while (item := events.get()) is not None:
+        yield {"rows": item}
+    worker.join()
+    if "error" in result:
+        raise result["error"]
+    yield result["report"].as_dict()

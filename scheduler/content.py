@@ -1,0 +1,288 @@
+"""Send-time content ("connected content"): JSON fetched at release, with a fallback.
+
+A template's `sources` name URLs (themselves templates) whose JSON becomes a variable. Only
+hosts in MAILRELEASE_CONTENT_HOSTS may be fetched, redirects may not leave the host, and a
+fetch never takes longer than its timeout: a slow source costs at most that, then the
+fallback is used. No fallback and no answer means no value, so the message is held
+(never sent with a hole).
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import quote, urljoin, urlsplit
+
+import urllib3
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from prometheus_client import Counter
+
+from scheduler.errors import InvalidInput
+
+DEFAULT_TIMEOUT_MS = 300
+MAX_TIMEOUT_MS = 10_000
+MAX_CACHE_SECONDS = 86_400
+MAX_SOURCES = 5
+MAX_BODY_BYTES = 1_000_000
+MAX_REDIRECTS = 3
+# The one retry waits this long, if the budget leaves room for a second attempt after it.
+RETRY_PAUSE_SECONDS = 0.02
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+FETCHES = Counter("mailrelease_content_fetches", "Send-time content lookups by outcome "
+                  "(hit: served from cache; miss: fetched; fallback: fallback used; "
+                  "error: failed with no fallback)", ["outcome"])
+
+# Every {{ expression }} in a URL is percent-encoded, so a value cannot add a query
+# parameter, a path or another host.
+_URL_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                                finalize=lambda v: quote(str(v), safe=""))
+
+
+class ContentUnavailable(Exception):
+    """A source gave no usable answer and has no fallback."""
+
+    def __init__(self, name: str, why: str):
+        super().__init__(f"send-time content '{name}' is unavailable ({why}) and has no "
+                         f"fallback")
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Source:
+    """One checked source."""
+
+    name: str
+    url: str
+    timeout_ms: int
+    cache_seconds: int
+    fallback: object  # JSON value, or None for "no fallback"
+    has_fallback: bool
+
+
+def _allowed(host: str | None, port: int | None, allowed: tuple[str, ...]) -> bool:
+    if not host:
+        return False
+    host = host.lower()
+    return host in allowed or (port is not None and f"{host}:{port}" in allowed)
+
+
+def check_sources(raw, allowed_hosts: tuple[str, ...]) -> list[dict]:
+    """Validate a template's `sources`; InvalidInput names the offending field (422)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InvalidInput("sources must be a list", field="sources")
+    if len(raw) > MAX_SOURCES:
+        raise InvalidInput(f"at most {MAX_SOURCES} sources", field="sources")
+    checked, names = [], set()
+    for i, item in enumerate(raw):
+        where = f"sources[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where} must be an object", field=where)
+        unknown = set(item) - {"name", "url", "timeout_ms", "cache_seconds", "fallback"}
+        if unknown:
+            raise InvalidInput(f"{where}.{sorted(unknown)[0]} is not a source field",
+                               field=f"{where}.{sorted(unknown)[0]}")
+        name = item.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise InvalidInput(f"{where}.name must be a variable name (letters, digits, _)",
+                               field=f"{where}.name")
+        if name in names:
+            raise InvalidInput(f"{where}.name '{name}' is used twice", field=f"{where}.name")
+        names.add(name)
+        url = item.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise InvalidInput(f"{where}.url is required", field=f"{where}.url")
+        # The scheme and host must be written out: only the path and query may vary.
+        fixed = url.split("{", 1)[0]
+        parts = urlsplit(fixed)
+        if parts.scheme not in ("http", "https") or not parts.netloc or (
+                "{" in url and "/" not in fixed[len(parts.scheme) + 3:]):
+            raise InvalidInput(f"{where}.url must start with http(s)://host/ written out "
+                               f"(placeholders only after the host)", field=f"{where}.url")
+        try:
+            port = parts.port
+        except ValueError:
+            raise InvalidInput(f"{where}.url has an invalid port", field=f"{where}.url") from None
+        if not _allowed(parts.hostname, port, allowed_hosts):
+            raise InvalidInput(f"{where}.url: host {parts.hostname} is not in "
+                               f"MAILRELEASE_CONTENT_HOSTS", field=f"{where}.url",
+                               code="host_not_allowed")
+        try:
+            _URL_ENV.from_string(url)
+        except TemplateSyntaxError as exc:
+            raise InvalidInput(f"{where}.url (line {exc.lineno}): {exc.message}",
+                               field=f"{where}.url") from None
+        timeout = item.get("timeout_ms", DEFAULT_TIMEOUT_MS)
+        if not isinstance(timeout, int) or isinstance(timeout, bool) or not (
+                1 <= timeout <= MAX_TIMEOUT_MS):
+            raise InvalidInput(f"{where}.timeout_ms must be 1..{MAX_TIMEOUT_MS}",
+                               field=f"{where}.timeout_ms")
+        cache = item.get("cache_seconds", 0)
+        if not isinstance(cache, int) or isinstance(cache, bool) or not (
+                0 <= cache <= MAX_CACHE_SECONDS):
+            raise InvalidInput(f"{where}.cache_seconds must be 0..{MAX_CACHE_SECONDS}",
+                               field=f"{where}.cache_seconds")
+        entry = {"name": name, "url": url, "timeout_ms": timeout, "cache_seconds": cache}
+        if "fallback" in item:
+            entry["fallback"] = item["fallback"]
+        checked.append(entry)
+    return checked
+
+
+def stand_ins(sources: list[dict] | None) -> dict:
+    """Values that let a template be test-rendered before anything is fetched."""
+    return {s["name"]: ChainableUndefined(name=s["name"]) for s in sources or ()}
+
+
+def _source(entry: dict) -> Source:
+    return Source(entry["name"], entry["url"], int(entry.get("timeout_ms",
+                                                            DEFAULT_TIMEOUT_MS)),
+                  int(entry.get("cache_seconds", 0)), entry.get("fallback"),
+                  "fallback" in entry)
+
+
+class _Cache:
+    """A small thread-safe LRU of URL → (expiry, value)."""
+
+    def __init__(self, size: int = 10_000):
+        self.size = size
+        self._items: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str):
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None or hit[0] < time.monotonic():
+                return None, False
+            self._items.move_to_end(key)
+            return hit[1], True
+
+    def put(self, key: str, value, seconds: int) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + seconds, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class ContentFetcher:
+    """Fetches sources for a release or a preview; one per process (shared pool and cache)."""
+
+    def __init__(self, allowed_hosts: tuple[str, ...]):
+        self.allowed_hosts = allowed_hosts
+        self.cache = _Cache()
+        self._http = urllib3.PoolManager(num_pools=32, maxsize=8, retries=False)
+
+    def fetch(self, sources: list[dict] | None, data: dict) -> tuple[dict, list[dict]]:
+        """Values for every source, and a report [{name, outcome, detail}].
+
+        Raises ContentUnavailable when a source fails and has no fallback.
+        """
+        values, report = {}, []
+        for entry in sources or ():
+            source = _source(entry)
+            value, outcome, detail = self._one(source, data)
+            report.append({"name": source.name, "outcome": outcome, "detail": detail})
+            values[source.name] = value
+        return values, report
+
+    def _one(self, source: Source, data: dict):
+        try:
+            url = _URL_ENV.from_string(source.url).render(data)
+        except Exception as exc:  # noqa: BLE001 - a URL that cannot be built is a failure
+            return self._fail(source, f"URL could not be built: {exc}")
+        cached, hit = self.cache.get(url)
+        if hit:
+            FETCHES.labels("hit").inc()
+            return cached, "hit", None
+        deadline = time.monotonic() + source.timeout_ms / 1000
+        error = None
+        for attempt in (1, 2):
+            try:
+                value = self._get_json(url, deadline)
+            except _FetchError as exc:
+                error = str(exc)
+                # One retry, only if it can still finish within the budget.
+                if attempt == 1 and exc.retryable and \
+                        deadline - time.monotonic() > RETRY_PAUSE_SECONDS * 3:
+                    time.sleep(RETRY_PAUSE_SECONDS)
+                    continue
+                break
+            FETCHES.labels("miss").inc()
+            if source.cache_seconds:
+                self.cache.put(url, value, source.cache_seconds)
+            return value, "fetched", None
+        return self._fail(source, error)
+
+    def _fail(self, source: Source, why: str):
+        if source.has_fallback:
+            FETCHES.labels("fallback").inc()
+            return source.fallback, "fallback", why
+        FETCHES.labels("error").inc()
+        raise ContentUnavailable(source.name, why)
+
+    def _get_json(self, url: str, deadline: float):
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not _allowed(
+                    parts.hostname, parts.port, self.allowed_hosts):
+                raise _FetchError(f"host {parts.hostname} is not allowed", retryable=False)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _FetchError("timed out", retryable=False)
+            try:
+                resp = self._http.request("GET", url, redirect=False, preload_content=False,
+                                          timeout=urllib3.Timeout(connect=left, read=left),
+                                          headers={"Accept": "application/json"})
+            except urllib3.exceptions.HTTPError as exc:
+                raise _FetchError(f"{type(exc).__name__}", retryable=True) from None
+            try:
+                if resp.status in (301, 302, 303, 307, 308):
+                    target = urljoin(url, resp.headers.get("Location", ""))
+                    if urlsplit(target).hostname != parts.hostname:
+                        raise _FetchError(f"redirect to another host "
+                                          f"({urlsplit(target).hostname}) refused",
+                                          retryable=False)
+                    url = target
+                    continue
+                body = self._read(resp, deadline)
+            finally:
+                resp.release_conn()
+            if resp.status >= 500 or resp.status == 429:
+                raise _FetchError(f"HTTP {resp.status}", retryable=True)
+            if resp.status >= 400:
+                raise _FetchError(f"HTTP {resp.status}", retryable=False)
+            try:
+                return json.loads(body)
+            except ValueError:
+                raise _FetchError("the answer is not JSON", retryable=False) from None
+        raise _FetchError("too many redirects", retryable=False)
+
+    @staticmethod
+    def _read(resp, deadline: float) -> bytes:
+        chunks, size = [], 0
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise _FetchError("timed out", retryable=False)
+                chunk = resp.read(65536)
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise _FetchError("the answer is larger than 1 MB", retryable=False)
+                chunks.append(chunk)
+        except urllib3.exceptions.HTTPError as exc:
+            raise _FetchError(type(exc).__name__, retryable=False) from None
+
+
+class _FetchError(Exception):
+    def __init__(self, message: str, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable
