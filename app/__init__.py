@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
         cipher=TokenCipher(settings.token_key),
         content=ContentFetcher(settings.content_hosts), worker=worker)
 
-    from app import api, api_content, auth, health, ui  # noqa: F401 - api_content: routes on api.bp
+    # api_content and ui_content add their routes to the api and ui blueprints.
+    from app import api, api_content, auth, health, ui, ui_content  # noqa: F401
 
     _json_errors_under_api(app)
     csrf.init_app(app)

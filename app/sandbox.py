@@ -576,6 +576,18 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
             messages = sorted(st.messages.values(), key=lambda m: m.internal_date)
         return jsonify({"messages": [{**summary(m), "raw": _b64url(m.raw)} for m in messages]})
 
+    @app.post("/sandbox/api/drafts")
+    def add_draft():
+        """Put a draft in a mailbox, as its owner would in Gmail: {"owner", "raw"} (MIME)."""
+        body = request.get_json(silent=True) or {}
+        with st.lock:
+            msg_id, draft_id = st.next_id(), "r" + str(st.next_history())
+            st.drafts[draft_id] = StoredMessage(
+                id=msg_id, thread_id=msg_id, label_ids=["DRAFT"],
+                raw=str(body.get("raw", "")).encode(), internal_date=int(time.time() * 1000),
+                history_id=st.next_history(), owner=str(body.get("owner", "")).lower())
+        return jsonify({"id": draft_id})
+
     @app.post("/sandbox/api/faults")
     def add_faults():
         """Queue faults: a JSON list of Fault fields (method, status, times, ...)."""

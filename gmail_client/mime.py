@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import secrets
+from email import base64mime
 from email.header import Header
 from email.headerregistry import Address
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr
 
 
@@ -62,6 +63,15 @@ def _address(name: str, addr: Address | tuple[str, str]) -> str:
     return _one_line(name, formataddr((_one_line(name, pair[0] or ""), pair[1]), "utf-8"))
 
 
+def _text_part(body: str, subtype: str) -> MIMENonMultipart:
+    """What MIMEText(body, subtype, "utf-8") makes, byte for byte, at a third of the cost
+    (MIMEText re-parses its own Content-Type header to set the charset)."""
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part["Content-Transfer-Encoding"] = "base64"
+    part.set_payload(base64mime.body_encode(body.encode("utf-8")))
+    return part
+
+
 def build_message(*, sender: Address | tuple[str, str], to: Address | tuple[str, str],
                   subject: str, html: str, text: str, amp: str | None = None, message_id: str,
                   date: dt.datetime | None = None, in_reply_to: str | None = None,
@@ -81,8 +91,8 @@ def build_message(*, sender: Address | tuple[str, str], to: Address | tuple[str,
         msg["References"] = _one_line("References", references or in_reply_to)
     for name, value in (extra_headers or {}).items():
         msg[name] = _text_header(name, value)
-    msg.attach(MIMEText(text, "plain", "utf-8"))
+    msg.attach(_text_part(text, "plain"))
     if amp:
-        msg.attach(MIMEText(amp, "x-amp-html", "utf-8"))
-    msg.attach(MIMEText(html, "html", "utf-8"))
+        msg.attach(_text_part(amp, "x-amp-html"))
+    msg.attach(_text_part(html, "html"))
     return msg.as_bytes(policy=_POLICY)

@@ -46,6 +46,12 @@ class Sandbox:
     def configure(self, **fields) -> None:
         requests.post(f"{self.url}/sandbox/api/settings", json=fields, timeout=10)
 
+    def add_draft(self, owner: str, raw: str) -> str:
+        """A draft in `owner`'s mailbox, written as Gmail's editor would; returns its id."""
+        resp = requests.post(f"{self.url}/sandbox/api/drafts", json={"owner": owner,
+                                                                      "raw": raw}, timeout=10)
+        return resp.json()["id"]
+
     def revoke(self, email: str) -> None:
         requests.post(f"{self.url}/sandbox/api/revoke", json={"email": email}, timeout=10)
 

@@ -129,3 +129,59 @@ def _up(base: str) -> bool:
         return False
 
 
+
+
+def test_templates_pages_add_a_starter_edit_and_preview_for_a_contact(live_no_worker):
+    live = live_no_worker
+    browser = _browser(live)
+    api = live.api(live.token())
+    api.post(f"{live.url}/api/v1/contacts", json={"email": "pat@example.org",
+                                                  "attributes": {"first_name": "Pat"}})
+    page = browser.get(live.url + "/templates").text
+    assert "Abandoned cart" in page and "Support reply" in page
+    added = browser.post(live.url + "/templates/starter",
+                         data={"csrf_token": _csrf(page), "key": "welcome"})
+    assert added.status_code == 200 and "Added the starter" in added.text
+    edit_url = added.url
+    form = {"csrf_token": _csrf(added.text), "name": "Welcome",
+            "subject": "Welcome {{ first_name }}", "html": "<style>p{color:red}</style>"
+            "<p>Hi {{ first_name }}</p>", "text": "", "amp": "", "sources": "[]",
+            "preview_to": "pat@example.org", "preview_data": "{}", "action": "preview"}
+    preview = browser.post(edit_url, data=form)
+    assert preview.status_code == 200
+    assert "Welcome Pat" in preview.text and "color: red" in preview.text
+    broken = browser.post(edit_url, data={**form, "action": "save",
+                                          "html": "<p>\n{% if %}</p>"})
+    assert "line 2" in broken.text and 'aria-invalid=true' in broken.text
+    saved = browser.post(edit_url, data={**form, "action": "save"})
+    assert "Template saved." in saved.text
+    assert api.get(f"{live.url}/api/v1/templates").json()["items"][0]["subject"] == \
+        "Welcome {{ first_name }}"
+
+
+def test_contacts_page_imports_a_csv_and_lists_rejected_rows(live_no_worker):
+    live = live_no_worker
+    browser = _browser(live)
+    page = browser.get(live.url + "/contacts").text
+    csv_bytes = b"email,name,city\nann@example.org,Ann,Oslo\nnope,Bob,Rome\n"
+    resp = browser.post(live.url + "/contacts/import", data={"csrf_token": _csrf(page)},
+                        files={"file": ("c.csv", csv_bytes, "text/csv")})
+    assert resp.status_code == 200
+    assert "Imported 1, updated 0, rejected 1." in resp.text and "Row 3:" in resp.text
+    assert "ann@example.org" in resp.text and "city=Oslo" in resp.text
+    no_token = browser.post(live.url + "/contacts/import",
+                            files={"file": ("c.csv", csv_bytes, "text/csv")})
+    assert no_token.status_code == 400  # CSRF
+
+
+def test_a_gmail_draft_becomes_a_template_from_the_drafts_page(live_no_worker):
+    live = live_no_worker
+    browser = _browser(live)
+    live.sandbox.add_draft("ada@example.com", "Subject: Hi {{ name }}\r\n\r\nHello {{ name }}\r\n")
+    page = browser.get(live.url + "/templates/drafts")
+    assert page.status_code == 200 and "Hi {{ name }}" in page.text
+    draft_id = re.search(r'name="draft_id" value="([^"]+)"', page.text).group(1)
+    made = browser.post(live.url + "/templates/drafts",
+                        data={"csrf_token": _csrf(page.text), "draft_id": draft_id})
+    assert "The draft is now a template." in made.text
+    assert "Hello {{ name }}" in made.text

@@ -74,6 +74,16 @@ def test_build_message__header_shortcut_writes_what_compat32_writes(subject):
     assert boundary.sub(b"B", fast) == boundary.sub(b"B", reference)
 
 
+@pytest.mark.parametrize("body", ["", "plain ascii", "Grüße ✓\nzwei Zeilen\n" * 50])
+@pytest.mark.parametrize("subtype", ["plain", "html", "x-amp-html"])
+def test_text_parts_are_what_mimetext_writes(body, subtype):
+    from email.mime.text import MIMEText
+
+    from gmail_client.mime import _POLICY, _text_part
+    assert _text_part(body, subtype).as_bytes(policy=_POLICY) == MIMEText(
+        body, subtype, "utf-8").as_bytes(policy=_POLICY)
+
+
 def test_build_message__reply_headers():
     raw = build_message(sender=Address(addr_spec="ada@example.com"),
                         to=Address(addr_spec="g@example.org"), subject="Re: S", html="h",

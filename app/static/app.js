@@ -11,4 +11,56 @@
     var d = new Date(el.getAttribute("datetime"));
     if (!isNaN(d)) { el.textContent = d.toLocaleString(); el.title = el.getAttribute("datetime"); }
   });
+  // Contacts import: upload progress, then the server's progress lines, then the report.
+  var form = document.querySelector("form[data-import]");
+  if (form && window.XMLHttpRequest && window.FormData) {
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var bar = form.querySelector("progress");
+      var status = form.querySelector("[data-import-status]");
+      var report = document.querySelector("[data-import-report]");
+      var xhr = new XMLHttpRequest();
+      var seen = 0;
+      bar.hidden = false;
+      xhr.open("POST", form.action);
+      xhr.setRequestHeader("Accept", "application/x-ndjson");
+      xhr.upload.onprogress = function (e) {
+        if (e.lengthComputable) {
+          bar.value = Math.round(50 * e.loaded / e.total);
+          status.textContent = "Uploading… " + Math.round(100 * e.loaded / e.total) + "%";
+        }
+      };
+      function handle(line) {
+        var item = JSON.parse(line);
+        if (item.error) { status.textContent = item.error.message; return; }
+        if ("rows" in item) {
+          status.textContent = item.rows.toLocaleString() + " rows processed…";
+          bar.removeAttribute("value");
+          return;
+        }
+        bar.value = 100;
+        status.textContent = "Done.";
+        var html = "<p class=\"flash ok\" role=\"status\">Imported " + item.imported + ", updated " +
+          item.updated + ", rejected " + item.rejected.length + ".</p>";
+        if (item.rejected.length) {
+          html += "<ul class=\"rejected\">" + item.rejected.map(function (r) {
+            var li = document.createElement("li");
+            li.textContent = "Row " + r.row + ": " + r.error;
+            return li.outerHTML;
+          }).join("") + "</ul>";
+        }
+        report.innerHTML = html;
+      }
+      xhr.onprogress = function () {
+        var lines = xhr.responseText.split("\n");
+        for (; seen < lines.length - 1; seen++) { if (lines[seen]) { handle(lines[seen]); } }
+      };
+      xhr.onload = function () {
+        xhr.onprogress();
+        if (xhr.status >= 400) { status.textContent = "The import failed (" + xhr.status + ")."; }
+      };
+      xhr.onerror = function () { status.textContent = "The upload failed."; };
+      xhr.send(new FormData(form));
+    });
+  }
 })();

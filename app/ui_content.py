@@ -1,0 +1,215 @@
+"""Pages for content: templates (starters, Gmail drafts, edit, preview) and contacts."""
+from __future__ import annotations
+
+import json
+
+from flask import (Response, flash, g, redirect, render_template, request, stream_with_context,
+                   url_for)
+
+from app import ctx
+from app.api_content import import_with_progress
+from app.auth import login_required
+from app.ui import bp
+from scheduler import contacts, drafts, starters, templates
+from scheduler.db import utcnow
+from scheduler.errors import DomainError, InvalidInput
+from scheduler.messages import pick_account
+
+FORM_PARTS = ("name", "subject", "html", "text", "amp")
+
+
+@bp.get("/templates")
+@login_required
+def templates_page():
+    """The team's templates, the starters, and a way in from Gmail drafts."""
+    with ctx().db.read() as s:
+        rows = [templates.template_as_dict(t) for t in templates.list_templates(s, g.team_id)]
+    return render_template("ui/templates.html", rows=rows,
+                           starters=list(starters.starters().values()))
+
+
+def _save(body: dict, template_id=None, origin=None):
+    c = ctx()
+    with c.db.write() as s:
+        if template_id is None:
+            t = templates.create_template(s, team_id=g.team_id, user_id=g.user_id, body=body,
+                                          allowed_hosts=c.settings.content_hosts,
+                                          now=utcnow(), origin=origin)
+        else:
+            t = templates.update_template(s, g.team_id, template_id, body,
+                                          c.settings.content_hosts, utcnow())
+        s.flush()
+        return t.id
+
+
+@bp.post("/templates/starter")
+@login_required
+def add_starter():
+    """Copy a starter into the team's templates."""
+    try:
+        found = starters.starter(request.form.get("key", ""))
+        body = {k: found[k] for k in ("name", "subject", "html", "text", "amp", "sources",
+                                      "transactional")}
+        tid = _save(body, origin=f"starter:{found['key']}")
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("ui.templates_page"))
+    flash(f"Added the starter “{found['name']}”.", "ok")
+    return redirect(url_for("ui.template_page", template_id=tid))
+
+
+@bp.get("/templates/drafts")
+@login_required
+def drafts_page():
+    """The sending account's Gmail drafts, each with a button to make it a template."""
+    c = ctx()
+    try:
+        with c.db.read() as s:
+            account = pick_account(s, g.team_id, g.user_id, None)
+            s.expunge(account)
+        service = drafts.open_service(c.settings, c.cipher, account)
+        items = drafts.list_drafts(service)
+        with c.db.write() as s:
+            drafts.save_refresh(s, c.cipher, account, service, utcnow())
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("ui.templates_page"))
+    return render_template("ui/drafts.html", items=items, account=account.email)
+
+
+@bp.post("/templates/drafts")
+@login_required
+def use_draft():
+    """Make a template of one Gmail draft."""
+    c = ctx()
+    draft_id = request.form.get("draft_id", "")
+    try:
+        with c.db.read() as s:
+            account = pick_account(s, g.team_id, g.user_id, None)
+            s.expunge(account)
+        service = drafts.open_service(c.settings, c.cipher, account)
+        parts = drafts.read_draft(service, draft_id)
+        tid = _save({"name": parts["subject"] or f"Gmail draft {draft_id}", **parts},
+                    origin=f"gmail-draft:{draft_id}")
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("ui.drafts_page"))
+    flash("The draft is now a template.", "ok")
+    return redirect(url_for("ui.template_page", template_id=tid))
+
+
+def _form_body(form) -> dict:
+    body = {k: form.get(k) for k in FORM_PARTS}
+    body["text"] = body["text"] or None
+    body["amp"] = body["amp"] or None
+    sources = form.get("sources", "").strip()
+    try:
+        body["sources"] = json.loads(sources) if sources else []
+    except ValueError as exc:
+        raise InvalidInput(f"sources is not valid JSON: {exc}", field="sources") from None
+    body["transactional"] = form.get("transactional") == "on"
+    return body
+
+
+@bp.route("/templates/new", methods=["GET", "POST"], defaults={"template_id": None})
+@bp.route("/templates/<int:template_id>", methods=["GET", "POST"])
+@login_required
+def template_page(template_id):
+    """Edit a template and preview it for a contact or data."""
+    c = ctx()
+    preview, error_field = None, None
+    form = request.form
+    if request.method == "POST":
+        try:
+            if form.get("action") == "preview":
+                parts = _form_body(form)
+                templates.check_parts(parts["subject"], parts["html"], parts["text"],
+                                      parts["amp"])
+                from scheduler.content import check_sources
+                parts["sources"] = check_sources(parts["sources"], c.settings.content_hosts)
+                preview = _preview(parts, form)
+            else:
+                tid = _save(_form_body(form), template_id)
+                flash("Template saved.", "ok")
+                return redirect(url_for("ui.template_page", template_id=tid))
+        except DomainError as exc:
+            flash(exc.message, "error")
+            error_field = exc.field
+        values = dict(form)
+    elif template_id is None:
+        values = {"name": "", "subject": "", "html": "", "text": "", "amp": "",
+                  "sources": "[]"}
+    else:
+        try:
+            with c.db.read() as s:
+                values = templates.template_as_dict(
+                    templates.get_template(s, g.team_id, template_id))
+        except DomainError:
+            return render_template("ui/error.html", code=404,
+                                   message="No such template in your team."), 404
+        values["sources"] = json.dumps(values["sources"], indent=2, ensure_ascii=False)
+        values = {k: ("" if v is None else v) for k, v in values.items()}
+    return render_template("ui/template.html", t=values, template_id=template_id,
+                           preview=preview, error_field=error_field)
+
+
+def _preview(parts: dict, form) -> dict:
+    c = ctx()
+    try:
+        data = json.loads(form.get("preview_data", "").strip() or "{}")
+    except ValueError as exc:
+        raise InvalidInput(f"preview data is not valid JSON: {exc}",
+                           field="preview_data") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("preview data must be a JSON object", field="preview_data")
+    to = form.get("preview_to", "").strip()
+    if to:
+        with c.db.read() as s:
+            contact = templates.find_contact(s, g.team_id, to)
+            data = {**templates.contact_data(contact, to.lower()), **data}
+    return templates.preview(parts, data, c.content)
+
+
+@bp.get("/contacts")
+@login_required
+def contacts_page():
+    """Contacts, and a CSV import that shows its progress."""
+    try:
+        after = int(request.args["after"]) if request.args.get("after") else None
+    except ValueError:
+        after = None
+    with ctx().db.read() as s:
+        items, nxt = contacts.list_contacts(s, g.team_id, after=after, limit=100)
+        rows = [contacts.contact_as_dict(x) for x in items]
+    return render_template("ui/contacts.html", rows=rows, next_after=nxt, report=None)
+
+
+@bp.post("/contacts/import")
+@login_required
+def import_contacts_page():
+    """Import the uploaded CSV: a page with the report, or (from the page's script) a
+    stream of progress lines."""
+    c = ctx()
+    request.max_content_length = 256 * 1024 * 1024
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        flash("Choose a CSV file to import.", "error")
+        return redirect(url_for("ui.contacts_page"))
+    team_id, now = g.team_id, utcnow()
+    if "application/x-ndjson" in request.headers.get("Accept", ""):
+        def lines():
+            try:
+                for item in import_with_progress(c.db, team_id, upload.stream, now):
+                    yield json.dumps(item) + "\n"
+            except InvalidInput as exc:
+                yield json.dumps({"error": {"message": exc.message}}) + "\n"
+        return Response(stream_with_context(lines()), mimetype="application/x-ndjson")
+    try:
+        report = contacts.import_csv(c.db, team_id, upload.stream, now).as_dict()
+    except InvalidInput as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("ui.contacts_page"))
+    with c.db.read() as s:
+        items, nxt = contacts.list_contacts(s, team_id, limit=100)
+        rows = [contacts.contact_as_dict(x) for x in items]
+    return render_template("ui/contacts.html", rows=rows, next_after=nxt, report=report)
