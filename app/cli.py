@@ -172,6 +172,13 @@ def db_upgrade() -> None:
     click.echo("database is at the latest revision", err=True)
 
 
+def _migrated_database() -> Database:
+    """The configured database, migrated to head (for one-off commands)."""
+    settings = Settings.from_env()
+    upgrade_db(settings.database_url)
+    return Database(settings.database_url)
+
+
 @main.group()
 def token() -> None:
     """API tokens."""
@@ -184,9 +191,7 @@ def token_create(email: str, name: str) -> None:
     """Print a new API token, alone, on stdout."""
     from app.tokens import UnknownUser, create_token
 
-    settings = Settings.from_env()
-    upgrade_db(settings.database_url)
-    database = Database(settings.database_url)
+    database = _migrated_database()
     try:
         with database.write() as session:
             value = create_token(session, email, name, utcnow())
@@ -217,9 +222,7 @@ def contacts_import(file: str, email: str) -> None:
     from scheduler.errors import InvalidInput
     from scheduler.models import User
 
-    settings = Settings.from_env()
-    upgrade_db(settings.database_url)
-    database = Database(settings.database_url)
+    database = _migrated_database()
     try:
         with database.read() as session:
             team_id = session.scalar(select(User.personal_team_id).where(

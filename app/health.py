@@ -1,9 +1,10 @@
-"""/healthz: database and scheduler state."""
+"""/healthz (database and scheduler state) and /metrics (Prometheus text)."""
 from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select, text
 
 from app import ctx
@@ -34,3 +35,9 @@ def healthz():
         body.update(status="error", database=f"error: {type(exc).__name__}")
         return jsonify(body), 503
     return jsonify(body)
+
+
+@bp.get("/metrics")
+def metrics():
+    """This process's counters in Prometheus' text format (scrape every process)."""
+    return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)

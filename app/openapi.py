@@ -19,6 +19,139 @@ def _message_response(code: int, description: str) -> dict:
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 
+
+def _json(schema_name: str) -> dict:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}
+
+
+def _ok(code: int, description: str, schema_name: str | None = None) -> dict:
+    body = {"description": description}
+    if schema_name:
+        body["content"] = _json(schema_name)
+    return {str(code): body}
+
+
+def _page(schema_name: str) -> dict:
+    return {"200": {"description": "A page", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {
+            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{schema_name}"}},
+            "next_cursor": {"type": ["string", "null"]}}}}}}}
+
+
+_CONTENT_PATHS = {
+    "/templates": {
+        "post": {"summary": "Save a template, or load a starter with {\"starter\": key}",
+                 "requestBody": {"required": True, "content": _json("NewTemplate")},
+                 "responses": {**_ok(201, "Saved", "Template"),
+                               **_errors(400, 401, 404, 409, 422)}},
+        "get": {"summary": "The team's templates", "responses": {**_page("Template"),
+                                                                 **_errors(401)}}},
+    "/templates/{id}": {
+        "get": {"summary": "One template", "parameters": [_ID],
+                "responses": {**_ok(200, "The template", "Template"), **_errors(401, 404)}},
+        "put": {"summary": "Change a template (queued messages keep their copy)",
+                "parameters": [_ID], "requestBody": {"required": True,
+                                                     "content": _json("NewTemplate")},
+                "responses": {**_ok(200, "Changed", "Template"),
+                              **_errors(400, 401, 404, 409, 422)}},
+        "delete": {"summary": "Delete a template", "parameters": [_ID],
+                   "responses": {**_ok(204, "Deleted"), **_errors(401, 404)}}},
+    "/templates/{id}/preview": {"post": {
+        "summary": "Every part rendered for a contact (`to`) and/or `data`",
+        "parameters": [_ID], "requestBody": {"content": _json("PreviewRequest")},
+        "responses": {**_ok(200, "The rendered parts", "Preview"),
+                      **_errors(400, 401, 404, 422)}}},
+    "/templates/preview": {"post": {
+        "summary": "Preview unsaved content (template fields plus `to`/`data`)",
+        "requestBody": {"content": _json("NewTemplate")},
+        "responses": {**_ok(200, "The rendered parts", "Preview"), **_errors(400, 401, 422)}}},
+    "/templates/from-draft": {"post": {
+        "summary": "Make a template of a Gmail draft: draft_id, optional name, account",
+        "requestBody": {"content": {"application/json": {"schema": {
+            "type": "object", "required": ["draft_id"], "properties": {
+                "draft_id": {"type": "string"}, "name": {"type": "string"},
+                "account": {"type": "string"}}}}}},
+        "responses": {**_ok(201, "Saved", "Template"), **_errors(401, 404, 409, 422)}}},
+    "/starter-templates": {"get": {"summary": "The starter templates that ship with "
+                                              "mailrelease", "responses": _ok(200, "List")}},
+    "/gmail/drafts": {"get": {
+        "summary": "The sending account's Gmail drafts and their placeholders",
+        "parameters": [{"name": "account", "in": "query", "schema": {"type": "string"}}],
+        "responses": {**_ok(200, "List"), **_errors(401, 422)}}},
+    "/contacts": {
+        "post": {"summary": "Add or update one contact or a list (all or nothing)",
+                 "requestBody": {"required": True, "content": {"application/json": {
+                     "schema": {"oneOf": [{"$ref": "#/components/schemas/NewContact"},
+                                          {"type": "array", "items": {
+                                              "$ref": "#/components/schemas/NewContact"}}]}}}},
+                 "responses": {**_ok(201, "Stored", "ImportReport"),
+                               **_errors(400, 401, 422)}},
+        "get": {"summary": "The team's contacts, oldest first", "parameters": [
+            {"name": "email", "in": "query", "schema": {"type": "string"}},
+            {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+            "responses": {**_page("Contact"), **_errors(401, 422)}}},
+    "/contacts/{id}": {"get": {"summary": "One contact", "parameters": [_ID],
+                               "responses": {**_ok(200, "The contact", "Contact"),
+                                             **_errors(401, 404)}}},
+    "/contacts/import": {"post": {
+        "summary": "Import a CSV (body as text/csv, or multipart field `file`); with Accept: "
+                   "application/x-ndjson, progress lines then the report",
+        "requestBody": {"required": True, "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"}}}}}},
+        "responses": {**_ok(200, "The report", "ImportReport"), **_errors(401, 413, 422)}}},
+}
+
+_CONTENT_SCHEMAS = {
+    "Source": {"type": "object", "required": ["name", "url"], "properties": {
+        "name": {"type": "string"}, "url": {"type": "string", "description": "Jinja2; scheme "
+                                                                            "and host literal"},
+        "timeout_ms": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 300},
+        "cache_seconds": {"type": "integer", "minimum": 0, "default": 0},
+        "fallback": {"description": "any JSON value used when the fetch fails"}}},
+    "NewTemplate": {"type": "object", "properties": {
+        "starter": {"type": "string"}, "name": {"type": "string"},
+        "subject": {"type": "string"}, "html": {"type": "string"},
+        "text": {"type": ["string", "null"]}, "amp": {"type": ["string", "null"]},
+        "sources": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}},
+        "transactional": {"type": "boolean"}}},
+    "Template": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "name": {"type": "string"}, "subject": {"type": "string"},
+        "html": {"type": "string"}, "text": {"type": ["string", "null"]},
+        "amp": {"type": ["string", "null"]},
+        "sources": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}},
+        "transactional": {"type": "boolean"}, "origin": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"}}},
+    "PreviewRequest": {"type": "object", "properties": {
+        "to": {"type": "string"}, "data": {"type": "object"}}},
+    "Preview": {"type": "object", "properties": {
+        "subject": {"type": "string"}, "html": {"type": "string"}, "text": {"type": "string"},
+        "amp": {"type": ["string", "null"]}, "data": {"type": "object"},
+        "sources": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"},
+            "outcome": {"type": "string", "enum": ["hit", "fetched", "fallback"]},
+            "detail": {"type": ["string", "null"]}}}}}},
+    "NewContact": {"type": "object", "required": ["email"], "properties": {
+        "email": {"type": "string"}, "name": {"type": "string"},
+        "timezone": {"type": "string", "description": "IANA, e.g. Europe/Paris"},
+        "attributes": {"type": "object"},
+        "subscription": {"type": "string", "enum": ["subscribed", "unsubscribed"]}}},
+    "Contact": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "email": {"type": "string"},
+        "name": {"type": ["string", "null"]}, "timezone": {"type": ["string", "null"]},
+        "attributes": {"type": "object"}, "subscription": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"}}},
+    "ImportReport": {"type": "object", "properties": {
+        "imported": {"type": "integer"}, "updated": {"type": "integer"},
+        "rejected": {"type": "array", "items": {"type": "object", "properties": {
+            "row": {"type": "integer"}, "error": {"type": "string"}}}}}},
+}
+
 OPENAPI = {
     "openapi": "3.1.0",
     "info": {"title": "mailrelease", "version": "1",
@@ -58,6 +191,7 @@ OPENAPI = {
         "/messages/{id}/send-now": {"post": {
             "summary": "Release now", "parameters": [_ID],
             "responses": {**_message_response(200, "Due now"), **_errors(401, 404, 409, 422)}}},
+        **_CONTENT_PATHS,
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -68,8 +202,13 @@ OPENAPI = {
                 "type": "object", "required": ["code", "message"], "properties": {
                     "code": {"type": "string"}, "message": {"type": "string"},
                     "field": {"type": "string"}}}}},
-            "NewMessage": {"type": "object", "required": ["to", "subject", "html"], "properties": {
-                "to": {"type": "string", "description": "address or \"Name <address>\""},
+            **_CONTENT_SCHEMAS,
+            "NewMessage": {"type": "object", "required": ["to"], "properties": {
+                "to": {"type": "string", "description": "address or \"Name <address>\"; a "
+                       "contact's fields are merged under data"},
+                "template_id": {"type": "integer",
+                                "description": "instead of subject/html/text/amp"},
+                "amp": {"type": "string", "description": "AMP for Email, Jinja2"},
                 "from": {"type": "string", "description": "a connected account's address"},
                 "subject": {"type": "string", "description": "Jinja2"},
                 "html": {"type": "string", "description": "Jinja2, autoescaped"},
@@ -99,6 +238,9 @@ OPENAPI = {
                 "message_id_header": {"type": "string"},
                 "attempts": {"type": "integer"},
                 "error": {"type": ["string", "null"]},
+                "hold_kind": {"type": ["string", "null"]},
+                "template_id": {"type": ["integer", "null"]},
+                "contact_id": {"type": ["integer", "null"]},
                 "created_at": {"type": "string", "format": "date-time"},
                 "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}},
         },

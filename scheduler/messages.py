@@ -16,10 +16,9 @@ from scheduler import content, queue, templates
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.models import MESSAGE_STATUSES, GmailAccount, Message
 from scheduler.personalize import render_message, render_part
-from scheduler.templates import check_parts
+from scheduler.templates import check_parts, text_field
 from scheduler.timing import release_time
 
-MAX_PART_BYTES = 2_000_000
 EDITABLE_FIELDS = ("to", "subject", "html", "text", "amp", "data")
 
 
@@ -39,21 +38,6 @@ def parse_address(value, field: str) -> Address:
         raise InvalidInput(f"{field} is not a valid address: {exc}", field=field) from None
     local, _, domain = checked.normalized.rpartition("@")
     return Address(display_name=name, username=local, domain=domain)
-
-
-def _text_field(body: dict, name: str, required: bool) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise InvalidInput(f"{name} is required", field=name)
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string", field=name)
-    if required and not value.strip():
-        raise InvalidInput(f"{name} must not be empty", field=name)
-    if len(value.encode("utf-8")) > MAX_PART_BYTES:
-        raise InvalidInput(f"{name} is larger than {MAX_PART_BYTES} bytes", field=name)
-    return value
 
 
 def _data_field(body: dict) -> dict:
@@ -102,10 +86,10 @@ def _content(session: Session, team_id: int, body: dict) -> dict:
     """subject/html/text/amp/sources from the template named by template_id, or inline."""
     template_id = body.get("template_id")
     if template_id is None:
-        return {"subject": _text_field(body, "subject", required=True),
-                "html": _text_field(body, "html", required=True),
-                "text": _text_field(body, "text", required=False),
-                "amp": _text_field(body, "amp", required=False),
+        return {"subject": text_field(body, "subject", required=True),
+                "html": text_field(body, "html", required=True),
+                "text": text_field(body, "text", required=False),
+                "amp": text_field(body, "amp", required=False),
                 "sources": None, "template_id": None}
     inline = [k for k in ("subject", "html", "text", "amp") if body.get(k) is not None]
     if inline:
@@ -268,10 +252,10 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
     values: dict = {}
     if "to" in body:
         values["to_addr"] = str(parse_address(body["to"], "to"))
-    subject = _text_field(body, "subject", True) if "subject" in body else message.subject_tpl
-    html = _text_field(body, "html", True) if "html" in body else message.html_tpl
-    text = _text_field(body, "text", False) if "text" in body else message.text_tpl
-    amp = _text_field(body, "amp", False) if "amp" in body else message.amp_tpl
+    subject = text_field(body, "subject", True) if "subject" in body else message.subject_tpl
+    html = text_field(body, "html", True) if "html" in body else message.html_tpl
+    text = text_field(body, "text", False) if "text" in body else message.text_tpl
+    amp = text_field(body, "amp", False) if "amp" in body else message.amp_tpl
     data = _data_field(body) if "data" in body else message.data
     values.update(subject_tpl=subject, html_tpl=html, text_tpl=text, amp_tpl=amp, data=data)
     if any(body.get(k) is not None for k in ("send_at", "delay_seconds", "local_time")):

@@ -17,7 +17,11 @@ PARTS = ("subject", "html", "text", "amp")
 FIELDS = ("name", *PARTS, "sources", "transactional")
 
 
-def _part(body: dict, name: str, required: bool) -> str | None:
+def text_field(body: dict, name: str, required: bool) -> str | None:
+    """A string field of a request body: 422 naming it when missing, empty or too large.
+
+    An optional field sent as "" counts as absent.
+    """
     value = body.get(name)
     if value is None or (not required and value == ""):
         if required:
@@ -51,7 +55,7 @@ def _values(body: dict, allowed_hosts: tuple[str, ...], current: Template | None
     def pick(name, required):
         if current is not None and name not in body:
             return getattr(current, name)
-        return _part(body, name, required)
+        return text_field(body, name, required)
 
     name = pick("name", True)
     if len(name) > 200:

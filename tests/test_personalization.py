@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from flask import Flask, jsonify, redirect, request
 
 from scheduler.personalize import render_message
@@ -404,6 +405,8 @@ def test_send_time_content_is_fetched_cached_or_replaced_by_its_fallback(
     subjects = sorted(m["subject"] for m in live.sandbox.sent())
     assert subjects == ["21 in Zürich & Co"] * 2
     assert content_server.hits["weather"] == 1  # the second came from the cache
+    metrics = requests.get(f"{live.url}/metrics", timeout=10).text
+    assert 'mailrelease_content_fetches_total{outcome="hit"}' in metrics
 
     started = time.monotonic()
     values, report = live.worker.releaser.content.fetch(slow["sources"], {})
