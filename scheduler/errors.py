@@ -35,11 +35,13 @@ class TemplateError(InvalidInput):
 
 
 class MissingData(Exception):
-    """A template used a variable that has no value and no fallback."""
+    """A template used a variable (or an attribute of one) with no value and no fallback."""
 
-    def __init__(self, variable: str, part: str):
-        super().__init__(f"no value for '{variable}' in {part} and no fallback "
-                         f"(write {{{{ {variable} | default('...') }}}} to give one)")
+    def __init__(self, variable: str, part: str, attribute: bool = False):
+        what = f"attribute '{variable}'" if attribute else f"'{variable}'"
+        example = f"x.{variable}" if attribute else variable
+        super().__init__(f"no value for {what} in {part} and no fallback "
+                         f"(write {{{{ {example} | default('...') }}}} to give one)")
         self.variable = variable
         self.part = part
 

@@ -16,6 +16,7 @@ from scheduler.errors import MissingData, TemplateError
 _HTML_ENV = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
 _PLAIN_ENV = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
+_MISSING_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
 
 
 # Styles from <style> blocks go into style="" attributes, as many email clients drop
@@ -56,8 +57,12 @@ def render_part(part: str, source: str, data: dict) -> str:
     try:
         return template.render(data)
     except UndefinedError as exc:
-        match = _UNDEFINED_NAME.search(str(exc))
-        raise MissingData(match.group(1) if match else str(exc), part) from exc
+        text = str(exc)
+        if match := _UNDEFINED_NAME.search(text):
+            raise MissingData(match.group(1), part) from exc
+        if match := _MISSING_ATTRIBUTE.search(text):
+            raise MissingData(match.group(1), part, attribute=True) from exc
+        raise MissingData(text, part) from exc
     except SecurityError as exc:
         raise TemplateError(f"not allowed in a template: {exc}", field=part) from exc
 

@@ -84,6 +84,14 @@ def test_text_parts_are_what_mimetext_writes(body, subtype):
         body, subtype, "utf-8").as_bytes(policy=_POLICY)
 
 
+def test_a_missing_attribute_is_named_plainly():
+    with pytest.raises(MissingData) as caught:
+        render_message("S", "{% for item in items %}{{ item.image_url }}{% endfor %}", None,
+                       {"items": [{"name": "shoe"}]})
+    assert caught.value.variable == "image_url"
+    assert str(caught.value).startswith("no value for attribute 'image_url' in html")
+
+
 def test_build_message__reply_headers():
     raw = build_message(sender=Address(addr_spec="ada@example.com"),
                         to=Address(addr_spec="g@example.org"), subject="Re: S", html="h",
