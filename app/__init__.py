@@ -1,6 +1,7 @@
 """The Flask application: the only package that imports Flask."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import Flask, current_app
@@ -49,7 +50,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
         content=ContentFetcher(settings.content_hosts), worker=worker)
 
     # api_content and ui_content add their routes to the api and ui blueprints.
-    from app import api, api_content, auth, health, ui, ui_content  # noqa: F401
+    from app import api, api_content, auth, health, links, ui, ui_content  # noqa: F401
 
     _json_errors_under_api(app)
     csrf.init_app(app)
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(links.bp)
+    _warn_on_plain_http(settings.public_url)
     app.register_blueprint(ui.bp)
     return app
 
@@ -73,6 +76,18 @@ def _json_errors_under_api(app: Flask) -> None:
             return error(exc.code or 500, "not_found" if exc.code == 404 else "http_error",
                          exc.description or "")
         return exc
+
+
+def _warn_on_plain_http(public_url: str) -> None:
+    """Links in mail follow the public URL; AMP for Email fetches only https."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(public_url)
+    if parts.scheme != "https":
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        logging.getLogger("mailrelease").warning(
+            "action=public_url_not_https url=%s %s", public_url,
+            "accepted for development on loopback; AMP live data needs https" if loopback
+            else "recipients' mail clients and AMP need https: set MAILRELEASE_PUBLIC_URL")
 
 
 def ctx() -> Context:

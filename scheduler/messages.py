@@ -12,9 +12,9 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from gmail_client.mime import make_message_id
-from scheduler import content, queue, templates
+from scheduler import content, queue, templates, tracking
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
-from scheduler.models import MESSAGE_STATUSES, GmailAccount, Message
+from scheduler.models import MESSAGE_STATUSES, GmailAccount, Message, Team
 from scheduler.personalize import render_message, render_part
 from scheduler.templates import check_parts, text_field
 from scheduler.timing import release_time
@@ -57,7 +57,8 @@ def _render_check(subject: str, html: str, text: str | None, data: dict,
     """
     check_parts(subject, html, text, amp)
     try:
-        render_message(subject, html, text, {**data, **content.stand_ins(sources)}, amp=amp)
+        render_message(subject, html, text, {**data, **tracking.stand_in_links(sources),
+                                             **content.stand_ins(sources)}, amp=amp)
     except MissingData as exc:
         return str(exc)
     return None
@@ -86,11 +87,16 @@ def _content(session: Session, team_id: int, body: dict) -> dict:
     """subject/html/text/amp/sources from the template named by template_id, or inline."""
     template_id = body.get("template_id")
     if template_id is None:
+        flags = {}
+        for name, default in (("transactional", False), ("tracking", True)):
+            flags[name] = body.get(name, default)
+            if not isinstance(flags[name], bool):
+                raise InvalidInput(f"{name} must be true or false", field=name)
         return {"subject": text_field(body, "subject", required=True),
                 "html": text_field(body, "html", required=True),
                 "text": text_field(body, "text", required=False),
                 "amp": text_field(body, "amp", required=False),
-                "sources": None, "template_id": None}
+                "sources": None, "template_id": None, **flags}
     inline = [k for k in ("subject", "html", "text", "amp") if body.get(k) is not None]
     if inline:
         raise InvalidInput(f"send either template_id or inline content, not both ({inline[0]})",
@@ -98,7 +104,12 @@ def _content(session: Session, team_id: int, body: dict) -> dict:
     template = templates.get_template(session, team_id, template_id)
     return {"subject": template.subject, "html": template.html, "text": template.text,
             "amp": template.amp, "sources": template.sources or None,
-            "template_id": template.id}
+            "template_id": template.id, "transactional": template.transactional,
+            "tracking": template.tracking}
+
+
+def _team_tracks(session: Session, team_id: int) -> bool:
+    return bool(session.scalar(select(Team.tracking).where(Team.id == team_id)))
 
 
 def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
@@ -139,6 +150,8 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
         to_addr=str(to), from_addr=str(sender), subject_tpl=parts["subject"],
         html_tpl=parts["html"], text_tpl=parts["text"], amp_tpl=parts["amp"],
         sources=parts["sources"], template_id=parts["template_id"],
+        transactional=parts["transactional"],
+        tracking=parts["tracking"] and _team_tracks(session, team_id),
         contact_id=contact.id if contact else None,
         data=data, status="held" if hold_reason else "scheduled",
         release_at=release_at, error=hold_reason,
@@ -304,6 +317,12 @@ def message_as_dict(message: Message) -> dict:
         "hold_until": iso(message.hold_until),
         "template_id": message.template_id,
         "contact_id": message.contact_id,
+        "transactional": message.transactional,
+        "tracking": message.tracking,
+        "opens": message.opens,
+        "clicks": message.clicks,
+        "machine_opens": message.machine_opens,
+        "machine_clicks": message.machine_clicks,
         "created_at": iso(message.created_at),
         "events": [{"type": e.type, "at": iso(e.at), "detail": e.detail}
                    for e in message.events],

@@ -27,7 +27,8 @@ MESSAGE_STATUSES = ("draft", "scheduled", "held", "sending", "retry_wait", "sent
                     "cancelled")
 ACCOUNT_STATUSES = ("connected", "reconnect", "disconnected")
 ROLES = ("owner", "member", "viewer")
-SUBSCRIPTION_STATES = ("subscribed", "unsubscribed")
+# bounced: a hard bounce; like unsubscribed, nothing but transactional mail goes there.
+SUBSCRIPTION_STATES = ("subscribed", "unsubscribed", "bounced")
 # Why a message is held: each kind is released by a different thing.
 HOLD_KINDS = ("missing_data", "reconnect", "daily_limit", "delivery_unknown", "too_late",
               "no_client")
@@ -80,6 +81,8 @@ class Team(Base):
     __tablename__ = "team"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # Open pixels and click redirects in this team's (non-transactional) mail.
+    tracking: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -126,6 +129,9 @@ class GmailAccount(Base):
     daily_cap: Mapped[int | None] = mapped_column(Integer)
     # Pacing: the earliest time the next send of this account may start (shared by workers).
     next_send_at: Mapped[dt.datetime | None] = mapped_column()
+    # Mailbox sync (bounces, replies): Gmail's history id read up to, and when.
+    history_id: Mapped[str | None] = mapped_column(String(40))
+    synced_at: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -165,6 +171,7 @@ class Template(Base):
     sources: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
     # Transactional mail (receipts, resets) carries no unsubscribe headers or tracking.
     transactional: Mapped[bool] = mapped_column(Boolean, default=False)
+    tracking: Mapped[bool] = mapped_column(Boolean, default=True)
     # Where it came from: a starter's key or "gmail-draft:<id>", for the UI.
     origin: Mapped[str | None] = mapped_column(String(200))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -188,6 +195,8 @@ class Contact(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     subscription: Mapped[str] = mapped_column(String(20), default="subscribed")
+    subscription_reason: Mapped[str | None] = mapped_column(Text)
+    subscription_changed_at: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -203,6 +212,7 @@ class Message(Base):
         Index("ix_message_due", "status", "release_at"),
         Index("ix_message_account_sent", "account_id", "sent_at"),
         Index("ix_message_team_created", "team_id", "created_at", "id"),
+        Index("ix_message_thread", "gmail_thread_id"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("team.id"))
@@ -221,6 +231,13 @@ class Message(Base):
     contact_id: Mapped[int | None] = mapped_column(
         ForeignKey("contact.id", ondelete="SET NULL"))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    transactional: Mapped[bool] = mapped_column(Boolean, default=False)
+    tracking: Mapped[bool] = mapped_column(Boolean, default=True)
+    # People's opens and clicks (machine signals are counted apart, and never trigger).
+    opens: Mapped[int] = mapped_column(Integer, default=0)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    machine_opens: Mapped[int] = mapped_column(Integer, default=0)
+    machine_clicks: Mapped[int] = mapped_column(Integer, default=0)
     subject: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20))
     release_at: Mapped[dt.datetime | None] = mapped_column()

@@ -235,6 +235,12 @@ def release_held(session: Executor, account_id: int, kind: str, now: dt.datetime
     return len(ids)
 
 
+def mark_suppressed(session: Executor, claim: Claim, now: dt.datetime, reason: str) -> bool:
+    """sending → cancelled: the recipient unsubscribed or bounced; never sent to them."""
+    return _finish(session, claim, now, "suppressed", {"reason": reason}, status="cancelled",
+                   error=reason, needs_reconcile=False)
+
+
 def mark_failed(session: Executor, claim: Claim, now: dt.datetime, error: str) -> bool:
     """sending → failed, permanently, with Gmail's reason."""
     return _finish(session, claim, now, "failed", {"error": error}, status="failed",

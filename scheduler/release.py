@@ -23,7 +23,7 @@ from sqlalchemy.engine import Row
 
 from gmail_client.mime import build_message
 from gmail_client.oauth import ClientConfig, can_read
-from scheduler import accounts, queue
+from scheduler import accounts, queue, tracking
 from scheduler.content import ContentFetcher, ContentUnavailable
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
@@ -94,6 +94,7 @@ class Releaser:
                                  settings.gmail_timeout_seconds) if client else None)
         self._rng = random.Random()
         self.content = ContentFetcher(settings.content_hosts)
+        self.links = tracking.Links(settings.secret_key, settings.public_url)
         # How many sends all workers together can make for one account between two reads
         # of its count; with pacing off, nothing bounds that, so the count is always read.
         rate = settings.sends_per_second
@@ -142,11 +143,17 @@ class Releaser:
         limited = self._daily_limit(state, now)
         if limited is not None:
             return self._hold(claim, "daily_limit", limited[1], until=limited[0])
-        data = message.data
+        if not message.transactional:
+            suppressed = self._suppressed(message)
+            if suppressed:
+                with self.db.core_write() as conn:
+                    queue.mark_suppressed(conn, claim, self.clock(), suppressed)
+                return "cancelled"
+        data = {**message.data, **self._links_for(message)}
         if message.sources:
             # Before the pacing slot is taken: a slow source costs at most its timeout.
             try:
-                data = {**data, **self.content.fetch(message.sources, data)[0]}
+                data.update(self.content.fetch(message.sources, message.data)[0])
             except ContentUnavailable as exc:
                 return self._hold(claim, "missing_data", str(exc))
         try:
@@ -154,10 +161,16 @@ class Releaser:
                                    data, amp=message.amp_tpl)
         except (MissingData, TemplateError) as exc:
             return self._hold(claim, "missing_data", str(exc))
+        decorated = tracking.decorate(
+            parts.html, parts.text, message_id=message.id, sender=account.email,
+            links=self.links, track=message.tracking and not message.transactional,
+            unsubscribe=not message.transactional,
+            unsubscribe_url=data.get("unsubscribe_url"))
         raw = build_message(
             sender=parseaddr(message.from_addr), to=parseaddr(message.to_addr),
-            subject=parts.subject, html=parts.html, text=parts.text, amp=parts.amp,
+            subject=parts.subject, html=decorated.html, text=decorated.text, amp=parts.amp,
             message_id=message.rfc822_id, date=now, in_reply_to=message.in_reply_to,
+            extra_headers=decorated.headers,
         )
         if not self._take_turn(claim, account.id):
             return self.give_back(claim)
@@ -181,6 +194,23 @@ class Releaser:
         log.info("action=sent message_id=%s account=%s gmail_id=%s attempt=%d lease_kept=%s",
                  message.id, account.id, result["id"], claim.attempts, moved)
         return "sent"
+
+    def _links_for(self, message) -> dict:
+        """The signed links a template may use: unsubscribe_url, and live_url() in AMP."""
+        links = {"live_url": tracking.live_url_function(self.links, message.id,
+                                                        message.sources)}
+        links["unsubscribe_url"] = ("" if message.transactional
+                                    else self.links.unsubscribe_url(message.id))
+        return links
+
+    def _suppressed(self, message) -> str | None:
+        """Why the recipient must not get this (unsubscribed, bounced), or None."""
+        with self.db.core_read() as conn:
+            found = tracking.subscription_of(conn, message.team_id,
+                                             parseaddr(message.to_addr)[1])
+        if found is None or found[0] == "subscribed":
+            return None
+        return f"not sent: {parseaddr(message.to_addr)[1]} is {found[0]} ({found[1] or ''})"
 
     def _daily_limit(self, state: AccountState, now: dt.datetime):
         """(until, reason) when the account may not send now because of a daily limit."""

@@ -7,14 +7,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler import content
+from scheduler import content, tracking
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.models import Contact, Template
 from scheduler.personalize import check_template, render_message
 
 MAX_PART_BYTES = 2_000_000
 PARTS = ("subject", "html", "text", "amp")
-FIELDS = ("name", *PARTS, "sources", "transactional")
+FIELDS = ("name", *PARTS, "sources", "transactional", "tracking")
 
 
 def text_field(body: dict, name: str, required: bool) -> str | None:
@@ -71,6 +71,10 @@ def _values(body: dict, allowed_hosts: tuple[str, ...], current: Template | None
     if not isinstance(transactional, bool):
         raise InvalidInput("transactional must be true or false", field="transactional")
     values["transactional"] = transactional
+    track = body.get("tracking", current.tracking if current else True)
+    if not isinstance(track, bool):
+        raise InvalidInput("tracking must be true or false", field="tracking")
+    values["tracking"] = track
     return values
 
 
@@ -164,7 +168,9 @@ def preview(template_parts: dict, data: dict, fetcher: content.ContentFetcher) -
         raise InvalidInput(str(exc), field="sources", code="missing_data") from None
     try:
         parts = render_message(template_parts["subject"], template_parts["html"],
-                               template_parts.get("text"), {**data, **values},
+                               template_parts.get("text"),
+                               {**data, **values,
+                                **tracking.stand_in_links(template_parts.get("sources"))},
                                amp=template_parts.get("amp"))
     except MissingData as exc:
         raise InvalidInput(str(exc), field=exc.part, code="missing_data") from None
@@ -177,5 +183,6 @@ def template_as_dict(template: Template) -> dict:
     return {"id": template.id, "name": template.name, "subject": template.subject,
             "html": template.html, "text": template.text, "amp": template.amp,
             "sources": template.sources or [], "transactional": template.transactional,
+            "tracking": template.tracking,
             "origin": template.origin, "created_at": template.created_at.isoformat(),
             "updated_at": template.updated_at.isoformat()}
