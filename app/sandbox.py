@@ -111,6 +111,8 @@ class SandboxState:
     drafts: dict[str, StoredMessage] = field(default_factory=dict)  # draft id → message
     access_token_seconds: int = 3600
     send_latency: float = 0.0
+    # history.list answers 404 for a start older than this (Gmail keeps about a week).
+    history_floor: int = 0
     faults: list[Fault] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(0x18c0000000000))
@@ -567,14 +569,60 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
     def api_count():
         """How many messages the sandbox Gmail has accepted."""
         with st.lock:
-            return jsonify({"count": len(st.messages)})
+            return jsonify({"count": sum("SENT" in m.label_ids
+                                         for m in st.messages.values())})
 
     @app.get("/sandbox/api/messages")
     def api_messages():
-        """Every message sent through the sandbox, for scripts and tests."""
+        """Every message sent through the sandbox (not mail delivered to it), for tests."""
         with st.lock:
-            messages = sorted(st.messages.values(), key=lambda m: m.internal_date)
+            messages = sorted((m for m in st.messages.values() if "SENT" in m.label_ids),
+                              key=lambda m: m.internal_date)
         return jsonify({"messages": [{**summary(m), "raw": _b64url(m.raw)} for m in messages]})
+
+    @app.get("/gmail/v1/users/<user_id>/history")
+    def history(user_id):
+        owner, err = _caller(user_id, GMAIL_READ_SCOPES)
+        if err:
+            return err
+        try:
+            start = int(request.args.get("startHistoryId", ""))
+        except ValueError:
+            return google_error(400, "Invalid startHistoryId", "invalidArgument",
+                                "INVALID_ARGUMENT")
+        with st.lock:
+            if start < st.history_floor:
+                return google_error(404, "Requested entity was not found.", "notFound",
+                                    "NOT_FOUND")
+            added = sorted((m for m in st.mailbox(owner) if m.history_id > start),
+                           key=lambda m: m.history_id)
+            latest = str(st.next_history())
+        body = {"historyId": latest}
+        if added:
+            body["history"] = [{"id": str(m.history_id), "messagesAdded": [{"message": {
+                "id": m.id, "threadId": m.thread_id, "labelIds": m.label_ids}}]}
+                for m in added]
+        return jsonify(body)
+
+    @app.post("/sandbox/api/deliver")
+    def deliver():
+        """Mail arriving in a mailbox: {"owner", "raw"} (MIME text). A reply or a bounce
+        joins the thread of the message it names (In-Reply-To, References), as in Gmail."""
+        body = request.get_json(silent=True) or {}
+        owner = str(body.get("owner", "")).lower()
+        raw = str(body.get("raw", "")).encode()
+        headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(raw)
+        wanted = " ".join(str(headers.get(h, "")) for h in ("In-Reply-To", "References"))
+        with st.lock:
+            thread = next((m.thread_id for m in st.mailbox(owner)
+                           if m.headers.get("Message-ID") and m.headers["Message-ID"] in wanted),
+                          None)
+            msg_id = st.next_id()
+            st.messages[msg_id] = StoredMessage(
+                id=msg_id, thread_id=thread or msg_id, label_ids=["INBOX", "UNREAD"],
+                raw=raw, internal_date=int(time.time() * 1000),
+                history_id=st.next_history(), owner=owner)
+        return jsonify({"id": msg_id, "threadId": thread or msg_id})
 
     @app.post("/sandbox/api/drafts")
     def add_draft():
@@ -616,8 +664,11 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
                 st.send_latency = float(body["send_latency"])
             if "access_token_seconds" in body:
                 st.access_token_seconds = int(body["access_token_seconds"])
+            if body.get("expire_history"):
+                st.history_floor = st.next_history()
         return jsonify({"send_latency": st.send_latency,
-                        "access_token_seconds": st.access_token_seconds})
+                        "access_token_seconds": st.access_token_seconds,
+                        "history_floor": st.history_floor})
 
     @app.post("/sandbox/api/revoke")
     def revoke_all():
@@ -641,11 +692,19 @@ def summary(m: StoredMessage) -> dict:
 
 
 def _matches(m: StoredMessage, query: str) -> bool:
-    """A small subset of Gmail's search syntax: rfc822msgid:, in:, label:, from:, to:, subject:."""
+    """A small subset of Gmail's search syntax: rfc822msgid:, in:, label:, from:, to:,
+    subject:, after: (epoch seconds), and '-' to negate a term."""
     for term in query.split():
+        if term.startswith("-") and len(term) > 1:
+            if _matches(m, term[1:]):
+                return False
+            continue
         key, _, value = term.partition(":")
         key, value = key.lower(), value.strip('"')
-        if key == "rfc822msgid":
+        if key == "after":
+            if m.internal_date < int(value) * 1000:
+                return False
+        elif key == "rfc822msgid":
             if m.headers["Message-ID"].strip().strip("<>") != value.strip("<>"):
                 return False
         elif key in ("in", "label"):

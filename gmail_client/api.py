@@ -24,6 +24,7 @@ from googleapiclient.errors import HttpError
 from gmail_client.errors import (
     AmbiguousSendError,
     GmailError,
+    HistoryExpired,
     ReconnectNeeded,
     TransientGmailError,
     from_http_error,
@@ -98,7 +99,7 @@ def _gmail_methods(api_endpoint: str | None):
     service = build_from_document(_gmail_discovery(), http=_NoDefaultHttp(),
                                   client_options=options)
     users = service.users()
-    return users, users.messages(), users.drafts()
+    return users, users.messages(), users.drafts(), users.history()
 
 
 class GmailService:
@@ -109,7 +110,8 @@ class GmailService:
         self.credentials = credentials
         self._http = google_auth_httplib2.AuthorizedHttp(credentials,
                                                          http=SendOnceHttp(timeout=timeout))
-        self._users, self._messages, self._drafts = _gmail_methods(api_endpoint)
+        self._users, self._messages, self._drafts, self._history = _gmail_methods(
+            api_endpoint)
 
     @property
     def token(self) -> str | None:
@@ -181,3 +183,33 @@ class GmailService:
     def get_draft(self, draft_id: str, fmt: str = "raw") -> dict:
         """drafts.get: {id, message} with the message in the given format."""
         return self._read(self._drafts.get(userId="me", id=draft_id, format=fmt))
+
+    def history(self, start_history_id: str) -> tuple[list[str], str | None]:
+        """Ids of messages added since `start_history_id`, and the mailbox's newest history id.
+
+        Raises HistoryExpired when Gmail no longer has history that old (then search).
+        """
+        ids: list[str] = []
+        latest, page = None, None
+        while True:
+            try:
+                result = self._read(self._history.list(
+                    userId="me", startHistoryId=start_history_id,
+                    historyTypes=["messageAdded"], maxResults=500, pageToken=page))
+            except GmailError as exc:
+                if exc.status == 404:
+                    raise HistoryExpired(str(exc), status=404, reason="notFound") from exc
+                raise
+            for record in result.get("history", []):
+                for added in record.get("messagesAdded", []):
+                    ids.append(added["message"]["id"])
+            latest = result.get("historyId", latest)
+            page = result.get("nextPageToken")
+            if not page:
+                return ids, latest
+
+    def search(self, query: str, max_results: int = 500) -> list[str]:
+        """Ids of messages matching a Gmail search, newest first."""
+        result = self._read(self._messages.list(userId="me", q=query,
+                                                maxResults=max_results))
+        return [m["id"] for m in result.get("messages", [])]

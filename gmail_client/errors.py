@@ -46,6 +46,10 @@ class PermanentGmailError(GmailError):
     """Retrying cannot help (invalid recipient, missing scope, malformed message)."""
 
 
+class HistoryExpired(GmailError):
+    """users.history.list no longer reaches back to the given history id (404)."""
+
+
 class ReconnectNeeded(GmailError):
     """The grant was revoked or expired: the user must sign in again."""
 

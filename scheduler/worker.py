@@ -25,11 +25,13 @@ from scheduler.db import Database, utcnow
 from scheduler.models import WorkerHeartbeat
 from scheduler.release import AccountState, Releaser
 from scheduler.settings import Settings
+from scheduler.sync import MailboxSync
 
 log = logging.getLogger("mailrelease.worker")
 
 RELEASE_JOB = "release"
 HEARTBEAT_JOB = "heartbeat"
+SYNC_JOB = "sync"
 HEARTBEAT_SECONDS = 10.0
 WAKE_COALESCE = dt.timedelta(milliseconds=50)
 
@@ -52,6 +54,7 @@ class ReleaseWorker:
         self._stopping = threading.Event()
         self.releaser = Releaser(db, TokenCipher(settings.token_key), client, settings,
                                  clock=clock, stop=self._stopping)
+        self.sync = MailboxSync(db, self.releaser.cipher, client, settings, clock=clock)
         self._senders = ThreadPoolExecutor(max_workers=max_threads or settings.send_threads,
                                            thread_name_prefix="mailrelease-send")
         self._scheduler = BackgroundScheduler(
@@ -77,6 +80,10 @@ class ReleaseWorker:
                                 id=RELEASE_JOB, next_run_time=now)
         self._scheduler.add_job(self.heartbeat, "interval", seconds=HEARTBEAT_SECONDS,
                                 id=HEARTBEAT_JOB, next_run_time=now)
+        self._scheduler.add_job(self._sync, "interval", seconds=self.settings.sync_seconds,
+                                id=SYNC_JOB,
+                                next_run_time=now + dt.timedelta(seconds=min(
+                                    60.0, self.settings.sync_seconds)))
         self._scheduler.start()
         log.info("action=worker_start worker=%s poll_seconds=%s", self.id,
                  self.settings.poll_seconds)
@@ -199,6 +206,12 @@ class ReleaseWorker:
             self.wake(None if len(claims) >= self.batch_size
                       else self.clock() + WAKE_COALESCE)
         return done
+
+    def _sync(self) -> None:
+        try:
+            self.sync.run()
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("action=sync_round_failed worker=%s", self.id)
 
     def heartbeat(self) -> None:
         """Tell /healthz this worker is alive."""

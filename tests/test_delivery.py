@@ -173,3 +173,71 @@ def test_amp_live_data_answers_the_cors_handshake(serve, stock):
     assert requests.get(live_url, headers={"AMP-Email-Sender": "eve@example.net"},
                         timeout=10).status_code == 403
     assert requests.get(live_url[:-4] + "abcd", timeout=10).status_code == 404
+
+
+def _bounce(original: str, status: str = "5.1.1") -> str:
+    return (
+        "From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\r\n"
+        "To: ada@example.com\r\nSubject: Delivery Status Notification (Failure)\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nAddress not found.\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; googlemail.com\r\n\r\n"
+        "Final-Recipient: rfc822; reader@example.org\r\nAction: failed\r\n"
+        f"Status: {status}\r\nDiagnostic-Code: smtp; 550 {status} The email account "
+        "does not exist.\r\n\r\n"
+        "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {original}\r\nSubject: News\r\n\r\n--b--\r\n")
+
+
+def _reply(original: str, body: str = "Thanks!", **headers) -> str:
+    extra = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
+    return (f"From: Reader <reader@example.org>\r\nTo: ada@example.com\r\n"
+            f"Subject: Re: News\r\nIn-Reply-To: {original}\r\nReferences: {original}\r\n"
+            f"{extra}\r\n{body}\r\n")
+
+
+def test_a_bounce_and_a_reply_in_the_mailbox_are_read_back(live):
+    api = live.user()
+    bounced = _send(live, api, to="gone@example.org")
+    replied = _send(live, api)
+    auto = _send(live, api, to="away@example.org")
+    live.sandbox.deliver("ada@example.com", _bounce(bounced["message_id_header"]))
+    live.sandbox.deliver("ada@example.com", _reply(replied["message_id_header"]))
+    live.sandbox.deliver("ada@example.com", _reply(
+        auto["message_id_header"], "I am away until Monday.",
+        Auto_Submitted="auto-replied").replace("reader@example.org", "away@example.org"))
+    assert live.worker.sync.sync_account(1, force=True) == 3
+    b = _get(live, api, bounced["id"])
+    event = next(e for e in b["events"] if e["type"] == "bounced")
+    assert event["detail"]["status"] == "5.1.1" and event["detail"]["hard"] is True
+    contact = api.get(f"{live.url}/api/v1/contacts?email=gone@example.org").json()["items"]
+    assert contact[0]["subscription"] == "bounced"
+    assert "replied" in [e["type"] for e in _get(live, api, replied["id"])["events"]]
+    auto_types = [e["type"] for e in _get(live, api, auto["id"])["events"]]
+    assert "auto_replied" in auto_types and "replied" not in auto_types
+    # The next round reads only what is new (history), and the bounced address is skipped.
+    assert live.worker.sync.sync_account(1, force=True) == 0
+    again = _send(live, api, to="gone@example.org", subject="Again")
+    assert again["status"] == "cancelled" and "bounced" in again["error"]
+
+
+def test_sync_falls_back_to_search_when_history_expired(live):
+    api = live.user()
+    sent = _send(live, api)
+    assert live.worker.sync.sync_account(1, force=True) == 0  # remembers the history id
+    live.sandbox.deliver("ada@example.com", _reply(sent["message_id_header"]))
+    requests.post(f"{live.sandbox.url}/sandbox/api/settings", json={"expire_history": True},
+                  timeout=10)
+    assert live.worker.sync.sync_account(1, force=True) == 1
+    assert "replied" in [e["type"] for e in _get(live, api, sent["id"])["events"]]
+
+
+def test_an_unsubscribe_mail_suppresses_its_sender(live):
+    api = live.user()
+    live.sandbox.deliver("ada@example.com", "From: reader@example.org\r\nTo: ada@example.com"
+                                            "\r\nSubject: unsubscribe\r\n\r\n\r\n")
+    live.worker.sync.sync_account(1, force=True)
+    sent = _send(live, api)
+    assert sent["status"] == "cancelled" and "unsubscribed" in sent["error"]
