@@ -29,7 +29,13 @@ run: install
 sandbox: install
 	$(BIN)/mailrelease run --host $(HOST) --port $(PORT) --sandbox
 
-test: install-test
+AMP_VALIDATOR := tests/amp_validator/validator_wasm.js
+
+# The official AMP validator (Node.js), which the AMP tests compare the pre-flight with.
+$(AMP_VALIDATOR): tests/amp_validator/package-lock.json tests/amp_validator/setup.sh
+	tests/amp_validator/setup.sh
+
+test: install-test $(AMP_VALIDATOR)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

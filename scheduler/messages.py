@@ -12,7 +12,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from gmail_client.mime import make_message_id
-from scheduler import content, queue, templates, tracking
+from scheduler import amp, content, queue, templates, tracking
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.models import MESSAGE_STATUSES, GmailAccount, Message, Team
 from scheduler.personalize import render_message, render_part
@@ -92,11 +92,13 @@ def _content(session: Session, team_id: int, body: dict) -> dict:
             flags[name] = body.get(name, default)
             if not isinstance(flags[name], bool):
                 raise InvalidInput(f"{name} must be true or false", field=name)
+        amp_part = text_field(body, "amp", required=False)
+        if amp_part:
+            amp.check_amp(amp_part)
         return {"subject": text_field(body, "subject", required=True),
                 "html": text_field(body, "html", required=True),
                 "text": text_field(body, "text", required=False),
-                "amp": text_field(body, "amp", required=False),
-                "sources": None, "template_id": None, **flags}
+                "amp": amp_part, "sources": None, "template_id": None, **flags}
     inline = [k for k in ("subject", "html", "text", "amp") if body.get(k) is not None]
     if inline:
         raise InvalidInput(f"send either template_id or inline content, not both ({inline[0]})",

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler import content, tracking
+from scheduler import amp, content, tracking
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.models import Contact, Template
 from scheduler.personalize import check_template, render_message
@@ -67,6 +67,8 @@ def _values(body: dict, allowed_hosts: tuple[str, ...], current: Template | None
         values["sources"] = current.sources
     else:
         values["sources"] = content.check_sources(body.get("sources"), allowed_hosts)
+    if values["amp"]:
+        amp.check_amp(values["amp"], values["sources"])
     transactional = body.get("transactional", current.transactional if current else False)
     if not isinstance(transactional, bool):
         raise InvalidInput("transactional must be true or false", field="transactional")
