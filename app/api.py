@@ -161,3 +161,38 @@ def update_message(message_id):
 def openapi():
     """The OpenAPI document of this API."""
     return jsonify(OPENAPI)
+
+
+def _team_dict(team) -> dict:
+    return {"id": team.id, "name": team.name, "tracking": team.tracking}
+
+
+@bp.get("/team")
+@require_token
+def get_team():
+    """The caller's team and its settings."""
+    from scheduler.models import Team
+    with ctx().db.read() as s:
+        return jsonify(_team_dict(s.get(Team, g.team_id)))
+
+
+@bp.patch("/team")
+@require_token
+def update_team():
+    """Change team settings: `tracking` (open pixels and click redirects in its mail)."""
+    from scheduler.models import Team
+    body = json_body()
+    unknown = set(body) - {"tracking", "name"}
+    if unknown:
+        raise InvalidInput(f"{sorted(unknown)[0]} cannot be changed", field=sorted(unknown)[0])
+    with ctx().db.write() as s:
+        team = s.get(Team, g.team_id)
+        if "tracking" in body:
+            if not isinstance(body["tracking"], bool):
+                raise InvalidInput("tracking must be true or false", field="tracking")
+            team.tracking = body["tracking"]
+        if "name" in body:
+            if not isinstance(body["name"], str) or not body["name"].strip():
+                raise InvalidInput("name must be a non-empty string", field="name")
+            team.name = body["name"].strip()[:200]
+        return jsonify(_team_dict(team))

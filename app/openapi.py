@@ -105,6 +105,17 @@ _CONTENT_PATHS = {
         "responses": {**_ok(200, "The report", "ImportReport"), **_errors(401, 413, 422)}}},
 }
 
+_TEAM = {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
+                                         "tracking": {"type": "boolean"}}}
+_CONTENT_PATHS["/team"] = {
+    "get": {"summary": "The caller's team and its settings",
+            "responses": {"200": {"description": "The team", "content": {
+                "application/json": {"schema": _TEAM}}}, **_errors(401)}},
+    "patch": {"summary": "Change team settings (tracking: open pixels and click redirects)",
+              "requestBody": {"content": {"application/json": {"schema": _TEAM}}},
+              "responses": {"200": {"description": "Changed"}, **_errors(400, 401, 422)}},
+}
+
 _CONTENT_SCHEMAS = {
     "Source": {"type": "object", "required": ["name", "url"], "properties": {
         "name": {"type": "string"}, "url": {"type": "string", "description": "Jinja2; scheme "
@@ -117,7 +128,7 @@ _CONTENT_SCHEMAS = {
         "subject": {"type": "string"}, "html": {"type": "string"},
         "text": {"type": ["string", "null"]}, "amp": {"type": ["string", "null"]},
         "sources": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}},
-        "transactional": {"type": "boolean"}}},
+        "transactional": {"type": "boolean"}, "tracking": {"type": "boolean"}}},
     "Template": {"type": "object", "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"}, "subject": {"type": "string"},
         "html": {"type": "string"}, "text": {"type": ["string", "null"]},

@@ -18,6 +18,7 @@ from gmail_client.errors import (
     ReconnectNeeded,
     TransientGmailError,
 )
+from prometheus_client import Counter, Histogram
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Row
 
@@ -34,6 +35,13 @@ from scheduler.sender import ServicePool
 from scheduler.settings import Settings
 
 log = logging.getLogger("mailrelease.release")
+
+RELEASES = Counter("mailrelease_releases", "Claims released, by the status they ended in",
+                   ["outcome"])
+HOLDS = Counter("mailrelease_holds", "Messages held, by why", ["kind"])
+GMAIL_ERRORS = Counter("mailrelease_gmail_errors", "Gmail errors on send", ["kind"])
+LAG = Histogram("mailrelease_release_lag_seconds", "Gmail's answer minus the due time",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600))
 
 BACKOFF_MAX_SECONDS = 3600.0
 
@@ -125,6 +133,11 @@ class Releaser:
 
         `known` carries account state between the claims of one thread's batch.
         """
+        outcome = self._release(claim, known)
+        RELEASES.labels(outcome).inc()
+        return outcome
+
+    def _release(self, claim: queue.Claim, known: dict[int, AccountState] | None) -> str:
         message = claim.message
         state = self._account(claim.account_id, known)
         account = state.row
@@ -188,9 +201,11 @@ class Releaser:
         finally:
             self._persist_refresh(state, service)
         state.sent_today += 1
+        sent_at = self.clock()
         with self.db.core_write() as session:
-            moved = queue.mark_sent(session, claim, self.clock(), result["id"],
+            moved = queue.mark_sent(session, claim, sent_at, result["id"],
                                     result.get("threadId", ""), parts.subject)
+        LAG.observe(max(0.0, (sent_at - message.release_at).total_seconds()))
         log.info("action=sent message_id=%s account=%s gmail_id=%s attempt=%d lease_kept=%s",
                  message.id, account.id, result["id"], claim.attempts, moved)
         return "sent"
@@ -283,6 +298,7 @@ class Releaser:
         account = state.row
         now = self.clock()
         reason = " ".join(f"Gmail {exc.status or ''} {exc.reason}: {exc}".split())
+        GMAIL_ERRORS.labels(type(exc).__name__).inc()
         log.warning("action=send_error message_id=%s account=%s class=%s status=%s reason=%s",
                     claim.message_id, account.id, type(exc).__name__, exc.status, exc.reason)
         if isinstance(exc, ReconnectNeeded):
@@ -318,6 +334,7 @@ class Releaser:
               until: dt.datetime | None = None) -> str:
         with self.db.core_write() as session:
             queue.mark_held(session, claim, self.clock(), kind, reason, needs_reconcile, until)
+        HOLDS.labels(kind).inc()
         log.info("action=held message_id=%s kind=%s", claim.message_id, kind)
         return "held"
 

@@ -241,3 +241,16 @@ def test_an_unsubscribe_mail_suppresses_its_sender(live):
     live.worker.sync.sync_account(1, force=True)
     sent = _send(live, api)
     assert sent["status"] == "cancelled" and "unsubscribed" in sent["error"]
+
+
+def test_tracking_off_for_the_team_leaves_links_alone_but_keeps_unsubscribe(live):
+    api = live.user()
+    resp = api.patch(f"{live.url}/api/v1/team", json={"tracking": False})
+    assert resp.status_code == 200 and resp.json()["tracking"] is False
+    sent = _send(live, api)
+    html = _html(_delivered(live))
+    assert sent["tracking"] is False
+    assert 'href="https://example.com/post?a=1&amp;b=2"' in html and "/t/o/" not in html
+    assert _delivered(live)["List-Unsubscribe"]
+    metrics = requests.get(f"{live.url}/metrics", timeout=10).text
+    assert 'mailrelease_releases_total{outcome="sent"}' in metrics
