@@ -116,6 +116,50 @@ _CONTENT_PATHS["/team"] = {
               "responses": {"200": {"description": "Changed"}, **_errors(400, 401, 422)}},
 }
 
+_RULE = {"type": "object", "properties": {
+    "name": {"type": "string"}, "event": {"type": "string"},
+    "conditions": {"type": "array", "items": {"type": "object", "properties": {
+        "field": {"type": "string", "description": "data.<key> or contact.<attribute>"},
+        "op": {"type": "string", "enum": ["equals", "not_equals", "greater", "less",
+                                          "contains", "exists"]},
+        "value": {}}}},
+    "template_id": {"type": "integer"}, "delay_seconds": {"type": "number", "minimum": 0},
+    "cancel_on": {"type": "array", "items": {"type": "string"}},
+    "frequency_cap": {"type": ["object", "null"], "properties": {
+        "max": {"type": "integer"}, "seconds": {"type": "number"}}},
+    "active": {"type": "boolean"}}}
+_CONTENT_PATHS.update({
+    "/events": {"post": {
+        "summary": "An event: queues what matching rules say, cancels what it cancels. Bearer "
+                   "token, or X-Mailrelease-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "
+                   "\"<t>.<raw body>\"> (optional ?team=<id>). A repeated id answers the same.",
+        "security": [{"bearer": []}, {}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["id", "name", "email"], "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"},
+                "email": {"type": "string"},
+                "occurred_at": {"type": "string", "format": "date-time"},
+                "data": {"type": "object"}}}}}},
+        "responses": {"202": {"description": "{event_id, messages, cancelled}"},
+                      **_errors(400, 401, 413, 422)}}},
+    "/webhook-secret": {"get": {"summary": "The team's webhook signing secret",
+                                "responses": {**_ok(200, "The secret"), **_errors(401)}}},
+    "/webhook-secret/rotate": {"post": {
+        "summary": "A new secret; the previous one is accepted for 24 h",
+        "responses": {**_ok(200, "The new secret"), **_errors(401)}}},
+    "/rules": {
+        "post": {"summary": "Create a rule", "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _RULE}}},
+            "responses": {**_ok(201, "Created"), **_errors(400, 401, 404, 422)}},
+        "get": {"summary": "The team's rules", "responses": {**_ok(200, "List"),
+                                                              **_errors(401)}}},
+    "/rules/{id}": {
+        "get": {"summary": "One rule", "parameters": [_ID],
+                "responses": {**_ok(200, "The rule"), **_errors(401, 404)}},
+        "delete": {"summary": "Delete a rule (what it queued stays)", "parameters": [_ID],
+                   "responses": {**_ok(204, "Deleted"), **_errors(401, 404)}}},
+})
+
 _CONTENT_SCHEMAS = {
     "Source": {"type": "object", "required": ["name", "url"], "properties": {
         "name": {"type": "string"}, "url": {"type": "string", "description": "Jinja2; scheme "

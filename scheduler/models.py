@@ -83,6 +83,11 @@ class Team(Base):
     name: Mapped[str] = mapped_column(String(200))
     # Open pixels and click redirects in this team's (non-transactional) mail.
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Signs webhooks (POST /events); encrypted like OAuth tokens. During a rotation the
+    # previous one stays valid for a day.
+    webhook_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    webhook_secret_previous: Mapped[bytes | None] = mapped_column(LargeBinary)
+    webhook_rotated_at: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -201,6 +206,39 @@ class Contact(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Rule(Base):
+    """When an event arrives (and its conditions hold), queue a template for the contact."""
+
+    __tablename__ = "rule"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(100))
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    template_id: Mapped[int] = mapped_column(ForeignKey("template.id", ondelete="CASCADE"))
+    delay_seconds: Mapped[float] = mapped_column(default=0.0)
+    cancel_on: Mapped[list[str]] = mapped_column(JSON, default=list)
+    frequency_cap: Mapped[dict[str, Any] | None] = mapped_column()
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """An event received from the user's systems, with the answer it got (idempotency)."""
+
+    __tablename__ = "event"
+    __table_args__ = (UniqueConstraint("team_id", "external_id", name="uq_event_team_external"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(320))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[dt.datetime] = mapped_column()
+    received_at: Mapped[dt.datetime] = mapped_column()
+    response: Mapped[dict[str, Any] | None] = mapped_column()
+
+
 class Message(Base):
     """One email to one recipient, from draft to sent (or a side exit)."""
 
@@ -230,6 +268,10 @@ class Message(Base):
         ForeignKey("template.id", ondelete="SET NULL"))
     contact_id: Mapped[int | None] = mapped_column(
         ForeignKey("contact.id", ondelete="SET NULL"))
+    # Queued by a rule for an event: which, and when the event arrived (latency metric).
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("rule.id", ondelete="SET NULL"))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("event.id", ondelete="SET NULL"))
+    event_at: Mapped[dt.datetime | None] = mapped_column()
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     transactional: Mapped[bool] = mapped_column(Boolean, default=False)
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -287,5 +329,5 @@ class WorkerHeartbeat(Base):
 
 
 __all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "ApiToken", "Template",
-           "Contact", "Message",
+           "Contact", "Rule", "Event", "Message",
            "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "HOLD_KINDS", "UTCDateTime"]

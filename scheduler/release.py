@@ -40,6 +40,9 @@ RELEASES = Counter("mailrelease_releases", "Claims released, by the status they 
                    ["outcome"])
 HOLDS = Counter("mailrelease_holds", "Messages held, by why", ["kind"])
 GMAIL_ERRORS = Counter("mailrelease_gmail_errors", "Gmail errors on send", ["kind"])
+EVENT_TO_SEND = Histogram(
+    "mailrelease_event_to_send_seconds", "From an event's arrival to Gmail's answer, for "
+    "messages a rule queued with no delay", buckets=(0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30))
 LAG = Histogram("mailrelease_release_lag_seconds", "Gmail's answer minus the due time",
                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600))
 
@@ -206,6 +209,8 @@ class Releaser:
             moved = queue.mark_sent(session, claim, sent_at, result["id"],
                                     result.get("threadId", ""), parts.subject)
         LAG.observe(max(0.0, (sent_at - message.release_at).total_seconds()))
+        if message.event_at is not None and message.release_at <= message.event_at:
+            EVENT_TO_SEND.observe((sent_at - message.event_at).total_seconds())
         log.info("action=sent message_id=%s account=%s gmail_id=%s attempt=%d lease_kept=%s",
                  message.id, account.id, result["id"], claim.attempts, moved)
         return "sent"

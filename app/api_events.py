@@ -1,0 +1,146 @@
+"""REST API for triggers: events (signed webhooks or Bearer), rules, the webhook secret.
+
+Routes live on the API blueprint (app.api.bp), with its error shape.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from flask import g, jsonify, request
+from sqlalchemy import select
+
+from app import ctx
+from app.api import bp, json_body, require_token
+from scheduler import events
+from scheduler.db import utcnow
+from scheduler.errors import DomainError
+from scheduler.models import Rule, Team
+
+
+def _signed_team(header: str, body: bytes) -> int:
+    """The team whose webhook secret signed `body` (401 otherwise)."""
+    c, now = ctx(), utcnow()
+    wanted = request.args.get("team")
+    with c.db.write() as s:
+        query = select(Team.id).where(Team.webhook_secret.is_not(None))
+        if wanted is not None:
+            if not wanted.isdigit():
+                raise events.Unauthorized("team must be a team id")
+            query = query.where(Team.id == int(wanted))
+        failure = events.Unauthorized("no team has a webhook secret yet")
+        for team_id in s.scalars(query).all():
+            current, previous, _ = events.webhook_secrets(s, c.cipher, team_id, now)
+            try:
+                events.verify(header, body, [x for x in (current, previous) if x],
+                              time.time())
+                return team_id
+            except events.Unauthorized as exc:
+                failure = exc
+    raise failure
+
+
+@bp.post("/events")
+def receive_event():
+    """An event from the user's systems: queues what its rules say, cancels what it cancels.
+
+    202 with {"event_id", "messages", "cancelled"}; the same `id` again answers the same
+    without doing anything. Bearer token or X-Mailrelease-Signature.
+    """
+    c = ctx()
+    request.max_content_length = events.MAX_EVENT_BYTES
+    raw = request.get_data(cache=True)
+    signature = request.headers.get("X-Mailrelease-Signature")
+    if request.headers.get("Authorization"):
+        return _with_token()
+    if not signature:
+        raise events.Unauthorized("sign the request (X-Mailrelease-Signature, see GET "
+                                  "/api/v1/webhook-secret) or send a Bearer token")
+    team_id = _signed_team(signature, raw)
+    return _receive(c, team_id, None, raw)
+
+
+@require_token
+def _with_token():
+    return _receive(ctx(), g.team_id, g.user_id, request.get_data(cache=True))
+
+
+def _receive(c, team_id: int, user_id: int | None, raw: bytes):
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise DomainError("the body is not valid JSON", code="malformed") from None
+    event = events.check_event(body)
+    now = utcnow()
+    with c.db.write() as s:
+        answer, new = events.receive(s, team_id, user_id, event, now)
+    if new and answer["messages"]:
+        c.wake_worker()
+    resp = jsonify(answer)
+    resp.headers["Idempotent-Replayed"] = "false" if new else "true"
+    return resp, 202
+
+
+@bp.get("/webhook-secret")
+@require_token
+def webhook_secret():
+    """The team's webhook signing secret (and the previous one while a rotation lasts)."""
+    c = ctx()
+    with c.db.write() as s:
+        current, previous, until = events.webhook_secrets(s, c.cipher, g.team_id, utcnow())
+    return jsonify({"secret": current, "team": g.team_id,
+                    "previous_valid_until": until.isoformat() if until else None,
+                    "header": "X-Mailrelease-Signature: t=<unix seconds>,v1=<hex "
+                              "HMAC-SHA256 of \"<t>.<raw body>\" with the secret>"})
+
+
+@bp.post("/webhook-secret/rotate")
+@require_token
+def rotate_webhook_secret():
+    """A new secret; the old one is accepted for 24 h more."""
+    c = ctx()
+    now = utcnow()
+    with c.db.write() as s:
+        events.rotate_secret(s, c.cipher, g.team_id, now)
+        current, previous, until = events.webhook_secrets(s, c.cipher, g.team_id, now)
+    return jsonify({"secret": current, "team": g.team_id,
+                    "previous_valid_until": until.isoformat() if until else None})
+
+
+@bp.post("/rules")
+@require_token
+def create_rule():
+    """A rule: when `event` arrives (and `conditions` hold), queue `template_id` after
+    `delay_seconds`; `cancel_on` events cancel what it queued and has not sent."""
+    body = json_body()
+    with ctx().db.write() as s:
+        rule = events.create_rule(s, g.team_id, body, utcnow())
+        return jsonify(events.rule_as_dict(rule)), 201
+
+
+@bp.get("/rules")
+@require_token
+def list_rules():
+    """The team's rules."""
+    with ctx().db.read() as s:
+        rows = s.scalars(select(Rule).where(Rule.team_id == g.team_id).order_by(Rule.id))
+        return jsonify({"items": [events.rule_as_dict(r) for r in rows], "next_cursor": None})
+
+
+@bp.get("/rules/<rule_id>")
+@require_token
+def get_rule(rule_id):
+    """One rule."""
+    with ctx().db.read() as s:
+        return jsonify(events.rule_as_dict(events.get_rule(s, g.team_id, rule_id)))
+
+
+@bp.delete("/rules/<rule_id>")
+@require_token
+def delete_rule(rule_id):
+    """Delete a rule; what it queued stays queued."""
+    with ctx().db.write() as s:
+        rule = events.get_rule(s, g.team_id, rule_id)
+        s.delete(rule)
+    return "", 204
+

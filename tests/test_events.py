@@ -1,0 +1,120 @@
+"""Events (signed webhooks) and the rules they trigger, through the REST API."""
+from __future__ import annotations
+
+import json
+import time
+
+import requests
+
+from scheduler.events import sign
+from tests.helpers import wait_for
+
+
+def _setup(live):
+    api = live.user()
+    reminder = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "cart", "subject": "Your cart, {{ name | default('friend') }}",
+        "html": "<p>{{ data_total | default('') }}</p>"}).json()
+    welcome = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "welcome", "subject": "Welcome", "html": "<p>Hi</p>"}).json()
+    secret = api.get(f"{live.url}/api/v1/webhook-secret").json()["secret"]
+    return api, reminder, welcome, secret
+
+
+def _post(live, secret, body: dict, *, at: int | None = None, raw: bytes | None = None,
+          signature: str | None = None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Mailrelease-Signature"] = signature or sign(secret, data, at)
+    return requests.post(f"{live.url}/api/v1/events", data=data, headers=headers, timeout=10)
+
+
+def test_a_signed_cart_event_queues_a_delayed_reminder_that_a_purchase_cancels(live):
+    api, reminder, _, secret = _setup(live)
+    rule = api.post(f"{live.url}/api/v1/rules", json={
+        "event": "cart_abandoned", "template_id": reminder["id"], "delay_seconds": 3600,
+        "cancel_on": ["purchase"],
+        "conditions": [{"field": "data.total", "op": "greater", "value": 10}]})
+    assert rule.status_code == 201, rule.text
+    cart = {"id": "evt-1", "name": "cart_abandoned", "email": "Buyer@Example.org",
+            "data": {"total": 42}}
+    first = _post(live, secret, cart)
+    assert first.status_code == 202, first.text
+    (mid,) = first.json()["messages"]
+    queued = api.get(f"{live.url}/api/v1/messages/{mid}").json()
+    assert queued["status"] == "scheduled" and queued["to"] == "buyer@example.org"
+    assert _post(live, secret, cart).json() == first.json()  # a repeat queues nothing
+    small = _post(live, secret, {**cart, "id": "evt-2", "data": {"total": 5}})
+    assert small.json()["messages"] == []  # the condition does not hold
+    contacts = api.get(f"{live.url}/api/v1/contacts?email=buyer@example.org").json()
+    assert contacts["items"], "an unknown address becomes a contact"
+    bought = _post(live, secret, {"id": "evt-3", "name": "purchase",
+                                  "email": "buyer@example.org"})
+    assert bought.json()["cancelled"] == [mid]
+    assert api.get(f"{live.url}/api/v1/messages/{mid}").json()["status"] == "cancelled"
+    assert live.sandbox.sent() == []
+
+
+def test_webhook_requests_that_are_refused(live):
+    _, reminder, _, secret = _setup(live)
+    body = {"id": "e", "name": "signup", "email": "a@example.org"}
+    raw = json.dumps(body).encode()
+    assert _post(live, None, body).status_code == 401  # unsigned
+    forged = _post(live, "whsec_not_the_secret", body)
+    assert forged.status_code == 401
+    stale = _post(live, secret, body, at=int(time.time()) - 301)
+    assert stale.status_code == 401 and "older" in stale.json()["error"]["message"]
+    malformed = _post(live, secret, {}, raw=b'{"id": "x", ')
+    assert malformed.status_code == 400
+    nameless = _post(live, secret, {"id": "e2", "email": "a@example.org"})
+    assert nameless.status_code == 422 and nameless.json()["error"]["field"] == "name"
+    bad_email = _post(live, secret, {"id": "e3", "name": "x", "email": "nope"})
+    assert bad_email.status_code == 422 and bad_email.json()["error"]["field"] == "email"
+    big = _post(live, secret, {**body, "data": {"blob": "x" * 70_000}})
+    assert big.status_code == 413
+    tampered = _post(live, secret, body, raw=raw.replace(b"signup", b"signuq"),
+                     signature=sign(secret, raw))
+    assert tampered.status_code == 401
+
+
+def test_no_delay_is_sent_at_once_and_the_frequency_cap_holds(live):
+    api, _, welcome, secret = _setup(live)
+    api.post(f"{live.url}/api/v1/rules", json={
+        "event": "signup", "template_id": welcome["id"],
+        "frequency_cap": {"max": 1, "seconds": 86400}})
+    (mid,) = _post(live, secret, {"id": "s1", "name": "signup",
+                                  "email": "n@example.org"}).json()["messages"]
+    body = wait_for(lambda: (b := api.get(f"{live.url}/api/v1/messages/{mid}").json())
+                    ["status"] == "sent" and b)
+    assert body["subject"] == "Welcome"
+    again = _post(live, secret, {"id": "s2", "name": "signup", "email": "n@example.org"})
+    assert again.json()["messages"] == []
+    metrics = requests.get(f"{live.url}/metrics", timeout=10).text
+    assert "mailrelease_event_to_send_seconds_count" in metrics
+
+
+def test_a_rotated_secret_keeps_the_old_one_valid_for_a_while(live):
+    api, _, welcome, secret = _setup(live)
+    rotated = api.post(f"{live.url}/api/v1/webhook-secret/rotate").json()
+    assert rotated["secret"] != secret and rotated["previous_valid_until"]
+    assert _post(live, secret, {"id": "r1", "name": "x", "email": "a@example.org"}) \
+        .status_code == 202
+    assert _post(live, rotated["secret"], {"id": "r2", "name": "x",
+                                           "email": "a@example.org"}).status_code == 202
+
+
+def test_rules_are_checked_and_scoped_to_the_team(live):
+    api, reminder, _, _ = _setup(live)
+    bad = api.post(f"{live.url}/api/v1/rules", json={
+        "event": "x", "template_id": reminder["id"],
+        "conditions": [{"field": "total", "op": "greater", "value": 1}]})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "conditions[0].field"
+    other = live.user("bob@example.com")
+    assert other.post(f"{live.url}/api/v1/rules", json={
+        "event": "x", "template_id": reminder["id"]}).status_code == 404
+    made = api.post(f"{live.url}/api/v1/rules", json={"event": "x",
+                                                      "template_id": reminder["id"]}).json()
+    assert other.get(f"{live.url}/api/v1/rules/{made['id']}").status_code == 404
+    assert [r["id"] for r in api.get(f"{live.url}/api/v1/rules").json()["items"]] == \
+        [made["id"]]
