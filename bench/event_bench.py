@@ -5,7 +5,8 @@
 
 Starts `mailrelease run --sandbox` (web + worker in one process, SQLite) on a free port,
 signs in through the sandbox Google, makes a template and a rule, then posts each event
-with an HMAC signature and waits for Gmail's answer. Latency = the message's sent_at (when
+with an HMAC signature (0.5 s apart: one account is paced to 2.5 sends/s) and waits for
+Gmail's answer. Latency = the message's sent_at (when
 Gmail answered) − the event's arrival as the server recorded it (the event's `queued`
 event time), and also as the client saw it (POST sent → status `sent` read back).
 """
@@ -89,6 +90,9 @@ def main() -> None:
             secret = api.get(f"{base}/api/v1/webhook-secret").json()["secret"]
             server_side, client_side = [], []
             for i in range(args.events):
+                # Events half a second apart: one Gmail account is paced to 2.5 sends/s, so
+                # back-to-back events would measure the pacing, not the path.
+                time.sleep(0.5)
                 body = json.dumps({"id": f"evt-{i}", "name": "signup",
                                    "email": f"user{i}@example.org",
                                    "data": {"name": f"User {i}"}}).encode()
