@@ -15,8 +15,6 @@ import secrets
 from email import base64mime
 from email.header import Header
 from email.headerregistry import Address
-from email.mime.multipart import MIMEMultipart
-from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr
 
 
@@ -63,13 +61,23 @@ def _address(name: str, addr: Address | tuple[str, str]) -> str:
     return _one_line(name, formataddr((_one_line(name, pair[0] or ""), pair[1]), "utf-8"))
 
 
-def _text_part(body: str, subtype: str) -> MIMENonMultipart:
-    """What MIMEText(body, subtype, "utf-8") makes, byte for byte, at a third of the cost
-    (MIMEText re-parses its own Content-Type header to set the charset)."""
-    part = MIMENonMultipart("text", subtype, charset="utf-8")
-    part["Content-Transfer-Encoding"] = "base64"
-    part.set_payload(base64mime.body_encode(body.encode("utf-8")))
-    return part
+# Every part is UTF-8 text in base64: its headers never vary.
+_PART_HEADERS = {subtype: (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+                           f"MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                           ).encode("ascii")
+                 for subtype in ("plain", "x-amp-html", "html")}
+
+
+def _text_part(body: str, subtype: str) -> bytes:
+    """One part as the stdlib writes MIMEText(body, subtype, "utf-8") with our policy.
+
+    The message's shape is fixed (multipart/alternative of base64 UTF-8 text parts), so
+    only its headers go through the email package's folding and RFC 2047 encoding; the
+    rest is written directly, at a fifth of the cost. tests/test_units.py checks the
+    result byte for byte against the email package's own classes.
+    """
+    encoded = base64mime.body_encode(body.encode("utf-8")).replace("\n", "\r\n")
+    return _PART_HEADERS[subtype] + encoded.encode("ascii")
 
 
 def build_message(*, sender: Address | tuple[str, str], to: Address | tuple[str, str],
@@ -78,21 +86,27 @@ def build_message(*, sender: Address | tuple[str, str], to: Address | tuple[str,
                   references: str | None = None,
                   extra_headers: dict[str, str] | None = None) -> bytes:
     """Return the message as bytes ready for Gmail's `raw` field."""
-    # '.' and '_' never occur in base64, which every part uses: no need for the
-    # generator's costly search of the body for a boundary collision.
-    msg = MIMEMultipart("alternative", boundary=f"=_mr.{secrets.token_hex(12)}")
-    msg["From"] = _address("From", sender)
-    msg["To"] = _address("To", to)
-    msg["Subject"] = _text_header("Subject", subject)
-    msg["Date"] = format_datetime(date or dt.datetime.now(dt.timezone.utc))
-    msg["Message-ID"] = _one_line("Message-ID", message_id)
+    # '.' and '_' never occur in base64, which every part uses: the boundary cannot
+    # collide with a body.
+    boundary = f"=_mr.{secrets.token_hex(12)}"
+    headers = [("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+               ("MIME-Version", "1.0"),
+               ("From", _address("From", sender)), ("To", _address("To", to)),
+               ("Subject", _text_header("Subject", subject)),
+               ("Date", format_datetime(date or dt.datetime.now(dt.timezone.utc))),
+               ("Message-ID", _one_line("Message-ID", message_id))]
     if in_reply_to:
-        msg["In-Reply-To"] = _one_line("In-Reply-To", in_reply_to)
-        msg["References"] = _one_line("References", references or in_reply_to)
+        headers.append(("In-Reply-To", _one_line("In-Reply-To", in_reply_to)))
+        headers.append(("References", _one_line("References", references or in_reply_to)))
     for name, value in (extra_headers or {}).items():
-        msg[name] = _text_header(name, value)
-    msg.attach(_text_part(text, "plain"))
+        headers.append((name, _text_header(name, value)))
+    parts = [_text_part(text, "plain")]
     if amp:
-        msg.attach(_text_part(amp, "x-amp-html"))
-    msg.attach(_text_part(html, "html"))
-    return msg.as_bytes(policy=_POLICY)
+        parts.append(_text_part(amp, "x-amp-html"))
+    parts.append(_text_part(html, "html"))
+    out = [_POLICY.fold_binary(name, value) for name, value in headers]
+    delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
+    out.append(b"\r\n" + delimiter[2:])  # the blank line that ends the headers
+    out.append(delimiter.join(parts))
+    out.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
+    return b"".join(out)
