@@ -123,16 +123,19 @@ def create_rule():
 def list_rules():
     """The team's rules."""
     with ctx().db.read() as s:
-        rows = s.scalars(select(Rule).where(Rule.team_id == g.team_id).order_by(Rule.id))
-        return jsonify({"items": [events.rule_as_dict(r) for r in rows], "next_cursor": None})
+        rows = s.scalars(select(Rule).where(Rule.team_id == g.team_id).order_by(Rule.id)).all()
+        stats = events.rule_stats(s, [r.id for r in rows])
+        return jsonify({"items": [events.rule_as_dict(r, stats[r.id]) for r in rows],
+                        "next_cursor": None})
 
 
 @bp.get("/rules/<rule_id>")
 @require_token
 def get_rule(rule_id):
-    """One rule."""
+    """One rule, with its counts and rates."""
     with ctx().db.read() as s:
-        return jsonify(events.rule_as_dict(events.get_rule(s, g.team_id, rule_id)))
+        rule = events.get_rule(s, g.team_id, rule_id)
+        return jsonify(events.rule_as_dict(rule, events.rule_stats(s, [rule.id])[rule.id]))
 
 
 @bp.delete("/rules/<rule_id>")

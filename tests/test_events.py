@@ -92,6 +92,9 @@ def test_no_delay_is_sent_at_once_and_the_frequency_cap_holds(live):
     assert again.json()["messages"] == []
     metrics = requests.get(f"{live.url}/metrics", timeout=10).text
     assert "mailrelease_event_to_send_seconds_count" in metrics
+    (rule,) = api.get(f"{live.url}/api/v1/rules").json()["items"]
+    assert rule["stats"]["queued"] == 1 and rule["stats"]["sent"] == 1
+    assert rule["stats"]["rates"]["opened"] == 0.0
 
 
 def test_a_rotated_secret_keeps_the_old_one_valid_for_a_while(live):
