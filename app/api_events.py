@@ -111,9 +111,16 @@ def rotate_webhook_secret():
 @require_token
 def create_rule():
     """A rule: when `event` arrives (and `conditions` hold), queue `template_id` after
-    `delay_seconds`; `cancel_on` events cancel what it queued and has not sent."""
+    `delay_seconds` (or at a `local_time`, the `best_hour`, within a `window`); `cancel_on`
+    events cancel what it queued and has not sent. {"seed": key} loads a ready-made set."""
+    c = ctx()
     body = json_body()
-    with ctx().db.write() as s:
+    with c.db.write() as s:
+        if body.get("seed") is not None:
+            made = events.seed_rules(s, g.team_id, g.user_id, body["seed"],
+                                     c.settings.content_hosts, utcnow())
+            return jsonify({"items": [events.rule_as_dict(r) for r in made],
+                            "next_cursor": None}), 201
         rule = events.create_rule(s, g.team_id, body, utcnow())
         return jsonify(events.rule_as_dict(rule)), 201
 

@@ -127,6 +127,13 @@ _RULE = {"type": "object", "properties": {
     "cancel_on": {"type": "array", "items": {"type": "string"}},
     "frequency_cap": {"type": ["object", "null"], "properties": {
         "max": {"type": "integer"}, "seconds": {"type": "number"}}},
+    "local_time": {"type": "object", "properties": {"time": {"type": "string"}}},
+    "best_hour": {"type": "boolean"},
+    "window": {"type": "object", "properties": {
+        "days": {"type": "array", "items": {"type": "string"}},
+        "start": {"type": "string"}, "end": {"type": "string"}}},
+    "data": {"type": "object"},
+    "seed": {"type": "string", "description": "load a ready-made set instead"},
     "active": {"type": "boolean"}}}
 _CONTENT_PATHS.update({
     "/events": {"post": {
@@ -272,6 +279,12 @@ OPENAPI = {
                 "send_at": {"type": "string", "format": "date-time",
                             "description": "ISO 8601 with an offset; past = now"},
                 "delay_seconds": {"type": "number", "minimum": 0},
+                "local_time": {"type": "object", "description": "{\"time\": \"09:00\", "
+                               "\"date\": \"2026-11-24\"?} in the contact's zone"},
+                "best_hour": {"type": "boolean"},
+                "window": {"type": "object", "description": "{\"days\", \"start\", "
+                           "\"end\"} in the contact's zone"},
+                "transactional": {"type": "boolean"}, "tracking": {"type": "boolean"},
                 "thread_id": {"type": "string"}, "in_reply_to": {"type": "string"}}},
             "MessageChange": {"type": "object", "properties": {
                 "to": {"type": "string"}, "subject": {"type": "string"},

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from scheduler import contacts, messages, queue, templates
 from scheduler.crypto import TokenCipher
 from scheduler.errors import DomainError, InvalidInput, NotFound
-from scheduler.models import Contact, Event, Message, MessageEvent, Rule, Team
+from scheduler.models import Contact, Event, Message, MessageEvent, Rule, Team, Template
+from scheduler.timing import Recipient, plan
 
 SIGNATURE_MAX_AGE = 300
 ROTATION_GRACE = dt.timedelta(hours=24)
@@ -129,7 +130,8 @@ def create_rule(session: Session, team_id: int, body: dict, now: dt.datetime) ->
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     unknown = set(body) - {"name", "event", "conditions", "template_id", "delay_seconds",
-                           "cancel_on", "frequency_cap", "active"}
+                           "cancel_on", "frequency_cap", "active", "local_time", "best_hour",
+                           "window", "data"}
     if unknown:
         raise InvalidInput(f"{sorted(unknown)[0]} is not a rule field", field=sorted(unknown)[0])
     event = body.get("event")
@@ -149,7 +151,20 @@ def create_rule(session: Session, team_id: int, body: dict, now: dt.datetime) ->
             raise InvalidInput('frequency_cap must be {"max": n >= 1, "seconds": window}',
                                field="frequency_cap")
         cap = {"max": cap["max"], "seconds": cap["seconds"]}
+    timing = {k: body[k] for k in ("local_time", "best_hour", "window")
+              if body.get(k) not in (None, False)}
+    if timing:
+        if delay and set(timing) - {"window"}:
+            raise InvalidInput("give delay_seconds or local_time/best_hour, not both",
+                               field="delay_seconds")
+        # Checked as a message would be, for a recipient in UTC.
+        plan({**timing, **({"delay_seconds": delay} if delay else {})}, now,
+             Recipient("UTC"))
+    data = body.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise InvalidInput("data must be an object", field="data")
     rule = Rule(team_id=team_id, name=str(body.get("name") or event)[:200],
+                timing=timing or None, data=data,
                 event=event.strip(), conditions=_check_conditions(body.get("conditions")),
                 template_id=template.id, delay_seconds=float(delay),
                 cancel_on=_names(body.get("cancel_on"), "cancel_on"), frequency_cap=cap,
@@ -197,7 +212,8 @@ def rule_as_dict(rule: Rule, stats: dict | None = None) -> dict:
     """The API representation (with its counts and rates when given)."""
     return {"stats": stats, "id": rule.id, "name": rule.name, "event": rule.event,
             "conditions": rule.conditions, "template_id": rule.template_id,
-            "delay_seconds": rule.delay_seconds, "cancel_on": rule.cancel_on,
+            "delay_seconds": rule.delay_seconds, "timing": rule.timing, "data": rule.data,
+            "cancel_on": rule.cancel_on,
             "frequency_cap": rule.frequency_cap, "active": rule.active,
             "created_at": rule.created_at.isoformat()}
 
@@ -313,10 +329,14 @@ def receive(session: Session, team_id: int, user_id: int | None, event: dict,
             continue
         if _capped(session, rule, contact, now):
             continue
+        timing = dict(rule.timing or {})
+        if rule.delay_seconds or not set(timing) - {"window"}:
+            timing["delay_seconds"] = rule.delay_seconds
         message = messages.create_message(session, team_id=team_id, user_id=user_id, body={
             "to": contact.email, "template_id": rule.template_id,
-            "data": {**event["data"], "event": {"name": event["name"], "id": event["id"]}},
-            "delay_seconds": rule.delay_seconds}, now=now)
+            "data": {**(rule.data or {}), **event["data"],
+                     "event": {"name": event["name"], "id": event["id"]}},
+            **timing}, now=now)
         message.rule_id, message.event_id, message.event_at = rule.id, row.id, now
         queued.append(message.id)
     row.response = {"event_id": row.id, "messages": queued, "cancelled": cancelled}
@@ -364,3 +384,29 @@ def get_rule(session: Session, team_id: int, rule_id) -> Rule:
         raise NotFound(f"no rule {rule_id}", field="id")
     return rule
 
+
+
+def seed_rules(session: Session, team_id: int, user_id: int | None, key: str,
+               allowed_hosts: tuple[str, ...], now: dt.datetime) -> list[Rule]:
+    """A ready-made set of rules (see templates/rules.json) with the starter templates they
+    use, loaded into the team (templates it already has by name are reused)."""
+    from scheduler import starters
+    seeds = starters.rule_seeds()
+    if key not in seeds:
+        raise NotFound(f"no rule seed {key!r}; there are: {', '.join(seeds)}", field="seed")
+    made = []
+    for spec in seeds[key]["rules"]:
+        starter = starters.starter(spec["starter"])
+        template = session.scalar(select(Template).where(
+            Template.team_id == team_id,
+            Template.name == starter["name"]))
+        if template is None:
+            template = templates.create_template(
+                session, team_id=team_id, user_id=user_id, allowed_hosts=allowed_hosts,
+                now=now, origin=f"starter:{starter['key']}",
+                body={k: starter[k] for k in ("name", "subject", "html", "text", "amp",
+                                              "sources", "transactional")})
+            session.flush()
+        body = {k: v for k, v in spec.items() if k != "starter"}
+        made.append(create_rule(session, team_id, {**body, "template_id": template.id}, now))
+    return made

@@ -5,6 +5,7 @@ import base64
 import datetime as dt
 import json
 import uuid
+from zoneinfo import ZoneInfo
 from email.headerregistry import Address
 
 from email_validator import EmailNotValidError, validate_email
@@ -14,10 +15,17 @@ from sqlalchemy.orm import Session, selectinload
 from gmail_client.mime import make_message_id
 from scheduler import amp, content, queue, templates, tracking
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
-from scheduler.models import MESSAGE_STATUSES, GmailAccount, Message, Team
+from scheduler.models import (
+    MESSAGE_STATUSES,
+    Contact,
+    GmailAccount,
+    Message,
+    MessageEvent,
+    Team,
+)
 from scheduler.personalize import render_message, render_part
 from scheduler.templates import check_parts, text_field
-from scheduler.timing import release_time
+from scheduler.timing import Recipient, plan
 
 EDITABLE_FIELDS = ("to", "subject", "html", "text", "amp", "data")
 
@@ -110,6 +118,34 @@ def _content(session: Session, team_id: int, body: dict) -> dict:
             "tracking": template.tracking}
 
 
+def engaged_hours(session: Session, team_id: int, contact_id: int | None,
+                  zone: str | None, limit: int = 5000) -> tuple[int, ...]:
+    """Hours of the week (0 = Monday 00:00 in `zone`) of people's opens and clicks: of one
+    contact, or with contact_id None of the whole team (the most recent `limit`)."""
+    query = (select(MessageEvent.at).join(Message, Message.id == MessageEvent.message_id)
+             .where(Message.team_id == team_id, MessageEvent.type.in_(("opened", "clicked")))
+             .order_by(MessageEvent.id.desc()).limit(limit))
+    if contact_id is not None:
+        query = query.where(Message.contact_id == contact_id)
+    tz = ZoneInfo(zone) if zone else dt.timezone.utc
+    out = []
+    for at in session.scalars(query):
+        local = at.astimezone(tz)
+        out.append(local.weekday() * 24 + local.hour)
+    return tuple(out)
+
+
+def recipient_timing(session: Session, team_id: int, contact: Contact | None,
+                     body: dict) -> Recipient:
+    """What the timing fields need of the recipient (engagement only for best_hour)."""
+    zone = contact.timezone if contact else None
+    if not body.get("best_hour"):
+        return Recipient(zone)
+    return Recipient(zone, engaged_hours(session, team_id, contact.id if contact else None,
+                                         zone),
+                     engaged_hours(session, team_id, None, zone))
+
+
 def _team_tracks(session: Session, team_id: int) -> bool:
     return bool(session.scalar(select(Team.tracking).where(Team.id == team_id)))
 
@@ -131,7 +167,8 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
     if contact is None and to.display_name:
         recipient["name"] = to.display_name
     data = {**recipient, **_data_field(body)}
-    release_at = release_time(body, now)
+    release_at, timing_reason = plan(body, now, recipient_timing(session, team_id, contact,
+                                                                 body))
     account = pick_account(session, team_id, user_id, body.get("from"))
     thread_id = body.get("thread_id")
     in_reply_to = body.get("in_reply_to")
@@ -164,6 +201,8 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
     session.add(message)
     session.flush()
     detail = {"release_at": release_at.isoformat()}
+    if timing_reason:
+        detail["timing"] = timing_reason
     if parts["template_id"]:
         detail["template_id"] = parts["template_id"]
     if hold_reason:
@@ -259,7 +298,8 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
     """PATCH: reschedule and/or edit content while the message is not yet sending."""
     if not isinstance(body, dict) or not body:
         raise InvalidInput("the body must be a non-empty JSON object")
-    unknown = set(body) - set(EDITABLE_FIELDS) - {"send_at", "delay_seconds", "local_time"}
+    unknown = set(body) - set(EDITABLE_FIELDS) - {"send_at", "delay_seconds", "local_time",
+                                                  "best_hour", "window"}
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidInput(f"{name} cannot be changed", field=name)
@@ -273,8 +313,11 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
     amp = text_field(body, "amp", False) if "amp" in body else message.amp_tpl
     data = _data_field(body) if "data" in body else message.data
     values.update(subject_tpl=subject, html_tpl=html, text_tpl=text, amp_tpl=amp, data=data)
-    if any(body.get(k) is not None for k in ("send_at", "delay_seconds", "local_time")):
-        values["release_at"] = release_time(body, now)
+    if any(body.get(k) is not None for k in ("send_at", "delay_seconds", "local_time",
+                                             "best_hour", "window")):
+        contact = session.get(Contact, message.contact_id) if message.contact_id else None
+        values["release_at"] = plan(body, now, recipient_timing(session, team_id, contact,
+                                                                body))[0]
     hold_reason = _render_check(subject, html, text, data, amp, message.sources)
     to_status = "held" if hold_reason else "scheduled"
     detail = {"by": by, "changed": sorted(body)}

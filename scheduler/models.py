@@ -217,6 +217,10 @@ class Rule(Base):
     conditions: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
     template_id: Mapped[int] = mapped_column(ForeignKey("template.id", ondelete="CASCADE"))
     delay_seconds: Mapped[float] = mapped_column(default=0.0)
+    # Instead of a delay: {"local_time": {...}} or {"best_hour": true}, and/or a "window".
+    timing: Mapped[dict[str, Any] | None] = mapped_column()
+    # Merged into each message's data (e.g. an incentive for a second reminder).
+    data: Mapped[dict[str, Any] | None] = mapped_column()
     cancel_on: Mapped[list[str]] = mapped_column(JSON, default=list)
     frequency_cap: Mapped[dict[str, Any] | None] = mapped_column()
     active: Mapped[bool] = mapped_column(Boolean, default=True)

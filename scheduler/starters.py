@@ -51,3 +51,10 @@ def starter(key: str) -> dict:
         raise NotFound(f"no starter template {key!r}; there are: "
                        f"{', '.join(starters())}", field="starter")
     return found
+
+
+@lru_cache(maxsize=1)
+def rule_seeds() -> dict[str, dict]:
+    """Ready-made rule sets (`rules.json` beside the starters): key → {description, rules}."""
+    path = _folder() / "rules.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

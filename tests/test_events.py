@@ -121,3 +121,46 @@ def test_rules_are_checked_and_scoped_to_the_team(live):
     assert other.get(f"{live.url}/api/v1/rules/{made['id']}").status_code == 404
     assert [r["id"] for r in api.get(f"{live.url}/api/v1/rules").json()["items"]] == \
         [made["id"]]
+
+
+def test_a_contact_in_tokyo_asked_for_0900_is_released_at_the_next_0900_there(live):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+    api = live.user()
+    api.post(f"{live.url}/api/v1/contacts", json={"email": "k@example.jp",
+                                                  "timezone": "Asia/Tokyo"})
+    resp = api.post(f"{live.url}/api/v1/messages", json={
+        "to": "k@example.jp", "subject": "Ohayo", "html": "<p>x</p>",
+        "local_time": {"time": "09:00"}})
+    assert resp.status_code == 201, resp.text
+    release = dt.datetime.fromisoformat(resp.json()["release_at"]).astimezone(
+        ZoneInfo("Asia/Tokyo"))
+    now = dt.datetime.now(ZoneInfo("Asia/Tokyo"))
+    assert (release.hour, release.minute) == (9, 0)
+    assert dt.timedelta(0) < release - now <= dt.timedelta(hours=24)
+    nozone = api.post(f"{live.url}/api/v1/messages", json={
+        "to": "nz@example.org", "subject": "s", "html": "h", "local_time": {"time": "09:00"}})
+    assert nozone.status_code == 422 and nozone.json()["error"]["field"] == "local_time"
+    best = api.post(f"{live.url}/api/v1/messages", json={
+        "to": "k@example.jp", "subject": "s", "html": "h", "best_hour": True}).json()
+    assert "too little" in best["events"][0]["detail"]["timing"]
+
+
+def test_seeded_cart_rules_queue_two_reminders_that_a_purchase_cancels(live):
+    api = live.user()
+    seeded = api.post(f"{live.url}/api/v1/rules", json={"seed": "abandoned-cart"})
+    assert seeded.status_code == 201, seeded.text
+    assert [r["delay_seconds"] for r in seeded.json()["items"]] == [3600, 86400]
+    secret = api.get(f"{live.url}/api/v1/webhook-secret").json()["secret"]
+    cart = {"id": "c1", "name": "cart_abandoned", "email": "shopper@example.org",
+            "data": {"cart_url": "https://shop.example/cart",
+                     "items": [{"name": "Shoes", "price": "$80"}]}}
+    queued = _post(live, secret, cart).json()["messages"]
+    assert len(queued) == 2
+    statuses = [api.get(f"{live.url}/api/v1/messages/{m}").json()["status"] for m in queued]
+    assert statuses == ["scheduled", "scheduled"]
+    cancelled = _post(live, secret, {"id": "p1", "name": "purchase",
+                                     "email": "shopper@example.org"}).json()["cancelled"]
+    assert sorted(cancelled) == sorted(queued)
+    for key in ("browse-abandonment", "welcome", "post-purchase", "re-engagement"):
+        assert api.post(f"{live.url}/api/v1/rules", json={"seed": key}).status_code == 201

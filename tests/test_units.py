@@ -207,3 +207,47 @@ def test_settings__gmail_endpoint_keeps_its_path_prefix(tmp_path):
     settings = Settings.from_env(instance_path=tmp_path, env={
         "MAILRELEASE_GMAIL_API_ENDPOINT": "http://127.0.0.1:9/sandbox-google"})
     assert settings.gmail_api_endpoint == "http://127.0.0.1:9/sandbox-google/"
+
+
+def test_local_time_is_the_next_wall_clock_time_in_the_zone_across_dst():
+    from scheduler.timing import Recipient, plan
+    sunday_noon = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+    tokyo = plan({"local_time": {"time": "09:00"}}, sunday_noon, Recipient("Asia/Tokyo"))[0]
+    assert tokyo == dt.datetime(2026, 11, 23, 0, 0, tzinfo=dt.timezone.utc)
+    # 02:30 does not exist in New York on 2027-03-14: it moves forward by the gap.
+    gap = plan({"local_time": {"time": "02:30", "date": "2027-03-14"}}, sunday_noon,
+               Recipient("America/New_York"))[0]
+    assert gap == dt.datetime(2027, 3, 14, 7, 30, tzinfo=dt.timezone.utc)
+    # 09:00 in Paris: UTC+1 in November, UTC+2 after the change in March.
+    summer = plan({"local_time": {"time": "09:00", "date": "2027-04-01"}}, sunday_noon,
+                  Recipient("Europe/Paris"))[0]
+    assert summer.hour == 7
+    with pytest.raises(InvalidInput) as caught:
+        plan({"local_time": {"time": "09:00"}}, sunday_noon, Recipient(None))
+    assert caught.value.field == "local_time"
+
+
+def test_best_hour_from_history_then_the_team_then_a_default_with_its_reason():
+    from scheduler.timing import Recipient, plan
+    now = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)  # Sunday
+    tuesday_14 = 1 * 24 + 14
+    own = plan({"best_hour": True}, now, Recipient("Europe/Paris", (tuesday_14,) * 3))
+    assert own[0] == dt.datetime(2026, 11, 24, 13, 0, tzinfo=dt.timezone.utc)
+    assert own[1].startswith("their most frequent") and "Tue 14:00" in own[1]
+    team = plan({"best_hour": True}, now, Recipient("Europe/Paris", (5,), (30, 30, 30)))
+    assert team[1].startswith("the team's")
+    default = plan({"best_hour": True}, now, Recipient("Europe/Paris"))
+    assert default[0] == dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.timezone.utc)
+    assert "too little" in default[1]
+
+
+def test_a_send_window_moves_a_time_to_the_next_allowed_moment():
+    from scheduler.timing import Recipient, plan
+    saturday_eve = dt.datetime(2026, 11, 28, 20, 0, tzinfo=dt.timezone.utc)
+    when, why = plan({"window": {"days": ["mon", "tue", "wed", "thu", "fri"],
+                                 "start": "09:00", "end": "17:00"}}, saturday_eve,
+                     Recipient("America/New_York"))
+    assert when == dt.datetime(2026, 11, 30, 14, 0, tzinfo=dt.timezone.utc)  # Mon 09:00 EST
+    assert "window" in why
+    inside = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.timezone.utc)
+    assert plan({"window": {}}, inside, Recipient("America/New_York"))[0] == inside
