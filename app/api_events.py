@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from app import ctx
 from app.api import bp, json_body, require_token
-from scheduler import events
+from scheduler import events, schedules
 from scheduler.db import utcnow
 from scheduler.errors import DomainError
-from scheduler.models import Rule, Team
+from scheduler.models import Rule, Schedule, Team
 
 
 def _signed_team(header: str, body: bytes) -> int:
@@ -154,3 +154,50 @@ def delete_rule(rule_id):
         s.delete(rule)
     return "", 204
 
+
+
+@bp.post("/schedules")
+@require_token
+def create_schedule():
+    """A recurring send: `cron` (minute hour day month weekday) in `timezone`,
+    `template_id`, `to`, optional `data`. Each occurrence becomes its own message."""
+    c = ctx()
+    body = json_body()
+    now = utcnow()
+    with c.db.write() as s:
+        schedule = schedules.create_schedule(s, g.team_id, g.user_id, body, now)
+        schedules.queue_next(s, schedule.id, now)  # an occurrence in the next minutes
+        s.refresh(schedule)
+        out = schedules.schedule_as_dict(schedule)
+    c.wake_worker()
+    return jsonify(out), 201
+
+
+@bp.get("/schedules")
+@require_token
+def list_schedules():
+    """The team's schedules with their next occurrence."""
+    with ctx().db.read() as s:
+        rows = s.scalars(select(Schedule).where(Schedule.team_id == g.team_id)
+                         .order_by(Schedule.id))
+        return jsonify({"items": [schedules.schedule_as_dict(x) for x in rows],
+                        "next_cursor": None})
+
+
+@bp.get("/schedules/<schedule_id>")
+@require_token
+def get_schedule(schedule_id):
+    """One schedule."""
+    with ctx().db.read() as s:
+        return jsonify(schedules.schedule_as_dict(
+            schedules.get_schedule(s, g.team_id, schedule_id)))
+
+
+@bp.delete("/schedules/<schedule_id>")
+@require_token
+def stop_schedule(schedule_id):
+    """Stop a schedule (no further occurrences; queued ones can still be cancelled)."""
+    with ctx().db.write() as s:
+        found = schedules.get_schedule(s, g.team_id, schedule_id)
+        found.active = False
+        return jsonify(schedules.schedule_as_dict(found))

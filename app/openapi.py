@@ -167,6 +167,25 @@ _CONTENT_PATHS.update({
                    "responses": {**_ok(204, "Deleted"), **_errors(401, 404)}}},
 })
 
+_SCHEDULE = {"type": "object", "required": ["cron", "template_id", "to"], "properties": {
+    "name": {"type": "string"}, "cron": {"type": "string", "description": "crontab"},
+    "timezone": {"type": "string", "default": "UTC"}, "template_id": {"type": "integer"},
+    "to": {"type": "string"}, "data": {"type": "object"}}}
+_CONTENT_PATHS.update({
+    "/schedules": {
+        "post": {"summary": "A recurring send (each occurrence its own message)",
+                 "requestBody": {"required": True, "content": {
+                     "application/json": {"schema": _SCHEDULE}}},
+                 "responses": {**_ok(201, "Created"), **_errors(400, 401, 404, 422)}},
+        "get": {"summary": "The team's schedules", "responses": {**_ok(200, "List"),
+                                                                  **_errors(401)}}},
+    "/schedules/{id}": {
+        "get": {"summary": "One schedule", "parameters": [_ID],
+                "responses": {**_ok(200, "The schedule"), **_errors(401, 404)}},
+        "delete": {"summary": "Stop a schedule", "parameters": [_ID],
+                   "responses": {**_ok(200, "Stopped"), **_errors(401, 404)}}},
+})
+
 _CONTENT_SCHEMAS = {
     "Source": {"type": "object", "required": ["name", "url"], "properties": {
         "name": {"type": "string"}, "url": {"type": "string", "description": "Jinja2; scheme "

@@ -243,6 +243,26 @@ class Event(Base):
     response: Mapped[dict[str, Any] | None] = mapped_column()
 
 
+class Schedule(Base):
+    """A recurring send: a cron expression in a time zone; each occurrence is its own
+    message (queued a few minutes ahead), so history and status stay per send."""
+
+    __tablename__ = "schedule"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    cron: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    template_id: Mapped[int] = mapped_column(ForeignKey("template.id", ondelete="CASCADE"))
+    to_addr: Mapped[str] = mapped_column(String(400))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    next_at: Mapped[dt.datetime | None] = mapped_column(index=True)  # None: no more
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    occurrences: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Message(Base):
     """One email to one recipient, from draft to sent (or a side exit)."""
 
@@ -276,6 +296,8 @@ class Message(Base):
     rule_id: Mapped[int | None] = mapped_column(ForeignKey("rule.id", ondelete="SET NULL"))
     event_id: Mapped[int | None] = mapped_column(ForeignKey("event.id", ondelete="SET NULL"))
     event_at: Mapped[dt.datetime | None] = mapped_column()
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedule.id", ondelete="SET NULL"))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     transactional: Mapped[bool] = mapped_column(Boolean, default=False)
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -333,5 +355,5 @@ class WorkerHeartbeat(Base):
 
 
 __all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "ApiToken", "Template",
-           "Contact", "Rule", "Event", "Message",
+           "Contact", "Rule", "Event", "Schedule", "Message",
            "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "HOLD_KINDS", "UTCDateTime"]

@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
 
 from gmail_client.oauth import CredentialsFileError, load_client_config
-from scheduler import queue
+from scheduler import queue, schedules
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.models import WorkerHeartbeat
@@ -32,6 +32,8 @@ log = logging.getLogger("mailrelease.worker")
 RELEASE_JOB = "release"
 HEARTBEAT_JOB = "heartbeat"
 SYNC_JOB = "sync"
+SCHEDULES_JOB = "schedules"
+SCHEDULES_SECONDS = 60.0
 HEARTBEAT_SECONDS = 10.0
 WAKE_COALESCE = dt.timedelta(milliseconds=50)
 
@@ -80,6 +82,8 @@ class ReleaseWorker:
                                 id=RELEASE_JOB, next_run_time=now)
         self._scheduler.add_job(self.heartbeat, "interval", seconds=HEARTBEAT_SECONDS,
                                 id=HEARTBEAT_JOB, next_run_time=now)
+        self._scheduler.add_job(self._schedules, "interval", seconds=SCHEDULES_SECONDS,
+                                id=SCHEDULES_JOB, next_run_time=now)
         self._scheduler.add_job(self._sync, "interval", seconds=self.settings.sync_seconds,
                                 id=SYNC_JOB,
                                 next_run_time=now + dt.timedelta(seconds=min(
@@ -206,6 +210,14 @@ class ReleaseWorker:
             self.wake(None if len(claims) >= self.batch_size
                       else self.clock() + WAKE_COALESCE)
         return done
+
+    def _schedules(self) -> None:
+        """Queue the recurring sends' next occurrences (a few minutes ahead)."""
+        try:
+            if schedules.queue_due(self.db, self.clock()):
+                self.wake()
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("action=schedules_round_failed worker=%s", self.id)
 
     def _sync(self) -> None:
         try:

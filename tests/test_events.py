@@ -164,3 +164,33 @@ def test_seeded_cart_rules_queue_two_reminders_that_a_purchase_cancels(live):
     assert sorted(cancelled) == sorted(queued)
     for key in ("browse-abandonment", "welcome", "post-purchase", "re-engagement"):
         assert api.post(f"{live.url}/api/v1/rules", json={"seed": key}).status_code == 201
+
+
+def test_a_cron_schedule_makes_one_message_per_occurrence_once(live):
+    import datetime as dt
+
+    from scheduler import schedules
+    from scheduler.db import utcnow
+    api, _, welcome, _ = _setup(live)
+    bad = api.post(f"{live.url}/api/v1/schedules", json={
+        "cron": "every monday", "template_id": welcome["id"], "to": "r@example.org"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "cron"
+    daily = api.post(f"{live.url}/api/v1/schedules", json={
+        "cron": "0 9 * * *", "timezone": "Asia/Tokyo", "template_id": welcome["id"],
+        "to": "r@example.org"}).json()
+    next_at = dt.datetime.fromisoformat(daily["next_at"])
+    assert (next_at.hour, next_at.minute) == (0, 0)  # 09:00 in Tokyo
+    minutely = api.post(f"{live.url}/api/v1/schedules", json={
+        "cron": "* * * * *", "template_id": welcome["id"], "to": "r@example.org"})
+    assert minutely.status_code == 201, minutely.text
+    assert schedules.queue_due(live.db, utcnow()) == 0  # already queued, not twice
+    items = api.get(f"{live.url}/api/v1/messages?limit=50").json()["items"]
+    times = sorted(dt.datetime.fromisoformat(m["release_at"]) for m in items)
+    assert len(times) == minutely.json()["occurrences"] >= 4
+    assert all(b - a == dt.timedelta(minutes=1) for a, b in zip(times[1:], times[2:]))
+    stopped = api.delete(f"{live.url}/api/v1/schedules/{minutely.json()['id']}").json()
+    assert stopped["active"] is False
+    before = minutely.json()["occurrences"]
+    schedules.queue_due(live.db, utcnow() + dt.timedelta(minutes=10))
+    assert api.get(f"{live.url}/api/v1/schedules/{minutely.json()['id']}").json()[
+        "occurrences"] == before  # a stopped schedule queues nothing more
