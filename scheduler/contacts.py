@@ -13,8 +13,9 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from scheduler import lookup
 from scheduler.db import Database
-from scheduler.errors import InvalidInput, NotFound
+from scheduler.errors import InvalidInput
 from scheduler.models import SUBSCRIPTION_STATES, Contact
 
 BATCH_ROWS = 1000
@@ -318,15 +319,7 @@ def list_contacts(session: Session, team_id: int, *, after: int | None = None,
 
 def get_contact(session: Session, team_id: int, contact_id) -> Contact:
     """The team's contact, or NotFound."""
-    try:
-        cid = int(contact_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no contact {contact_id}", field="id") from None
-    contact = session.scalar(select(Contact).where(Contact.id == cid,
-                                                   Contact.team_id == team_id))
-    if contact is None:
-        raise NotFound(f"no contact {contact_id}", field="id")
-    return contact
+    return lookup.team_row(session, Contact, team_id, contact_id, "contact")
 
 
 def contact_as_dict(contact: Contact) -> dict:

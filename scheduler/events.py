@@ -16,7 +16,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler import contacts, messages, queue, templates
+from scheduler import contacts, lookup, messages, queue, templates
 from scheduler.crypto import TokenCipher
 from scheduler.errors import DomainError, InvalidInput, NotFound
 from scheduler.models import Contact, Event, Message, MessageEvent, Rule, Team, Template
@@ -375,14 +375,7 @@ def _capped(session: Session, rule: Rule, contact: Contact, now: dt.datetime) ->
 
 def get_rule(session: Session, team_id: int, rule_id) -> Rule:
     """The team's rule, or NotFound."""
-    try:
-        rid = int(rule_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no rule {rule_id}", field="id") from None
-    rule = session.scalar(select(Rule).where(Rule.id == rid, Rule.team_id == team_id))
-    if rule is None:
-        raise NotFound(f"no rule {rule_id}", field="id")
-    return rule
+    return lookup.team_row(session, Rule, team_id, rule_id, "rule")
 
 
 

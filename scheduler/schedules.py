@@ -10,7 +10,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scheduler import messages, templates
+from scheduler import lookup, messages, templates
 from scheduler.db import Database
 from scheduler.errors import InvalidInput, NotFound
 from scheduler.models import Schedule
@@ -126,12 +126,4 @@ def schedule_as_dict(schedule: Schedule) -> dict:
 
 def get_schedule(session: Session, team_id: int, schedule_id) -> Schedule:
     """The team's schedule, or NotFound."""
-    try:
-        sid = int(schedule_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no schedule {schedule_id}", field="id") from None
-    found = session.scalar(select(Schedule).where(Schedule.id == sid,
-                                                  Schedule.team_id == team_id))
-    if found is None:
-        raise NotFound(f"no schedule {schedule_id}", field="id")
-    return found
+    return lookup.team_row(session, Schedule, team_id, schedule_id, "schedule")

@@ -7,8 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler import amp, content, tracking
-from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
+from scheduler import amp, content, lookup, tracking
+from scheduler.errors import Conflict, InvalidInput, MissingData
 from scheduler.models import Contact, Template
 from scheduler.personalize import check_template, render_message
 
@@ -104,15 +104,8 @@ def _flush_unique(session: Session, name: str) -> None:
 
 def get_template(session: Session, team_id: int, template_id) -> Template:
     """The team's template, or NotFound (also for another team's)."""
-    try:
-        tid = int(template_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no template {template_id}", field="template_id") from None
-    template = session.scalar(select(Template).where(Template.id == tid,
-                                                     Template.team_id == team_id))
-    if template is None:
-        raise NotFound(f"no template {template_id}", field="template_id")
-    return template
+    return lookup.team_row(session, Template, team_id, template_id, "template",
+                           field="template_id")
 
 
 def list_templates(session: Session, team_id: int) -> list[Template]:
