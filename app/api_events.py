@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from app import ctx
 from app.api import bp, json_body, require_token
-from scheduler import events, schedules
+from scheduler import campaigns, events, schedules
 from scheduler.db import utcnow
 from scheduler.errors import DomainError
-from scheduler.models import Rule, Schedule, Team
+from scheduler.models import Campaign, Rule, Schedule, Team
 
 
 def _signed_team(header: str, body: bytes) -> int:
@@ -201,3 +201,48 @@ def stop_schedule(schedule_id):
         found = schedules.get_schedule(s, g.team_id, schedule_id)
         found.active = False
         return jsonify(schedules.schedule_as_dict(found))
+
+
+@bp.post("/campaigns")
+@require_token
+def create_campaign():
+    """A mail merge: `template_id` or `variants`, `audience` ("all", contact_ids or a
+    filter), timing for everyone, optional `ab` (test_fraction, metric, decide_after_seconds)."""
+    c = ctx()
+    body = json_body()
+    with c.db.write() as s:
+        campaign = campaigns.create_campaign(s, g.team_id, g.user_id, body, utcnow())
+        s.flush()
+        out = campaigns.campaign_as_dict(campaign)
+    c.wake_worker()
+    return jsonify(out), 201
+
+
+@bp.get("/campaigns")
+@require_token
+def list_campaigns():
+    """The team's campaigns, newest first."""
+    with ctx().db.read() as s:
+        rows = s.scalars(select(Campaign).where(Campaign.team_id == g.team_id)
+                         .order_by(Campaign.id.desc()))
+        return jsonify({"items": [campaigns.campaign_as_dict(x) for x in rows],
+                        "next_cursor": None})
+
+
+@bp.get("/campaigns/<campaign_id>")
+@require_token
+def get_campaign(campaign_id):
+    """One campaign with its counts and decision."""
+    with ctx().db.read() as s:
+        return jsonify(campaigns.campaign_as_dict(
+            campaigns.get_campaign(s, g.team_id, campaign_id)))
+
+
+@bp.get("/campaigns/<campaign_id>/stats")
+@require_token
+def campaign_stats(campaign_id):
+    """Per variant: queued, sent, people who opened, clicked, replied, and their rates."""
+    with ctx().db.read() as s:
+        campaign = campaigns.get_campaign(s, g.team_id, campaign_id)
+        return jsonify(campaigns.campaign_as_dict(campaign,
+                                                  campaigns.variant_stats(s, campaign)))

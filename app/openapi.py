@@ -186,6 +186,36 @@ _CONTENT_PATHS.update({
                    "responses": {**_ok(200, "Stopped"), **_errors(401, 404)}}},
 })
 
+_CAMPAIGN = {"type": "object", "properties": {
+    "name": {"type": "string"}, "template_id": {"type": "integer"},
+    "variants": {"type": "array", "items": {"type": "object", "properties": {
+        "key": {"type": "string"}, "weight": {"type": "number"},
+        "template_id": {"type": "integer"}, "subject": {"type": "string"},
+        "html": {"type": "string"}}}},
+    "audience": {"description": "\"all\", {\"contact_ids\": [...]} or {\"filter\": "
+                                "[conditions on contact.*]}"},
+    "ab": {"type": "object", "properties": {
+        "test_fraction": {"type": "number"}, "metric": {"enum": ["open", "click", "reply"]},
+        "decide_after_seconds": {"type": "number"}, "min_per_variant": {"type": "integer"}}},
+    "send_at": {"type": "string"}, "delay_seconds": {"type": "number"},
+    "local_time": {"type": "object"}, "window": {"type": "object"}, "data": {"type": "object"},
+    "from": {"type": "string"}}}
+_CONTENT_PATHS.update({
+    "/campaigns": {
+        "post": {"summary": "A mail merge to an audience, optionally A/B tested",
+                 "requestBody": {"required": True, "content": {
+                     "application/json": {"schema": _CAMPAIGN}}},
+                 "responses": {**_ok(201, "Queued"), **_errors(400, 401, 404, 422)}},
+        "get": {"summary": "The team's campaigns", "responses": {**_ok(200, "List"),
+                                                                  **_errors(401)}}},
+    "/campaigns/{id}": {"get": {"summary": "One campaign", "parameters": [_ID],
+                                "responses": {**_ok(200, "The campaign"),
+                                              **_errors(401, 404)}}},
+    "/campaigns/{id}/stats": {"get": {
+        "summary": "Per-variant counts and rates, and the A/B decision", "parameters": [_ID],
+        "responses": {**_ok(200, "Stats"), **_errors(401, 404)}}},
+})
+
 _CONTENT_SCHEMAS = {
     "Source": {"type": "object", "required": ["name", "url"], "properties": {
         "name": {"type": "string"}, "url": {"type": "string", "description": "Jinja2; scheme "

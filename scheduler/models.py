@@ -263,6 +263,31 @@ class Schedule(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class Campaign(Base):
+    """A mail merge to an audience, with optional A/B variants and a decided winner."""
+
+    __tablename__ = "campaign"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    # [{"key", "weight", "parts": the content copied from the template(s)}]
+    variants: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    audience: Mapped[Any] = mapped_column(JSON)
+    timing: Mapped[dict[str, Any] | None] = mapped_column()
+    ab: Mapped[dict[str, Any] | None] = mapped_column()
+    data: Mapped[dict[str, Any] | None] = mapped_column()
+    from_addr: Mapped[str | None] = mapped_column(String(400))
+    status: Mapped[str] = mapped_column(String(20))  # testing, done
+    pending: Mapped[list[int] | None] = mapped_column(JSON)  # contacts awaiting the winner
+    decide_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    winner: Mapped[str | None] = mapped_column(String(20))
+    decision: Mapped[dict[str, Any] | None] = mapped_column()
+    counts: Mapped[dict[str, Any] | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Message(Base):
     """One email to one recipient, from draft to sent (or a side exit)."""
 
@@ -298,6 +323,9 @@ class Message(Base):
     event_at: Mapped[dt.datetime | None] = mapped_column()
     schedule_id: Mapped[int | None] = mapped_column(
         ForeignKey("schedule.id", ondelete="SET NULL"))
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign.id", ondelete="SET NULL"), index=True)
+    variant: Mapped[str | None] = mapped_column(String(20))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     transactional: Mapped[bool] = mapped_column(Boolean, default=False)
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -355,5 +383,5 @@ class WorkerHeartbeat(Base):
 
 
 __all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "ApiToken", "Template",
-           "Contact", "Rule", "Event", "Schedule", "Message",
+           "Contact", "Rule", "Event", "Schedule", "Campaign", "Message",
            "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "HOLD_KINDS", "UTCDateTime"]

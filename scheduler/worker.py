@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
 
 from gmail_client.oauth import CredentialsFileError, load_client_config
-from scheduler import queue, schedules
+from scheduler import campaigns, queue, schedules
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.models import WorkerHeartbeat
@@ -212,9 +212,13 @@ class ReleaseWorker:
         return done
 
     def _schedules(self) -> None:
-        """Queue the recurring sends' next occurrences (a few minutes ahead)."""
+        """Queue the recurring sends' next occurrences (a few minutes ahead), and send
+        the winners of A/B tests whose decision time has come."""
         try:
-            if schedules.queue_due(self.db, self.clock()):
+            made = schedules.queue_due(self.db, self.clock())
+            with self.db.write() as session:
+                made += len(campaigns.decide_due(session, self.clock()))
+            if made:
                 self.wake()
         except Exception:  # noqa: BLE001 - the next round tries again
             log.exception("action=schedules_round_failed worker=%s", self.id)

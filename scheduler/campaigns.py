@@ -1,0 +1,291 @@
+"""Campaigns: a mail merge to an audience of contacts, optionally an A/B test whose winner
+goes to the rest.
+
+Unsubscribed and bounced contacts are skipped and counted. With `ab`, a test fraction of
+the audience gets the variants (by weight) first; after `decide_after_seconds` the variant
+with the best rate of the chosen metric (people's opens, clicks or replies: machine
+signals never count) goes to everyone else. Too small a sample, or a tie, is decided by
+the variants' order and the decision says so.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+import uuid
+from email.headerregistry import Address
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from gmail_client.mime import make_message_id
+from scheduler import events, lookup, messages, templates
+from scheduler.errors import InvalidInput
+from scheduler.models import Campaign, Contact, Message, MessageEvent
+from scheduler.timing import Recipient, plan
+
+METRICS = ("open", "click", "reply")
+MIN_PER_VARIANT = 20
+MAX_AUDIENCE = 100_000
+
+
+def _variants(session: Session, team_id: int, body: dict) -> list[dict]:
+    base = body.get("template_id")
+    raw = body.get("variants") or [{"key": "A"}]
+    if not isinstance(raw, list) or not raw or len(raw) > 10:
+        raise InvalidInput("variants must be a list of 1 to 10 objects", field="variants")
+    out, keys = [], set()
+    for i, v in enumerate(raw):
+        where = f"variants[{i}]"
+        if not isinstance(v, dict):
+            raise InvalidInput(f"{where} must be an object", field=where)
+        key = str(v.get("key") or chr(ord("A") + i))[:20]
+        if key in keys:
+            raise InvalidInput(f"{where}.key {key!r} is used twice", field=f"{where}.key")
+        keys.add(key)
+        weight = v.get("weight", 1)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
+            raise InvalidInput(f"{where}.weight must be a positive number",
+                               field=f"{where}.weight")
+        template = templates.get_template(session, team_id, v.get("template_id", base))
+        parts = {"subject": template.subject, "html": template.html, "text": template.text,
+                 "amp": template.amp, "sources": template.sources or None,
+                 "template_id": template.id, "transactional": template.transactional,
+                 "tracking": template.tracking}
+        for name in ("subject", "html"):
+            if v.get(name) is not None:
+                parts[name] = templates.text_field(v, name, True)
+        templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
+        out.append({"key": key, "weight": float(weight), "parts": parts})
+    return out
+
+
+def _audience(session: Session, team_id: int, spec) -> tuple[list[Contact], int]:
+    """(contacts who may receive it, how many were skipped as unsubscribed/bounced)."""
+    query = select(Contact).where(Contact.team_id == team_id)
+    if spec in (None, "all"):
+        pass
+    elif isinstance(spec, dict) and "contact_ids" in spec:
+        ids = spec["contact_ids"]
+        if not isinstance(ids, list) or not all(isinstance(x, int) for x in ids):
+            raise InvalidInput("audience.contact_ids must be a list of ids",
+                               field="audience.contact_ids")
+        query = query.where(Contact.id.in_(ids))
+    elif isinstance(spec, dict) and "filter" in spec:
+        conditions = events._check_conditions(spec["filter"])
+        if any(not c["field"].startswith("contact.") for c in conditions):
+            raise InvalidInput("audience.filter fields must start with contact.",
+                               field="audience.filter")
+    else:
+        raise InvalidInput('audience must be "all", {"contact_ids": [...]} or {"filter": '
+                           '[conditions]}', field="audience")
+    rows = session.scalars(query.order_by(Contact.id).limit(MAX_AUDIENCE + 1)).all()
+    if len(rows) > MAX_AUDIENCE:
+        raise InvalidInput(f"the audience is larger than {MAX_AUDIENCE:,}", field="audience")
+    if isinstance(spec, dict) and "filter" in spec:
+        rows = [c for c in rows if events.matches(conditions, {}, c)]
+    allowed = [c for c in rows if c.subscription == "subscribed"]
+    return allowed, len(rows) - len(allowed)
+
+
+def _assign(contacts: list[Contact], variants: list[dict]) -> list[tuple[Contact, dict]]:
+    """Split by weight, as evenly as the weights allow (largest remainder)."""
+    total = sum(v["weight"] for v in variants)
+    shares = [len(contacts) * v["weight"] / total for v in variants]
+    counts = [math.floor(x) for x in shares]
+    for i in sorted(range(len(variants)), key=lambda i: shares[i] - counts[i],
+                    reverse=True)[:len(contacts) - sum(counts)]:
+        counts[i] += 1
+    out, at = [], 0
+    for variant, n in zip(variants, counts):
+        out += [(c, variant) for c in contacts[at:at + n]]
+        at += n
+    return out
+
+
+def create_campaign(session: Session, team_id: int, user_id: int, body: dict,
+                    now: dt.datetime) -> Campaign:
+    """Check, pick the audience, and queue the messages (the test group's, under A/B)."""
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    unknown = set(body) - {"name", "template_id", "variants", "audience", "ab", "send_at",
+                           "delay_seconds", "local_time", "window", "from", "data"}
+    if unknown:
+        raise InvalidInput(f"{sorted(unknown)[0]} is not a campaign field",
+                           field=sorted(unknown)[0])
+    variants = _variants(session, team_id, body)
+    timing = {k: body[k] for k in ("send_at", "delay_seconds", "local_time", "window")
+              if body.get(k) is not None}
+    ab = body.get("ab")
+    if ab is not None:
+        if len(variants) < 2:
+            raise InvalidInput("an A/B test needs two variants or more", field="variants")
+        if not isinstance(ab, dict):
+            raise InvalidInput("ab must be an object", field="ab")
+        fraction = ab.get("test_fraction", 0.2)
+        if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise InvalidInput("ab.test_fraction must be in (0, 1]", field="ab.test_fraction")
+        if ab.get("metric", "open") not in METRICS:
+            raise InvalidInput(f"ab.metric must be one of {', '.join(METRICS)}",
+                               field="ab.metric")
+        wait = ab.get("decide_after_seconds", 4 * 3600)
+        if not isinstance(wait, (int, float)) or wait < 0:
+            raise InvalidInput("ab.decide_after_seconds must be a number of seconds",
+                               field="ab.decide_after_seconds")
+        ab = {"test_fraction": float(fraction), "metric": ab.get("metric", "open"),
+              "decide_after_seconds": float(wait),
+              "min_per_variant": int(ab.get("min_per_variant", MIN_PER_VARIANT))}
+    data = body.get("data") or {}
+    if not isinstance(data, dict):
+        raise InvalidInput("data must be an object", field="data")
+    contacts, skipped = _audience(session, team_id, body.get("audience", "all"))
+    campaign = Campaign(team_id=team_id, created_by=user_id,
+                        name=str(body.get("name") or variants[0]["parts"]["subject"])[:200],
+                        variants=[{"key": v["key"], "weight": v["weight"],
+                                   "parts": v["parts"]} for v in variants],
+                        audience=body.get("audience", "all"), timing=timing, ab=ab,
+                        data=data, from_addr=body.get("from"),
+                        status="testing" if ab else "done", created_at=now,
+                        counts={"audience": len(contacts), "skipped_unsubscribed": skipped})
+    session.add(campaign)
+    session.flush()
+    order = list(contacts)
+    random.Random(campaign.id).shuffle(order)  # a fair, repeatable test group
+    if ab:
+        size = max(len(variants), math.ceil(len(order) * ab["test_fraction"]))
+        test, rest = order[:size], order[size:]
+        campaign.pending = [c.id for c in rest]
+        campaign.decide_at = now + dt.timedelta(seconds=ab["decide_after_seconds"])
+        queued = _queue(session, campaign, _assign(test, variants), now)
+    else:
+        queued = _queue(session, campaign, _assign(order, variants), now)
+    campaign.counts = {**campaign.counts, "queued": queued}
+    return campaign
+
+
+def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime) -> int:
+    """Create one message per (contact, variant) in bulk; missing data holds that one."""
+    if not pairs:
+        return 0
+    account = messages.pick_account(session, campaign.team_id, campaign.created_by,
+                                    campaign.from_addr)
+    sender = str(Address(display_name=account.display_name or "", addr_spec=account.email))
+    domain = account.email.rpartition("@")[2]
+    tracking_on = messages._team_tracks(session, campaign.team_id)
+    rows, evts = [], []
+    for contact, variant in pairs:
+        parts = variant["parts"]
+        data = {**templates.contact_data(contact, contact.email), **(campaign.data or {}),
+                "campaign": {"id": campaign.id, "variant": variant["key"]}}
+        release_at, _ = plan(campaign.timing or {}, now, Recipient(contact.timezone))
+        hold = messages._render_check(parts["subject"], parts["html"], parts["text"], data,
+                                      parts["amp"], parts["sources"])
+        mid = uuid.uuid4().hex
+        to = str(Address(display_name=contact.name or "", addr_spec=contact.email))
+        rows.append(dict(
+            id=mid, team_id=campaign.team_id, account_id=account.id,
+            created_by=campaign.created_by, to_addr=to, from_addr=sender,
+            subject_tpl=parts["subject"], html_tpl=parts["html"], text_tpl=parts["text"],
+            amp_tpl=parts["amp"], sources=parts["sources"], template_id=parts["template_id"],
+            transactional=parts["transactional"],
+            tracking=parts["tracking"] and tracking_on, contact_id=contact.id, data=data,
+            status="held" if hold else "scheduled", release_at=release_at, error=hold,
+            hold_kind="missing_data" if hold else None, attempts=0, needs_reconcile=False,
+            opens=0, clicks=0, machine_opens=0, machine_clicks=0,
+            rfc822_id=make_message_id(f"mr.{mid}", domain), campaign_id=campaign.id,
+            variant=variant["key"], created_at=now, updated_at=now))
+        evts.append({"message_id": mid, "type": "held" if hold else "scheduled", "at": now,
+                     "detail": {"release_at": release_at.isoformat(),
+                                "campaign_id": campaign.id, "variant": variant["key"],
+                                **({"reason": hold} if hold else {})}})
+    session.execute(Message.__table__.insert(), rows)
+    session.execute(MessageEvent.__table__.insert(), evts)
+    return len(rows)
+
+
+def variant_stats(session: Session, campaign: Campaign) -> dict[str, dict]:
+    """Per variant: queued, sent, people who opened, clicked, replied, and rates."""
+    out = {v["key"]: {"queued": 0, "sent": 0, "opened": 0, "clicked": 0, "replied": 0}
+           for v in campaign.variants}
+    rows = session.execute(select(
+        Message.variant, func.count(), func.sum(case((Message.status == "sent", 1), else_=0)),
+        func.sum(case((Message.opens > 0, 1), else_=0)),
+        func.sum(case((Message.clicks > 0, 1), else_=0)))
+        .where(Message.campaign_id == campaign.id).group_by(Message.variant))
+    for key, queued, sent, opened, clicked in rows:
+        out.setdefault(key, {"queued": 0, "sent": 0, "opened": 0, "clicked": 0,
+                             "replied": 0})
+        out[key].update(queued=queued, sent=sent or 0, opened=opened or 0,
+                        clicked=clicked or 0)
+    replies = session.execute(select(Message.variant,
+                                     func.count(func.distinct(MessageEvent.message_id)))
+                              .join(MessageEvent, MessageEvent.message_id == Message.id)
+                              .where(Message.campaign_id == campaign.id,
+                                     MessageEvent.type == "replied")
+                              .group_by(Message.variant))
+    for key, count in replies:
+        out[key]["replied"] = count
+    for entry in out.values():
+        sent = entry["sent"]
+        entry["rates"] = {m: round(entry[k] / sent, 4) if sent else None
+                          for m, k in (("open", "opened"), ("click", "clicked"),
+                                       ("reply", "replied"))}
+    return out
+
+
+def decide_due(session: Session, now: dt.datetime) -> list[int]:
+    """Decide every A/B test whose window has passed and send the winner to the rest."""
+    done = []
+    for campaign in session.scalars(select(Campaign).where(
+            Campaign.status == "testing", Campaign.decide_at <= now)).all():
+        decide(session, campaign, now)
+        done.append(campaign.id)
+    return done
+
+
+def decide(session: Session, campaign: Campaign, now: dt.datetime) -> None:
+    """Pick the winner (explained) and queue it for the rest of the audience."""
+    metric, need = campaign.ab["metric"], campaign.ab["min_per_variant"]
+    stats = variant_stats(session, campaign)
+    keys = [v["key"] for v in campaign.variants]
+    small = [k for k in keys if stats[k]["sent"] < need]
+    if small:
+        winner = keys[0]
+        reason = (f"sample too small ({', '.join(small)} sent fewer than {need}): the first "
+                  f"variant, {winner}, goes to the rest")
+    else:
+        rates = {k: stats[k]["rates"][metric] or 0.0 for k in keys}
+        best = max(rates.values())
+        leaders = [k for k in keys if rates[k] == best]
+        winner = leaders[0]
+        reason = (f"{winner} had the best {metric} rate ({best:.1%})" if len(leaders) == 1
+                  else f"tie at {best:.1%} {metric} rate between {', '.join(leaders)}: the "
+                       f"first of them, {winner}")
+    campaign.winner, campaign.status, campaign.decided_at = winner, "done", now
+    campaign.decision = {"winner": winner, "reason": reason, "metric": metric,
+                         "stats": {k: stats[k]["rates"] for k in keys}}
+    rest = session.scalars(select(Contact).where(Contact.id.in_(campaign.pending or []),
+                                                 Contact.subscription == "subscribed")
+                           ).all()
+    variant = next(v for v in campaign.variants if v["key"] == winner)
+    queued = _queue(session, campaign, [(c, variant) for c in rest], now)
+    campaign.pending = []
+    campaign.counts = {**campaign.counts, "queued": campaign.counts.get("queued", 0) + queued}
+
+
+def get_campaign(session: Session, team_id: int, campaign_id) -> Campaign:
+    """The team's campaign, or NotFound."""
+    return lookup.team_row(session, Campaign, team_id, campaign_id, "campaign")
+
+
+def campaign_as_dict(campaign: Campaign, stats: dict | None = None) -> dict:
+    """The API representation."""
+    return {"id": campaign.id, "name": campaign.name, "status": campaign.status,
+            "variants": [{"key": v["key"], "weight": v["weight"],
+                          "template_id": v["parts"]["template_id"]}
+                         for v in campaign.variants],
+            "audience": campaign.audience, "ab": campaign.ab, "counts": campaign.counts,
+            "decide_at": campaign.decide_at.isoformat() if campaign.decide_at else None,
+            "winner": campaign.winner, "decision": campaign.decision,
+            "created_at": campaign.created_at.isoformat(),
+            **({"stats": stats} if stats is not None else {})}
