@@ -60,6 +60,39 @@ def _variants(session: Session, team_id: int, body: dict) -> list[dict]:
     return out
 
 
+def _follow_ups(session: Session, team_id: int, body: dict, variants: list[dict]) -> list:
+    """Steps sent `after_seconds` after the previous one unless its recipient replied (or
+    clicked): [{"after_seconds", "unless": "reply"|"click", "subject"?, "html"?,
+    "template_id"?}]."""
+    raw = body.get("follow_ups") or []
+    if not isinstance(raw, list) or len(raw) > 5:
+        raise InvalidInput("follow_ups must be a list of at most 5 steps", field="follow_ups")
+    steps = []
+    for i, step in enumerate(raw):
+        where = f"follow_ups[{i}]"
+        if not isinstance(step, dict):
+            raise InvalidInput(f"{where} must be an object", field=where)
+        after = step.get("after_seconds")
+        if not isinstance(after, (int, float)) or isinstance(after, bool) or after <= 0:
+            raise InvalidInput(f"{where}.after_seconds must be a positive number",
+                               field=f"{where}.after_seconds")
+        unless = step.get("unless", "reply")
+        if unless not in ("reply", "click"):
+            raise InvalidInput(f"{where}.unless must be reply or click",
+                               field=f"{where}.unless")
+        parts = dict(variants[0]["parts"])
+        if step.get("template_id") is not None:
+            template = templates.get_template(session, team_id, step["template_id"])
+            parts.update(subject=template.subject, html=template.html, text=template.text,
+                         amp=template.amp, template_id=template.id)
+        for name in ("subject", "html"):
+            if step.get(name) is not None:
+                parts[name] = templates.text_field(step, name, True)
+        templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
+        steps.append({"after_seconds": float(after), "unless": unless, "parts": parts})
+    return steps
+
+
 def _audience(session: Session, team_id: int, spec) -> tuple[list[Contact], int]:
     """(contacts who may receive it, how many were skipped as unsubscribed/bounced)."""
     query = select(Contact).where(Contact.team_id == team_id)
@@ -109,7 +142,8 @@ def create_campaign(session: Session, team_id: int, user_id: int, body: dict,
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     unknown = set(body) - {"name", "template_id", "variants", "audience", "ab", "send_at",
-                           "delay_seconds", "local_time", "window", "from", "data"}
+                           "delay_seconds", "local_time", "window", "from", "data",
+                           "follow_ups"}
     if unknown:
         raise InvalidInput(f"{sorted(unknown)[0]} is not a campaign field",
                            field=sorted(unknown)[0])
@@ -138,11 +172,15 @@ def create_campaign(session: Session, team_id: int, user_id: int, body: dict,
     data = body.get("data") or {}
     if not isinstance(data, dict):
         raise InvalidInput("data must be an object", field="data")
+    follow_ups = _follow_ups(session, team_id, body, variants)
+    for variant in variants:
+        variant["follow_ups"] = follow_ups
     contacts, skipped = _audience(session, team_id, body.get("audience", "all"))
     campaign = Campaign(team_id=team_id, created_by=user_id,
                         name=str(body.get("name") or variants[0]["parts"]["subject"])[:200],
                         variants=[{"key": v["key"], "weight": v["weight"],
-                                   "parts": v["parts"]} for v in variants],
+                                   "parts": v["parts"], "follow_ups": follow_ups}
+                                  for v in variants],
                         audience=body.get("audience", "all"), timing=timing, ab=ab,
                         data=data, from_addr=body.get("from"),
                         status="testing" if ab else "done", created_at=now,
@@ -193,11 +231,33 @@ def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime) -> int
             hold_kind="missing_data" if hold else None, attempts=0, needs_reconcile=False,
             opens=0, clicks=0, machine_opens=0, machine_clicks=0,
             rfc822_id=make_message_id(f"mr.{mid}", domain), campaign_id=campaign.id,
-            variant=variant["key"], created_at=now, updated_at=now))
+            variant=variant["key"], follows_id=None, follow_unless=None, created_at=now,
+            updated_at=now))
         evts.append({"message_id": mid, "type": "held" if hold else "scheduled", "at": now,
                      "detail": {"release_at": release_at.isoformat(),
                                 "campaign_id": campaign.id, "variant": variant["key"],
                                 **({"reason": hold} if hold else {})}})
+        previous, at, base = mid, release_at, rows[-1]
+        for n, step in enumerate(variant.get("follow_ups") or [], start=1):
+            at = at + dt.timedelta(seconds=step["after_seconds"])
+            fid = uuid.uuid4().hex
+            sparts = step["parts"]
+            shold = messages._render_check(sparts["subject"], sparts["html"], sparts["text"],
+                                           data, sparts["amp"], sparts["sources"])
+            rows.append({**base, "id": fid, "subject_tpl": sparts["subject"],
+                         "html_tpl": sparts["html"], "text_tpl": sparts["text"],
+                         "amp_tpl": sparts["amp"], "template_id": sparts["template_id"],
+                         "status": "held" if shold else "scheduled", "release_at": at,
+                         "error": shold, "hold_kind": "missing_data" if shold else None,
+                         "rfc822_id": make_message_id(f"mr.{fid}", domain),
+                         "variant": f"{variant['key']}.{n}", "follows_id": previous,
+                         "follow_unless": step["unless"]})
+            evts.append({"message_id": fid, "type": "held" if shold else "scheduled",
+                         "at": now, "detail": {"release_at": at.isoformat(),
+                                               "campaign_id": campaign.id,
+                                               "follows": previous, "step": n,
+                                               "unless": step["unless"]}})
+            previous = fid
     session.execute(Message.__table__.insert(), rows)
     session.execute(MessageEvent.__table__.insert(), evts)
     return len(rows)
@@ -211,7 +271,8 @@ def variant_stats(session: Session, campaign: Campaign) -> dict[str, dict]:
         Message.variant, func.count(), func.sum(case((Message.status == "sent", 1), else_=0)),
         func.sum(case((Message.opens > 0, 1), else_=0)),
         func.sum(case((Message.clicks > 0, 1), else_=0)))
-        .where(Message.campaign_id == campaign.id).group_by(Message.variant))
+        .where(Message.campaign_id == campaign.id, Message.follows_id.is_(None))
+        .group_by(Message.variant))
     for key, queued, sent, opened, clicked in rows:
         out.setdefault(key, {"queued": 0, "sent": 0, "opened": 0, "clicked": 0,
                              "replied": 0})
@@ -221,6 +282,7 @@ def variant_stats(session: Session, campaign: Campaign) -> dict[str, dict]:
                                      func.count(func.distinct(MessageEvent.message_id)))
                               .join(MessageEvent, MessageEvent.message_id == Message.id)
                               .where(Message.campaign_id == campaign.id,
+                                     Message.follows_id.is_(None),
                                      MessageEvent.type == "replied")
                               .group_by(Message.variant))
     for key, count in replies:

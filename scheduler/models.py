@@ -326,6 +326,11 @@ class Message(Base):
     campaign_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaign.id", ondelete="SET NULL"), index=True)
     variant: Mapped[str | None] = mapped_column(String(20))
+    # A follow-up step: sent only if `follows` was sent and its recipient did not reply
+    # (follow_unless "reply") or click ("click") meanwhile.
+    follows_id: Mapped[str | None] = mapped_column(
+        ForeignKey("message.id", ondelete="SET NULL"))
+    follow_unless: Mapped[str | None] = mapped_column(String(10))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     transactional: Mapped[bool] = mapped_column(Boolean, default=False)
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -241,6 +241,12 @@ def mark_suppressed(session: Executor, claim: Claim, now: dt.datetime, reason: s
                    error=reason, needs_reconcile=False)
 
 
+def mark_skipped(session: Executor, claim: Claim, now: dt.datetime, reason: str) -> bool:
+    """sending → cancelled: a follow-up step that must not go (a reply came, say)."""
+    return _finish(session, claim, now, "skipped", {"reason": reason}, status="cancelled",
+                   error=reason, needs_reconcile=False)
+
+
 def mark_failed(session: Executor, claim: Claim, now: dt.datetime, error: str) -> bool:
     """sending → failed, permanently, with Gmail's reason."""
     return _finish(session, claim, now, "failed", {"error": error}, status="failed",

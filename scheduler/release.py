@@ -29,7 +29,7 @@ from scheduler.content import ContentFetcher, ContentUnavailable
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.errors import MissingData, TemplateError
-from scheduler.models import GmailAccount
+from scheduler.models import GmailAccount, Message, MessageEvent
 from scheduler.personalize import render_message
 from scheduler.sender import ServicePool
 from scheduler.settings import Settings
@@ -47,6 +47,7 @@ LAG = Histogram("mailrelease_release_lag_seconds", "Gmail's answer minus the due
                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600))
 
 BACKOFF_MAX_SECONDS = 3600.0
+FOLLOW_UP_RECHECK = dt.timedelta(hours=1)
 
 
 def backoff(attempt: int, retry_after: float | None, rng: random.Random,
@@ -159,6 +160,16 @@ class Releaser:
         limited = self._daily_limit(state, now)
         if limited is not None:
             return self._hold(claim, "daily_limit", limited[1], until=limited[0])
+        if message.follows_id:
+            verdict = self._follow_up(message)
+            if verdict is not None:
+                with self.db.core_write() as conn:
+                    if verdict[0] == "wait":
+                        queue.mark_retry(conn, claim, now, now + FOLLOW_UP_RECHECK,
+                                         verdict[1], claim.needs_reconcile)
+                        return "retry_wait"
+                    queue.mark_skipped(conn, claim, self.clock(), verdict[1])
+                return "cancelled"
         if not message.transactional:
             suppressed = self._suppressed(message)
             if suppressed:
@@ -222,6 +233,24 @@ class Releaser:
         links["unsubscribe_url"] = ("" if message.transactional
                                     else self.links.unsubscribe_url(message.id))
         return links
+
+    def _follow_up(self, message) -> tuple[str, str] | None:
+        """None to send this follow-up; ("skip", why) or ("wait", why) otherwise."""
+        with self.db.core_read() as conn:
+            before = conn.execute(select(Message.status, Message.clicks).where(
+                Message.id == message.follows_id)).first()
+            replied = conn.execute(select(MessageEvent.id).where(
+                MessageEvent.message_id == message.follows_id,
+                MessageEvent.type == "replied").limit(1)).first() is not None
+        if before is None or before.status in ("cancelled", "failed"):
+            return "skip", "skipped: the previous step was not sent"
+        if before.status != "sent":
+            return "wait", f"waiting for the previous step ({before.status})"
+        if replied:
+            return "skip", "skipped: the recipient replied to the previous step"
+        if message.follow_unless == "click" and before.clicks:
+            return "skip", "skipped: the recipient clicked in the previous step"
+        return None
 
     def _suppressed(self, message) -> str | None:
         """Why the recipient must not get this (unsubscribed, bounced), or None."""

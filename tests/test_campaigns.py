@@ -97,3 +97,36 @@ def test_ab_tie_is_explained(live_no_worker):
         campaigns.decide_due(s, utcnow())
     after = api.get(f"{live.url}/api/v1/campaigns/{body['id']}").json()
     assert after["winner"] == "A" and after["decision"]["reason"].startswith("tie")
+
+
+def test_a_follow_up_goes_unless_the_recipient_replied(live_no_worker):
+    from scheduler.worker import ReleaseWorker
+    live = live_no_worker
+    api = live.user()
+    api.post(f"{live.url}/api/v1/contacts", json=[{"email": "r1@example.org"},
+                                                  {"email": "r2@example.org"}])
+    tid = _template(live, api)
+    body = api.post(f"{live.url}/api/v1/campaigns", json={
+        "template_id": tid, "follow_ups": [{"after_seconds": 3 * 86400, "unless": "reply",
+                                            "subject": "Following up"}]}).json()
+    assert body["counts"]["queued"] == 4  # two first steps, two follow-ups
+    worker = ReleaseWorker(live.db, live.settings)
+    worker.run_once(wait=True)
+    first = {m["to"]: m for m in live.sandbox.sent()}
+    assert set(first) == {"r1@example.org", "r2@example.org"}
+    original = first["r1@example.org"]["messageId"]
+    live.sandbox.deliver("ada@example.com", (
+        f"From: r1@example.org\r\nTo: ada@example.com\r\nSubject: Re: news\r\n"
+        f"In-Reply-To: {original}\r\n\r\nNo thanks\r\n"))
+    worker.sync.sync_account(1, force=True)
+    with live.db.write() as s:  # three days later
+        s.execute(update(Message).where(Message.follows_id.is_not(None))
+                  .values(release_at=utcnow()))
+    worker.run_once(wait=True)
+    sent = [m for m in live.sandbox.sent() if m["subject"] == "Following up"]
+    assert [m["to"] for m in sent] == ["r2@example.org"]
+    with live.db.read() as s:
+        skipped = s.query(Message).filter(Message.follows_id.is_not(None),
+                                          Message.status == "cancelled").one()
+        assert "replied" in skipped.error
+    worker.stop()
