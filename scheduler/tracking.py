@@ -15,7 +15,7 @@ from email.utils import parseaddr
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from scheduler import queue
@@ -210,10 +210,16 @@ def unsubscribe(session: Session, message_id: str, how: str, now: dt.datetime) -
     return message
 
 
+_C = Contact.__table__
+# Read before every non-transactional send: built once, with bind parameters.
+_SUBSCRIPTION = select(_C.c.subscription, _C.c.subscription_reason).where(
+    _C.c.team_id == bindparam("b_team"), _C.c.email == bindparam("b_email"))
+
+
 def subscription_of(session, team_id: int, address: str) -> tuple[str, str | None] | None:
     """(state, reason) of an address's contact, or None when it is not a contact."""
-    row = session.execute(select(Contact.subscription, Contact.subscription_reason).where(
-        Contact.team_id == team_id, Contact.email == address.strip().lower())).first()
+    row = session.execute(_SUBSCRIPTION, {"b_team": team_id,
+                                          "b_email": address.strip().lower()}).first()
     return (row[0], row[1]) if row else None
 
 
