@@ -122,7 +122,17 @@ def preview_template(template_id):
         template = templates.get_template(s, g.team_id, template_id)
         parts = templates.template_as_dict(template)
         data = _preview_data(s, body)
-    return jsonify(templates.preview(parts, data, c.content))
+        best = _best_hour(s, body)
+    return jsonify({**templates.preview(parts, data, c.content), **best})
+
+
+def _best_hour(s, body: dict) -> dict:
+    """With `to`: when best_hour would send to them, and the reason."""
+    if not isinstance(body.get("to"), str):
+        return {}
+    from scheduler.messages import best_hour_for, parse_address
+    address = parse_address(body["to"], "to").addr_spec
+    return {"best_hour": best_hour_for(s, g.team_id, address, utcnow())}
 
 
 @bp.post("/templates/preview")
@@ -140,7 +150,8 @@ def preview_inline():
     parts["sources"] = check_sources(body.get("sources"), c.settings.content_hosts)
     with c.db.read() as s:
         data = _preview_data(s, body)
-    return jsonify(templates.preview(parts, data, c.content))
+        best = _best_hour(s, body)
+    return jsonify({**templates.preview(parts, data, c.content), **best})
 
 
 @bp.get("/starter-templates")

@@ -163,11 +163,14 @@ def _preview(parts: dict, form) -> dict:
     if not isinstance(data, dict):
         raise InvalidInput("preview data must be a JSON object", field="preview_data")
     to = form.get("preview_to", "").strip()
+    best = None
     if to:
+        from scheduler.messages import best_hour_for
         with c.db.read() as s:
             contact = templates.find_contact(s, g.team_id, to)
             data = {**templates.contact_data(contact, to.lower()), **data}
-    return templates.preview(parts, data, c.content)
+            best = best_hour_for(s, g.team_id, to, utcnow())
+    return {**templates.preview(parts, data, c.content), "best_hour": best}
 
 
 @bp.get("/contacts")

@@ -146,6 +146,18 @@ def recipient_timing(session: Session, team_id: int, contact: Contact | None,
                      engaged_hours(session, team_id, None, zone))
 
 
+def best_hour_for(session: Session, team_id: int, address: str,
+                  now: dt.datetime) -> dict:
+    """When `best_hour` would release a message to this address now, and why."""
+    contact = templates.find_contact(session, team_id, address)
+    try:
+        at, reason = plan({"best_hour": True}, now,
+                          recipient_timing(session, team_id, contact, {"best_hour": True}))
+    except InvalidInput as exc:
+        return {"at": None, "reason": exc.message}
+    return {"at": at.isoformat(), "reason": reason}
+
+
 def _team_tracks(session: Session, team_id: int) -> bool:
     return bool(session.scalar(select(Team.tracking).where(Team.id == team_id)))
 

@@ -157,6 +157,7 @@ def test_preview_shows_every_part_for_a_contact_or_names_what_is_missing(live_no
     assert resp.status_code == 200, resp.text
     out = resp.json()
     assert out["subject"] == "Hi Pat" and out["text"] == "Plain Pat" and "Pat +" in out["html"]
+    assert "time zone" in out["best_hour"]["reason"]  # Pat has no zone to place an hour in
     missing = api.post(url, json={"to": "p@example.org"})
     assert missing.status_code == 422 and "extra" in missing.json()["error"]["message"]
 
