@@ -10,6 +10,7 @@ from flask import Response, g, jsonify, request, stream_with_context
 
 from app import ctx
 from app.api import MAX_LIMIT, bp, json_body, require_token
+from app.progress import with_progress
 from scheduler import contacts, drafts, starters, templates
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
@@ -290,24 +291,6 @@ def import_contacts():
 
 def import_with_progress(db, team_id, stream, now):
     """Run an import on a thread; yield {"rows": n} as it goes, then the report."""
-    import queue as queue_mod
-    import threading
-    events: queue_mod.Queue = queue_mod.Queue()
-    result: dict = {}
-
-    def run():
-        try:
-            result["report"] = contacts.import_csv(db, team_id, stream, now,
-                                                   progress=lambda n: events.put(n))
-        except BaseException as exc:  # noqa: BLE001 - handed to the response below
-            result["error"] = exc
-        finally:
-            events.put(None)
-    worker = threading.Thread(target=run, name="contacts-import", daemon=True)
-    worker.start()
-    while (item := events.get()) is not None:
-        yield {"rows": item}
-    worker.join()
-    if "error" in result:
-        raise result["error"]
-    yield result["report"].as_dict()
+    return with_progress(
+        lambda progress: contacts.import_csv(db, team_id, stream, now,
+                                             progress=progress).as_dict(), "rows")

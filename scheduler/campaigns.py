@@ -27,6 +27,7 @@ from scheduler.timing import Recipient, plan
 METRICS = ("open", "click", "reply")
 MIN_PER_VARIANT = 20
 MAX_AUDIENCE = 100_000
+CHUNK = 1000
 
 
 def _variants(session: Session, team_id: int, body: dict) -> list[dict]:
@@ -137,7 +138,7 @@ def _assign(contacts: list[Contact], variants: list[dict]) -> list[tuple[Contact
 
 
 def create_campaign(session: Session, team_id: int, user_id: int, body: dict,
-                    now: dt.datetime) -> Campaign:
+                    now: dt.datetime, progress=None) -> Campaign:
     """Check, pick the audience, and queue the messages (the test group's, under A/B)."""
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
@@ -194,15 +195,19 @@ def create_campaign(session: Session, team_id: int, user_id: int, body: dict,
         test, rest = order[:size], order[size:]
         campaign.pending = [c.id for c in rest]
         campaign.decide_at = now + dt.timedelta(seconds=ab["decide_after_seconds"])
-        queued = _queue(session, campaign, _assign(test, variants), now)
+        queued = _queue(session, campaign, _assign(test, variants), now, progress)
     else:
-        queued = _queue(session, campaign, _assign(order, variants), now)
+        queued = _queue(session, campaign, _assign(order, variants), now, progress)
     campaign.counts = {**campaign.counts, "queued": queued}
     return campaign
 
 
-def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime) -> int:
-    """Create one message per (contact, variant) in bulk; missing data holds that one."""
+def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime,
+           progress=None) -> int:
+    """Create one message per (contact, variant) in bulk; missing data holds that one.
+
+    `progress(n)` hears how many recipients are done, every CHUNK of them.
+    """
     if not pairs:
         return 0
     account = messages.pick_account(session, campaign.team_id, campaign.created_by,
@@ -210,8 +215,14 @@ def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime) -> int
     sender = str(Address(display_name=account.display_name or "", addr_spec=account.email))
     domain = account.email.rpartition("@")[2]
     tracking_on = messages._team_tracks(session, campaign.team_id)
-    rows, evts = [], []
+    rows, evts, done, total = [], [], 0, 0
     for contact, variant in pairs:
+        if len(rows) >= CHUNK:
+            total += _insert(session, rows, evts)
+            rows, evts = [], []
+            if progress is not None:
+                progress(done)
+        done += 1
         parts = variant["parts"]
         data = {**templates.contact_data(contact, contact.email), **(campaign.data or {}),
                 "campaign": {"id": campaign.id, "variant": variant["key"]}}
@@ -258,8 +269,16 @@ def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime) -> int
                                                "follows": previous, "step": n,
                                                "unless": step["unless"]}})
             previous = fid
-    session.execute(Message.__table__.insert(), rows)
-    session.execute(MessageEvent.__table__.insert(), evts)
+    total += _insert(session, rows, evts)
+    if progress is not None:
+        progress(done)
+    return total
+
+
+def _insert(session: Session, rows: list[dict], evts: list[dict]) -> int:
+    if rows:
+        session.execute(Message.__table__.insert(), rows)
+        session.execute(MessageEvent.__table__.insert(), evts)
     return len(rows)
 
 

@@ -185,3 +185,29 @@ def test_a_gmail_draft_becomes_a_template_from_the_drafts_page(live_no_worker):
                         data={"csrf_token": _csrf(page.text), "draft_id": draft_id})
     assert "The draft is now a template." in made.text
     assert "Hello {{ name }}" in made.text
+
+
+def test_campaigns_page_queues_with_progress_lines_and_lists_the_result(live_no_worker):
+    import json
+    live = live_no_worker
+    browser = _browser(live)
+    api = live.api(live.token())
+    api.post(f"{live.url}/api/v1/contacts", json=[
+        {"email": f"c{i}@example.org", "attributes": {"plan": "pro" if i % 2 else "free"}}
+        for i in range(2500)])
+    tid = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "n", "subject": "News", "html": "<p>n</p>"}).json()["id"]
+    page = browser.get(live.url + "/campaigns").text
+    resp = browser.post(live.url + "/campaigns", headers={"Accept": "application/x-ndjson"},
+                        data={"csrf_token": _csrf(page), "template_id": str(tid),
+                              "name": "All"})
+    lines = [json.loads(x) for x in resp.text.splitlines()]
+    assert [x["queued"] for x in lines[:-1]][-1] == 2500 and len(lines) >= 3
+    assert lines[-1]["counts"]["queued"] == 2500
+    plain = browser.post(live.url + "/campaigns", data={
+        "csrf_token": _csrf(page), "template_id": str(tid), "name": "Pro A/B",
+        "filter_attribute": "plan", "filter_value": "pro", "ab": "on",
+        "subject_b": "Big news", "test_percent": "10", "metric": "click",
+        "decide_hours": "2"})
+    assert "Campaign queued: 125 messages" in plain.text
+    assert "Pro A/B" in plain.text and "decides" in plain.text

@@ -11,6 +11,41 @@
     var d = new Date(el.getAttribute("datetime"));
     if (!isNaN(d)) { el.textContent = d.toLocaleString(); el.title = el.getAttribute("datetime"); }
   });
+  // A new campaign: the server's progress lines while it queues the messages.
+  var campaign = document.querySelector("form[data-campaign]");
+  if (campaign && window.fetch && window.TextDecoder) {
+    campaign.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var bar = campaign.querySelector("progress");
+      var status = campaign.querySelector("[data-campaign-status]");
+      bar.hidden = false;
+      bar.removeAttribute("value");
+      status.textContent = "Choosing the audience…";
+      fetch(campaign.action || window.location.href, {method: "POST", body: new FormData(campaign),
+                                       headers: {"Accept": "application/x-ndjson"}})
+        .then(function (resp) {
+          var reader = resp.body.getReader(), decoder = new TextDecoder(), buffer = "";
+          function pump() {
+            return reader.read().then(function (chunk) {
+              if (chunk.done) { return; }
+              buffer += decoder.decode(chunk.value, {stream: true});
+              var lines = buffer.split("\n");
+              buffer = lines.pop();
+              lines.forEach(function (line) {
+                if (!line) { return; }
+                var item = JSON.parse(line);
+                if (item.error) { status.textContent = item.error.message; }
+                else if ("queued" in item) { status.textContent = item.queued.toLocaleString() + " recipients queued…"; }
+                else { bar.value = 100; status.textContent = "Queued " + item.counts.queued + " messages; " + item.counts.skipped_unsubscribed + " unsubscribed skipped."; window.setTimeout(function () { window.location.reload(); }, 800); }
+              });
+              return pump();
+            });
+          }
+          return pump();
+        })
+        .catch(function () { status.textContent = "Queueing failed."; });
+    });
+  }
   // Contacts import: upload progress, then the server's progress lines, then the report.
   var form = document.querySelector("form[data-import]");
   if (form && window.XMLHttpRequest && window.FormData) {

@@ -1,0 +1,89 @@
+"""Pages for campaigns: the list with counts and A/B decisions, and a form that shows the
+queueing progress."""
+from __future__ import annotations
+
+import json
+
+from flask import (Response, flash, g, redirect, render_template, request, stream_with_context,
+                   url_for)
+from sqlalchemy import select
+
+from app import ctx
+from app.auth import login_required
+from app.progress import with_progress
+from app.ui import bp
+from scheduler import campaigns, templates
+from scheduler.db import utcnow
+from scheduler.errors import DomainError, InvalidInput
+from scheduler.models import Campaign
+
+
+def _body(form) -> dict:
+    """The API body the form describes."""
+    try:
+        template_id = int(form.get("template_id", ""))
+    except ValueError:
+        raise InvalidInput("choose a template", field="template_id") from None
+    body: dict = {"name": form.get("name") or None, "template_id": template_id}
+    if form.get("filter_attribute"):
+        body["audience"] = {"filter": [{"field": f"contact.{form['filter_attribute'].strip()}",
+                                        "op": "equals", "value": form.get("filter_value", "")}]}
+    if form.get("local_time"):
+        body["local_time"] = {"time": form["local_time"],
+                              "fallback_timezone": form.get("timezone") or "UTC"}
+    if form.get("ab") == "on":
+        try:
+            fraction = float(form.get("test_percent", "20")) / 100
+            hours = float(form.get("decide_hours", "4"))
+        except ValueError:
+            raise InvalidInput("test size and decision time must be numbers",
+                               field="test_percent") from None
+        body["variants"] = [{"key": "A"}, {"key": "B", "subject": form.get("subject_b", "")}]
+        body["ab"] = {"test_fraction": fraction, "metric": form.get("metric", "open"),
+                      "decide_after_seconds": hours * 3600}
+    return body
+
+
+@bp.route("/campaigns", methods=["GET", "POST"])
+@login_required
+def campaigns_page():
+    """Campaigns with their counts and decisions; a new one queues with a progress bar."""
+    c = ctx()
+    if request.method == "POST":
+        team_id, user_id, now = g.team_id, g.user_id, utcnow()
+        try:
+            body = _body(request.form)
+        except DomainError as exc:
+            flash(exc.message, "error")
+            return redirect(url_for("ui.campaigns_page"))
+
+        def work(progress) -> dict:
+            with c.db.write() as s:
+                made = campaigns.create_campaign(s, team_id, user_id, body, now, progress)
+                s.flush()
+                return {"id": made.id, "counts": made.counts}
+        if "application/x-ndjson" in request.headers.get("Accept", ""):
+            def lines():
+                try:
+                    for item in with_progress(work, "queued"):
+                        yield json.dumps(item) + "\n"
+                    c.wake_worker()
+                except DomainError as exc:
+                    yield json.dumps({"error": {"message": exc.message,
+                                                "field": exc.field}}) + "\n"
+            return Response(stream_with_context(lines()), mimetype="application/x-ndjson")
+        try:
+            out = work(lambda _n: None)
+        except DomainError as exc:
+            flash(exc.message, "error")
+            return redirect(url_for("ui.campaigns_page"))
+        c.wake_worker()
+        flash(f"Campaign queued: {out['counts']['queued']} messages, "
+              f"{out['counts']['skipped_unsubscribed']} unsubscribed skipped.", "ok")
+        return redirect(url_for("ui.campaigns_page"))
+    with c.db.read() as s:
+        rows = [campaigns.campaign_as_dict(x, campaigns.variant_stats(s, x)) for x in
+                s.scalars(select(Campaign).where(Campaign.team_id == g.team_id)
+                          .order_by(Campaign.id.desc()).limit(50))]
+        choices = [(t.id, t.name) for t in templates.list_templates(s, g.team_id)]
+    return render_template("ui/campaigns.html", rows=rows, choices=choices)
