@@ -76,7 +76,26 @@ def _json_errors_under_api(app: Flask) -> None:
             from app.api import error
             return error(exc.code or 500, "not_found" if exc.code == 404 else "http_error",
                          exc.description or "")
-        return exc
+        if request.path.startswith(("/t/", "/amp/", "/sandbox-google")) or (
+                exc.code or 500) < 400:
+            return exc
+        # A page for each HTTP error, in the app's own layout.
+        from flask import render_template
+        return render_template("ui/error.html", code=exc.code,
+                               message=exc.description or exc.name), exc.code
+
+    @app.after_request
+    def _security_headers(response):
+        # No CDN and no inline script: everything comes from this app. Inline styles are
+        # allowed for the email HTML shown in previews.
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: https:; style-src 'self' "
+            "'unsafe-inline'; script-src 'self'; frame-ancestors 'self'; form-action 'self'; "
+            "base-uri 'self'; object-src 'none'")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
 
 
 def _warn_on_plain_http(public_url: str) -> None:

@@ -10,7 +10,7 @@ from flask import Response, g, jsonify, request, stream_with_context
 
 from app import ctx
 from app.api import MAX_LIMIT, bp, json_body, require_token
-from app.progress import with_progress
+from app.progress import own_copy, with_progress
 from scheduler import contacts, drafts, starters, templates
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
@@ -279,13 +279,17 @@ def import_contacts():
         report = contacts.import_csv(c.db, team_id, stream, now)
         return jsonify(report.as_dict())
 
+    data = own_copy(stream)
+
     def lines():
         try:
-            for item in import_with_progress(c.db, team_id, stream, now):
+            for item in import_with_progress(c.db, team_id, data, now):
                 yield json.dumps(item) + "\n"
         except InvalidInput as exc:
             yield json.dumps({"error": {"code": exc.code, "message": exc.message,
                                         "field": exc.field}}) + "\n"
+        finally:
+            data.close()
     return Response(stream_with_context(lines()), mimetype="application/x-ndjson")
 
 

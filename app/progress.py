@@ -30,3 +30,14 @@ def with_progress(work: Callable[[Callable[[int], None]], dict],
     if "error" in result:
         raise result["error"]
     yield result["value"]
+
+
+def own_copy(stream, spill_bytes: int = 8 * 1024 * 1024):
+    """A copy of an uploaded file that outlives the request (a streamed answer reads it
+    after the view has returned, when werkzeug has closed the upload)."""
+    import shutil
+    import tempfile
+    copy = tempfile.SpooledTemporaryFile(max_size=spill_bytes)
+    shutil.copyfileobj(stream, copy, 1 << 16)
+    copy.seek(0)
+    return copy

@@ -547,6 +547,10 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
 
     # -- what recipients see ----------------------------------------------------------------
 
+    @app.get("/favicon.ico")
+    def favicon():
+        return "", 204  # browsers ask on every page; nothing to show
+
     @app.get("/sandbox/")
     def mailbox():
         with st.lock:

@@ -8,6 +8,7 @@ from flask import (Response, flash, g, redirect, render_template, request, strea
 
 from app import ctx
 from app.api_content import import_with_progress
+from app.progress import own_copy
 from app.auth import login_required
 from app.ui import bp
 from scheduler import contacts, drafts, starters, templates
@@ -200,12 +201,16 @@ def import_contacts_page():
         return redirect(url_for("ui.contacts_page"))
     team_id, now = g.team_id, utcnow()
     if "application/x-ndjson" in request.headers.get("Accept", ""):
+        data = own_copy(upload.stream)
+
         def lines():
             try:
-                for item in import_with_progress(c.db, team_id, upload.stream, now):
+                for item in import_with_progress(c.db, team_id, data, now):
                     yield json.dumps(item) + "\n"
             except InvalidInput as exc:
                 yield json.dumps({"error": {"message": exc.message}}) + "\n"
+            finally:
+                data.close()
         return Response(stream_with_context(lines()), mimetype="application/x-ndjson")
     try:
         report = contacts.import_csv(c.db, team_id, upload.stream, now).as_dict()
