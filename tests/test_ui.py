@@ -211,3 +211,14 @@ def test_campaigns_page_queues_with_progress_lines_and_lists_the_result(live_no_
         "decide_hours": "2"})
     assert "Campaign queued: 125 messages" in plain.text
     assert "Pro A/B" in plain.text and "decides" in plain.text
+
+
+def test_pages_carry_a_csp_and_errors_get_a_page(live_no_worker):
+    live = live_no_worker
+    browser = _browser(live)
+    home = browser.get(live.url + "/")
+    assert "script-src 'self'" in home.headers["Content-Security-Policy"]
+    assert home.headers["X-Content-Type-Options"] == "nosniff"
+    missing = browser.get(live.url + "/no-such-page")
+    assert missing.status_code == 404 and "Error 404" in missing.text
+    assert 'href="/static/app.css' in missing.text
