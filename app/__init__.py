@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
 
     # api_content and ui_content add their routes to the api and ui blueprints.
     from app import (api, api_content, api_events, auth, health, links, ui,  # noqa: F401
-                     ui_campaigns, ui_content)
+                     ui_campaigns, ui_content, ui_settings)
 
     _json_errors_under_api(app)
     csrf.init_app(app)

@@ -12,8 +12,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
+import urllib3
 from google.oauth2.credentials import Credentials
 from google_auth_oauthlib.flow import Flow
 
@@ -229,3 +230,28 @@ def credentials_from_info(info: dict, client: ClientConfig) -> Credentials:
         # google-auth compares expiry as naive UTC.
         creds.expiry = dt.datetime.fromisoformat(expiry).replace(tzinfo=None)
     return creds
+
+
+GOOGLE_REVOKE_URI = "https://oauth2.googleapis.com/revoke"
+
+
+def revoke_uri(client: ClientConfig) -> str:
+    """Google's revocation endpoint, or the one beside a stand-in's token endpoint."""
+    if client.token_uri.startswith("https://oauth2.googleapis.com/"):
+        return GOOGLE_REVOKE_URI
+    base = client.token_uri.rsplit("/", 1)[0]
+    return f"{base}/revoke"
+
+
+def revoke(client: ClientConfig, token: str, timeout: float = 10.0) -> bool:
+    """Revoke a refresh (or access) token at Google; True when Google accepted it.
+
+    A token Google no longer knows is answered 400, which is the same outcome for us.
+    """
+    url = revoke_uri(client)
+    if urlsplit(url).scheme != "https" and not is_loopback_url(url):
+        raise CredentialsFileError(f"{url} uses plain http; only loopback hosts may")
+    resp = urllib3.request("POST", url, body=urlencode({"token": token}),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"},
+                           timeout=timeout, retries=False)
+    return resp.status == 200

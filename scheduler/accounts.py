@@ -91,3 +91,20 @@ def mark_daily_limited(session: Session, account_id: int, until: dt.datetime,
     """Gmail refused for the daily limit: the account sends nothing more until `until`."""
     session.execute(update(GmailAccount).where(GmailAccount.id == account_id)
                     .values(limited_until=until, updated_at=now))
+
+
+def disconnect(session: Session, cipher: TokenCipher, account: GmailAccount,
+               now: dt.datetime, revoke) -> bool:
+    """Forget an account's tokens after revoking its grant at Google (`revoke(token)`).
+
+    Its queued messages are held until someone connects it again. Returns whether Google
+    accepted the revocation (a grant it no longer knows counts as revoked, too).
+    """
+    info = cipher.decrypt(account.token_blob)
+    token = info.get("refresh_token") or info.get("token")
+    accepted = bool(token) and revoke(token)
+    account.token_blob = cipher.encrypt({})
+    account.status = "disconnected"
+    account.status_reason = f"disconnected by its owner on {now.date().isoformat()}"
+    account.updated_at = now
+    return accepted

@@ -222,3 +222,41 @@ def test_pages_carry_a_csp_and_errors_get_a_page(live_no_worker):
     missing = browser.get(live.url + "/no-such-page")
     assert missing.status_code == 404 and "Error 404" in missing.text
     assert 'href="/static/app.css' in missing.text
+
+
+def test_disconnecting_an_account_revokes_its_grant_at_google(live_no_worker):
+    live = live_no_worker
+    browser = _browser(live)
+    page = browser.get(live.url + "/accounts").text
+    assert "ada@example.com" in page and "healthy" in page
+    done = browser.post(live.url + "/accounts/1/disconnect", data={"csrf_token": _csrf(page)})
+    assert "disconnected and its grant revoked at Google" in done.text
+    with live.sandbox.state.lock:
+        assert all(g.revoked for g in live.sandbox.state.grants.values())
+    assert "Reconnect" in browser.get(live.url + "/accounts").text
+    other = requests.Session()
+    live.sign_in("bob@example.com", session=other)
+    page = other.get(live.url + "/accounts").text
+    assert other.post(live.url + "/accounts/1/disconnect",
+                      data={"csrf_token": _csrf(page)}).status_code == 404
+
+
+def test_settings_create_and_revoke_a_token_and_rotate_the_secret(live_no_worker):
+    live = live_no_worker
+    browser = _browser(live)
+    page = browser.get(live.url + "/settings").text
+    made = browser.post(live.url + "/settings", data={"csrf_token": _csrf(page),
+                                                      "action": "create_token",
+                                                      "name": "crm"})
+    token = re.search(r"data-new-token>([^<]+)<", made.text).group(1)
+    api = live.api(token)
+    assert api.get(live.url + "/api/v1/messages").status_code == 200
+    secret = api.get(live.url + "/api/v1/webhook-secret").json()["secret"]
+    token_id = re.search(r'name="token_id" value="(\d+)"', made.text).group(1)
+    browser.post(live.url + "/settings", data={"csrf_token": _csrf(made.text),
+                                               "action": "revoke_token", "token_id": token_id})
+    assert api.get(live.url + "/api/v1/messages").status_code == 401
+    rotated = browser.post(live.url + "/settings", data={"csrf_token": _csrf(made.text),
+                                                         "action": "rotate_secret"})
+    assert "previous one works for 24 hours" in rotated.text and secret not in \
+        rotated.text.split("Show the secret")[1].split("</details>")[0]
