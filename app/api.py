@@ -105,8 +105,10 @@ def list_messages():
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     with ctx().db.read() as s:
-        items, cursor = messages.list_messages(s, g.team_id, status=request.args.get("status"),
-                                               cursor=request.args.get("cursor"), limit=limit)
+        items, cursor = messages.list_messages(
+            s, g.team_id, status=request.args.get("status"), cursor=request.args.get("cursor"),
+            limit=limit, filters={k: request.args.get(k) for k in
+                                  ("account_id", "campaign_id", "rule_id", "q")})
         return jsonify({"items": [messages.message_as_dict(m) for m in items],
                         "next_cursor": cursor})
 

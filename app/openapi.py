@@ -278,6 +278,11 @@ OPENAPI = {
             "get": {"summary": "List messages, newest first", "parameters": [
                 {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/Status"}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                {"name": "account_id", "in": "query", "schema": {"type": "integer"}},
+                {"name": "campaign_id", "in": "query", "schema": {"type": "integer"}},
+                {"name": "rule_id", "in": "query", "schema": {"type": "integer"}},
+                {"name": "q", "in": "query", "schema": {"type": "string"},
+                 "description": "text in the recipient or the subject"},
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
                 "responses": {"200": {"description": "A page", "content": {"application/json": {

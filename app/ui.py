@@ -60,15 +60,23 @@ def queue_page():
     status = request.args.get("status") or None
     try:
         with ctx().db.read() as s:
+            filters = {k: request.args.get(k) for k in
+                       ("account_id", "campaign_id", "rule_id", "q")}
             items, cursor = messages.list_messages(s, g.team_id, status=status,
                                                    cursor=request.args.get("cursor"),
-                                                   limit=50)
+                                                   limit=50, filters=filters)
+            from scheduler.models import Campaign, Rule
+            campaigns = s.execute(select(Campaign.id, Campaign.name).where(
+                Campaign.team_id == g.team_id).order_by(Campaign.id.desc())).all()
+            rules = s.execute(select(Rule.id, Rule.name).where(
+                Rule.team_id == g.team_id).order_by(Rule.id)).all()
             rows = [messages.message_as_dict(m) for m in items]
     except InvalidInput as exc:
         flash(exc.message, "error")
         return redirect(url_for("ui.home"))
     return render_template("ui/queue.html", rows=rows, next_cursor=cursor, status=status,
-                           accounts=_accounts(g.team_id))
+                           accounts=_accounts(g.team_id), filters=filters,
+                           campaigns=campaigns, rules=rules)
 
 
 def _local_send_at(form) -> str | None:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from email.headerregistry import Address
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from gmail_client.mime import make_message_id
@@ -247,8 +247,13 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 
 
 def list_messages(session: Session, team_id: int, *, status: str | None = None,
-                  cursor: str | None = None, limit: int = 100) -> tuple[list[Message], str | None]:
-    """Newest first, keyset-paginated; returns (items, next_cursor)."""
+                  cursor: str | None = None, limit: int = 100,
+                  filters: dict | None = None) -> tuple[list[Message], str | None]:
+    """Newest first, keyset-paginated; returns (items, next_cursor).
+
+    `filters`: account_id, campaign_id, rule_id (ids) and q (text in the recipient or the
+    subject).
+    """
     query = (select(Message).options(selectinload(Message.events))
              .where(Message.team_id == team_id))
     if status is not None:
@@ -256,6 +261,20 @@ def list_messages(session: Session, team_id: int, *, status: str | None = None,
             raise InvalidInput(f"status must be one of {', '.join(MESSAGE_STATUSES)}",
                                field="status")
         query = query.where(Message.status == status)
+    for name, column in (("account_id", Message.account_id),
+                         ("campaign_id", Message.campaign_id), ("rule_id", Message.rule_id)):
+        value = (filters or {}).get(name)
+        if value not in (None, ""):
+            try:
+                query = query.where(column == int(value))
+            except (TypeError, ValueError):
+                raise InvalidInput(f"{name} must be an id", field=name) from None
+    text = ((filters or {}).get("q") or "").strip()
+    if text:
+        like = f"%{text.lower()}%"
+        query = query.where(func.lower(Message.to_addr).like(like)
+                            | func.lower(func.coalesce(Message.subject, Message.subject_tpl))
+                            .like(like))
     if cursor:
         created, mid = _decode_cursor(cursor)
         query = query.where(tuple_(Message.created_at, Message.id) < (created, mid))

@@ -260,3 +260,18 @@ def test_settings_create_and_revoke_a_token_and_rotate_the_secret(live_no_worker
                                                          "action": "rotate_secret"})
     assert "previous one works for 24 hours" in rotated.text and secret not in \
         rotated.text.split("Show the secret")[1].split("</details>")[0]
+
+
+def test_queue_filters_by_search_and_campaign(live_no_worker):
+    live = live_no_worker
+    browser = _browser(live)
+    api = live.api(live.token())
+    for to, subject in (("ann@example.org", "Invoice 7"), ("bob@example.org", "Hello")):
+        api.post(f"{live.url}/api/v1/messages", json={"to": to, "subject": subject,
+                                                      "html": "<p>x</p>",
+                                                      "send_at": "2031-01-01T00:00:00Z"})
+    page = browser.get(live.url + "/?q=invoice").text
+    assert "Invoice 7" in page and "Hello" not in page
+    assert [m["to"] for m in api.get(f"{live.url}/api/v1/messages?q=bob").json()["items"]] \
+        == ["bob@example.org"]
+    assert api.get(f"{live.url}/api/v1/messages?campaign_id=x").status_code == 422
