@@ -13,6 +13,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -178,6 +180,9 @@ class ContentFetcher:
         self.allowed_hosts = allowed_hosts
         self.cache = _Cache()
         self._http = urllib3.PoolManager(num_pools=32, maxsize=8, retries=False)
+        # Fetches run here so the caller can stop waiting at the deadline, whatever the
+        # server does (a body trickled byte by byte would outlast socket timeouts).
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="content")
 
     def fetch(self, sources: list[dict] | None, data: dict) -> tuple[dict, list[dict]]:
         """Values for every source, and a report [{name, outcome, detail}].
@@ -205,7 +210,7 @@ class ContentFetcher:
         error = None
         for attempt in (1, 2):
             try:
-                value = self._get_json(url, deadline)
+                value = self._within_budget(url, deadline)
             except _FetchError as exc:
                 error = str(exc)
                 # One retry, only if it can still finish within the budget.
@@ -219,6 +224,14 @@ class ContentFetcher:
                 self.cache.put(url, value, source.cache_seconds)
             return value, "fetched", None
         return self._fail(source, error)
+
+    def _within_budget(self, url: str, deadline: float):
+        future = self._pool.submit(self._get_json, url, deadline)
+        try:
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            future.cancel()  # a fetch still running ends at its own socket timeout
+            raise _FetchError("timed out", retryable=False) from None
 
     def _fail(self, source: Source, why: str):
         if source.has_fallback:
@@ -242,6 +255,7 @@ class ContentFetcher:
                                           headers={"Accept": "application/json"})
             except urllib3.exceptions.HTTPError as exc:
                 raise _FetchError(f"{type(exc).__name__}", retryable=True) from None
+            complete = False
             try:
                 if resp.status in (301, 302, 303, 307, 308):
                     target = urljoin(url, resp.headers.get("Location", ""))
@@ -252,8 +266,14 @@ class ContentFetcher:
                     url = target
                     continue
                 body = self._read(resp, deadline)
+                complete = True
             finally:
-                resp.release_conn()
+                if complete:
+                    resp.release_conn()
+                else:  # a body left unread: the connection cannot be reused
+                    resp.close()
+                    if resp.connection is not None:
+                        resp.connection.close()
             if resp.status >= 500 or resp.status == 429:
                 raise _FetchError(f"HTTP {resp.status}", retryable=True)
             if resp.status >= 400:

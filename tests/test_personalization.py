@@ -354,6 +354,16 @@ class ContentServer:
             time.sleep(3)
             return jsonify({"temp": 99})
 
+        @app.get("/trickle")
+        def trickle():
+            def body():
+                yield b"{"
+                for _ in range(30):
+                    time.sleep(0.1)
+                    yield b" "
+                yield b'"temp": 1}'
+            return app.response_class(body(), mimetype="application/json")
+
         @app.get("/broken")
         def broken():
             hit("broken")
@@ -419,6 +429,11 @@ def test_send_time_content_is_fetched_cached_or_replaced_by_its_fallback(
     values, report = live.worker.releaser.content.fetch(slow["sources"], {})
     assert report[0]["outcome"] == "fallback" and values == {"weather": {"temp": "n/a"}}
     assert time.monotonic() - started < 1.5  # the source answers after 3 s
+    started = time.monotonic()
+    values, report = live.worker.releaser.content.fetch(
+        [_source(content_server, "/trickle", timeout_ms=300, fallback={"temp": "fb"})], {})
+    assert report[0]["outcome"] == "fallback" and values["weather"] == {"temp": "fb"}
+    assert time.monotonic() - started < 1.0  # the body would take 3 s to arrive
     mid = api.post(f"{live.url}/api/v1/messages", json={
         "to": "s@example.org", "template_id": slow["id"]}).json()["id"]
     assert _wait_sent(live, api, mid)["status"] == "sent"
