@@ -74,6 +74,17 @@ def json_body() -> dict:
     return body
 
 
+def page_limit() -> int:
+    """`?limit=` of a list request: 1 to MAX_LIMIT, 100 by default (422 otherwise)."""
+    try:
+        limit = int(request.args.get("limit", 100))
+    except ValueError:
+        raise InvalidInput("limit must be a whole number", field="limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+    return limit
+
+
 def _actor() -> str:
     return f"api:{g.user_id}"
 
@@ -98,12 +109,7 @@ def create_message():
 @require_token
 def list_messages():
     """The team's messages, newest first, with a cursor."""
-    try:
-        limit = int(request.args.get("limit", 100))
-    except ValueError:
-        raise InvalidInput("limit must be a whole number", field="limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+    limit = page_limit()
     with ctx().db.read() as s:
         items, cursor = messages.list_messages(
             s, g.team_id, status=request.args.get("status"), cursor=request.args.get("cursor"),

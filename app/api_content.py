@@ -9,7 +9,7 @@ import json
 from flask import Response, g, jsonify, request, stream_with_context
 
 from app import ctx
-from app.api import MAX_LIMIT, bp, json_body, require_token
+from app.api import bp, json_body, page_limit, require_token
 from app.progress import own_copy, with_progress
 from scheduler import contacts, drafts, starters, templates
 from scheduler.db import utcnow
@@ -17,16 +17,6 @@ from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount
 
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
-
-
-def _limit() -> int:
-    try:
-        limit = int(request.args.get("limit", 100))
-    except ValueError:
-        raise InvalidInput("limit must be a whole number", field="limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
-    return limit
 
 
 # -- templates ---------------------------------------------------------------------------
@@ -238,7 +228,7 @@ def list_contacts():
     except ValueError:
         raise InvalidInput("cursor is not one this API gave out", field="cursor") from None
     with ctx().db.read() as s:
-        items, nxt = contacts.list_contacts(s, g.team_id, after=after, limit=_limit(),
+        items, nxt = contacts.list_contacts(s, g.team_id, after=after, limit=page_limit(),
                                             email=request.args.get("email"))
         return jsonify({"items": [contacts.contact_as_dict(x) for x in items],
                         "next_cursor": str(nxt) if nxt else None})
