@@ -20,6 +20,7 @@ from scheduler.crypto import TokenCipher
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.models import GmailAccount
 from scheduler.personalize import variables
+from scheduler.sender import ServicePool
 from scheduler.settings import Settings
 
 MAX_DRAFTS = 25
@@ -54,11 +55,8 @@ def open_service(settings: Settings, cipher: TokenCipher,
 def save_refresh(session, cipher: TokenCipher, account: GmailAccount, service: GmailService,
                  now: dt.datetime) -> None:
     """Keep an access token google-auth refreshed during the request."""
-    before = cipher.decrypt(account.token_blob)
-    if service.token and service.token != before.get("token"):
-        from gmail_client.oauth import credentials_to_info
-        info = credentials_to_info(service.credentials)
-        info["refresh_token"] = info.get("refresh_token") or before.get("refresh_token")
+    info = ServicePool.refreshed_info(service, cipher.decrypt(account.token_blob))
+    if info is not None:
         accounts.save_refreshed_token(session, cipher, account.id, info, now)
 
 

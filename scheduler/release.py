@@ -382,8 +382,6 @@ class Releaser:
         info = ServicePool.refreshed_info(service, state.token_info)
         if info is None:
             return
-        if not info.get("refresh_token"):
-            info["refresh_token"] = state.token_info.get("refresh_token")
         with self.db.core_write() as session:
             state.token_blob = accounts.save_refreshed_token(
                 session, self.cipher, state.row.id, info, self.clock())

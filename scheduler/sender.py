@@ -43,7 +43,13 @@ class ServicePool:
 
     @staticmethod
     def refreshed_info(service: GmailService, before: dict) -> dict | None:
-        """The new grant to store when google-auth refreshed the access token, else None."""
-        if service.token and service.token != before.get("token"):
-            return credentials_to_info(service.credentials)
-        return None
+        """The new grant to store when google-auth refreshed the access token, else None.
+
+        Google leaves the refresh token out of a refresh answer: the one we had is kept.
+        """
+        if not service.token or service.token == before.get("token"):
+            return None
+        info = credentials_to_info(service.credentials)
+        if not info.get("refresh_token"):
+            info["refresh_token"] = before.get("refresh_token")
+        return info

@@ -25,11 +25,12 @@ from sqlalchemy import false, or_, select, true, update
 
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError, HistoryExpired
-from gmail_client.oauth import can_read, credentials_from_info, credentials_to_info
+from gmail_client.oauth import can_read, credentials_from_info
 from scheduler import accounts, queue, tracking
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.models import GmailAccount, Message, MessageEvent
+from scheduler.sender import ServicePool
 
 log = logging.getLogger("mailrelease.sync")
 
@@ -177,9 +178,8 @@ class MailboxSync:
             read += 1
         with self.db.write() as s:
             values = {"history_id": latest} if latest else {}
-            if service.token and service.token != info.get("token"):
-                fresh = credentials_to_info(service.credentials)
-                fresh["refresh_token"] = fresh.get("refresh_token") or info.get("refresh_token")
+            fresh = ServicePool.refreshed_info(service, info)
+            if fresh is not None:
                 accounts.save_refreshed_token(s, self.cipher, account.id, fresh, now)
             if values:
                 s.execute(update(GmailAccount).where(GmailAccount.id == account.id)
