@@ -15,11 +15,11 @@ import random
 import uuid
 from email.headerregistry import Address
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gmail_client.mime import make_message_id
-from scheduler import events, lookup, messages, templates
+from scheduler import events, lookup, messages, templates, tracking
 from scheduler.errors import InvalidInput
 from scheduler.models import Campaign, Contact, Message, MessageEvent
 from scheduler.timing import Recipient, plan
@@ -284,33 +284,18 @@ def _insert(session: Session, rows: list[dict], evts: list[dict]) -> int:
 
 def variant_stats(session: Session, campaign: Campaign) -> dict[str, dict]:
     """Per variant: queued, sent, people who opened, clicked, replied, and rates."""
-    out = {v["key"]: {"queued": 0, "sent": 0, "opened": 0, "clicked": 0, "replied": 0}
-           for v in campaign.variants}
-    rows = session.execute(select(
-        Message.variant, func.count(), func.sum(case((Message.status == "sent", 1), else_=0)),
-        func.sum(case((Message.opens > 0, 1), else_=0)),
-        func.sum(case((Message.clicks > 0, 1), else_=0)))
-        .where(Message.campaign_id == campaign.id, Message.follows_id.is_(None))
-        .group_by(Message.variant))
-    for key, queued, sent, opened, clicked in rows:
-        out.setdefault(key, {"queued": 0, "sent": 0, "opened": 0, "clicked": 0,
-                             "replied": 0})
-        out[key].update(queued=queued, sent=sent or 0, opened=opened or 0,
-                        clicked=clicked or 0)
-    replies = session.execute(select(Message.variant,
-                                     func.count(func.distinct(MessageEvent.message_id)))
-                              .join(MessageEvent, MessageEvent.message_id == Message.id)
-                              .where(Message.campaign_id == campaign.id,
-                                     Message.follows_id.is_(None),
-                                     MessageEvent.type == "replied")
-                              .group_by(Message.variant))
-    for key, count in replies:
-        out[key]["replied"] = count
-    for entry in out.values():
+    counts = tracking.engagement_counts(session, Message.variant,
+                                        Message.campaign_id == campaign.id,
+                                        Message.follows_id.is_(None))
+    out = {}
+    for key in dict.fromkeys([v["key"] for v in campaign.variants] + list(counts)):
+        found = counts.get(key) or dict.fromkeys(tracking.ENGAGEMENT_COUNTS, 0)
+        entry = {k: found[k] for k in ("queued", "sent", "opened", "clicked", "replied")}
         sent = entry["sent"]
         entry["rates"] = {m: round(entry[k] / sent, 4) if sent else None
                           for m, k in (("open", "opened"), ("click", "clicked"),
                                        ("reply", "replied"))}
+        out[key] = entry
     return out
 
 

@@ -12,14 +12,14 @@ import hmac
 import secrets
 import time
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler import contacts, lookup, messages, queue, templates
+from scheduler import contacts, lookup, messages, queue, templates, tracking
 from scheduler.crypto import TokenCipher
 from scheduler.errors import DomainError, InvalidInput, NotFound
-from scheduler.models import Contact, Event, Message, MessageEvent, Rule, Team, Template
+from scheduler.models import Contact, Event, Message, Rule, Team, Template
 from scheduler.timing import Recipient, plan
 
 SIGNATURE_MAX_AGE = 300
@@ -177,34 +177,15 @@ def create_rule(session: Session, team_id: int, body: dict, now: dt.datetime) ->
 def rule_stats(session: Session, rule_ids: list[int]) -> dict[int, dict]:
     """Per rule: messages queued, sent, people who opened, clicked, replied; bounces and
     unsubscribes; rates over sent messages (machine opens and clicks are left out)."""
-    stats = {rid: {"queued": 0, "sent": 0, "cancelled": 0, "opened": 0, "clicked": 0,
-                   "replied": 0, "bounced": 0, "unsubscribed": 0} for rid in rule_ids}
-    if not rule_ids:
-        return stats
-    delivered = Message.status == "sent"
-    rows = session.execute(select(
-        Message.rule_id, func.count(),
-        func.sum(case((delivered, 1), else_=0)),
-        func.sum(case((Message.status == "cancelled", 1), else_=0)),
-        func.sum(case((Message.opens > 0, 1), else_=0)),
-        func.sum(case((Message.clicks > 0, 1), else_=0)))
-        .where(Message.rule_id.in_(rule_ids)).group_by(Message.rule_id))
-    for rid, queued, sent, cancelled, opened, clicked in rows:
-        stats[rid].update(queued=queued, sent=sent or 0, cancelled=cancelled or 0,
-                          opened=opened or 0, clicked=clicked or 0)
-    events = session.execute(select(Message.rule_id, MessageEvent.type,
-                                    func.count(func.distinct(MessageEvent.message_id)))
-                             .join(MessageEvent, MessageEvent.message_id == Message.id)
-                             .where(Message.rule_id.in_(rule_ids),
-                                    MessageEvent.type.in_(("replied", "bounced",
-                                                           "unsubscribed")))
-                             .group_by(Message.rule_id, MessageEvent.type))
-    for rid, kind, count in events:
-        stats[rid][kind] = count
-    for entry in stats.values():
+    counts = (tracking.engagement_counts(session, Message.rule_id,
+                                         Message.rule_id.in_(rule_ids)) if rule_ids else {})
+    stats = {}
+    for rid in rule_ids:
+        entry = dict(counts.get(rid) or dict.fromkeys(tracking.ENGAGEMENT_COUNTS, 0))
         sent = entry["sent"]
         entry["rates"] = {k: round(entry[k] / sent, 4) if sent else None
                           for k in ("opened", "clicked", "replied", "bounced", "unsubscribed")}
+        stats[rid] = entry
     return stats
 
 

@@ -15,7 +15,7 @@ from email.utils import parseaddr
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from prometheus_client import Counter
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler import queue
@@ -246,3 +246,38 @@ def stand_in_links(sources: list | None) -> dict:
     """What unsubscribe_url and live_url render as when a template is checked."""
     return {"unsubscribe_url": "https://unsubscribe.invalid/",
             "live_url": live_url_function(None, None, sources)}
+
+
+ENGAGEMENT_COUNTS = ("queued", "sent", "cancelled", "opened", "clicked", "replied", "bounced",
+                     "unsubscribed")
+
+
+def engagement_counts(session, key, *where) -> dict:
+    """Per value of `key` over the messages matching `where`: how many were queued, sent,
+    cancelled; how many people opened, clicked, replied; bounces and unsubscribes.
+
+    Machine opens and clicks are left out (they are counted on the message apart).
+    """
+    out: dict = {}
+
+    def entry(k):
+        return out.setdefault(k, dict.fromkeys(ENGAGEMENT_COUNTS, 0))
+    rows = session.execute(select(
+        key, func.count(),
+        func.sum(case((Message.status == "sent", 1), else_=0)),
+        func.sum(case((Message.status == "cancelled", 1), else_=0)),
+        func.sum(case((Message.opens > 0, 1), else_=0)),
+        func.sum(case((Message.clicks > 0, 1), else_=0)))
+        .where(*where).group_by(key))
+    for k, queued, sent, cancelled, opened, clicked in rows:
+        entry(k).update(queued=queued, sent=sent or 0, cancelled=cancelled or 0,
+                        opened=opened or 0, clicked=clicked or 0)
+    events = session.execute(select(key, MessageEvent.type,
+                                    func.count(func.distinct(MessageEvent.message_id)))
+                             .join(MessageEvent, MessageEvent.message_id == Message.id)
+                             .where(*where, MessageEvent.type.in_(("replied", "bounced",
+                                                                   "unsubscribed")))
+                             .group_by(key, MessageEvent.type))
+    for k, kind, count in events:
+        entry(k)[kind] = count
+    return out
