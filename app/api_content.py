@@ -95,11 +95,7 @@ def _preview_data(s, body: dict) -> dict:
     if to is None:
         return data
     from scheduler.messages import parse_address
-    address = parse_address(to, "to")
-    contact = templates.find_contact(s, g.team_id, address.addr_spec)
-    recipient = templates.contact_data(contact, address.addr_spec.lower())
-    if contact is None and address.display_name:
-        recipient["name"] = address.display_name
+    _, recipient = templates.recipient(s, g.team_id, parse_address(to, "to"))
     return {**recipient, **data}
 
 

@@ -174,10 +174,7 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
         raise InvalidInput("the body must be a JSON object")
     to = parse_address(body.get("to"), "to")
     parts = _content(session, team_id, body)
-    contact = templates.find_contact(session, team_id, to.addr_spec)
-    recipient = templates.contact_data(contact, to.addr_spec.lower())
-    if contact is None and to.display_name:
-        recipient["name"] = to.display_name
+    contact, recipient = templates.recipient(session, team_id, to)
     data = {**recipient, **_data_field(body)}
     release_at, timing_reason = plan(body, now, recipient_timing(session, team_id, contact,
                                                                  body))
