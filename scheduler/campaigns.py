@@ -106,7 +106,7 @@ def _audience(session: Session, team_id: int, spec) -> tuple[list[Contact], int]
                                field="audience.contact_ids")
         query = query.where(Contact.id.in_(ids))
     elif isinstance(spec, dict) and "filter" in spec:
-        conditions = events._check_conditions(spec["filter"])
+        conditions = events.check_conditions(spec["filter"])
         if any(not c["field"].startswith("contact.") for c in conditions):
             raise InvalidInput("audience.filter fields must start with contact.",
                                field="audience.filter")

@@ -93,7 +93,8 @@ def verify(header: str, body: bytes, valid_secrets: list[str], now: float) -> No
 
 # -- rules -------------------------------------------------------------------------------
 
-def _check_conditions(raw) -> list[dict]:
+def check_conditions(raw) -> list[dict]:
+    """Validate rule or audience conditions (422 naming the offending one)."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -165,7 +166,7 @@ def create_rule(session: Session, team_id: int, body: dict, now: dt.datetime) ->
         raise InvalidInput("data must be an object", field="data")
     rule = Rule(team_id=team_id, name=str(body.get("name") or event)[:200],
                 timing=timing or None, data=data,
-                event=event.strip(), conditions=_check_conditions(body.get("conditions")),
+                event=event.strip(), conditions=check_conditions(body.get("conditions")),
                 template_id=template.id, delay_seconds=float(delay),
                 cancel_on=_names(body.get("cancel_on"), "cancel_on"), frequency_cap=cap,
                 active=bool(body.get("active", True)), created_at=now)
