@@ -8,8 +8,9 @@ from werkzeug.exceptions import HTTPException
 
 from app import ctx
 from app.openapi import OPENAPI
+from app.auth import READS
 from app.tokens import authenticate, needs_touch, touch
-from scheduler import messages
+from scheduler import messages, teams
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 
@@ -53,7 +54,14 @@ def require_token(view):
             if row is None:
                 return error(401, "unauthorized", "the API token is unknown or revoked")
             g.user_id, g.team_id, g.token_name = row.user_id, row.team_id, row.name
+            g.role = teams.role_of(s, row.user_id, row.team_id)
             stale = needs_touch(row, now)
+        if g.role is None:
+            return error(401, "unauthorized", "the token's user is no longer a member of "
+                         "its team")
+        if request.method not in READS and g.role == "viewer":
+            return error(403, "forbidden", "this token's user is a viewer in the team: "
+                         "viewers can only read")
         if stale:
             with db.write() as s:
                 touch(s, row.id, now)
@@ -170,37 +178,3 @@ def openapi():
     """The OpenAPI document of this API."""
     return jsonify(OPENAPI)
 
-
-def _team_dict(team) -> dict:
-    return {"id": team.id, "name": team.name, "tracking": team.tracking}
-
-
-@bp.get("/team")
-@require_token
-def get_team():
-    """The caller's team and its settings."""
-    from scheduler.models import Team
-    with ctx().db.read() as s:
-        return jsonify(_team_dict(s.get(Team, g.team_id)))
-
-
-@bp.patch("/team")
-@require_token
-def update_team():
-    """Change team settings: `tracking` (open pixels and click redirects in its mail)."""
-    from scheduler.models import Team
-    body = json_body()
-    unknown = set(body) - {"tracking", "name"}
-    if unknown:
-        raise InvalidInput(f"{sorted(unknown)[0]} cannot be changed", field=sorted(unknown)[0])
-    with ctx().db.write() as s:
-        team = s.get(Team, g.team_id)
-        if "tracking" in body:
-            if not isinstance(body["tracking"], bool):
-                raise InvalidInput("tracking must be true or false", field="tracking")
-            team.tracking = body["tracking"]
-        if "name" in body:
-            if not isinstance(body["name"], str) or not body["name"].strip():
-                raise InvalidInput("name must be a non-empty string", field="name")
-            team.name = body["name"].strip()[:200]
-        return jsonify(_team_dict(team))

@@ -27,9 +27,7 @@ def _template_body(body: dict) -> tuple[dict, str | None]:
     if key is None:
         return body, None
     found = starters.starter(key)
-    base = {k: found[k] for k in ("name", "subject", "html", "text", "amp", "sources",
-                                  "transactional")}
-    merged = {**base, **{k: v for k, v in body.items() if k != "starter"}}
+    merged = {**starters.template_body(found), **{k: v for k, v in body.items() if k != "starter"}}
     return merged, f"starter:{key}"
 
 
@@ -50,10 +48,11 @@ def create_template():
 @bp.get("/templates")
 @require_token
 def list_templates():
-    """The team's templates."""
+    """The team's templates (`?kind=reply`: the saved replies)."""
     with ctx().db.read() as s:
-        return jsonify({"items": [templates.template_as_dict(t)
-                                  for t in templates.list_templates(s, g.team_id)],
+        return jsonify({"items": [templates.template_as_dict(t) for t in
+                                  templates.list_templates(s, g.team_id,
+                                                           request.args.get("kind"))],
                         "next_cursor": None})
 
 
@@ -152,8 +151,8 @@ def list_starters():
 # -- Gmail drafts ------------------------------------------------------------------------
 
 def _account(s, address: str | None) -> GmailAccount:
-    from scheduler.messages import pick_account
-    return pick_account(s, g.team_id, g.user_id, address)
+    from scheduler.messages import pick_sender
+    return pick_sender(s, g.team_id, g.user_id, address)[0]
 
 
 @bp.get("/gmail/drafts")

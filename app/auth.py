@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 from functools import wraps
 
-from flask import Blueprint, flash, g, redirect, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, request, session, url_for
+from sqlalchemy import select
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
 from app import ctx
@@ -24,7 +25,9 @@ from gmail_client.oauth import (
     scopes_for,
     start_authorization,
 )
+from scheduler import teams
 from scheduler.accounts import sign_in
+from scheduler.models import Team, User
 from scheduler.db import utcnow
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -36,8 +39,13 @@ def redirect_uri() -> str:
     return ctx().settings.public_url + "/auth/callback"
 
 
+READS = ("GET", "HEAD", "OPTIONS")
+
+
 def login_required(view):
-    """Send visitors without a session to the home page to sign in."""
+    """Send visitors without a session to the home page to sign in; set g.user_id,
+    g.team_id and g.role (re-read every request: a role change or a removal from the team
+    takes effect at once); viewers' forms are refused unless the view is `viewer_ok`."""
     @wraps(view)
     def wrapper(*args, **kwargs):
         if "user_id" not in session:
@@ -45,8 +53,31 @@ def login_required(view):
             return redirect(url_for("ui.home"))
         g.user_id, g.team_id = session["user_id"], session["team_id"]
         g.email = session.get("email")
+        with ctx().db.read() as s:
+            g.role = teams.role_of(s, g.user_id, g.team_id)
+            if g.role is None:  # removed from that team: back to their own
+                personal = s.scalar(select(User.personal_team_id)
+                                    .where(User.id == g.user_id))
+                g.role = teams.role_of(s, g.user_id, personal) if personal else None
+                if g.role is not None:
+                    g.team_id = session["team_id"] = personal
+                    flash("You are no longer a member of that team.", "warning")
+        if g.role is None:
+            session.clear()
+            flash("Your account no longer exists here; sign in again.", "error")
+            return redirect(url_for("ui.home"))
+        if request.method not in READS and g.role == "viewer" and not getattr(
+                view, "viewer_ok", False):
+            abort(403, "Viewers can read everything in the team but change nothing; ask "
+                       "an owner for the member role.")
         return view(*args, **kwargs)
     return wrapper
+
+
+def viewer_ok(view):
+    """Mark a view that changes nothing of the team's (switching teams), open to viewers."""
+    view.viewer_ok = True
+    return view
 
 
 @bp.get("/login")
@@ -88,9 +119,16 @@ def callback():
                   "cannot release messages from this account. Sign in again and allow it.",
                   "error")
             return redirect(url_for("ui.home"))
+        send_as = None
         if can_read_profile(granted):
-            address = GmailService(creds, api_endpoint=settings.gmail_api_endpoint).profile()[
-                "emailAddress"]
+            service = GmailService(creds, api_endpoint=settings.gmail_api_endpoint)
+            address = service.profile()["emailAddress"]
+            if can_read(granted):
+                from app.threads import aliases
+                try:
+                    send_as = aliases(service)
+                except GmailError as exc:  # aliases are a convenience: sign in anyway
+                    log.warning("action=send_as_unread reason=%s", exc)
         else:
             address = email_from_id_token(getattr(creds, "id_token", None))
             if not address:
@@ -101,9 +139,12 @@ def callback():
         return redirect(url_for("ui.home"))
     with c.db.write() as s:
         who = sign_in(s, c.cipher, email=address,
-                      token_info=credentials_to_info(creds), scopes=granted, now=utcnow())
+                      token_info=credentials_to_info(creds), scopes=granted, now=utcnow(),
+                      send_as=send_as)
     session.clear()
-    session.update(user_id=who.user_id, team_id=who.team_id, email=who.email)
+    # Someone who signs in through an invitation lands in the team that invited them.
+    session.update(user_id=who.user_id, team_id=(who.joined or (who.team_id,))[-1],
+                   email=who.email)
     session.permanent = True
     log.info("action=signin user=%s account=%s new=%s scopes=%d", who.user_id,
              who.account_id, who.newly_created, len(granted))
@@ -113,6 +154,10 @@ def callback():
                        "detection are off)")
     if not can_compose(granted):
         missing.append("drafts (Gmail drafts as templates are off)")
+    if who.joined:
+        with c.db.read() as s:
+            names = s.scalars(select(Team.name).where(Team.id.in_(who.joined))).all()
+        flash(f"You joined {', '.join(names)}.", "ok")
     flash(f"Connected {who.email}." + (" Not granted: " + "; ".join(missing) + "."
                                         if missing else ""), "warning" if missing else "ok")
     return redirect(url_for("ui.home"))

@@ -187,14 +187,16 @@ def token() -> None:
 @token.command("create")
 @click.option("--email", required=True, help="The Google address the user signed in with.")
 @click.option("--name", default="", help="A label for the token.")
-def token_create(email: str, name: str) -> None:
+@click.option("--team", "team_id", type=int, default=None,
+              help="The team it acts in (default: the user's personal team).")
+def token_create(email: str, name: str, team_id: int | None) -> None:
     """Print a new API token, alone, on stdout."""
     from app.tokens import UnknownUser, create_token
 
     database = _migrated_database()
     try:
         with database.write() as session:
-            value = create_token(session, email, name, utcnow())
+            value = create_token(session, email, name, utcnow(), team_id)
     except UnknownUser as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -5,7 +5,8 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _errors(*codes: int) -> dict:
-    text = {400: "Malformed request", 401: "No or bad credentials", 404: "Not found (or not "
+    text = {400: "Malformed request", 401: "No or bad credentials",
+            403: "Your role in the team does not allow it", 404: "Not found (or not "
             "yours)", 409: "Not allowed in the message's state", 413: "Body too large",
             422: "Invalid: the message names the field"}
     return {str(c): {"description": text[c],
@@ -106,15 +107,87 @@ _CONTENT_PATHS = {
 }
 
 _TEAM = {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"},
-                                         "tracking": {"type": "boolean"}}}
+                                         "tracking": {"type": "boolean"},
+                                         "role": {"type": "string", "readOnly": True}}}
+_ROLE = {"type": "string", "enum": ["owner", "member", "viewer"]}
+_OBJ = {"application/json": {"schema": {"type": "object"}}}
 _CONTENT_PATHS["/team"] = {
-    "get": {"summary": "The caller's team and its settings",
+    "get": {"summary": "The caller's team, its settings and the caller's role",
             "responses": {"200": {"description": "The team", "content": {
                 "application/json": {"schema": _TEAM}}}, **_errors(401)}},
-    "patch": {"summary": "Change team settings (tracking: open pixels and click redirects)",
+    "patch": {"summary": "Owners change team settings (name; tracking: open pixels and click "
+                         "redirects)",
               "requestBody": {"content": {"application/json": {"schema": _TEAM}}},
-              "responses": {"200": {"description": "Changed"}, **_errors(400, 401, 422)}},
+              "responses": {"200": {"description": "Changed"}, **_errors(400, 401, 403, 422)}},
 }
+_CONTENT_PATHS["/team/members"] = {"get": {
+    "summary": "Members and their roles", "responses": {**_ok(200, "List"), **_errors(401)}}}
+_CONTENT_PATHS["/team/members/{id}"] = {
+    "patch": {"summary": "Owners change a member's role (a team keeps an owner: 409)",
+              "parameters": [_ID], "requestBody": {"content": {"application/json": {
+                  "schema": {"type": "object", "properties": {"role": _ROLE}}}}},
+              "responses": {**_ok(200, "Changed"), **_errors(401, 403, 404, 409, 422)}},
+    "delete": {"summary": "Owners remove a member; their tokens for the team stop working",
+               "parameters": [_ID],
+               "responses": {**_ok(204, "Removed"), **_errors(401, 403, 404, 409)}}}
+_CONTENT_PATHS["/team/invitations"] = {
+    "get": {"summary": "Open invitations", "responses": {**_ok(200, "List"), **_errors(401)}},
+    "post": {"summary": "Owners invite a Google address: whoever signs in with it joins",
+             "requestBody": {"content": {"application/json": {"schema": {
+                 "type": "object", "required": ["email"], "properties": {
+                     "email": {"type": "string"}, "role": _ROLE,
+                     "send_email": {"type": "boolean", "description": "mail the invitation "
+                                    "from the owner's Gmail (default true)"}}}}}},
+             "responses": {**_ok(201, "Invited"), **_errors(400, 401, 403, 409, 422)}}}
+_CONTENT_PATHS["/team/invitations/{id}"] = {"delete": {
+    "summary": "Owners withdraw an open invitation", "parameters": [_ID],
+    "responses": {**_ok(204, "Withdrawn"), **_errors(401, 403, 404, 409)}}}
+_CONTENT_PATHS["/accounts"] = {"get": {
+    "summary": "Gmail accounts the caller sends from in this team: state (healthy, needs "
+               "reconnecting, daily limit reached), sent in 24 h vs the cap, sendAs aliases",
+    "responses": {**_ok(200, "List"), **_errors(401)}}}
+_CONTENT_PATHS["/accounts/{id}/share"] = {
+    "put": {"summary": "Owners share one of their own accounts with the team",
+            "parameters": [_ID], "responses": {**_ok(200, "Shared"),
+                                               **_errors(401, 403, 404)}},
+    "delete": {"summary": "Stop sharing it", "parameters": [_ID],
+               "responses": {**_ok(200, "Not shared"), **_errors(401, 403, 404)}}}
+_CONTENT_PATHS["/audit"] = {"get": {
+    "summary": "Who changed what in the team, newest first",
+    "parameters": [{"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                   {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+    "responses": {**_ok(200, "A page"), **_errors(401, 422)}}}
+_CONTENT_PATHS["/stats"] = {"get": {
+    "summary": "Sent, opened, clicked, replied, bounced, unsubscribed per day, per campaign "
+               "and A/B variant",
+    "parameters": [{"name": "days", "in": "query", "schema": {"type": "integer"}},
+                   {"name": "tz", "in": "query", "schema": {"type": "string"}},
+                   {"name": "campaign_id", "in": "query", "schema": {"type": "integer"}}],
+    "responses": {**_ok(200, "Statistics"), **_errors(401, 422)}}}
+_REPLY = {"application/json": {"schema": {"type": "object", "properties": {
+    "template_id": {"type": "integer", "description": "a saved reply (kind reply)"},
+    "html": {"type": "string"}, "text": {"type": "string"},
+    "account_id": {"type": "integer", "description": "whose mailbox the thread is in"},
+    "from": {"type": "string", "description": "that mailbox's address or a sendAs alias"},
+    "data": {"type": "object"}, "send_at": {"type": "string", "format": "date-time"},
+    "delay_seconds": {"type": "number"}}}}}
+_CONTENT_PATHS["/threads"] = {"get": {
+    "summary": "Recent Gmail threads of one of the caller's mailboxes (subject, customer, "
+               "last Message-ID)",
+    "parameters": [{"name": "account_id", "in": "query", "schema": {"type": "integer"}},
+                   {"name": "q", "in": "query", "schema": {"type": "string"},
+                    "description": "Gmail search; in:inbox by default"},
+                   {"name": "limit", "in": "query", "schema": {"type": "integer",
+                                                              "maximum": 50}}],
+    "responses": {**_ok(200, "List"), **_errors(401, 404, 422)}}}
+_CONTENT_PATHS["/threads/{id}/reply"] = {"post": {
+    "summary": "Queue a reply in the thread (threadId, In-Reply-To, References, Re: subject)",
+    "parameters": [_ID], "requestBody": {"required": True, "content": _REPLY},
+    "responses": {**_message_response(201, "Queued"), **_errors(400, 401, 404, 422)}}}
+_CONTENT_PATHS["/threads/{id}/reply/preview"] = {"post": {
+    "summary": "The reply rendered for the thread's customer; nothing queued",
+    "parameters": [_ID], "requestBody": {"required": True, "content": _REPLY},
+    "responses": {**_ok(200, "The rendered parts", "Preview"), **_errors(400, 401, 404, 422)}}}
 
 _RULE = {"type": "object", "properties": {
     "name": {"type": "string"}, "event": {"type": "string"},
@@ -225,6 +298,8 @@ _CONTENT_SCHEMAS = {
         "fallback": {"description": "any JSON value used when the fetch fails"}}},
     "NewTemplate": {"type": "object", "properties": {
         "starter": {"type": "string"}, "name": {"type": "string"},
+        "kind": {"type": "string", "enum": ["email", "reply"], "description": "reply: a saved "
+                 "reply for support threads (subject defaults to the thread's)"},
         "subject": {"type": "string"}, "html": {"type": "string"},
         "text": {"type": ["string", "null"]}, "amp": {"type": ["string", "null"]},
         "sources": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}},
@@ -235,6 +310,7 @@ _CONTENT_SCHEMAS = {
         "amp": {"type": ["string", "null"]},
         "sources": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}},
         "transactional": {"type": "boolean"}, "origin": {"type": ["string", "null"]},
+        "kind": {"type": "string", "enum": ["email", "reply"]},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"}}},
     "PreviewRequest": {"type": "object", "properties": {
@@ -325,7 +401,8 @@ OPENAPI = {
                 "template_id": {"type": "integer",
                                 "description": "instead of subject/html/text/amp"},
                 "amp": {"type": "string", "description": "AMP for Email, Jinja2"},
-                "from": {"type": "string", "description": "a connected account's address"},
+                "from": {"type": "string", "description": "an account's address you send "
+                         "from in this team, or one of its Gmail sendAs aliases"},
                 "subject": {"type": "string", "description": "Jinja2"},
                 "html": {"type": "string", "description": "Jinja2, autoescaped"},
                 "text": {"type": "string", "description": "Jinja2; made from html if absent"},
@@ -339,7 +416,9 @@ OPENAPI = {
                 "window": {"type": "object", "description": "{\"days\", \"start\", "
                            "\"end\"} in the contact's zone"},
                 "transactional": {"type": "boolean"}, "tracking": {"type": "boolean"},
-                "thread_id": {"type": "string"}, "in_reply_to": {"type": "string"}}},
+                "thread_id": {"type": "string"}, "in_reply_to": {"type": "string"},
+                "references": {"type": "string", "description": "the thread's Message-IDs "
+                               "(default: in_reply_to)"}}},
             "MessageChange": {"type": "object", "properties": {
                 "to": {"type": "string"}, "subject": {"type": "string"},
                 "html": {"type": "string"}, "text": {"type": "string"},

@@ -33,6 +33,7 @@ GMAIL_READ_SCOPES = {"https://www.googleapis.com/auth/gmail.readonly",
 GMAIL_COMPOSE_SCOPES = {"https://www.googleapis.com/auth/gmail.compose",
                         "https://www.googleapis.com/auth/gmail.modify",
                         "https://mail.google.com/"}
+GMAIL_SETTINGS_SCOPES = {"https://www.googleapis.com/auth/gmail.settings.basic"}
 GMAIL_PROFILE_SCOPES = GMAIL_READ_SCOPES | {"https://www.googleapis.com/auth/gmail.compose",
                                             "https://www.googleapis.com/auth/gmail.metadata"}
 
@@ -114,6 +115,9 @@ class SandboxState:
     # history.list answers 404 for a start older than this (Gmail keeps about a week).
     history_floor: int = 0
     faults: list[Fault] = field(default_factory=list)
+    # Gmail's "Send mail as" aliases per mailbox: [{"sendAsEmail", "displayName",
+    # "verificationStatus"}] besides the primary address.
+    send_as: dict[str, list[dict]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(0x18c0000000000))
     _history: itertools.count = field(default_factory=lambda: itertools.count(1000))
@@ -435,12 +439,16 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
                         "labelIds": stored.label_ids})
 
     def _stamp(raw: bytes, headers, owner: str) -> bytes:
-        """What Gmail does on send: From is the account, a Message-ID if none was given."""
+        """What Gmail does on send: From is the account or one of its verified aliases
+        (anything else becomes the account), a Message-ID if none was given."""
         name, addr = parseaddr(str(headers.get("From", "")))
-        if addr.lower() == owner and headers.get("Message-ID"):
+        with st.lock:
+            allowed = {owner} | {a["sendAsEmail"].lower() for a in st.send_as.get(owner, ())
+                                 if a.get("verificationStatus") == "accepted"}
+        if addr.lower() in allowed and headers.get("Message-ID"):
             return raw  # nothing to change: keep the sender's bytes as they are
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        if addr.lower() != owner:
+        if addr.lower() not in allowed:
             del parsed["From"]
             parsed["From"] = f"{name} <{owner}>" if name else owner
         if not parsed.get("Message-ID"):
@@ -493,8 +501,48 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         if not thread:
             return google_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
         fmt = request.args.get("format", "full")
+        wanted = request.args.getlist("metadataHeaders")
         return jsonify({"id": thread_id, "historyId": str(thread[-1].history_id),
-                        "messages": [message_resource(m, fmt) for m in thread]})
+                        "messages": [message_resource(m, fmt, wanted) for m in thread]})
+
+    @app.get("/gmail/v1/users/<user_id>/threads")
+    def list_threads(user_id):
+        """threads.list: newest activity first, with the q search of messages.list."""
+        owner, err = _caller(user_id, GMAIL_READ_SCOPES)
+        if err:
+            return err
+        query = request.args.get("q", "")
+        max_results = min(int(request.args.get("maxResults", 100)), 500)
+        start = int(request.args.get("pageToken") or 0)
+        latest: dict[str, StoredMessage] = {}
+        with st.lock:
+            for m in st.mailbox(owner):
+                if _matches(m, query) and (m.thread_id not in latest or
+                                           m.internal_date >= latest[m.thread_id].internal_date):
+                    latest[m.thread_id] = m
+        found = sorted(latest.values(), key=lambda m: (-m.internal_date, m.id))
+        page = found[start:start + max_results]
+        body = {"threads": [{"id": m.thread_id, "snippet": m.headers["Subject"][:100],
+                             "historyId": str(m.history_id)} for m in page],
+                "resultSizeEstimate": len(found)}
+        if not page:
+            del body["threads"]
+        if start + max_results < len(found):
+            body["nextPageToken"] = str(start + max_results)
+        return jsonify(body)
+
+    @app.get("/gmail/v1/users/<user_id>/settings/sendAs")
+    def list_send_as(user_id):
+        """settings.sendAs.list: the primary address and the aliases."""
+        owner, err = _caller(user_id, GMAIL_READ_SCOPES | GMAIL_SETTINGS_SCOPES)
+        if err:
+            return err
+        with st.lock:
+            aliases = [dict(a, isPrimary=False, isDefault=False)
+                       for a in st.send_as.get(owner, ())]
+        return jsonify({"sendAs": [{"sendAsEmail": owner, "displayName": "",
+                                    "isPrimary": True, "isDefault": True,
+                                    "verificationStatus": "accepted"}] + aliases})
 
     # drafts.list/get need read or compose access, drafts.create compose, as at Google.
     @app.post("/gmail/v1/users/<user_id>/drafts")
@@ -673,6 +721,18 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         return jsonify({"send_latency": st.send_latency,
                         "access_token_seconds": st.access_token_seconds,
                         "history_floor": st.history_floor})
+
+    @app.post("/sandbox/api/send-as")
+    def add_send_as():
+        """Add a "Send mail as" alias: {"owner", "email", "name", "verified" (true)}."""
+        body = request.get_json(force=True) or {}
+        owner = str(body.get("owner", "")).lower()
+        with st.lock:
+            st.send_as.setdefault(owner, []).append({
+                "sendAsEmail": str(body.get("email", "")).lower(),
+                "displayName": str(body.get("name", "")),
+                "verificationStatus": "accepted" if body.get("verified", True) else "pending"})
+        return jsonify({"aliases": len(st.send_as[owner])})
 
     @app.post("/sandbox/api/revoke")
     def revoke_all():

@@ -8,7 +8,7 @@ import secrets
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scheduler.models import ApiToken, User
+from scheduler.models import ApiToken, Membership, User
 
 PREFIX = "mr_"
 
@@ -21,13 +21,18 @@ class UnknownUser(Exception):
     """No user has signed in with that address yet."""
 
 
-def create_token(session: Session, email: str, name: str, now: dt.datetime) -> str:
-    """Create a token for the user whose Google account is `email`; returns it in clear."""
+def create_token(session: Session, email: str, name: str, now: dt.datetime,
+                 team_id: int | None = None) -> str:
+    """Create a token for the user whose Google account is `email`, acting in `team_id`
+    (default: their personal team); returns it in clear."""
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
         raise UnknownUser(f"no user {email}: sign in with that Google account once first")
+    team_id = team_id or user.personal_team_id
+    if session.get(Membership, (team_id, user.id)) is None:
+        raise UnknownUser(f"{email} is not a member of team {team_id}")
     token = PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, team_id=user.personal_team_id, name=name,
+    session.add(ApiToken(user_id=user.id, team_id=team_id, name=name,
                          token_hash=_hash(token), created_at=now))
     return token
 

@@ -9,10 +9,10 @@ from flask import (Blueprint, current_app, flash, g, redirect, render_template, 
                    session, url_for)
 from sqlalchemy import select
 
-from app import ctx
+from app import audit, ctx
 from app.auth import login_required, redirect_uri
 from gmail_client.oauth import CredentialsFileError, load_client_config
-from scheduler import messages
+from scheduler import messages, teams
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.models import MESSAGE_STATUSES, GmailAccount
@@ -29,8 +29,19 @@ def _accounts(team_id: int) -> list[GmailAccount]:
 @bp.app_context_processor
 def _globals():
     settings = ctx().settings
+    mine = []
+    if "user_id" in session:
+        with ctx().db.read() as s:
+            mine = teams.teams_of(s, session["user_id"])
     return {"signed_in_as": session.get("email"), "sandbox": settings.sandbox,
-            "statuses": MESSAGE_STATUSES}
+            "statuses": MESSAGE_STATUSES, "my_teams": mine,
+            "current_team": session.get("team_id"), "role": g.get("role")}
+
+
+@bp.app_template_filter("timestamp_iso")
+def timestamp_iso(seconds: int) -> str:
+    """Unix seconds as ISO 8601 UTC (pages show it in the viewer's zone)."""
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat()
 
 
 @bp.get("/favicon.ico")
@@ -79,7 +90,7 @@ def queue_page():
                            campaigns=campaigns, rules=rules)
 
 
-def _local_send_at(form) -> str | None:
+def local_send_at(form) -> str | None:
     """The form's wall-clock time in the viewer's zone, as ISO 8601 with its offset."""
     if form.get("when") != "at":
         return None
@@ -95,41 +106,6 @@ def _local_send_at(form) -> str | None:
     except ValueError:
         raise InvalidInput("the date and time are not valid", field="send_at") from None
     return local.replace(tzinfo=zone).isoformat()
-
-
-@bp.route("/compose", methods=["GET", "POST"])
-@login_required
-def compose():
-    """Write a message with placeholders and data, pick a time, queue it."""
-    accounts = _accounts(g.team_id)
-    form = request.form if request.method == "POST" else {}
-    if request.method == "POST":
-        c = ctx()
-        try:
-            data_text = form.get("data", "").strip() or "{}"
-            try:
-                data = json.loads(data_text)
-            except ValueError as exc:
-                raise InvalidInput(f"data is not valid JSON: {exc}", field="data") from None
-            body = {"to": form.get("to"), "subject": form.get("subject"),
-                    "html": form.get("html"), "data": data,
-                    "from": form.get("from") or None,
-                    "send_at": _local_send_at(form)}
-            with c.db.write() as s:
-                message = messages.create_message(s, team_id=g.team_id, user_id=g.user_id,
-                                                  body=body, now=utcnow())
-                mid, status, release_at = message.id, message.status, message.release_at
-        except DomainError as exc:
-            flash(exc.message, "error")
-            return render_template("ui/compose.html", form=form, accounts=accounts,
-                                   error_field=exc.field), exc.status
-        if status == "scheduled":
-            c.wake_worker(release_at)
-            flash("Message scheduled.", "ok")
-        else:
-            flash("Message saved but held: see why below.", "warning")
-        return redirect(url_for("ui.message_page", message_id=mid))
-    return render_template("ui/compose.html", form=form, accounts=accounts, error_field=None)
 
 
 @bp.get("/messages/<message_id>")
@@ -154,6 +130,7 @@ def _action(message_id: str, action, verb: str):
             action(s, g.team_id, message_id, utcnow(), f"ui:{g.user_id}")
     except DomainError as exc:
         flash(exc.message, "error")
+        audit.skip()
     else:
         flash(f"Message {verb}.", "ok")
         c.wake_worker()

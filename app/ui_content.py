@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import json
 
-from flask import (Response, flash, g, redirect, render_template, request, stream_with_context,
+from flask import (Response, flash, g, jsonify, redirect, render_template, request,
+                   stream_with_context,
                    url_for)
 
-from app import ctx
+from app import audit, ctx
 from app.api_content import import_with_progress
 from app.progress import own_copy
-from app.auth import login_required
+from app.auth import login_required, viewer_ok
 from app.ui import bp
 from scheduler import contacts, drafts, starters, templates
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
-from scheduler.messages import pick_account
+from scheduler.messages import pick_sender
 
-FORM_PARTS = ("name", "subject", "html", "text", "amp")
+FORM_PARTS = ("name", "subject", "html", "text", "amp", "kind")
 
 
 @bp.get("/templates")
@@ -49,10 +50,9 @@ def add_starter():
     """Copy a starter into the team's templates."""
     try:
         found = starters.starter(request.form.get("key", ""))
-        body = {k: found[k] for k in ("name", "subject", "html", "text", "amp", "sources",
-                                      "transactional")}
-        tid = _save(body, origin=f"starter:{found['key']}")
+        tid = _save(starters.template_body(found), origin=f"starter:{found['key']}")
     except DomainError as exc:
+        audit.skip()
         flash(exc.message, "error")
         return redirect(url_for("ui.templates_page"))
     flash(f"Added the starter “{found['name']}”.", "ok")
@@ -66,7 +66,7 @@ def drafts_page():
     c = ctx()
     try:
         with c.db.read() as s:
-            account = pick_account(s, g.team_id, g.user_id, None)
+            account = pick_sender(s, g.team_id, g.user_id, None)[0]
             s.expunge(account)
         service = drafts.open_service(c.settings, c.cipher, account)
         items = drafts.list_drafts(service)
@@ -86,7 +86,7 @@ def use_draft():
     draft_id = request.form.get("draft_id", "")
     try:
         with c.db.read() as s:
-            account = pick_account(s, g.team_id, g.user_id, None)
+            account = pick_sender(s, g.team_id, g.user_id, None)[0]
             s.expunge(account)
         service = drafts.open_service(c.settings, c.cipher, account)
         parts = drafts.read_draft(service, draft_id)
@@ -109,6 +109,8 @@ def _form_body(form) -> dict:
     except ValueError as exc:
         raise InvalidInput(f"sources is not valid JSON: {exc}", field="sources") from None
     body["transactional"] = form.get("transactional") == "on"
+    if not body["kind"]:
+        del body["kind"]  # a form without the field keeps the template's kind
     return body
 
 
@@ -138,8 +140,9 @@ def template_page(template_id):
             error_field = exc.field
         values = dict(form)
     elif template_id is None:
-        values = {"name": "", "subject": "", "html": "", "text": "", "amp": "",
-                  "sources": "[]"}
+        kind = "reply" if request.args.get("kind") == "reply" else "email"
+        values = {"name": "", "subject": templates.REPLY_SUBJECT if kind == "reply" else "",
+                  "html": "", "text": "", "amp": "", "sources": "[]", "kind": kind}
     else:
         try:
             with c.db.read() as s:
@@ -152,6 +155,23 @@ def template_page(template_id):
         values = {k: ("" if v is None else v) for k, v in values.items()}
     return render_template("ui/template.html", t=values, template_id=template_id,
                            preview=preview, error_field=error_field)
+
+
+@bp.post("/templates/live-preview")
+@login_required
+@viewer_ok
+def template_live_preview():
+    """JSON: the editor's current parts rendered for the chosen contact (live preview)."""
+    form = request.form
+    try:
+        parts = _form_body(form)
+        templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
+        from scheduler.content import check_sources
+        parts["sources"] = check_sources(parts["sources"], ctx().settings.content_hosts)
+        out = _preview(parts, form)
+    except DomainError as exc:
+        return jsonify({"error": {"message": exc.message, "field": exc.field}}), exc.status
+    return jsonify({k: out[k] for k in ("subject", "html", "text")})
 
 
 def _preview(parts: dict, form) -> dict:

@@ -2,41 +2,72 @@
 (API tokens, the webhook secret, team tracking)."""
 from __future__ import annotations
 
-from flask import flash, g, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from flask import abort, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
 
-from app import ctx
+from app import audit, ctx
 from app.auth import login_required
 from app.ui import bp
 from gmail_client.oauth import CredentialsFileError, load_client_config, revoke
-from scheduler import accounts, events
+from scheduler import accounts, events, teams
 from scheduler.db import utcnow
-from scheduler.models import ApiToken, GmailAccount, Message, Team, User
-from scheduler.release import DAY, default_daily_cap
+from scheduler.errors import DomainError
+from scheduler.models import ApiToken, GmailAccount, Team, User
 
 
 @bp.get("/accounts")
 @login_required
 def accounts_page():
-    """Connected Gmail accounts with their state and today's sending against the cap."""
+    """The accounts one can send from in this team, their state and today's sending
+    against the cap; owners share their own accounts with the team and set caps."""
     c = ctx()
-    now = utcnow()
     with c.db.read() as s:
-        rows = []
-        for account in s.scalars(select(GmailAccount).where(
-                GmailAccount.team_id == g.team_id).order_by(GmailAccount.id)):
-            sent = s.scalar(select(func.count()).select_from(Message).where(
-                Message.account_id == account.id, Message.sent_at >= now - DAY))
-            cap = account.daily_cap or c.settings.daily_cap or default_daily_cap(account.email)
-            limited = account.limited_until and account.limited_until > now
-            state = ("daily limit reached" if limited or sent >= cap else
-                     "healthy" if account.status == "connected" else
-                     "needs reconnecting" if account.status == "reconnect" else "disconnected")
-            rows.append({"id": account.id, "email": account.email, "state": state,
-                         "reason": account.status_reason, "sent": sent, "cap": cap,
-                         "limited_until": account.limited_until if limited else None,
-                         "scopes": account.scope_list})
-    return render_template("ui/accounts.html", rows=rows)
+        rows = accounts.account_states(s, g.team_id, g.user_id, c.settings.daily_cap,
+                                       utcnow())
+    return render_template("ui/accounts.html", rows=rows,
+                           manage=g.role in teams.CAN_MANAGE)
+
+
+def _own_account(s, account_id: int) -> GmailAccount | None:
+    return s.scalar(select(GmailAccount).where(GmailAccount.id == account_id,
+                                               GmailAccount.user_id == g.user_id))
+
+
+@bp.post("/accounts/<int:account_id>/share")
+@login_required
+def share_account(account_id):
+    """Owners share one of their own accounts with the team, or stop sharing it."""
+    share = request.form.get("shared") == "on"
+    try:
+        teams.require(g.role, teams.CAN_MANAGE, "share accounts")
+        with ctx().db.write() as s:
+            email = teams.share_account(s, g.team_id, g.user_id, account_id, share,
+                                        utcnow()).email
+    except DomainError as exc:
+        audit.skip()
+        abort(exc.status, exc.message)
+    flash(f"{email} is {'now' if share else 'no longer'} shared with the team.", "ok")
+    return redirect(url_for("ui.accounts_page"))
+
+
+@bp.post("/accounts/<int:account_id>/cap")
+@login_required
+def account_cap(account_id):
+    """Owners set the daily sending cap of one of their own accounts (blank: Gmail's)."""
+    raw = request.form.get("daily_cap", "").strip()
+    with ctx().db.write() as s:
+        account = _own_account(s, account_id)
+        if account is None or g.role not in teams.CAN_MANAGE:
+            audit.skip()
+            abort(404 if account is None else 403)
+        if raw and (not raw.isdigit() or not 1 <= int(raw) <= 10000):
+            audit.skip()
+            flash("The daily cap must be a whole number from 1 to 10,000.", "error")
+            return redirect(url_for("ui.accounts_page"))
+        account.daily_cap = int(raw) if raw else None
+        email = account.email
+    flash(f"Daily cap of {email} saved.", "ok")
+    return redirect(url_for("ui.accounts_page"))
 
 
 @bp.post("/accounts/<int:account_id>/disconnect")
@@ -50,16 +81,17 @@ def disconnect_account(account_id):
         flash(str(exc), "error")
         return redirect(url_for("ui.accounts_page"))
     with c.db.write() as s:
-        account = s.scalar(select(GmailAccount).where(GmailAccount.id == account_id,
-                                                      GmailAccount.team_id == g.team_id))
+        account = _own_account(s, account_id)
         if account is None:
+            audit.skip()
             return render_template("ui/error.html", code=404,
-                                   message="No such account in your team."), 404
+                                   message="No such account of yours."), 404
         try:
             done = accounts.disconnect(s, c.cipher, account, utcnow(),
                                        lambda token: revoke(client, token))
         except Exception as exc:  # noqa: BLE001 - Google unreachable: keep the account
             s.rollback()
+            audit.skip()
             flash(f"Google could not be reached to revoke the grant ({exc}); nothing "
                   f"changed.", "error")
             return redirect(url_for("ui.accounts_page"))
@@ -72,7 +104,8 @@ def disconnect_account(account_id):
 @bp.route("/settings", methods=["GET", "POST"])
 @login_required
 def settings_page():
-    """API tokens, the webhook secret and team settings."""
+    """API tokens (one's own; owners see the team's), the webhook secret (not for viewers)
+    and the team's settings (owners)."""
     c = ctx()
     new_token = None
     if request.method == "POST":
@@ -82,28 +115,49 @@ def settings_page():
             if action == "create_token":
                 from app.tokens import create_token
                 email = s.scalar(select(User.email).where(User.id == g.user_id))
-                new_token = create_token(s, email, request.form.get("name", "")[:200], now)
+                new_token = create_token(s, email, request.form.get("name", "")[:200], now,
+                                         g.team_id)
                 flash("Token created: copy it now, it is not shown again.", "ok")
             elif action == "revoke_token":
-                token = s.scalar(select(ApiToken).where(
-                    ApiToken.id == int(request.form.get("token_id", 0) or 0),
-                    ApiToken.team_id == g.team_id))
-                if token is not None and token.revoked_at is None:
-                    token.revoked_at = now
-                    flash("Token revoked.", "ok")
+                token = s.scalar(_tokens().where(
+                    ApiToken.id == int(request.form.get("token_id", 0) or 0)))
+                if token is None or token.revoked_at is not None:
+                    audit.skip()
+                    abort(404)
+                token.revoked_at = now
+                flash("Token revoked.", "ok")
             elif action == "rotate_secret":
                 events.rotate_secret(s, c.cipher, g.team_id, now)
                 flash("New webhook secret; the previous one works for 24 hours more.", "ok")
-            elif action == "tracking":
-                s.get(Team, g.team_id).tracking = request.form.get("tracking") == "on"
+            elif action == "team" and g.role in teams.CAN_MANAGE:
+                team = s.get(Team, g.team_id)
+                team.tracking = request.form.get("tracking") == "on"
+                name = request.form.get("name", "").strip()
+                if name:
+                    team.name = name[:200]
                 flash("Team settings saved.", "ok")
+            else:
+                audit.skip()
+                abort(403 if action == "team" else 400)
         if new_token is None:
             return redirect(url_for("ui.settings_page"))
-    with c.db.write() as s:
-        tokens = s.scalars(select(ApiToken).where(ApiToken.team_id == g.team_id)
-                           .order_by(ApiToken.id.desc())).all()
-        secret, previous, until = events.webhook_secrets(s, c.cipher, g.team_id, utcnow())
+    with c.db.write() as s:  # the webhook secret is made on first sight
+        tokens = s.scalars(_tokens().order_by(ApiToken.id.desc())).all()
+        emails = dict(s.execute(select(User.id, User.email).where(
+            User.id.in_({t.user_id for t in tokens}))).all())
+        secret = until = None
+        if g.role != "viewer":
+            secret, previous, until = events.webhook_secrets(s, c.cipher, g.team_id, utcnow())
         team = s.get(Team, g.team_id)
         page = render_template("ui/settings.html", tokens=tokens, new_token=new_token,
-                               secret=secret, until=until, team=team)
+                               secret=secret, until=until, team=team, emails=emails,
+                               manage=g.role in teams.CAN_MANAGE)
     return page
+
+
+def _tokens():
+    """The tokens one may see and revoke: one's own in this team; an owner, all of it."""
+    query = select(ApiToken).where(ApiToken.team_id == g.team_id)
+    if g.role not in teams.CAN_MANAGE:
+        query = query.where(ApiToken.user_id == g.user_id)
+    return query

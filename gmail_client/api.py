@@ -99,7 +99,8 @@ def _gmail_methods(api_endpoint: str | None):
     service = build_from_document(_gmail_discovery(), http=_NoDefaultHttp(),
                                   client_options=options)
     users = service.users()
-    return users, users.messages(), users.drafts(), users.history()
+    return (users, users.messages(), users.drafts(), users.history(), users.threads(),
+            users.settings().sendAs())
 
 
 class GmailService:
@@ -110,8 +111,8 @@ class GmailService:
         self.credentials = credentials
         self._http = google_auth_httplib2.AuthorizedHttp(credentials,
                                                          http=SendOnceHttp(timeout=timeout))
-        self._users, self._messages, self._drafts, self._history = _gmail_methods(
-            api_endpoint)
+        (self._users, self._messages, self._drafts, self._history, self._threads,
+         self._send_as) = _gmail_methods(api_endpoint)
 
     @property
     def token(self) -> str | None:
@@ -207,6 +208,20 @@ class GmailService:
             page = result.get("nextPageToken")
             if not page:
                 return ids, latest
+
+    def list_threads(self, query: str = "", max_results: int = 20) -> list[dict]:
+        """threads.list: [{id, snippet, historyId}], most recent activity first."""
+        return self._read(self._threads.list(userId="me", q=query or None,
+                                             maxResults=max_results)).get("threads", [])
+
+    def get_thread(self, thread_id: str, headers: tuple[str, ...] = ()) -> dict:
+        """threads.get with each message's metadata (only `headers` when given)."""
+        return self._read(self._threads.get(userId="me", id=thread_id, format="metadata",
+                                            metadataHeaders=list(headers) or None))
+
+    def send_as(self) -> list[dict]:
+        """settings.sendAs.list: the primary address and "Send mail as" aliases."""
+        return self._read(self._send_as.list(userId="me")).get("sendAs", [])
 
     def search(self, query: str, max_results: int = 500) -> list[str]:
         """Ids of messages matching a Gmail search, newest first."""

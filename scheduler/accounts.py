@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scheduler import queue
+from scheduler import queue, teams
 from scheduler.crypto import TokenCipher
 from scheduler.models import GmailAccount, Membership, Team, User
 
@@ -21,11 +21,14 @@ class SignedIn:
     account_id: int
     email: str
     newly_created: bool
+    joined: tuple[int, ...] = ()  # teams joined now through invitations
 
 
 def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: dict,
-            scopes: list[str], now: dt.datetime, display_name: str | None = None) -> SignedIn:
-    """Find or create the user for a Google address; connect or reconnect their mailbox."""
+            scopes: list[str], now: dt.datetime, display_name: str | None = None,
+            send_as: list[dict] | None = None) -> SignedIn:
+    """Find or create the user for a Google address; connect or reconnect their mailbox
+    (with its sendAs aliases when they could be read); join the teams that invited them."""
     email = email.strip().lower()
     user = session.scalar(select(User).where(User.email == email))
     created = user is None
@@ -37,6 +40,7 @@ def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: di
         session.add(user)
         session.flush()
         session.add(Membership(team_id=team.id, user_id=user.id, role="owner"))
+    joined = tuple(teams.accept_invitations(session, user, now))
     team_id = user.personal_team_id
     account = session.scalar(select(GmailAccount).where(GmailAccount.email == email))
     if account is not None and not token_info.get("refresh_token"):
@@ -48,7 +52,7 @@ def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: di
         account = GmailAccount(team_id=team_id, user_id=user.id, email=email,
                                display_name=display_name, token_blob=blob,
                                scopes=" ".join(scopes), status="connected", created_at=now,
-                               updated_at=now)
+                               updated_at=now, send_as=send_as)
         session.add(account)
         session.flush()
     else:
@@ -57,10 +61,12 @@ def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: di
         account.status = "connected"
         account.status_reason = None
         account.updated_at = now
+        if send_as is not None:
+            account.send_as = send_as
         # What waited for this reconnection goes out now.
         queue.release_held(session, account.id, "reconnect", now,
                            f"{email} reconnected")
-    return SignedIn(user.id, team_id, account.id, email, created)
+    return SignedIn(user.id, team_id, account.id, email, created, joined)
 
 
 def save_refreshed_token(session: Session, cipher: TokenCipher, account_id: int,
@@ -108,3 +114,27 @@ def disconnect(session: Session, cipher: TokenCipher, account: GmailAccount,
     account.status_reason = f"disconnected by its owner on {now.date().isoformat()}"
     account.updated_at = now
     return accepted
+
+
+def account_states(session: Session, team_id: int, user_id: int, configured_cap: int | None,
+                   now: dt.datetime) -> list[dict]:
+    """The accounts the user can send from in the team, each with its state (healthy,
+    needs reconnecting, disconnected, daily limit reached), the last 24 h's sends against
+    its cap, its sendAs aliases, and whether it is the user's own and shared."""
+    from scheduler.release import DAY, default_daily_cap  # the release engine imports us
+    rows = []
+    for account in session.scalars(teams.usable_accounts(team_id, user_id)):
+        sent = queue.sent_since(session, account.id, now - DAY)
+        cap = account.daily_cap or configured_cap or default_daily_cap(account.email)
+        limited = account.limited_until is not None and account.limited_until > now
+        state = ("needs reconnecting" if account.status == "reconnect" else
+                 "disconnected" if account.status == "disconnected" else
+                 "daily limit reached" if limited or sent >= cap else "healthy")
+        rows.append({"id": account.id, "email": account.email, "state": state,
+                     "reason": account.status_reason, "sent_24h": sent, "daily_cap": cap,
+                     "limited_until": account.limited_until.isoformat() if limited else None,
+                     "scopes": account.scope_list, "own": account.user_id == user_id,
+                     "shared": team_id in teams.shared_with(session, account.id),
+                     "send_as": [a for a in account.send_as or () if
+                                 a["email"].lower() != account.email.lower()]})
+    return rows

@@ -210,9 +210,8 @@ def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime,
     """
     if not pairs:
         return 0
-    account = messages.pick_account(session, campaign.team_id, campaign.created_by,
-                                    campaign.from_addr)
-    sender = str(Address(display_name=account.display_name or "", addr_spec=account.email))
+    account, sender = messages.pick_sender(session, campaign.team_id, campaign.created_by,
+                                           campaign.from_addr)
     domain = account.email.rpartition("@")[2]
     tracking_on = messages._team_tracks(session, campaign.team_id)
     rows, evts, done, total = [], [], 0, 0

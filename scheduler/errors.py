@@ -58,3 +58,10 @@ class Conflict(DomainError):
 
     status = 409
     code = "conflict"
+
+
+class Forbidden(DomainError):
+    """The caller's role in the team does not allow this (403)."""
+
+    status = 403
+    code = "forbidden"

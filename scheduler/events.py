@@ -379,8 +379,7 @@ def seed_rules(session: Session, team_id: int, user_id: int | None, key: str,
             template = templates.create_template(
                 session, team_id=team_id, user_id=user_id, allowed_hosts=allowed_hosts,
                 now=now, origin=f"starter:{starter['key']}",
-                body={k: starter[k] for k in ("name", "subject", "html", "text", "amp",
-                                              "sources", "transactional")})
+                body=starters.template_body(starter))
             session.flush()
         body = {k: v for k, v in spec.items() if k != "starter"}
         made.append(create_rule(session, team_id, {**body, "template_id": template.id}, now))

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from gmail_client.mime import make_message_id
-from scheduler import amp, content, queue, templates, tracking
+from scheduler import amp, content, queue, teams, templates, tracking
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.models import (
     MESSAGE_STATUSES,
@@ -72,23 +72,33 @@ def _render_check(subject: str, html: str, text: str | None, data: dict,
     return None
 
 
-def pick_account(session: Session, team_id: int, user_id: int,
-                 from_addr: str | None) -> GmailAccount:
-    """The sending account: the named one, else the caller's own, else the team's first."""
-    accounts = session.scalars(select(GmailAccount).where(GmailAccount.team_id == team_id)
-                               .order_by(GmailAccount.id)).all()
+def pick_sender(session: Session, team_id: int, user_id: int | None,
+                from_addr: str | None) -> tuple[GmailAccount, str]:
+    """The sending account and From header: the named account or one of its Gmail sendAs
+    aliases, else the caller's own account, else one shared with the team."""
+    accounts = session.scalars(teams.usable_accounts(team_id, user_id)).all()
     if from_addr is not None:
         wanted = parse_address(from_addr, "from").addr_spec.lower()
         for account in accounts:
             if account.email.lower() == wanted:
-                return account
-        raise InvalidInput(f"{wanted} is not a connected Gmail account of this team",
-                           field="from")
+                return account, _from_header(account.display_name, account.email)
+        for account in accounts:
+            for alias in account.send_as or ():
+                if alias["email"].lower() == wanted:
+                    return account, _from_header(alias.get("name") or account.display_name,
+                                                 alias["email"])
+        raise InvalidInput(f"{wanted} is neither a Gmail account you can send from in this "
+                           "team nor one of its sendAs aliases", field="from")
     own = [a for a in accounts if a.user_id == user_id]
     if own or accounts:
-        return (own or accounts)[0]
+        account = (own or accounts)[0]
+        return account, _from_header(account.display_name, account.email)
     raise InvalidInput("no Gmail account is connected: sign in with Google first",
                        field="from")
+
+
+def _from_header(name: str | None, address: str) -> str:
+    return str(Address(display_name=name or "", addr_spec=address))
 
 
 def _content(session: Session, team_id: int, body: dict) -> dict:
@@ -178,10 +188,12 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
     data = {**recipient, **_data_field(body)}
     release_at, timing_reason = plan(body, now, recipient_timing(session, team_id, contact,
                                                                  body))
-    account = pick_account(session, team_id, user_id, body.get("from"))
+    account, sender = pick_sender(session, team_id, user_id, body.get("from"))
     thread_id = body.get("thread_id")
     in_reply_to = body.get("in_reply_to")
-    for name, value in (("thread_id", thread_id), ("in_reply_to", in_reply_to)):
+    references = body.get("references")
+    for name, value in (("thread_id", thread_id), ("in_reply_to", in_reply_to),
+                        ("references", references)):
         if value is not None and (not isinstance(value, str) or "\n" in value
                                   or "\r" in value or not value.strip()):
             raise InvalidInput(f"{name} must be a one-line string", field=name)
@@ -192,10 +204,9 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
                                 parts["amp"], parts["sources"])
 
     message_id = uuid.uuid4().hex
-    sender = Address(display_name=account.display_name or "", addr_spec=account.email)
     message = Message(
         id=message_id, team_id=team_id, account_id=account.id, created_by=user_id,
-        to_addr=str(to), from_addr=str(sender), subject_tpl=parts["subject"],
+        to_addr=str(to), from_addr=sender, subject_tpl=parts["subject"],
         html_tpl=parts["html"], text_tpl=parts["text"], amp_tpl=parts["amp"],
         sources=parts["sources"], template_id=parts["template_id"],
         transactional=parts["transactional"],
@@ -205,7 +216,9 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
         release_at=release_at, error=hold_reason,
         hold_kind="missing_data" if hold_reason else None,
         rfc822_id=make_message_id(f"mr.{message_id}", account.email.rpartition("@")[2]),
-        reply_thread_id=thread_id, in_reply_to=in_reply_to, created_at=now, updated_at=now,
+        reply_thread_id=thread_id, in_reply_to=in_reply_to,
+        thread_references=(references or in_reply_to) if in_reply_to else None,
+        created_at=now, updated_at=now,
     )
     session.add(message)
     session.flush()

@@ -136,6 +136,8 @@ class GmailAccount(Base):
     next_send_at: Mapped[dt.datetime | None] = mapped_column()
     # Mailbox sync (bounces, replies): Gmail's history id read up to, and when.
     history_id: Mapped[str | None] = mapped_column(String(40))
+    # Gmail's sendAs addresses (aliases) of this mailbox: [{"email", "name", "default"}].
+    send_as: Mapped[list[dict[str, Any]] | None] = mapped_column()
     synced_at: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -144,6 +146,51 @@ class GmailAccount(Base):
     def scope_list(self) -> list[str]:
         """Granted scopes as a list."""
         return self.scopes.split()
+
+
+class AccountShare(Base):
+    """An owner lets a team send from one of their Gmail accounts."""
+
+    __tablename__ = "account_share"
+    account_id: Mapped[int] = mapped_column(ForeignKey("gmail_account.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    shared_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Invitation(Base):
+    """Whoever signs in with this Google address joins the team with this role."""
+
+    __tablename__ = "invitation"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),
+                      Index("ix_invitation_email", "email"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))  # normalized, lower case
+    role: Mapped[str] = mapped_column(String(20))
+    invited_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column()
+    accepted_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class AuditEntry(Base):
+    """Who changed what in a team, through the web app or the API."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_entry_team", "team_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id",
+                                                           ondelete="SET NULL"))
+    via: Mapped[str] = mapped_column(String(20))  # web, api, webhook, sign-in
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any] | None] = mapped_column()
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ApiToken(Base):
@@ -177,6 +224,8 @@ class Template(Base):
     # Transactional mail (receipts, resets) carries no unsubscribe headers or tracking.
     transactional: Mapped[bool] = mapped_column(Boolean, default=False)
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)
+    # "email", or "reply": a saved reply for support threads (shared by the team).
+    kind: Mapped[str] = mapped_column(String(20), default="email", server_default="email")
     # Where it came from: a starter's key or "gmail-draft:<id>", for the UI.
     origin: Mapped[str | None] = mapped_column(String(200))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
@@ -349,6 +398,8 @@ class Message(Base):
     rfc822_id: Mapped[str] = mapped_column(String(300), unique=True)
     reply_thread_id: Mapped[str | None] = mapped_column(String(100))
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    # The thread's Message-IDs, oldest first, for the References header of a reply.
+    thread_references: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None] = mapped_column()
     gmail_message_id: Mapped[str | None] = mapped_column(String(100))
     gmail_thread_id: Mapped[str | None] = mapped_column(String(100))
@@ -387,6 +438,7 @@ class WorkerHeartbeat(Base):
     seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-__all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "ApiToken", "Template",
+__all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "AccountShare", "Invitation",
+           "AuditEntry", "ApiToken", "Template",
            "Contact", "Rule", "Event", "Schedule", "Campaign", "Message",
            "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "HOLD_KINDS", "UTCDateTime"]

@@ -197,6 +197,7 @@ class Releaser:
             sender=parseaddr(message.from_addr), to=parseaddr(message.to_addr),
             subject=parts.subject, html=decorated.html, text=decorated.text, amp=parts.amp,
             message_id=message.rfc822_id, date=now, in_reply_to=message.in_reply_to,
+            references=message.thread_references,
             extra_headers=decorated.headers,
         )
         if not self._take_turn(claim, account.id):

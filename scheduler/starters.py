@@ -39,9 +39,16 @@ def starters() -> dict[str, dict]:
             "subject": meta["subject"], "html": _read(folder / "body.html"),
             "text": _read(folder / "body.txt"), "amp": _read(folder / "body.amp.html"),
             "transactional": bool(meta.get("transactional", False)),
+            "kind": meta.get("kind", "email"),
             "sources": meta.get("sources", []), "sample_data": meta.get("sample_data", {}),
         }
     return found
+
+
+def template_body(found: dict) -> dict:
+    """A starter as the body that creates a template of it."""
+    return {k: found[k] for k in ("name", "subject", "html", "text", "amp", "sources",
+                                  "transactional", "kind")}
 
 
 def starter(key: str) -> dict:

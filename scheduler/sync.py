@@ -26,7 +26,7 @@ from sqlalchemy import false, or_, select, true, update
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError, HistoryExpired
 from gmail_client.oauth import can_read, credentials_from_info
-from scheduler import accounts, queue, tracking
+from scheduler import accounts, queue, teams, tracking
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.models import GmailAccount, Message, MessageEvent
@@ -205,9 +205,11 @@ class MailboxSync:
         if incoming.kind is None:
             return
         if incoming.kind == "unsubscribe":
-            if tracking.suppress(s, account.team_id, incoming.sender, "unsubscribed",
-                                 "asked by email", now):
-                tracking.UNSUBSCRIBES.labels("mail").inc()
+            # Every team that sends from this mailbox: its owner's and those it is shared with.
+            for team_id in {account.team_id, *teams.shared_with(s, account.id)}:
+                if tracking.suppress(s, team_id, incoming.sender, "unsubscribed",
+                                     "asked by email", now):
+                    tracking.UNSUBSCRIBES.labels("mail").inc()
             return
         message = self._match(s, account, incoming)
         if message is None:
@@ -220,7 +222,7 @@ class MailboxSync:
                 queue.record_event(s, message.id, "bounced", now, detail)
                 BOUNCES.labels("hard" if hard else "soft").inc()
             if hard:
-                tracking.suppress(s, account.team_id, parseaddr(message.to_addr)[1], "bounced",
+                tracking.suppress(s, message.team_id, parseaddr(message.to_addr)[1], "bounced",
                                   f"hard bounce {incoming.status}", now)
             return
         recipient = parseaddr(message.to_addr)[1].lower()

@@ -14,7 +14,10 @@ from scheduler.personalize import check_template, render_message
 
 MAX_PART_BYTES = 2_000_000
 PARTS = ("subject", "html", "text", "amp")
-FIELDS = ("name", *PARTS, "sources", "transactional", "tracking")
+FIELDS = ("name", *PARTS, "sources", "transactional", "tracking", "kind")
+# "reply": a saved reply for support threads; its subject is the thread's ("Re: ...").
+KINDS = ("email", "reply")
+REPLY_SUBJECT = "Re: {{ thread_subject }}"
 
 
 def text_field(body: dict, name: str, required: bool) -> str | None:
@@ -60,7 +63,13 @@ def _values(body: dict, allowed_hosts: tuple[str, ...], current: Template | None
     name = pick("name", True)
     if len(name) > 200:
         raise InvalidInput("name is longer than 200 characters", field="name")
-    values = {"name": name.strip(), "subject": pick("subject", True), "html": pick("html", True),
+    kind = body.get("kind", current.kind if current else "email")
+    if kind not in KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind")
+    if kind == "reply" and not body.get("subject") and current is None:
+        body = {**body, "subject": REPLY_SUBJECT}
+    values = {"kind": kind, "name": name.strip(), "subject": pick("subject", True),
+              "html": pick("html", True),
               "text": pick("text", False), "amp": pick("amp", False)}
     check_parts(values["subject"], values["html"], values["text"], values["amp"])
     if current is not None and "sources" not in body:
@@ -108,10 +117,15 @@ def get_template(session: Session, team_id: int, template_id) -> Template:
                            field="template_id")
 
 
-def list_templates(session: Session, team_id: int) -> list[Template]:
-    """The team's templates by name."""
-    return list(session.scalars(select(Template).where(Template.team_id == team_id)
-                                .order_by(Template.name)))
+def list_templates(session: Session, team_id: int, kind: str | None = None
+                   ) -> list[Template]:
+    """The team's templates by name (only one kind: "email" or "reply", when given)."""
+    query = select(Template).where(Template.team_id == team_id).order_by(Template.name)
+    if kind is not None:
+        if kind not in KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind")
+        query = query.where(Template.kind == kind)
+    return list(session.scalars(query))
 
 
 def update_template(session: Session, team_id: int, template_id, body: dict,
@@ -188,6 +202,6 @@ def template_as_dict(template: Template) -> dict:
     return {"id": template.id, "name": template.name, "subject": template.subject,
             "html": template.html, "text": template.text, "amp": template.amp,
             "sources": template.sources or [], "transactional": template.transactional,
-            "tracking": template.tracking,
+            "tracking": template.tracking, "kind": template.kind,
             "origin": template.origin, "created_at": template.created_at.isoformat(),
             "updated_at": template.updated_at.isoformat()}

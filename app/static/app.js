@@ -98,4 +98,44 @@
       xhr.send(new FormData(form));
     });
   }
+  // Team switcher: switch as soon as a team is chosen.
+  document.querySelectorAll("form[data-autosubmit]").forEach(function (f) {
+    var button = f.querySelector("[data-autosubmit-button]");
+    if (button) { button.hidden = true; }
+    f.querySelector("select").addEventListener("change", function () { f.submit(); });
+  });
+  // Live preview: the form's fields, rendered by the server as the recipient will see them.
+  document.querySelectorAll("form[data-live-preview]").forEach(function (f) {
+    var box = document.querySelector("[data-preview]") || f;
+    var subject = box.querySelector("[data-preview-subject]");
+    var frame = box.querySelector("[data-preview-html]");
+    var text = box.querySelector("[data-preview-text]");
+    var error = box.querySelector("[data-preview-error]");
+    if (!window.fetch || !frame) { return; }
+    var timer = null, seq = 0;
+    function refresh() {
+      var mine = ++seq;
+      fetch(f.getAttribute("data-live-preview"), {method: "POST", body: new FormData(f),
+                                                   headers: {"Accept": "application/json"}})
+        .then(function (resp) { return resp.json(); })
+        .then(function (out) {
+          if (mine !== seq) { return; }  // an older answer after a newer one
+          if (out.error) {
+            error.textContent = out.error.message;
+            error.hidden = false;
+            return;
+          }
+          error.hidden = true;
+          if (subject) { subject.textContent = out.subject; }
+          frame.srcdoc = out.html;
+          if (text) { text.textContent = out.text; }
+          box.setAttribute("data-preview-ready", String(mine));
+        })
+        .catch(function () { error.textContent = "The preview could not be made."; error.hidden = false; });
+    }
+    function later() { window.clearTimeout(timer); timer = window.setTimeout(refresh, 300); }
+    f.addEventListener("input", later);
+    f.addEventListener("change", later);
+    refresh();
+  });
 })();

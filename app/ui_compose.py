@@ -1,0 +1,208 @@
+"""Compose: one or several recipients or a contact list, a template or free text, a live
+preview for the first recipient, timing (now, at, in, the recipient's local time, their
+best hour, recurring), and the sending account or one of its Gmail aliases."""
+from __future__ import annotations
+
+import json
+import re
+
+from flask import flash, g, jsonify, redirect, render_template, request, url_for
+
+from app import audit, ctx
+from app.auth import login_required, viewer_ok
+from app.ui import bp, local_send_at
+from scheduler import accounts, campaigns, messages, schedules, templates
+from scheduler.db import utcnow
+from scheduler.errors import DomainError, InvalidInput
+
+MAX_RECIPIENTS = 500
+
+
+def _senders() -> list[dict]:
+    """Every address one may send from here: accounts, then their aliases."""
+    c = ctx()
+    with c.db.read() as s:
+        rows = accounts.account_states(s, g.team_id, g.user_id, c.settings.daily_cap,
+                                       utcnow())
+    out = []
+    for a in rows:
+        out.append({"email": a["email"], "label": a["email"] + (
+            "" if a["state"] == "healthy" else f" ({a['state']})")})
+        out += [{"email": x["email"], "label": f"{x['email']} (alias of {a['email']})"}
+                for x in a["send_as"]]
+    return out
+
+
+def recipients(raw: str) -> list[str]:
+    """Addresses separated by new lines, commas or semicolons (a quoted name may hold a
+    comma: "Lovelace, Ada" <ada@example.com>)."""
+    parts = re.findall(r'(?:"[^"]*"|[^,;\n])+', raw or "")
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _timing(form) -> dict:
+    when = form.get("when", "now")
+    if when == "at":
+        return {"send_at": local_send_at(form)}
+    if when == "in":
+        try:
+            minutes = float(form.get("in_minutes", ""))
+        except ValueError:
+            raise InvalidInput("say in how many minutes", field="delay_seconds") from None
+        return {"delay_seconds": minutes * 60}
+    if when == "local":
+        if not form.get("local_time"):
+            raise InvalidInput("choose the recipient's local time", field="local_time")
+        return {"local_time": {"time": form["local_time"],
+                               "fallback_timezone": form.get("timezone") or "UTC"}}
+    if when == "best_hour":
+        return {"best_hour": True}
+    return {}
+
+
+def _content(form) -> dict:
+    data_text = form.get("data", "").strip() or "{}"
+    try:
+        data = json.loads(data_text)
+    except ValueError as exc:
+        raise InvalidInput(f"data is not valid JSON: {exc}", field="data") from None
+    body = {"data": data, "from": form.get("from") or None}
+    if form.get("template_id"):
+        body["template_id"] = form["template_id"]
+    else:
+        body.update(subject=form.get("subject"), html=form.get("html"))
+    return body
+
+
+def _queue_each(body: dict, addresses: list[str]) -> list:
+    """One message per address, all or none (a bad address is named with its position)."""
+    if not addresses:
+        raise InvalidInput("write at least one recipient", field="to")
+    if len(addresses) > MAX_RECIPIENTS:
+        raise InvalidInput(f"at most {MAX_RECIPIENTS} recipients here; for more, send to a "
+                           "contact list", field="to")
+    made = []
+    with ctx().db.write() as s:
+        for i, address in enumerate(addresses, 1):
+            try:
+                m = messages.create_message(s, team_id=g.team_id, user_id=g.user_id,
+                                            body={**body, "to": address}, now=utcnow())
+            except DomainError as exc:
+                if exc.field == "to" and len(addresses) > 1:
+                    raise InvalidInput(f"recipient {i} ({address}): {exc.message}",
+                                       field="to") from None
+                raise
+            made.append((m.id, m.status, m.release_at))
+    return made
+
+
+@bp.route("/compose", methods=["GET", "POST"])
+@login_required
+def compose():
+    """Write a message, pick recipients and a time, queue it."""
+    c = ctx()
+    form = request.form if request.method == "POST" else dict(request.args)
+    if request.method == "POST":
+        try:
+            body = _content(form)
+            if form.get("audience") == "contacts":
+                return _to_contact_list(form, body)
+            if form.get("when") == "recurring":
+                return _recurring(form, body)
+            made = _queue_each({**body, **_timing(form)}, recipients(form.get("to", "")))
+        except DomainError as exc:
+            audit.skip()
+            flash(exc.message, "error")
+            return render_template("ui/compose.html", form=form, senders=_senders(),
+                                   choices=_choices(), error_field=exc.field), exc.status
+        for _mid, status, release_at in made:
+            if status == "scheduled":
+                c.wake_worker(release_at)
+        held = sum(1 for m in made if m[1] == "held")
+        if len(made) == 1:
+            flash("Message scheduled." if not held else
+                  "Message saved but held: see why below.", "ok" if not held else "warning")
+            return redirect(url_for("ui.message_page", message_id=made[0][0]))
+        flash(f"{len(made)} messages scheduled" + (f", {held} held (see why on each)"
+                                                   if held else "") + ".", "ok")
+        return redirect(url_for("ui.home"))
+    return render_template("ui/compose.html", form=form, senders=_senders(),
+                           choices=_choices(), error_field=None)
+
+
+def _choices() -> list[tuple[int, str]]:
+    with ctx().db.read() as s:
+        return [(t.id, t.name) for t in templates.list_templates(s, g.team_id, "email")]
+
+
+def _to_contact_list(form, body: dict):
+    """A contact list is a campaign: every matching subscribed contact gets the template."""
+    if not body.get("template_id"):
+        raise InvalidInput("sending to a contact list needs a template", field="template_id")
+    campaign = {"template_id": int(body["template_id"]), "data": body["data"],
+                "from": body["from"], "name": form.get("list_name") or None}
+    if form.get("filter_attribute", "").strip():
+        campaign["audience"] = {"filter": [{
+            "field": f"contact.{form['filter_attribute'].strip()}", "op": "equals",
+            "value": form.get("filter_value", "")}]}
+    timing = _timing(form)
+    if timing.get("best_hour"):
+        raise InvalidInput("best hour is per message; for a list choose a time or the "
+                           "recipients' local time", field="when")
+    campaign.update(timing)
+    with ctx().db.write() as s:
+        made = campaigns.create_campaign(s, g.team_id, g.user_id, campaign, utcnow())
+        counts = made.counts
+    ctx().wake_worker()
+    flash(f"Queued {counts['queued']} messages to the contact list; "
+          f"{counts['skipped_unsubscribed']} unsubscribed skipped.", "ok")
+    return redirect(url_for("ui.campaigns_page"))
+
+
+def _recurring(form, body: dict):
+    """A recurring send: one message per occurrence of a cron expression in a zone."""
+    if not body.get("template_id"):
+        raise InvalidInput("a recurring send needs a template", field="template_id")
+    addresses = recipients(form.get("to", ""))
+    if len(addresses) != 1:
+        raise InvalidInput("a recurring send goes to one recipient", field="to")
+    with ctx().db.write() as s:
+        schedule = schedules.create_schedule(s, g.team_id, g.user_id, {
+            "cron": form.get("cron", ""), "timezone": form.get("timezone") or "UTC",
+            "template_id": body["template_id"], "to": addresses[0], "data": body["data"]},
+            utcnow())
+        first = schedule.next_at
+    flash(f"Recurring send saved; the first goes out at {first.isoformat()}.", "ok")
+    return redirect(url_for("ui.home"))
+
+
+@bp.post("/compose/preview")
+@login_required
+@viewer_ok
+def compose_preview():
+    """JSON: the message as its first recipient will see it, and when it would go."""
+    form = request.form
+    try:
+        body = _content(form)
+        first = (recipients(form.get("to", "")) or [None])[0]
+        with ctx().db.read() as s:
+            if body.get("template_id"):
+                t = templates.get_template(s, g.team_id, body["template_id"])
+                parts = {"subject": t.subject, "html": t.html, "text": t.text, "amp": t.amp,
+                         "sources": t.sources}
+            else:
+                parts = {"subject": templates.text_field(body, "subject", True),
+                         "html": templates.text_field(body, "html", True)}
+                templates.check_parts(parts["subject"], parts["html"], None, None)
+            data, best = dict(body["data"]), None
+            if first:
+                to = messages.parse_address(first, "to")
+                _, recipient = templates.recipient(s, g.team_id, to)
+                data = {**recipient, **data}
+                if form.get("when") == "best_hour":
+                    best = messages.best_hour_for(s, g.team_id, to.addr_spec, utcnow())
+        out = templates.preview(parts, data, ctx().content)
+    except DomainError as exc:
+        return jsonify({"error": {"message": exc.message, "field": exc.field}}), exc.status
+    return jsonify({"subject": out["subject"], "html": out["html"], "text": out["text"],
+                    "to": first, "best_hour": best})

@@ -1,0 +1,98 @@
+"""The rules page: what each rule does and how it performs; ready-made sets; a new rule."""
+from __future__ import annotations
+
+import json
+
+from flask import abort, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from app import audit, ctx
+from app.auth import login_required
+from app.ui import bp
+from scheduler import events, starters, templates
+from scheduler.db import utcnow
+from scheduler.errors import DomainError, InvalidInput
+from scheduler.models import Rule
+
+
+def _json_field(form, name: str, default):
+    raw = form.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"{name} is not valid JSON: {exc}", field=name) from None
+
+
+def _rule_body(form) -> dict:
+    body = {"name": form.get("name", ""), "event": form.get("event", ""),
+            "template_id": form.get("template_id") or None,
+            "conditions": _json_field(form, "conditions", []),
+            "cancel_on": [n.strip() for n in form.get("cancel_on", "").split(",") if n.strip()]}
+    delay = form.get("delay_minutes", "").strip()
+    if delay:
+        try:
+            body["delay_seconds"] = float(delay) * 60
+        except ValueError:
+            raise InvalidInput("the delay must be a number of minutes",
+                               field="delay_seconds") from None
+    cap = form.get("cap_max", "").strip()
+    if cap:
+        try:
+            body["frequency_cap"] = {"max": int(cap),
+                                     "seconds": int(float(form.get("cap_days") or 1) * 86400)}
+        except ValueError:
+            raise InvalidInput("the frequency cap must be whole numbers",
+                               field="frequency_cap") from None
+    if form.get("best_hour") == "on":
+        body["timing"] = {"best_hour": True}
+    return body
+
+
+@bp.route("/rules", methods=["GET", "POST"])
+@login_required
+def rules_page():
+    """Rules with their counts and rates; POST adds a rule or a ready-made set."""
+    c = ctx()
+    form = request.form if request.method == "POST" else {}
+    error_field, status = None, 200
+    if request.method == "POST":
+        try:
+            with c.db.write() as s:
+                if form.get("seed"):
+                    made = events.seed_rules(s, g.team_id, g.user_id, form["seed"],
+                                             c.settings.content_hosts, utcnow())
+                    done = f"Added {len(made)} rule{'s' if len(made) != 1 else ''}."
+                else:
+                    rule = events.create_rule(s, g.team_id, _rule_body(form), utcnow())
+                    done = f"Rule “{rule.name}” added."
+        except DomainError as exc:
+            audit.skip()
+            flash(exc.message, "error")
+            error_field, status = exc.field, exc.status
+        else:
+            flash(done, "ok")
+            return redirect(url_for("ui.rules_page"))
+    with c.db.read() as s:
+        rows = s.scalars(select(Rule).where(Rule.team_id == g.team_id).order_by(Rule.id)).all()
+        stats = events.rule_stats(s, [r.id for r in rows])
+        rules = [events.rule_as_dict(r, stats[r.id]) for r in rows]
+        names = {t.id: t.name for t in templates.list_templates(s, g.team_id)}
+    return render_template("ui/rules.html", rules=rules, names=names, form=form,
+                           seeds=starters.rule_seeds(), error_field=error_field), status
+
+
+@bp.post("/rules/<int:rule_id>/delete")
+@login_required
+def delete_rule(rule_id):
+    """Delete a rule; what it queued stays queued."""
+    with ctx().db.write() as s:
+        try:
+            rule = events.get_rule(s, g.team_id, rule_id)
+        except DomainError:
+            audit.skip()
+            abort(404, "No such rule in your team.")
+        s.delete(rule)
+    flash("Rule deleted; what it queued stays queued.", "ok")
+    return redirect(url_for("ui.rules_page"))
