@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install install-test run sandbox test bench clean
+.PHONY: install install-test run sandbox test bench clean vendor
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,13 @@ $(AMP_VALIDATOR): tests/amp_validator/package-lock.json tests/amp_validator/setu
 
 test: install-test $(AMP_VALIDATOR)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Browser libraries are served from app/static/vendor (no CDN); this refreshes the copies
+# from the npm registry after a version change in app/static/vendor/package.json.
+vendor:
+	cd app/static/vendor && npm install --ignore-scripts --no-audit --no-fund \
+	  && cp node_modules/chart.js/dist/chart.umd.min.js . \
+	  && cp node_modules/chart.js/LICENSE.md chart.js.LICENSE.md && rm -rf node_modules
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -59,7 +59,7 @@ def _target(response) -> str | None:
     if args:
         name, value = next(iter(args.items()))
         return f"{name.removesuffix('_id')} {value}"
-    kind = request.path.removeprefix("/api/v1").strip("/").split("/")[0].removesuffix("s")
+    kind = request.path.strip("/").split("/")[-1].removesuffix("s")
     if response.status_code == 201 and response.is_json:
         body = response.get_json(silent=True) or {}
         if isinstance(body, dict) and body.get("id") is not None:

@@ -44,6 +44,13 @@ def timestamp_iso(seconds: int) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat()
 
 
+def preview_problem(exc: DomainError):
+    """A live preview's answer when the form cannot be rendered yet: 200 with the reason
+    (while someone types, a missing subject is a state of the form, not a failed request)."""
+    from flask import jsonify
+    return jsonify({"error": {"message": exc.message, "field": exc.field}})
+
+
 @bp.get("/favicon.ico")
 def favicon():
     """Browsers ask for /favicon.ico on every page, the sandbox's included."""

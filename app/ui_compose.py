@@ -10,7 +10,7 @@ from flask import flash, g, jsonify, redirect, render_template, request, url_for
 
 from app import audit, ctx
 from app.auth import login_required, viewer_ok
-from app.ui import bp, local_send_at
+from app.ui import bp, local_send_at, preview_problem
 from scheduler import accounts, campaigns, messages, schedules, templates
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
@@ -203,6 +203,6 @@ def compose_preview():
                     best = messages.best_hour_for(s, g.team_id, to.addr_spec, utcnow())
         out = templates.preview(parts, data, ctx().content)
     except DomainError as exc:
-        return jsonify({"error": {"message": exc.message, "field": exc.field}}), exc.status
+        return preview_problem(exc)
     return jsonify({"subject": out["subject"], "html": out["html"], "text": out["text"],
                     "to": first, "best_hour": best})

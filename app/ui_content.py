@@ -11,7 +11,7 @@ from app import audit, ctx
 from app.api_content import import_with_progress
 from app.progress import own_copy
 from app.auth import login_required, viewer_ok
-from app.ui import bp
+from app.ui import bp, preview_problem
 from scheduler import contacts, drafts, starters, templates
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
@@ -170,7 +170,7 @@ def template_live_preview():
         parts["sources"] = check_sources(parts["sources"], ctx().settings.content_hosts)
         out = _preview(parts, form)
     except DomainError as exc:
-        return jsonify({"error": {"message": exc.message, "field": exc.field}}), exc.status
+        return preview_problem(exc)
     return jsonify({k: out[k] for k in ("subject", "html", "text")})
 
 

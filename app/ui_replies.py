@@ -6,7 +6,7 @@ from flask import flash, g, jsonify, redirect, render_template, request, url_for
 
 from app import audit, ctx, threads
 from app.auth import login_required, viewer_ok
-from app.ui import bp, local_send_at
+from app.ui import bp, local_send_at, preview_problem
 from scheduler import templates
 from scheduler.errors import DomainError
 
@@ -85,5 +85,5 @@ def reply_preview(account_id, thread_id):
         body = _reply_body(request.form, timing=False)
         out = threads.preview(g.team_id, g.user_id, account_id, thread_id, body)
     except DomainError as exc:
-        return jsonify({"error": {"message": exc.message, "field": exc.field}}), exc.status
+        return preview_problem(exc)
     return jsonify({k: out[k] for k in ("subject", "html", "text", "to")})

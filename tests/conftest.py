@@ -83,9 +83,10 @@ class Live:
     def sign_in(self, email: str = "ada@example.com", **kwargs) -> requests.Response:
         return google_sign_in(self.url, email, **kwargs)
 
-    def token(self, email: str = "ada@example.com") -> str:
+    def token(self, email: str = "ada@example.com", team_id: int | None = None) -> str:
+        """An API token of that user, acting in `team_id` (default: their own team)."""
         with self.db.write() as s:
-            return create_token(s, email, "test", utcnow())
+            return create_token(s, email, "test", utcnow(), team_id)
 
     def api(self, token: str) -> requests.Session:
         s = requests.Session()
