@@ -5,8 +5,8 @@ import datetime as dt
 import json
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import (Blueprint, current_app, flash, g, redirect, render_template, request,
-                   session, url_for)
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template,
+                   request, session, url_for)
 from sqlalchemy import select
 
 from app import audit, ctx
@@ -124,6 +124,8 @@ def message_page(message_id):
             m = messages.get_message(s, g.team_id, message_id)
             row = messages.message_as_dict(m)
             row["html"], row["data"] = m.html_tpl, m.data
+            row["subject_tpl"], row["text_tpl"] = m.subject_tpl, m.text_tpl
+            row["rendered"] = messages.rendered(m)
     except DomainError:
         return render_template("ui/error.html", code=404,
                                message="No such message in your team."), 404
@@ -152,6 +154,40 @@ def _action(message_id: str, action, verb: str):
 def cancel(message_id):
     """Cancel from the queue or the message page."""
     return _action(message_id, messages.cancel_message, "cancelled")
+
+
+@bp.post("/messages/<message_id>/edit")
+@login_required
+def edit_message(message_id):
+    """Reschedule and/or edit an open message (the API's PATCH, from its page)."""
+    form = request.form
+    try:
+        try:
+            data = json.loads(form.get("data", "").strip() or "{}")
+        except ValueError as exc:
+            raise InvalidInput(f"data is not valid JSON: {exc}", field="data") from None
+        body = {"to": form.get("to"), "subject": form.get("subject"),
+                "html": form.get("html"), "data": data}
+        body = {k: v for k, v in body.items() if v is not None}
+        if form.get("when") == "at":
+            body["send_at"] = local_send_at(form)
+        c = ctx()
+        with c.db.write() as s:
+            m = messages.update_message(s, g.team_id, message_id, body, utcnow(),
+                                        f"ui:{g.user_id}")
+            status, release_at = m.status, m.release_at
+    except DomainError as exc:
+        audit.skip()
+        if exc.status == 404:
+            abort(404, "No such message in your team.")
+        flash(f"Not changed: {exc.message}", "error")
+        return redirect(url_for("ui.message_page", message_id=message_id))
+    if status == "scheduled":
+        c.wake_worker(release_at)
+    flash("Message changed." if status == "scheduled" else
+          "Message changed but held: see why below.", "ok" if status == "scheduled" else
+          "warning")
+    return redirect(url_for("ui.message_page", message_id=message_id))
 
 
 @bp.post("/messages/<message_id>/send-now")

@@ -72,6 +72,19 @@ def _render_check(subject: str, html: str, text: str | None, data: dict,
     return None
 
 
+def rendered(message: Message) -> dict:
+    """The message's parts as its recipient gets them (send-time content and tracking links
+    as stand-ins), or {"problem": why} when it cannot be rendered (a held message)."""
+    try:
+        parts = render_message(message.subject_tpl, message.html_tpl, message.text_tpl,
+                               {**message.data, **tracking.stand_in_links(message.sources),
+                                **content.stand_ins(message.sources)}, amp=message.amp_tpl)
+    except (MissingData, InvalidInput) as exc:
+        return {"problem": str(exc)}
+    return {"subject": parts.subject, "html": parts.html, "text": parts.text,
+            "amp": parts.amp}
+
+
 def pick_sender(session: Session, team_id: int, user_id: int | None,
                 from_addr: str | None) -> tuple[GmailAccount, str]:
     """The sending account and From header: the named account or one of its Gmail sendAs

@@ -231,7 +231,8 @@ def test_another_teams_ids_are_404_in_the_api_and_the_pages(live_no_worker):
     for path in (f"/messages/{mid}", f"/templates/{tid}", f"/replies/{account}/abc"):
         assert browser.get(live.url + path).status_code == 404, path
     page = browser.get(live.url + "/accounts").text
-    for path in (f"/messages/{mid}/cancel", f"/accounts/{account}/disconnect",
+    for path in (f"/messages/{mid}/cancel", f"/messages/{mid}/edit",
+                 f"/accounts/{account}/disconnect",
                  f"/accounts/{account}/share", f"/rules/{rid}/delete",
                  f"/team/invitations/{inv}/revoke", f"/team/members/{ada_user}/remove"):
         resp = browser.post(live.url + path, data={"csrf_token": _csrf(page)})

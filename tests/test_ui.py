@@ -275,3 +275,29 @@ def test_queue_filters_by_search_and_campaign(live_no_worker):
     assert [m["to"] for m in api.get(f"{live.url}/api/v1/messages?q=bob").json()["items"]] \
         == ["bob@example.org"]
     assert api.get(f"{live.url}/api/v1/messages?campaign_id=x").status_code == 422
+
+
+def test_a_message_page_shows_it_rendered_and_reschedules_or_edits_it(live_no_worker):
+    live = live_no_worker
+    browser = _browser(live)
+    api = live.api(live.token())
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "g@example.org", "subject": "Hi {{ name }}", "html": "<p>Dear {{ name }}</p>",
+        "data": {"name": "Grace"}, "delay_seconds": 600}).json()["id"]
+    page = browser.get(f"{live.url}/messages/{mid}").text
+    assert "<strong>Subject:</strong> Hi Grace" in page and "Dear Grace" in page
+    changed = browser.post(f"{live.url}/messages/{mid}/edit", data={
+        "csrf_token": _csrf(page), "to": "g@example.org", "subject": "Hello {{ name }}",
+        "html": "<p>Dear {{ name }}</p>", "data": '{"name": "Grace"}', "when": "at",
+        "send_at_local": "2031-05-06T07:08", "timezone": "Europe/Paris"})
+    assert "Message changed." in changed.text
+    body = api.get(f"{live.url}/api/v1/messages/{mid}").json()
+    assert body["subject"] == "Hello Grace"
+    assert body["release_at"] == "2031-05-06T05:08:00+00:00"  # 07:08 in Paris (CEST)
+    held = browser.post(f"{live.url}/messages/{mid}/edit", data={
+        "csrf_token": _csrf(page), "html": "<p>{{ missing }}</p>", "data": "{}",
+        "when": "keep"})
+    assert "held" in held.text and "missing" in held.text
+    bad = browser.post(f"{live.url}/messages/{mid}/edit", data={
+        "csrf_token": _csrf(page), "data": "{nope", "when": "keep"})
+    assert "Not changed: data is not valid JSON" in bad.text
