@@ -19,7 +19,8 @@ log = logging.getLogger("mailrelease.audit")
 # or that machines send in volume and that are stored anyway (events).
 NOT_CHANGES = {"api.preview_template", "api.preview_inline", "api.receive_event",
                "api.preview_reply",
-               "ui.preview_page", "ui.compose_preview", "ui.switch_team", "ui.reply_preview"}
+               "ui.preview_page", "ui.compose_preview", "ui.switch_team", "ui.reply_preview",
+               "ui.template_live_preview"}
 
 LABELS = {
     "api.create_message": "queued a message", "ui.compose": "queued a message",
@@ -34,7 +35,7 @@ LABELS = {
     "ui.import_contacts_page": "imported contacts",
     "api.rotate_webhook_secret": "rotated the webhook secret",
     "api.create_rule": "created a rule", "api.delete_rule": "deleted a rule",
-    "ui.rules_page": "changed rules",
+    "ui.rules_page": "changed rules", "ui.delete_rule": "deleted a rule",
     "api.create_schedule": "created a recurring send", "api.stop_schedule":
     "stopped a recurring send", "api.create_campaign": "started a campaign",
     "ui.campaigns_page": "started a campaign", "api.update_team": "changed team settings",
@@ -46,8 +47,8 @@ LABELS = {
     "changed an account's sharing", "ui.share_account": "changed an account's sharing",
     "ui.disconnect_account": "disconnected a Gmail account",
     "ui.account_cap": "changed an account's daily cap",
-    "ui.settings_page": "changed settings", "api.reply_in_thread": "queued a thread reply", "ui.thread_page": "queued a thread reply",
-    "ui.reply_page": "queued a thread reply",
+    "ui.settings_page": "changed settings", "api.reply_in_thread": "queued a thread reply",
+    "ui.thread_page": "queued a thread reply",
 }
 # Field values worth keeping (never content, addresses of recipients, or secrets).
 SHOWN = ("action", "role", "email", "name", "tracking", "status", "event", "daily_cap",

@@ -153,8 +153,13 @@ def template_page(template_id):
                                    message="No such template in your team."), 404
         values["sources"] = json.dumps(values["sources"], indent=2, ensure_ascii=False)
         values = {k: ("" if v is None else v) for k, v in values.items()}
+    with c.db.read() as s:
+        # The first contacts to pick from; any other address can be typed.
+        people = [(x.email, x.name) for x in contacts.list_contacts(s, g.team_id, limit=200)[0]]
+    if request.method == "GET" and people:
+        values["preview_to"] = people[0][0]  # a real contact, so the preview starts filled
     return render_template("ui/template.html", t=values, template_id=template_id,
-                           preview=preview, error_field=error_field)
+                           preview=preview, error_field=error_field, people=people)
 
 
 @bp.post("/templates/live-preview")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import logging
 import email
 import email.policy
 import re
@@ -35,6 +36,7 @@ CLIENT = "shots.apps.googleusercontent.com"
 
 
 def main() -> None:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     tmp = Path(tempfile.mkdtemp(prefix="mailrelease-shots-"))
     state = SandboxState()
     state.clients[CLIENT] = {"secret": "s", "redirect_uris": []}
@@ -70,7 +72,8 @@ def main() -> None:
         page.fill("input[name=email]", "ada@example.com")
         page.locator("button[value=allow]").click()
         page.wait_for_url(base + "/**")
-        thread = next(iter(state.messages.values())).thread_id
+        thread = next(m.thread_id for m in state.messages.values()
+                      if m.headers.get("Subject") == "Cannot log in")
         shots = {"queue": "/", "dashboard": "/dashboard?days=7", "compose": "/compose",
                  "replies": "/replies", "reply": f"/replies/1/{thread}",
                  "templates": "/templates", "preview": "/templates/1", "contacts": "/contacts",
@@ -85,6 +88,10 @@ def main() -> None:
                     page.fill("#to", "Grace Hopper <grace@example.org>")
                     page.select_option("#template_id", label="Welcome")
                 page.locator("[data-preview][data-preview-ready]").wait_for()
+                page.wait_for_timeout(500)  # the frame paints its srcdoc after the attribute
+            if name == "preview":
+                page.locator("[data-preview]").scroll_into_view_if_needed()
+                page.wait_for_timeout(300)
             page.screenshot(path=str(OUT / f"{name}.png"), full_page=False)
             print("wrote", OUT / f"{name}.png")
         browser.close()
@@ -96,9 +103,11 @@ def _data(api, base: str, google: str) -> None:
     api.post(base + "/api/v1/contacts", json=[
         {"email": f"reader{i}@example.org", "name": f"Reader {i}",
          "timezone": ["Europe/Paris", "America/New_York", "Asia/Tokyo"][i % 3],
-         "attributes": {"first_name": f"Reader{i}", "plan": "pro" if i % 2 else "free"}}
+         "attributes": {"first_name": f"Reader{i}", "plan": "pro" if i % 2 else "free",
+                        "start_url": "https://app.example.com/start"}}
         for i in range(24)] + [{"email": "grace@example.org", "name": "Grace Hopper",
-                                "attributes": {"first_name": "Grace"}}])
+                                "attributes": {"first_name": "Grace",
+                                               "start_url": "https://app.example.com/start"}}])
     welcome = api.post(base + "/api/v1/templates", json={"starter": "welcome"}).json()
     api.post(base + "/api/v1/templates", json={"starter": "support-reply"})
     api.post(base + "/api/v1/rules", json={"seed": "abandoned-cart"})

@@ -179,6 +179,30 @@ def test_the_audit_log_says_who_changed_what(live_no_worker):
     assert carol.get(live.url + "/api/v1/audit").json()["items"] == []
 
 
+def test_every_change_route_is_audited_with_a_label_and_previews_are_not(live_no_worker):
+    """A new form or endpoint that changes something cannot slip past the audit log."""
+    from app import create_app
+    from app.audit import LABELS, NOT_CHANGES
+
+    live = live_no_worker
+    app = create_app(live.settings, db=live.db)
+    changing = {r.endpoint for r in app.url_map.iter_rules()
+                if r.methods & {"POST", "PUT", "PATCH", "DELETE"}
+                and r.endpoint.split(".")[0] in ("api", "ui")}
+    assert changing - set(LABELS) - NOT_CHANGES == set()
+    assert set(LABELS) - changing == set()  # no label for a route that does not exist
+    browser = requests.Session()
+    live.sign_in(session=browser)
+    page = browser.get(live.url + "/templates/new").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    shown = browser.post(live.url + "/templates/live-preview", data={
+        "csrf_token": csrf, "subject": "Hi {{ name }}", "html": "<p>x</p>",
+        "preview_data": '{"name": "Grace"}'})
+    assert shown.json()["subject"] == "Hi Grace"
+    entries = live.user("ada@example.com").get(live.url + "/api/v1/audit").json()["items"]
+    assert [e for e in entries if "preview" in (e["action"] or "")] == []
+
+
 def test_another_teams_ids_are_404_in_the_api_and_the_pages(live_no_worker):
     live = live_no_worker
     ada = live.user("ada@example.com")

@@ -143,6 +143,9 @@ def test_templates_pages_add_a_starter_edit_and_preview_for_a_contact(live_no_wo
                          data={"csrf_token": _csrf(page), "key": "welcome"})
     assert added.status_code == 200 and "Added the starter" in added.text
     edit_url = added.url
+    # The editor offers the team's contacts and starts its preview with the first one.
+    assert '<option value="pat@example.org">' in added.text
+    assert re.search(r'id="preview_to"[^>]*value="pat@example.org"', added.text)
     form = {"csrf_token": _csrf(added.text), "name": "Welcome",
             "subject": "Welcome {{ first_name }}", "html": "<style>p{color:red}</style>"
             "<p>Hi {{ first_name }}</p>", "text": "", "amp": "", "sources": "[]",
