@@ -107,7 +107,7 @@ def settings_page():
     """API tokens (one's own; owners see the team's), the webhook secret (not for viewers)
     and the team's settings (owners)."""
     c = ctx()
-    new_token = None
+    new_token = new_secret = None
     if request.method == "POST":
         action = request.form.get("action")
         now = utcnow()
@@ -128,7 +128,9 @@ def settings_page():
                 flash("Token revoked.", "ok")
             elif action == "rotate_secret":
                 events.rotate_secret(s, c.cipher, g.team_id, now)
-                flash("New webhook secret; the previous one works for 24 hours more.", "ok")
+                new_secret = events.webhook_secrets(s, c.cipher, g.team_id, now)[0]
+                flash("New webhook secret: copy it now, this page does not show it again. "
+                      "The previous one works for 24 hours more.", "ok")
             elif action == "team" and g.role in teams.CAN_MANAGE:
                 team = s.get(Team, g.team_id)
                 team.tracking = request.form.get("tracking") == "on"
@@ -139,19 +141,24 @@ def settings_page():
             else:
                 audit.skip()
                 abort(403 if action == "team" else 400)
-        if new_token is None:
+        if new_token is None and new_secret is None:
             return redirect(url_for("ui.settings_page"))
     with c.db.write() as s:  # the webhook secret is made on first sight
         tokens = s.scalars(_tokens().order_by(ApiToken.id.desc())).all()
         emails = dict(s.execute(select(User.id, User.email).where(
             User.id.in_({t.user_id for t in tokens}))).all())
-        secret = until = None
-        if g.role != "viewer":
-            secret, previous, until = events.webhook_secrets(s, c.cipher, g.team_id, utcnow())
         team = s.get(Team, g.team_id)
+        hint = until = None
+        if g.role != "viewer":
+            # Shown in full once (when made or rotated), like a token; then only its start.
+            first_sight = team.webhook_secret is None
+            secret, previous, until = events.webhook_secrets(s, c.cipher, g.team_id, utcnow())
+            if first_sight:
+                new_secret = secret
+            hint = secret[:10] + "…"
         page = render_template("ui/settings.html", tokens=tokens, new_token=new_token,
-                               secret=secret, until=until, team=team, emails=emails,
-                               manage=g.role in teams.CAN_MANAGE)
+                               new_secret=new_secret, hint=hint, until=until, team=team,
+                               emails=emails, manage=g.role in teams.CAN_MANAGE)
     return page
 
 

@@ -255,14 +255,24 @@ def test_settings_create_and_revoke_a_token_and_rotate_the_secret(live_no_worker
     api = live.api(token)
     assert api.get(live.url + "/api/v1/messages").status_code == 200
     secret = api.get(live.url + "/api/v1/webhook-secret").json()["secret"]
+    assert f"data-new-secret>{secret}<" in page  # made on the first visit, shown then
     token_id = re.search(r'name="token_id" value="(\d+)"', made.text).group(1)
     browser.post(live.url + "/settings", data={"csrf_token": _csrf(made.text),
                                                "action": "revoke_token", "token_id": token_id})
     assert api.get(live.url + "/api/v1/messages").status_code == 401
+    assert secret not in browser.get(live.url + "/settings").text  # shown once, not again
     rotated = browser.post(live.url + "/settings", data={"csrf_token": _csrf(made.text),
                                                          "action": "rotate_secret"})
-    assert "previous one works for 24 hours" in rotated.text and secret not in \
-        rotated.text.split("Show the secret")[1].split("</details>")[0]
+    assert "previous one works for 24 hours" in rotated.text
+    new_secret = re.search(r"data-new-secret>([^<]+)<", rotated.text).group(1)
+    assert new_secret != secret and new_secret.startswith("whsec_")
+    assert new_secret == api_secret(live)
+    again = browser.get(live.url + "/settings").text
+    assert new_secret not in again and new_secret[:10] + "…" in again
+
+
+def api_secret(live) -> str:
+    return live.user("ada@example.com").get(live.url + "/api/v1/webhook-secret").json()["secret"]
 
 
 def test_queue_filters_by_search_and_campaign(live_no_worker):
