@@ -9,11 +9,11 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, true, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, true, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
-from scheduler.models import GmailAccount, Message, MessageEvent
+from scheduler.models import Contact, GmailAccount, Message, MessageEvent
 
 # Queue operations run on an ORM Session (API) or a Core Connection (the worker's hot path).
 Executor = Session | Connection
@@ -71,22 +71,13 @@ class Claim:
 def record_event(session: Executor, message_id: str, type_: str,
                  at: dt.datetime, detail: dict | None = None) -> None:
     """Append one event to a message's timeline (works on a Session or a Core connection)."""
-    session.execute(_INSERT_EVENT, [{"message_id": message_id, "type": type_, "at": at,
-                                     "detail": detail}])
+    session.execute(_INSERT_EVENT, {"message_id": message_id, "type": type_, "at": at,
+                                    "detail": detail})
 
 
-def claim_due(session: Executor, now: dt.datetime, lease_seconds: float,
-              limit: int, exclude_accounts: set[int] | frozenset = frozenset()) -> list[Claim]:
-    """Atomically lease up to `limit` due messages, oldest due first.
-
-    Due: scheduled or retry_wait with release_at <= now; held with a hold_until that has
-    passed (a daily limit's window reopened); or 'sending' whose lease expired (a worker
-    died mid-send). The latter come back with needs_reconcile set, because the SET clause
-    reads the row's old status: that send may already have left.
-    """
-    token = secrets.token_hex(16)
-    lease_until = now + dt.timedelta(seconds=lease_seconds)
-    due = (
+def _due(now: dt.datetime, exclude_accounts, only_account: int | None):
+    """The ids of due messages, oldest due first."""
+    return (
         select(Message.id)
         .where(or_(
             and_(Message.status.in_(DUE_STATUSES), Message.release_at <= now),
@@ -94,10 +85,32 @@ def claim_due(session: Executor, now: dt.datetime, lease_seconds: float,
             and_(Message.status == "sending", Message.lease_until < now),
         ))
         .where(Message.account_id.not_in(exclude_accounts) if exclude_accounts else true())
+        .where(Message.account_id == only_account if only_account is not None else true())
         .order_by(Message.release_at, Message.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
     )
+
+
+def any_due(session: Executor, now: dt.datetime,
+            exclude_accounts: set[int] | frozenset = frozenset()) -> bool:
+    """Whether some message outside `exclude_accounts` is due (a read: no lock taken)."""
+    return session.execute(_due(now, exclude_accounts, None).limit(1)).first() is not None
+
+
+def claim_due(session: Executor, now: dt.datetime, lease_seconds: float,
+              limit: int, exclude_accounts: set[int] | frozenset = frozenset(),
+              only_account: int | None = None) -> list[Claim]:
+    """Atomically lease up to `limit` due messages, oldest due first.
+
+    Due: scheduled or retry_wait with release_at <= now; held with a hold_until that has
+    passed (a daily limit's window reopened); or 'sending' whose lease expired (a worker
+    died mid-send). The latter come back with needs_reconcile set, because the SET clause
+    reads the row's old status: that send may already have left. `only_account` claims
+    one account's messages (a sender thread going on with its account's backlog).
+    """
+    token = secrets.token_hex(16)
+    lease_until = now + dt.timedelta(seconds=lease_seconds)
+    due = _due(now, exclude_accounts, only_account).limit(limit).with_for_update(
+        skip_locked=True)
     stmt = (
         update(Message)
         .where(Message.id.in_(due.scalar_subquery()))
@@ -186,6 +199,49 @@ def extend_lease(session: Executor, claim: Claim, until: dt.datetime) -> bool:
     """Keep a claim while it waits for its pacing slot, and for the send itself."""
     return session.execute(_EXTEND_LEASE, {"b_mid": claim.message_id, "b_tok": claim.token,
                                            "b_until": until}).rowcount == 1
+
+
+_SENT_EARLIER = _M.alias("earlier")
+_C = Contact.__table__
+# The variants of the last check before a send, by (recipient checked, cap checked).
+_CLEAR: dict[tuple[bool, bool], object] = {}
+
+
+def _clear_statement(check_recipient: bool, check_cap: bool):
+    statement = _CLEAR.get((check_recipient, check_cap))
+    if statement is None:
+        conditions = [_MINE]
+        if check_recipient:
+            conditions.append(~exists().where(
+                _C.c.team_id == _M.c.team_id, _C.c.email == bindparam("b_email"),
+                _C.c.subscription != "subscribed"))
+        if check_cap:
+            conditions.append(select(func.count()).where(
+                _SENT_EARLIER.c.account_id == _M.c.account_id,
+                _SENT_EARLIER.c.sent_at >= bindparam("b_since")).scalar_subquery()
+                < bindparam("b_cap"))
+        statement = _CLEAR[(check_recipient, check_cap)] = (
+            update(_M).where(*conditions).values(lease_until=bindparam("b_until")))
+    return statement
+
+
+def clear_to_send(session: Executor, claim: Claim, until: dt.datetime,
+                  recipient: str | None = None,
+                  cap: tuple[int, dt.datetime] | None = None) -> bool:
+    """Renew the lease to `until` if nothing stops the send, in one statement.
+
+    Nothing stops it when the claim is still this worker's, `recipient` (a lower-case
+    address, or None for transactional mail) has not unsubscribed or bounced, and, with
+    `cap` = (cap, since), the account has sent fewer than cap messages since `since`.
+    False: something does; the caller finds out what.
+    """
+    params = {"b_mid": claim.message_id, "b_tok": claim.token, "b_until": until}
+    if recipient is not None:
+        params["b_email"] = recipient
+    if cap is not None:
+        params["b_cap"], params["b_since"] = cap
+    statement = _clear_statement(recipient is not None, cap is not None)
+    return session.execute(statement, params).rowcount == 1
 
 
 def reserve_send_slot(session: Executor, account_id: int, now: dt.datetime,

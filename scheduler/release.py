@@ -7,8 +7,10 @@ import math
 import random
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parseaddr
+from functools import lru_cache
 
 from gmail_client.errors import (
     AmbiguousSendError,
@@ -91,6 +93,15 @@ def default_daily_cap(email: str) -> int:
     return CONSUMER_DAILY_CAP if domain in CONSUMER_DOMAINS else WORKSPACE_DAILY_CAP
 
 
+# A batch sends from a few addresses, often to repeated ones: parse each once.
+_parsed = lru_cache(maxsize=4096)(parseaddr)
+
+
+def _address_of(header: str) -> str:
+    """The address in a To header, as contacts store it (lower case)."""
+    return _parsed(header)[1].strip().lower()
+
+
 class Releaser:
     """Sends claimed messages through the sender's Gmail account."""
 
@@ -107,6 +118,7 @@ class Releaser:
         self._rng = random.Random()
         self.content = ContentFetcher(settings.content_hosts)
         self.links = tracking.Links(settings.secret_key, settings.public_url)
+        self._local = threading.local()  # each sender thread's sends not yet written
         # How many sends all workers together can make for one account between two reads
         # of its count; with pacing off, nothing bounds that, so the count is always read.
         rate = settings.sends_per_second
@@ -131,17 +143,52 @@ class Releaser:
                 known[account_id] = state
         return state
 
-    def release(self, claim: queue.Claim,
-                known: dict[int, AccountState] | None = None) -> str:
+    def release(self, claim: queue.Claim, known: dict[int, AccountState] | None = None,
+                more: bool = False) -> str:
         """Do everything for one claim; returns the status it ended in.
 
-        `known` carries account state between the claims of one thread's batch.
+        `known` carries account state between the claims of one thread's batch. `more`
+        says this thread releases another claim next: the record of a send is then written
+        in that claim's first transaction instead of one of its own (call `flush` at the
+        end). Until then the message stays `sending` under its lease, so a crash in between
+        is reconciled (found by its Message-ID), never sent twice.
         """
-        outcome = self._release(claim, known)
+        outcome = self._release(claim, known, more)
         RELEASES.labels(outcome).inc()
         return outcome
 
-    def _release(self, claim: queue.Claim, known: dict[int, AccountState] | None) -> str:
+    def _unwritten(self) -> list:
+        if not hasattr(self._local, "sent"):
+            self._local.sent = []
+        return self._local.sent
+
+    @contextmanager
+    def _write(self):
+        """A write transaction that first records this thread's sends not yet written."""
+        pending = self._unwritten()
+        count = len(pending)
+        with self.db.core_write() as conn:
+            for item in pending[:count]:
+                self._record_sent(conn, *item)
+            yield conn
+        del pending[:count]  # only once committed: after a rollback they are written later
+
+    def flush(self) -> None:
+        """Write the sends this thread has not recorded yet (the end of its batch)."""
+        if self._unwritten():
+            with self._write():
+                pass
+
+    @staticmethod
+    def _record_sent(conn, claim: queue.Claim, sent_at: dt.datetime, result: dict,
+                     subject: str) -> None:
+        moved = queue.mark_sent(conn, claim, sent_at, result["id"],
+                                result.get("threadId", ""), subject)
+        log.info("action=sent message_id=%s account=%s gmail_id=%s attempt=%d lease_kept=%s",
+                 claim.message_id, claim.account_id, result["id"], claim.attempts, moved)
+
+    def _release(self, claim: queue.Claim, known: dict[int, AccountState] | None,
+                 more: bool) -> str:
         message = claim.message
         state = self._account(claim.account_id, known)
         account = state.row
@@ -157,24 +204,15 @@ class Releaser:
             return self._hold(claim, "too_late", f"was due {message.release_at.isoformat()} "
                               f"but nothing could send it until {now.isoformat()}; "
                               f"send now or cancel")
-        limited = self._daily_limit(state, now)
-        if limited is not None:
-            return self._hold(claim, "daily_limit", limited[1], until=limited[0])
         if message.follows_id:
             verdict = self._follow_up(message)
             if verdict is not None:
-                with self.db.core_write() as conn:
+                with self._write() as conn:
                     if verdict[0] == "wait":
                         queue.mark_retry(conn, claim, now, now + FOLLOW_UP_RECHECK,
                                          verdict[1], claim.needs_reconcile)
                         return "retry_wait"
                     queue.mark_skipped(conn, claim, self.clock(), verdict[1])
-                return "cancelled"
-        if not message.transactional:
-            suppressed = self._suppressed(message)
-            if suppressed:
-                with self.db.core_write() as conn:
-                    queue.mark_suppressed(conn, claim, self.clock(), suppressed)
                 return "cancelled"
         data = {**message.data, **self._links_for(message)}
         if message.sources:
@@ -183,25 +221,28 @@ class Releaser:
                 data.update(self.content.fetch(message.sources, message.data)[0])
             except ContentUnavailable as exc:
                 return self._hold(claim, "missing_data", str(exc))
+        problem = None
         try:
             parts = render_message(message.subject_tpl, message.html_tpl, message.text_tpl,
                                    data, amp=message.amp_tpl)
         except (MissingData, TemplateError) as exc:
-            return self._hold(claim, "missing_data", str(exc))
-        decorated = tracking.decorate(
-            parts.html, parts.text, message_id=message.id, sender=account.email,
-            links=self.links, track=message.tracking and not message.transactional,
-            unsubscribe=not message.transactional,
-            unsubscribe_url=data.get("unsubscribe_url"))
-        raw = build_message(
-            sender=parseaddr(message.from_addr), to=parseaddr(message.to_addr),
-            subject=parts.subject, html=decorated.html, text=decorated.text, amp=parts.amp,
-            message_id=message.rfc822_id, date=now, in_reply_to=message.in_reply_to,
-            references=message.thread_references,
-            extra_headers=decorated.headers,
-        )
-        if not self._take_turn(claim, account.id):
-            return self.give_back(claim)
+            problem = str(exc)  # held, unless the checks below stop it first
+        else:
+            decorated = tracking.decorate(
+                parts.html, parts.text, message_id=message.id, sender=account.email,
+                links=self.links, track=message.tracking and not message.transactional,
+                unsubscribe=not message.transactional,
+                unsubscribe_url=data.get("unsubscribe_url"))
+            raw = build_message(
+                sender=_parsed(message.from_addr), to=_parsed(message.to_addr),
+                subject=parts.subject, html=decorated.html, text=decorated.text,
+                amp=parts.amp, message_id=message.rfc822_id, date=now,
+                in_reply_to=message.in_reply_to, references=message.thread_references,
+                extra_headers=decorated.headers,
+            )
+        turn = self._take_turn(claim, state, problem)
+        if turn is not None:
+            return turn
         service = self.pool.get(account.id, state.token_info)
         try:
             if claim.needs_reconcile:
@@ -217,14 +258,12 @@ class Releaser:
             self._persist_refresh(state, service)
         state.sent_today += 1
         sent_at = self.clock()
-        with self.db.core_write() as session:
-            moved = queue.mark_sent(session, claim, sent_at, result["id"],
-                                    result.get("threadId", ""), parts.subject)
+        self._unwritten().append((claim, sent_at, result, parts.subject))
+        if not more:
+            self.flush()
         LAG.observe(max(0.0, (sent_at - message.release_at).total_seconds()))
         if message.event_at is not None and message.release_at <= message.event_at:
             EVENT_TO_SEND.observe((sent_at - message.event_at).total_seconds())
-        log.info("action=sent message_id=%s account=%s gmail_id=%s attempt=%d lease_kept=%s",
-                 message.id, account.id, result["id"], claim.attempts, moved)
         return "sent"
 
     def _links_for(self, message) -> dict:
@@ -253,63 +292,92 @@ class Releaser:
             return "skip", "skipped: the recipient clicked in the previous step"
         return None
 
-    def _suppressed(self, message) -> str | None:
+    @staticmethod
+    def _suppressed(conn, team_id: int, address: str) -> str | None:
         """Why the recipient must not get this (unsubscribed, bounced), or None."""
-        with self.db.core_read() as conn:
-            found = tracking.subscription_of(conn, message.team_id,
-                                             parseaddr(message.to_addr)[1])
+        found = tracking.subscription_of(conn, team_id, address)
         if found is None or found[0] == "subscribed":
             return None
-        return f"not sent: {parseaddr(message.to_addr)[1]} is {found[0]} ({found[1] or ''})"
+        return f"not sent: {address} is {found[0]} ({found[1] or ''})"
 
-    def _daily_limit(self, state: AccountState, now: dt.datetime):
+    def _cap_to_check(self, state: AccountState, now: dt.datetime):
+        """What the send's last check counts: (cap, since) near the account's daily cap,
+        None far from it, False when Gmail's own daily limit stands."""
+        account = state.row
+        if account.limited_until and account.limited_until > now:
+            return False
+        cap = self._cap(account)
+        # Near the cap, count again: other workers may send for this account too. Far from
+        # it they cannot close the gap before the next refresh, as pacing is shared.
+        return (cap, now - DAY) if state.sent_today + self._count_margin >= cap else None
+
+    def _cap(self, account) -> int:
+        return account.daily_cap or self.settings.daily_cap or default_daily_cap(account.email)
+
+    def _daily_limit(self, conn, state: AccountState, now: dt.datetime):
         """(until, reason) when the account may not send now because of a daily limit."""
         account = state.row
         if account.limited_until and account.limited_until > now:
             return account.limited_until, (f"Gmail's daily sending limit for {account.email} "
                                            f"is reached; resumes {account.limited_until.isoformat()}")
-        cap = account.daily_cap or self.settings.daily_cap or default_daily_cap(account.email)
+        cap = self._cap(account)
         if state.sent_today + self._count_margin < cap:
             return None
-        # Near the cap, count again: other workers may send for this account too. Far from
-        # it they cannot close the gap before the next refresh, as pacing is shared.
-        with self.db.core_read() as conn:
-            state.sent_today = queue.sent_since(conn, account.id, now - DAY)
-            if state.sent_today < cap:
-                return None
-            until = queue.window_reopens(conn, account.id, now, DAY, cap) or now
+        state.sent_today = queue.sent_since(conn, account.id, now - DAY)
+        if state.sent_today < cap:
+            return None
+        until = queue.window_reopens(conn, account.id, now, DAY, cap) or now
         return until, (f"daily cap reached: {state.sent_today} of {cap} sent from "
                        f"{account.email} in the last 24 h; resumes {until.isoformat()}")
 
-    def _take_turn(self, claim: queue.Claim, account_id: int) -> bool:
-        """Wait for the account's pacing slot, then renew the lease to cover the send.
+    def _take_turn(self, claim: queue.Claim, state: AccountState,
+                   problem: str | None) -> str | None:
+        """The last checks, then the account's pacing slot and a lease that covers the send.
 
-        The renewal is conditional on this claim's token: if the lease lapsed meanwhile and
-        another worker took the message over, this worker must not send it too. The renewed
-        lease outlives the Gmail timeout, so nobody can take over a send in flight.
-        False means: do not send (lost, or the worker is stopping).
+        The common case is one conditional UPDATE in one write transaction: it renews the
+        lease only if the claim is still this worker's (if the lease lapsed and another
+        worker took the message over, this one must not send it too), the recipient has
+        not unsubscribed or bounced, and the account is under its daily cap. Only when it
+        matches nothing are the checks made one by one to find which one stopped the send.
+        The renewed lease outlives the Gmail timeout, so nobody can take over a send in
+        flight. None means: send now; otherwise the status the claim ended in.
         """
+        message = claim.message
         rate = self.settings.sends_per_second
-        cover = max(self.settings.lease_seconds, 2 * self.settings.gmail_timeout_seconds + 5)
-        with self.db.core_write() as conn:
+        cover = dt.timedelta(seconds=max(self.settings.lease_seconds,
+                                         2 * self.settings.gmail_timeout_seconds + 5))
+        recipient = None if message.transactional else _address_of(message.to_addr)
+        wait = 0.0
+        with self._write() as conn:
             now = self.clock()
-            slot = (queue.reserve_send_slot(conn, account_id, now, 1.0 / rate)
-                    if rate > 0 else now)
-            wait = (slot - now).total_seconds()
-            # Its turn is now: renew in the same transaction (the common, cheap case).
-            kept = wait > 0 or queue.extend_lease(conn, claim,
-                                                  now + dt.timedelta(seconds=cover))
-        if wait > 0:
+            cap = self._cap_to_check(state, now)
+            clear = (problem is None and cap is not False
+                     and queue.clear_to_send(conn, claim, now + cover, recipient, cap))
+            if not clear:
+                suppressed = recipient and self._suppressed(conn, message.team_id, recipient)
+                if suppressed:
+                    queue.mark_suppressed(conn, claim, now, suppressed)
+                    return "cancelled"
+                limited = self._daily_limit(conn, state, now)
+                if limited is not None:
+                    return self._held(conn, claim, "daily_limit", limited[1],
+                                      until=limited[0])
+                if problem is not None:
+                    return self._held(conn, claim, "missing_data", problem)
+            elif rate > 0:
+                slot = queue.reserve_send_slot(conn, state.row.id, now, 1.0 / rate)
+                wait = (slot - now).total_seconds()
+        if clear and wait > 0:
             if self.stop.wait(wait):
-                return False
-            with self.db.core_write() as conn:
-                kept = queue.extend_lease(conn, claim,
-                                          self.clock() + dt.timedelta(seconds=cover))
+                return self.give_back(claim)
+            with self._write() as conn:
+                clear = queue.extend_lease(conn, claim, self.clock() + cover)
         elif self.stop.is_set():
-            return False
-        if not kept:
+            return self.give_back(claim)
+        if not clear:
             log.warning("action=lease_lost message_id=%s", claim.message_id)
-        return kept
+            return self.give_back(claim)
+        return None
 
     def _reconcile(self, claim, service, message, account, subject) -> str | None:
         """A previous attempt may have left: look for it by Message-ID before resending."""
@@ -322,7 +390,7 @@ class Releaser:
         if not found:
             log.info("action=reconcile message_id=%s found=0", message.id)
             return None
-        with self.db.core_write() as session:
+        with self._write() as session:
             queue.mark_sent(session, claim, self.clock(), found[0]["id"],
                             found[0].get("threadId", ""), subject, reconciled=True)
         log.info("action=reconcile message_id=%s found=1 gmail_id=%s", message.id,
@@ -337,7 +405,7 @@ class Releaser:
         log.warning("action=send_error message_id=%s account=%s class=%s status=%s reason=%s",
                     claim.message_id, account.id, type(exc).__name__, exc.status, exc.reason)
         if isinstance(exc, ReconnectNeeded):
-            with self.db.core_write() as session:
+            with self._write() as session:
                 marked = accounts.mark_reconnect_needed(session, account.id, str(exc), now,
                                                         grant=state.token_blob)
                 if not marked:
@@ -348,7 +416,7 @@ class Releaser:
             return self._hold(claim, "reconnect", f"{account.email} needs reconnecting: {exc}")
         if isinstance(exc, DailyLimitReached):
             until = exc.retry_at if exc.retry_at and exc.retry_at > now else now + DAY / 24
-            with self.db.core_write() as session:
+            with self._write() as session:
                 accounts.mark_daily_limited(session, account.id, until, now)
             return self._hold(claim, "daily_limit", f"Gmail's daily sending limit is reached "
                               f"for {account.email}: {exc}", until=until)
@@ -356,26 +424,31 @@ class Releaser:
             ambiguous = isinstance(exc, AmbiguousSendError)
             delay = backoff(claim.attempts, exc.retry_after, self._rng,
                             self.settings.retry_base_seconds)
-            with self.db.core_write() as session:
+            with self._write() as session:
                 queue.mark_retry(session, claim, now, now + dt.timedelta(seconds=delay),
                                  reason, needs_reconcile=ambiguous or claim.needs_reconcile)
             return "retry_wait"
         assert isinstance(exc, PermanentGmailError), exc
-        with self.db.core_write() as session:
+        with self._write() as session:
             queue.mark_failed(session, claim, now, reason)
         return "failed"
 
     def _hold(self, claim, kind: str, reason: str, needs_reconcile: bool = False,
               until: dt.datetime | None = None) -> str:
-        with self.db.core_write() as session:
-            queue.mark_held(session, claim, self.clock(), kind, reason, needs_reconcile, until)
+        with self._write() as conn:
+            return self._held(conn, claim, kind, reason, needs_reconcile, until)
+
+    def _held(self, conn, claim, kind: str, reason: str, needs_reconcile: bool = False,
+              until: dt.datetime | None = None) -> str:
+        """Hold the claim within the caller's transaction."""
+        queue.mark_held(conn, claim, self.clock(), kind, reason, needs_reconcile, until)
         HOLDS.labels(kind).inc()
         log.info("action=held message_id=%s kind=%s", claim.message_id, kind)
         return "held"
 
     def give_back(self, claim) -> str:
         """Return an unstarted claim to the queue (stopping, or a no-op if the lease was lost)."""
-        with self.db.core_write() as session:
+        with self._write() as session:
             queue.release_claim(session, claim, self.clock())
         return "scheduled"
 
@@ -383,7 +456,7 @@ class Releaser:
         info = ServicePool.refreshed_info(service, state.token_info)
         if info is None:
             return
-        with self.db.core_write() as session:
+        with self._write() as session:
             state.token_blob = accounts.save_refreshed_token(
                 session, self.cipher, state.row.id, info, self.clock())
         state.token_info.update(info)

@@ -67,6 +67,7 @@ class ReleaseWorker:
         self._in_run = threading.Event()
         self._lock = threading.Lock()
         self._busy: set[int] = set()
+        self._waiting = 0  # batches handed to the sender pool and not started yet
         # What sender threads read of each account, reused across batches; safe to share
         # because an account is on one thread at a time (`_busy`).
         self._accounts: dict[int, AccountState] = {}
@@ -169,6 +170,12 @@ class ReleaseWorker:
             with self._lock:
                 busy = set(self._busy)
             claims_now = []
+            if busy:
+                # The common pass while accounts send: nothing else is due. Looking first
+                # in a read keeps the write lock, which the senders need, free.
+                with self.db.core_read() as conn:
+                    if not queue.any_due(conn, self.clock(), busy):
+                        break
             with self.db.core_write() as conn:
                 claims_now = queue.claim_due(conn, self.clock(),
                                              self.settings.lease_seconds, self.batch_size,
@@ -180,6 +187,7 @@ class ReleaseWorker:
                 by_account[claim.account_id].append(claim)
             with self._lock:
                 self._busy.update(by_account)
+                self._waiting += len(by_account)
             for account_id, batch in by_account.items():
                 futures.append(self._senders.submit(self._release_account, account_id, batch))
             total += len(claims_now)
@@ -188,20 +196,29 @@ class ReleaseWorker:
         return total, futures
 
     def _release_account(self, account_id: int, claims: list[queue.Claim]) -> int:
-        """One account's messages, in order, on one thread (one Http per thread)."""
+        """One account's messages, in order, on one thread (one Http per thread).
+
+        After a full batch the thread claims the account's next one itself, unless other
+        accounts' batches wait for a thread: a backlog then goes on without a pass of the
+        dispatcher in between, and never at the others' expense.
+        """
+        with self._lock:
+            self._waiting -= 1
         done = 0
         try:
-            for claim in claims:
-                try:
-                    if self._stopping.is_set():
-                        self.releaser.give_back(claim)
-                        continue
-                    self.releaser.release(claim, self._accounts)
-                    done += 1
-                except Exception:  # noqa: BLE001 - one message must not stop the others
-                    # The lease expires and the message is reconciled, never dropped.
-                    log.exception("action=release_crashed message_id=%s", claim.message_id)
+            while True:
+                done += self._release_batch(claims)
+                if (len(claims) < self.batch_size or self._stopping.is_set()
+                        or self._waiting > 0):
+                    break
+                with self.db.core_write() as conn:
+                    more = queue.claim_due(conn, self.clock(), self.settings.lease_seconds,
+                                           self.batch_size, only_account=account_id)
+                if not more:
+                    break
+                claims = more
         finally:
+            self._flush(account_id)
             with self._lock:
                 self._busy.discard(account_id)
             # More of this account's messages may have fallen due meanwhile. A full batch
@@ -209,6 +226,26 @@ class ReleaseWorker:
             # finishing together share one pass (a pass costs a claim and a look-ahead).
             self.wake(None if len(claims) >= self.batch_size
                       else self.clock() + WAKE_COALESCE)
+        return done
+
+    def _flush(self, account_id: int) -> None:
+        try:
+            self.releaser.flush()
+        except Exception:  # noqa: BLE001 - unrecorded sends are reconciled, not resent
+            log.exception("action=record_sent_failed account=%s", account_id)
+
+    def _release_batch(self, claims: list[queue.Claim]) -> int:
+        done = 0
+        for claim in claims:
+            try:
+                if self._stopping.is_set():
+                    self.releaser.give_back(claim)
+                    continue
+                self.releaser.release(claim, self._accounts, more=True)  # flushed at the end
+                done += 1
+            except Exception:  # noqa: BLE001 - one message must not stop the others
+                # The lease expires and the message is reconciled, never dropped.
+                log.exception("action=release_crashed message_id=%s", claim.message_id)
         return done
 
     def _schedules(self) -> None:

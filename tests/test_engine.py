@@ -330,3 +330,20 @@ def test_a_timed_hold_is_not_mistaken_for_downtime_when_it_ends(serve):
     assert _until_status(live, api, mid, "held")["hold_kind"] == "daily_limit"
     body = _until_status(live, api, mid, "sent", 10)
     assert dt.datetime.fromisoformat(body["sent_at"]) >= reset_at
+
+
+def test_a_sender_thread_goes_on_with_its_accounts_backlog_and_records_every_send(serve):
+    live = serve(with_worker=False, MAILRELEASE_SENDS_PER_SECOND="0")
+    api = live.user()
+    ids = [_create(live, api, n) for n in range(8)]
+    worker = ReleaseWorker(live.db, live.settings, batch_size=3)
+    # One pass claims a batch of 3; its thread claims the next batches itself (3, then 2).
+    assert worker.run_once(wait=True) == 3
+    bodies = [_get(live, api, mid) for mid in ids]
+    assert [b["status"] for b in bodies] == ["sent"] * 8  # the last send's record is written
+    assert [b["sent_at"] for b in bodies] == sorted(b["sent_at"] for b in bodies)  # in order
+    sent = _ids_sent(live)
+    assert sorted(sent) == sorted(b["message_id_header"] for b in bodies)  # each once
+    for body in bodies:
+        assert [e["type"] for e in body["events"]].count("sent") == 1, body["events"]
+        assert body["gmail_message_id"]
