@@ -116,16 +116,33 @@ def disconnect(session: Session, cipher: TokenCipher, account: GmailAccount,
     return accepted
 
 
+DAY = dt.timedelta(hours=24)
+CONSUMER_DOMAINS = ("gmail.com", "googlemail.com")
+CONSUMER_DAILY_CAP = 500
+WORKSPACE_DAILY_CAP = 2000
+
+
+def default_daily_cap(email: str) -> int:
+    """Gmail's documented daily sending limits: consumer accounts vs. Workspace."""
+    domain = email.rpartition("@")[2].lower()
+    return CONSUMER_DAILY_CAP if domain in CONSUMER_DOMAINS else WORKSPACE_DAILY_CAP
+
+
+def daily_cap(account, configured_cap: int | None) -> int:
+    """How many messages the account may send in a rolling 24 h: its own cap, else the
+    deployment's (`MAILRELEASE_DAILY_CAP`), else Gmail's default for its kind."""
+    return account.daily_cap or configured_cap or default_daily_cap(account.email)
+
+
 def account_states(session: Session, team_id: int, user_id: int, configured_cap: int | None,
                    now: dt.datetime) -> list[dict]:
     """The accounts the user can send from in the team, each with its state (healthy,
     needs reconnecting, disconnected, daily limit reached), the last 24 h's sends against
     its cap, its sendAs aliases, and whether it is the user's own and shared."""
-    from scheduler.release import DAY, default_daily_cap  # the release engine imports us
     rows = []
     for account in session.scalars(teams.usable_accounts(team_id, user_id)):
         sent = queue.sent_since(session, account.id, now - DAY)
-        cap = account.daily_cap or configured_cap or default_daily_cap(account.email)
+        cap = daily_cap(account, configured_cap)
         limited = account.limited_until is not None and account.limited_until > now
         state = ("needs reconnecting" if account.status == "reconnect" else
                  "disconnected" if account.status == "disconnected" else

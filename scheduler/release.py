@@ -81,16 +81,7 @@ class AccountState:
     loaded: float  # time.monotonic() when read
 
 
-CONSUMER_DOMAINS = ("gmail.com", "googlemail.com")
-CONSUMER_DAILY_CAP = 500
-WORKSPACE_DAILY_CAP = 2000
-DAY = dt.timedelta(hours=24)
-
-
-def default_daily_cap(email: str) -> int:
-    """Gmail's documented daily sending limits: consumer accounts vs. Workspace."""
-    domain = email.rpartition("@")[2].lower()
-    return CONSUMER_DAILY_CAP if domain in CONSUMER_DOMAINS else WORKSPACE_DAILY_CAP
+DAY = accounts.DAY
 
 
 # A batch sends from a few addresses, often to repeated ones: parse each once.
@@ -306,23 +297,21 @@ class Releaser:
         account = state.row
         if account.limited_until and account.limited_until > now:
             return False
-        cap = self._cap(account)
+        cap = accounts.daily_cap(account, self.settings.daily_cap)
         # Near the cap, count again: other workers may send for this account too. Far from
         # it they cannot close the gap before the next refresh, as pacing is shared.
         return (cap, now - DAY) if state.sent_today + self._count_margin >= cap else None
 
-    def _cap(self, account) -> int:
-        return account.daily_cap or self.settings.daily_cap or default_daily_cap(account.email)
-
     def _daily_limit(self, conn, state: AccountState, now: dt.datetime):
         """(until, reason) when the account may not send now because of a daily limit."""
         account = state.row
-        if account.limited_until and account.limited_until > now:
+        check = self._cap_to_check(state, now)
+        if check is False:
             return account.limited_until, (f"Gmail's daily sending limit for {account.email} "
                                            f"is reached; resumes {account.limited_until.isoformat()}")
-        cap = self._cap(account)
-        if state.sent_today + self._count_margin < cap:
+        if check is None:
             return None
+        cap = check[0]
         state.sent_today = queue.sent_since(conn, account.id, now - DAY)
         if state.sent_today < cap:
             return None
