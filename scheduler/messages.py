@@ -65,20 +65,26 @@ def _render_check(subject: str, html: str, text: str | None, data: dict,
     """
     check_parts(subject, html, text, amp)
     try:
-        render_message(subject, html, text, {**data, **tracking.stand_in_links(sources),
-                                             **content.stand_ins(sources)}, amp=amp)
+        _render_before_release(subject, html, text, data, amp, sources)
     except MissingData as exc:
         return str(exc)
     return None
+
+
+def _render_before_release(subject: str, html: str, text: str | None, data: dict,
+                           amp: str | None, sources: list | None):
+    # Tracking links and send-time content exist only at the release: stand-ins until then.
+    return render_message(subject, html, text, {**data, **tracking.stand_in_links(sources),
+                                                **content.stand_ins(sources)}, amp=amp)
 
 
 def rendered(message: Message) -> dict:
     """The message's parts as its recipient gets them (send-time content and tracking links
     as stand-ins), or {"problem": why} when it cannot be rendered (a held message)."""
     try:
-        parts = render_message(message.subject_tpl, message.html_tpl, message.text_tpl,
-                               {**message.data, **tracking.stand_in_links(message.sources),
-                                **content.stand_ins(message.sources)}, amp=message.amp_tpl)
+        parts = _render_before_release(message.subject_tpl, message.html_tpl,
+                                       message.text_tpl, message.data, message.amp_tpl,
+                                       message.sources)
     except (MissingData, InvalidInput) as exc:
         return {"problem": str(exc)}
     return {"subject": parts.subject, "html": parts.html, "text": parts.text,
