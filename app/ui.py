@@ -97,6 +97,17 @@ def queue_page():
                            campaigns=campaigns, rules=rules)
 
 
+def json_field(form, name: str, default):
+    """A form field holding JSON, `default` when empty; a 4xx naming the field if invalid."""
+    raw = form.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"{name} is not valid JSON: {exc}", field=name) from None
+
+
 def local_send_at(form) -> str | None:
     """The form's wall-clock time in the viewer's zone, as ISO 8601 with its offset."""
     if form.get("when") != "at":
@@ -124,7 +135,7 @@ def message_page(message_id):
             m = messages.get_message(s, g.team_id, message_id)
             row = messages.message_as_dict(m)
             row["html"], row["data"] = m.html_tpl, m.data
-            row["subject_tpl"], row["text_tpl"] = m.subject_tpl, m.text_tpl
+            row["subject_tpl"] = m.subject_tpl
             row["rendered"] = messages.rendered(m)
     except DomainError:
         return render_template("ui/error.html", code=404,
@@ -162,12 +173,8 @@ def edit_message(message_id):
     """Reschedule and/or edit an open message (the API's PATCH, from its page)."""
     form = request.form
     try:
-        try:
-            data = json.loads(form.get("data", "").strip() or "{}")
-        except ValueError as exc:
-            raise InvalidInput(f"data is not valid JSON: {exc}", field="data") from None
         body = {"to": form.get("to"), "subject": form.get("subject"),
-                "html": form.get("html"), "data": data}
+                "html": form.get("html"), "data": json_field(form, "data", {})}
         body = {k: v for k, v in body.items() if v is not None}
         if form.get("when") == "at":
             body["send_at"] = local_send_at(form)

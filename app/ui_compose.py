@@ -3,14 +3,13 @@ preview for the first recipient, timing (now, at, in, the recipient's local time
 best hour, recurring), and the sending account or one of its Gmail aliases."""
 from __future__ import annotations
 
-import json
 import re
 
 from flask import flash, g, jsonify, redirect, render_template, request, url_for
 
 from app import audit, ctx
 from app.auth import login_required, viewer_ok
-from app.ui import bp, local_send_at, preview_problem
+from app.ui import bp, json_field, local_send_at, preview_problem
 from scheduler import accounts, campaigns, messages, schedules, templates
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
@@ -61,12 +60,7 @@ def _timing(form) -> dict:
 
 
 def _content(form) -> dict:
-    data_text = form.get("data", "").strip() or "{}"
-    try:
-        data = json.loads(data_text)
-    except ValueError as exc:
-        raise InvalidInput(f"data is not valid JSON: {exc}", field="data") from None
-    body = {"data": data, "from": form.get("from") or None}
+    body = {"data": json_field(form, "data", {}), "from": form.get("from") or None}
     if form.get("template_id"):
         body["template_id"] = form["template_id"]
     else:

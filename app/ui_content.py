@@ -11,7 +11,7 @@ from app import audit, ctx
 from app.api_content import import_with_progress
 from app.progress import own_copy
 from app.auth import login_required, viewer_ok
-from app.ui import bp, preview_problem
+from app.ui import bp, json_field, preview_problem
 from scheduler import contacts, drafts, starters, templates
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
@@ -103,11 +103,7 @@ def _form_body(form) -> dict:
     body = {k: form.get(k) for k in FORM_PARTS}
     body["text"] = body["text"] or None
     body["amp"] = body["amp"] or None
-    sources = form.get("sources", "").strip()
-    try:
-        body["sources"] = json.loads(sources) if sources else []
-    except ValueError as exc:
-        raise InvalidInput(f"sources is not valid JSON: {exc}", field="sources") from None
+    body["sources"] = json_field(form, "sources", [])
     body["transactional"] = form.get("transactional") == "on"
     if not body["kind"]:
         del body["kind"]  # a form without the field keeps the template's kind

@@ -1,34 +1,23 @@
 """The rules page: what each rule does and how it performs; ready-made sets; a new rule."""
 from __future__ import annotations
 
-import json
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app import audit, ctx
 from app.auth import login_required
-from app.ui import bp
+from app.ui import bp, json_field
 from scheduler import events, starters, templates
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.models import Rule
 
 
-def _json_field(form, name: str, default):
-    raw = form.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"{name} is not valid JSON: {exc}", field=name) from None
-
-
 def _rule_body(form) -> dict:
     body = {"name": form.get("name", ""), "event": form.get("event", ""),
             "template_id": form.get("template_id") or None,
-            "conditions": _json_field(form, "conditions", []),
+            "conditions": json_field(form, "conditions", []),
             "cancel_on": [n.strip() for n in form.get("cancel_on", "").split(",") if n.strip()]}
     delay = form.get("delay_minutes", "").strip()
     if delay:
