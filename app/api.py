@@ -10,7 +10,7 @@ from app import ctx
 from app.openapi import OPENAPI
 from app.auth import READS
 from app.tokens import authenticate, needs_touch, touch
-from scheduler import messages, teams
+from scheduler import cancelling, messages, teams
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 
@@ -140,10 +140,9 @@ def get_message(message_id):
 @require_token
 def cancel_message(message_id):
     """Cancel unless sending has begun (409 then)."""
-    with ctx().db.write() as s:
-        out = messages.message_as_dict(
-            messages.cancel_message(s, g.team_id, message_id, utcnow(), _actor()))
-    return jsonify(out)
+    c = ctx()
+    return jsonify(cancelling.cancel(c.db, c.settings, c.cipher, g.team_id, message_id,
+                                     utcnow(), _actor()))
 
 
 @bp.post("/messages/<message_id>/send-now")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from functools import partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template,
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from app import audit, ctx
 from app.auth import login_required, redirect_uri
 from gmail_client.oauth import CredentialsFileError, load_client_config
-from scheduler import messages, teams
+from scheduler import cancelling, messages, teams
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.models import MESSAGE_STATUSES, GmailAccount
@@ -144,10 +145,10 @@ def message_page(message_id):
 
 
 def _action(message_id: str, action, verb: str):
+    """Run `action(team_id, message_id, now, by)` (it opens its own transactions)."""
     c = ctx()
     try:
-        with c.db.write() as s:
-            action(s, g.team_id, message_id, utcnow(), f"ui:{g.user_id}")
+        action(g.team_id, message_id, utcnow(), f"ui:{g.user_id}")
     except DomainError as exc:
         flash(exc.message, "error")
         audit.skip()
@@ -164,7 +165,9 @@ def _action(message_id: str, action, verb: str):
 @login_required
 def cancel(message_id):
     """Cancel from the queue or the message page."""
-    return _action(message_id, messages.cancel_message, "cancelled")
+    c = ctx()
+    return _action(message_id, partial(cancelling.cancel, c.db, c.settings, c.cipher),
+                   "cancelled")
 
 
 @bp.post("/messages/<message_id>/edit")
@@ -201,4 +204,7 @@ def edit_message(message_id):
 @login_required
 def send_now(message_id):
     """Send an open message now."""
-    return _action(message_id, messages.send_now, "released now")
+    def send_now(team_id, mid, now, by):
+        with ctx().db.write() as s:
+            messages.send_now(s, team_id, mid, now, by)
+    return _action(message_id, send_now, "released now")

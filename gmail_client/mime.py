@@ -54,11 +54,30 @@ def _text_header(name: str, value: str):
     return value if value.isascii() else Header(value, "utf-8", header_name=name)
 
 
+class UnsendableAddress(ValueError):
+    """An address that cannot go in an RFC 5322 header without SMTPUTF8."""
+
+
+def _ascii_addr_spec(name: str, addr_spec: str) -> str:
+    if addr_spec.isascii():
+        return addr_spec
+    local, _, domain = addr_spec.rpartition("@")
+    if not local.isascii():
+        raise UnsendableAddress(f"the {name} address {addr_spec!r} has non-ASCII characters "
+                                f"before the @, which Gmail's API cannot send")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as exc:
+        raise UnsendableAddress(f"the {name} address {addr_spec!r} has a domain that is "
+                                f"not a valid internationalized name: {exc}") from None
+
+
 def _address(name: str, addr: Address | tuple[str, str]) -> str:
     # A (display name, address) pair as email.utils.parseaddr gives it, or an Address.
     pair = ((addr.display_name or "", addr.addr_spec) if isinstance(addr, Address)
             else addr)
-    return _one_line(name, formataddr((_one_line(name, pair[0] or ""), pair[1]), "utf-8"))
+    spec = _ascii_addr_spec(name, pair[1])
+    return _one_line(name, formataddr((_one_line(name, pair[0] or ""), spec), "utf-8"))
 
 
 # Every part is UTF-8 text in base64: its headers never vary.

@@ -15,11 +15,12 @@ import random
 import uuid
 from email.headerregistry import Address
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gmail_client.mime import make_message_id
 from scheduler import events, lookup, messages, templates, tracking
+from scheduler.db import Database
 from scheduler.errors import InvalidInput
 from scheduler.models import Campaign, Contact, Message, MessageEvent
 from scheduler.timing import Recipient, plan
@@ -241,6 +242,7 @@ def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime,
             hold_kind="missing_data" if hold else None, attempts=0, needs_reconcile=False,
             opens=0, clicks=0, machine_opens=0, machine_clicks=0,
             rfc822_id=make_message_id(f"mr.{mid}", domain), campaign_id=campaign.id,
+            origin_key=origin_key(campaign.id, contact.id, 0),
             variant=variant["key"], follows_id=None, follow_unless=None, created_at=now,
             updated_at=now))
         evts.append({"message_id": mid, "type": "held" if hold else "scheduled", "at": now,
@@ -260,6 +262,7 @@ def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime,
                          "status": "held" if shold else "scheduled", "release_at": at,
                          "error": shold, "hold_kind": "missing_data" if shold else None,
                          "rfc822_id": make_message_id(f"mr.{fid}", domain),
+                         "origin_key": origin_key(campaign.id, contact.id, n),
                          "variant": f"{variant['key']}.{n}", "follows_id": previous,
                          "follow_unless": step["unless"]})
             evts.append({"message_id": fid, "type": "held" if shold else "scheduled",
@@ -272,6 +275,11 @@ def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime,
     if progress is not None:
         progress(done)
     return total
+
+
+def origin_key(campaign_id: int, contact_id: int, step: int) -> str:
+    """The one message a campaign may make for a contact at a step (0: the first email)."""
+    return f"campaign:{campaign_id}:contact:{contact_id}:step:{step}"
 
 
 def _insert(session: Session, rows: list[dict], evts: list[dict]) -> int:
@@ -298,18 +306,37 @@ def variant_stats(session: Session, campaign: Campaign) -> dict[str, dict]:
     return out
 
 
-def decide_due(session: Session, now: dt.datetime) -> list[int]:
-    """Decide every A/B test whose window has passed and send the winner to the rest."""
+def decide_due(db: Database, now: dt.datetime) -> list[int]:
+    """Decide every A/B test whose window has passed and send the winner to the rest.
+
+    Each campaign in its own transaction, owned by whichever worker moves it out of
+    'testing' first (see `decide`); returns the ids this caller decided.
+    """
+    with db.read() as session:
+        due = session.scalars(select(Campaign.id).where(
+            Campaign.status == "testing", Campaign.decide_at <= now)).all()
     done = []
-    for campaign in session.scalars(select(Campaign).where(
-            Campaign.status == "testing", Campaign.decide_at <= now)).all():
-        decide(session, campaign, now)
-        done.append(campaign.id)
+    for campaign_id in due:
+        with db.write() as session:
+            if decide(session, campaign_id, now):
+                done.append(campaign_id)
     return done
 
 
-def decide(session: Session, campaign: Campaign, now: dt.datetime) -> None:
-    """Pick the winner (explained) and queue it for the rest of the audience."""
+def decide(session: Session, campaign_id: int, now: dt.datetime) -> bool:
+    """Pick the winner (explained) and queue it for the rest of the audience.
+
+    The decision is claimed by a conditional UPDATE (testing → done) in the transaction
+    that queues the rest: a second worker's UPDATE waits for this one and then matches
+    nothing (False: someone else decided). The messages' origin keys are unique per
+    (campaign, contact, step), so even a wrong claim could not queue anyone twice.
+    """
+    moved = session.execute(update(Campaign).where(
+        Campaign.id == campaign_id, Campaign.status == "testing").values(
+        status="done", decided_at=now).execution_options(synchronize_session=False)).rowcount
+    if moved != 1:
+        return False
+    campaign = session.get(Campaign, campaign_id, populate_existing=True)
     metric, need = campaign.ab["metric"], campaign.ab["min_per_variant"]
     stats = variant_stats(session, campaign)
     keys = [v["key"] for v in campaign.variants]
@@ -326,7 +353,7 @@ def decide(session: Session, campaign: Campaign, now: dt.datetime) -> None:
         reason = (f"{winner} had the best {metric} rate ({best:.1%})" if len(leaders) == 1
                   else f"tie at {best:.1%} {metric} rate between {', '.join(leaders)}: the "
                        f"first of them, {winner}")
-    campaign.winner, campaign.status, campaign.decided_at = winner, "done", now
+    campaign.winner = winner
     campaign.decision = {"winner": winner, "reason": reason, "metric": metric,
                          "stats": {k: stats[k]["rates"] for k in keys}}
     rest = session.scalars(select(Contact).where(Contact.id.in_(campaign.pending or []),
@@ -336,6 +363,7 @@ def decide(session: Session, campaign: Campaign, now: dt.datetime) -> None:
     queued = _queue(session, campaign, [(c, variant) for c in rest], now)
     campaign.pending = []
     campaign.counts = {**campaign.counts, "queued": campaign.counts.get("queued", 0) + queued}
+    return True
 
 
 def get_campaign(session: Session, team_id: int, campaign_id) -> Campaign:

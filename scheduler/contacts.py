@@ -9,11 +9,10 @@ from functools import lru_cache
 from typing import BinaryIO, Callable, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scheduler import lookup
+from scheduler import addresses, lookup
 from scheduler.db import Database
 from scheduler.errors import InvalidInput
 from scheduler.models import SUBSCRIPTION_STATES, Contact
@@ -32,17 +31,11 @@ class RowError(ValueError):
 
 
 def normalize_email(value) -> str:
-    """A valid address, normalized and lower-cased; RowError otherwise."""
-    if not isinstance(value, str) or not value.strip():
-        raise RowError("email is missing")
-    text = value.strip()
-    if any(c in text for c in "\r\n<>,;"):
-        raise RowError(f"email is not a single address: {text!r}")
+    """A valid address, in ASCII form and lower-cased; RowError otherwise."""
     try:
-        checked = validate_email(text, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise RowError(f"email {text!r} is not valid: {exc}") from None
-    return checked.normalized.lower()
+        return addresses.normalize_email(value)
+    except addresses.AddressError as exc:
+        raise RowError(str(exc)) from None
 
 
 @lru_cache(maxsize=1024)

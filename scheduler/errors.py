@@ -34,6 +34,12 @@ class TemplateError(InvalidInput):
         self.line = line
 
 
+class RenderError(TemplateError):
+    """A template that compiles but fails while rendering with this data (1/0, say)."""
+
+    code = "render_error"
+
+
 class MissingData(Exception):
     """A template used a variable (or an attribute of one) with no value and no fallback."""
 

@@ -27,7 +27,7 @@ ROTATION_GRACE = dt.timedelta(hours=24)
 MAX_EVENT_BYTES = 64 * 1024
 MAX_ID_CHARS = 200
 OPERATORS = ("equals", "not_equals", "greater", "less", "contains", "exists")
-OPEN = ("scheduled", "held", "retry_wait", "draft")
+OPEN = queue.OPEN_STATUSES
 
 class Unauthorized(DomainError):
     """A missing, forged or stale signature (401)."""
@@ -337,7 +337,7 @@ def _cancel(session: Session, team_id: int, name: str, contact: Contact, now: dt
         Message.status.in_(OPEN), Message.contact_id == contact.id)).all()
     done = []
     for mid in ids:
-        if queue.transition(session, mid, team_id, OPEN, "cancelled", now,
+        if queue.transition(session, mid, team_id, "cancel", now,
                             {"by": f"event:{name}", "event_id": event_row_id},
                             lease_until=None, hold_until=None):
             done.append(mid)

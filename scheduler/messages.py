@@ -8,12 +8,12 @@ import uuid
 from zoneinfo import ZoneInfo
 from email.headerregistry import Address
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from gmail_client.mime import make_message_id
 from scheduler import amp, content, queue, teams, templates, tracking
+from scheduler.addresses import parse_address
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.models import (
     MESSAGE_STATUSES,
@@ -28,24 +28,6 @@ from scheduler.templates import check_parts, text_field
 from scheduler.timing import Recipient, plan
 
 EDITABLE_FIELDS = ("to", "subject", "html", "text", "amp", "data")
-
-
-def parse_address(value, field: str) -> Address:
-    """Parse `addr` or `Name <addr>`; raise InvalidInput naming `field` when invalid."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{field} must be an email address", field=field)
-    if "\r" in value or "\n" in value:
-        raise InvalidInput(f"{field} must be on one line", field=field)
-    from email.utils import parseaddr
-    name, addr = parseaddr(value.strip())
-    if not addr or "@" not in addr:
-        raise InvalidInput(f"{field} is not an email address: {value!r}", field=field)
-    try:
-        checked = validate_email(addr, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise InvalidInput(f"{field} is not a valid address: {exc}", field=field) from None
-    local, _, domain = checked.normalized.rpartition("@")
-    return Address(display_name=name, username=local, domain=domain)
 
 
 def _data_field(body: dict) -> dict:
@@ -191,13 +173,17 @@ def _team_tracks(session: Session, team_id: int) -> bool:
     return bool(session.scalar(select(Team.tracking).where(Team.id == team_id)))
 
 
-def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
-                   now: dt.datetime) -> Message:
+def create_message(session: Session, *, team_id: int, user_id: int | None, body: dict,
+                   now: dt.datetime, origin_key: str | None = None,
+                   hold: tuple[str, str] | None = None, note: dict | None = None) -> Message:
     """Validate a POST /messages body and queue the message (or hold it if data is missing).
 
     With template_id the template's content is copied: what was queued is what is sent,
     whatever later happens to the template. The recipient's contact fields (if the
-    address is a contact) are merged under `data`.
+    address is a contact) are merged under `data`. `"draft": true` keeps it a draft until
+    it is scheduled (send now, or a PATCH with a time). A machine that makes the message
+    (a rule, a schedule) names it by `origin_key`, unique in the database; `hold` =
+    (kind, reason) holds it for a person; `note` goes on its first timeline entry.
     """
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
@@ -219,8 +205,15 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
     if in_reply_to and not thread_id:
         raise InvalidInput("in_reply_to needs thread_id (the Gmail thread to reply in)",
                            field="thread_id")
+    draft = body.get("draft", False)
+    if not isinstance(draft, bool):
+        raise InvalidInput("draft must be true or false", field="draft")
     hold_reason = _render_check(parts["subject"], parts["html"], parts["text"], data,
                                 parts["amp"], parts["sources"])
+    hold_kind = "missing_data" if hold_reason else None
+    if hold is not None and not hold_reason:
+        hold_kind, hold_reason = hold
+    status = "held" if hold_reason else "draft" if draft else "scheduled"
 
     message_id = uuid.uuid4().hex
     message = Message(
@@ -231,9 +224,8 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
         transactional=parts["transactional"],
         tracking=parts["tracking"] and _team_tracks(session, team_id),
         contact_id=contact.id if contact else None,
-        data=data, status="held" if hold_reason else "scheduled",
-        release_at=release_at, error=hold_reason,
-        hold_kind="missing_data" if hold_reason else None,
+        data=data, status=status, release_at=release_at, error=hold_reason,
+        hold_kind=hold_kind, origin_key=origin_key,
         rfc822_id=make_message_id(f"mr.{message_id}", account.email.rpartition("@")[2]),
         reply_thread_id=thread_id, in_reply_to=in_reply_to,
         thread_references=(references or in_reply_to) if in_reply_to else None,
@@ -248,7 +240,7 @@ def create_message(session: Session, *, team_id: int, user_id: int, body: dict,
         detail["template_id"] = parts["template_id"]
     if hold_reason:
         detail["reason"] = hold_reason
-    queue.record_event(session, message_id, message.status, now, detail)
+    queue.record_event(session, message_id, message.status, now, {**detail, **(note or {})})
     return message
 
 
@@ -319,12 +311,79 @@ def _not_open(message: Message, action: str) -> Conflict:
                     code=f"not_{action.replace(' ', '_')}able")
 
 
+class SendInDoubt(Conflict):
+    """Cancel asked of a message whose worker died after it may have sent it: look in
+    Gmail first (`settle_cancel`)."""
+
+    code = "send_in_doubt"
+
+    def __init__(self, message: Message):
+        super().__init__(f"message {message.id} may have been sent by a worker that stopped; "
+                         f"it must be looked up in Gmail before it can be cancelled",
+                         field="status")
+        self.message_id, self.account_id = message.id, message.account_id
+        self.rfc822_id, self.claim_token = message.rfc822_id, message.claim_token
+
+
+def _stuck(message: Message, now: dt.datetime) -> bool:
+    """Sending, but its worker's lease has run out: nobody is sending it now."""
+    return (message.status == "sending" and message.lease_until is not None
+            and message.lease_until < now)
+
+
 def cancel_message(session: Session, team_id: int, message_id: str, now: dt.datetime,
                    by: str) -> Message:
-    """Cancel unless sending has begun (then 409): never both cancelled and sent."""
+    """Cancel unless sending has begun (then 409): never both cancelled and sent.
+
+    A message left 'sending' by a worker that stopped (its lease expired) can be
+    cancelled too: at once if that worker never reached Gmail, otherwise SendInDoubt
+    asks the caller to look in Gmail first.
+    """
     message = get_message(session, team_id, message_id)
-    if not queue.transition(session, message_id, team_id, queue.OPEN_STATUSES, "cancelled",
-                            now, {"by": by}, lease_until=None, hold_until=None):
+    if queue.transition(session, message_id, team_id, "cancel", now, {"by": by},
+                        lease_until=None, hold_until=None):
+        session.refresh(message)
+        return message
+    session.refresh(message)
+    if _stuck(message, now):
+        if message.needs_reconcile:
+            raise SendInDoubt(message)
+        if _cancel_stuck(session, message, now, {"by": by, "lease_expired": True}):
+            session.refresh(message)
+            return message
+        session.refresh(message)
+    raise _not_open(message, "cancel")
+
+
+def _cancel_stuck(session: Session, message: Message, now: dt.datetime, detail: dict,
+                  ) -> bool:
+    # Only while the lease stays expired and nobody claimed it again meanwhile.
+    return queue.transition(session, message.id, message.team_id, "cancel_stuck", now, detail,
+                            where=(Message.lease_until < now,
+                                   Message.claim_token == message.claim_token),
+                            lease_until=None, claim_token=None, needs_reconcile=False)
+
+
+def settle_cancel(session: Session, team_id: int, doubt: SendInDoubt,
+                  found: list[dict] | None, now: dt.datetime, by: str) -> Message:
+    """Finish a cancel in doubt with what Gmail said: `found` (the messages with its
+    Message-ID) makes it sent, and the cancel a 409; an empty list cancels it; None
+    means Gmail could not be asked (no read access): cancelled, saying it may have left."""
+    message = get_message(session, team_id, doubt.message_id)
+    if not _stuck(message, now) or message.claim_token != doubt.claim_token:
+        raise _not_open(message, "cancel")
+    if found:
+        claim = queue.Claim(message.id, message.claim_token, message.lease_until, True,
+                            message.attempts, message.account_id)
+        queue.mark_sent(session, claim, now, found[0]["id"], found[0].get("threadId", ""),
+                        message.subject or message.subject_tpl, reconciled=True)
+        session.refresh(message)
+        raise Conflict("cannot cancel: Gmail shows this message was already sent",
+                       field="status", code="not_cancelable")
+    detail = {"by": by, "lease_expired": True,
+              "reconciled": "not in the mailbox" if found is not None else
+              "delivery unknown: the account grants no read access to check"}
+    if not _cancel_stuck(session, message, now, detail):
         session.refresh(message)
         raise _not_open(message, "cancel")
     session.refresh(message)
@@ -344,7 +403,7 @@ def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
     if message.status == "held" and message.hold_kind == "delivery_unknown":
         # The user has decided: send it again even though an earlier attempt may have left.
         values["needs_reconcile"] = False
-    if not queue.transition(session, message_id, team_id, queue.OPEN_STATUSES, "scheduled",
+    if not queue.transition(session, message_id, team_id, "schedule",
                             now, {"by": by, "send_now": True}, release_at=now, error=None,
                             hold_kind=None, hold_until=None, **values):
         session.refresh(message)
@@ -359,7 +418,7 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
     if not isinstance(body, dict) or not body:
         raise InvalidInput("the body must be a non-empty JSON object")
     unknown = set(body) - set(EDITABLE_FIELDS) - {"send_at", "delay_seconds", "local_time",
-                                                  "best_hour", "window"}
+                                                  "best_hour", "window", "draft"}
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidInput(f"{name} cannot be changed", field=name)
@@ -379,14 +438,25 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
         values["release_at"] = plan(body, now, recipient_timing(session, team_id, contact,
                                                                 body))[0]
     hold_reason = _render_check(subject, html, text, data, amp, message.sources)
-    to_status = "held" if hold_reason else "scheduled"
+    draft = body.get("draft")
+    if draft is not None and not isinstance(draft, bool):
+        raise InvalidInput("draft must be true or false", field="draft")
+    # A draft stays one until it is given a time or "draft": false.
+    stays_draft = (message.status == "draft" and draft is not False
+                   and "release_at" not in values) or draft is True
+    change = "edit_held" if hold_reason else "edit_draft" if stays_draft else "schedule"
+    if change == "edit_draft" and message.status != "draft":
+        raise InvalidInput("only a draft can stay a draft: a queued message cannot go back",
+                           field="draft")
+    if message.status == "draft" and change == "schedule" and "release_at" not in values:
+        values["release_at"] = max(message.release_at, now)  # its time, or now if passed
     detail = {"by": by, "changed": sorted(body)}
     if "release_at" in values:
         detail["release_at"] = values["release_at"].isoformat()
     if hold_reason:
         detail["reason"] = hold_reason
-    if not queue.transition(session, message_id, team_id, queue.OPEN_STATUSES, to_status,
-                            now, detail, error=hold_reason,
+    if not queue.transition(session, message_id, team_id, change, now, detail,
+                            error=hold_reason,
                             hold_kind="missing_data" if hold_reason else None, hold_until=None,
                             **values):
         session.refresh(message)

@@ -307,6 +307,10 @@ class Schedule(Base):
     to_addr: Mapped[str] = mapped_column(String(400))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     next_at: Mapped[dt.datetime | None] = mapped_column(index=True)  # None: no more
+    # Occurrences missed by more than the maximum lateness (the workers were down):
+    # "latest" sends only the most recent one, "all" sends each, "hold" holds them.
+    catch_up: Mapped[str] = mapped_column(String(10), default="latest",
+                                          server_default="latest")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     occurrences: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -335,6 +339,21 @@ class Campaign(Base):
     decision: Mapped[dict[str, Any] | None] = mapped_column()
     counts: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key and the first answer it got, kept 24 h per team."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("team_id", "key", name="uq_idempotency_key_team_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    # The method, path and body it was first sent with (SHA-256), to refuse another body.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Message(Base):
@@ -396,6 +415,10 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claim_token: Mapped[str | None] = mapped_column(String(32))
     rfc822_id: Mapped[str] = mapped_column(String(300), unique=True)
+    # What made this message, when a machine did (a campaign phase for a contact, a
+    # schedule's occurrence, a rule for an event): unique, so that no decision, however
+    # often it runs, can make the same mail twice.
+    origin_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     reply_thread_id: Mapped[str | None] = mapped_column(String(100))
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     # The thread's Message-IDs, oldest first, for the References header of a reply.
@@ -440,5 +463,5 @@ class WorkerHeartbeat(Base):
 
 __all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "AccountShare", "Invitation",
            "AuditEntry", "ApiToken", "Template",
-           "Contact", "Rule", "Event", "Schedule", "Campaign", "Message",
+           "Contact", "Rule", "Event", "Schedule", "Campaign", "Message", "IdempotencyKey",
            "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "HOLD_KINDS", "UTCDateTime"]

@@ -10,7 +10,7 @@ import html2text
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
-from scheduler.errors import MissingData, TemplateError
+from scheduler.errors import MissingData, RenderError, TemplateError
 
 # StrictUndefined: a variable with no value and no `default` raises instead of printing ''.
 _HTML_ENV = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
@@ -65,6 +65,20 @@ def render_part(part: str, source: str, data: dict) -> str:
         raise MissingData(text, part) from exc
     except SecurityError as exc:
         raise TemplateError(f"not allowed in a template: {exc}", field=part) from exc
+    except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as exc:
+        # The template itself fails with this data ({{ 1/0 }}, a huge range...): say where.
+        raise RenderError(f"{type(exc).__name__}: {exc}", field=part,
+                          line=_template_line(exc)) from exc
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line an error was raised on (Jinja maps its frames to the source)."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def variables(part: str, source: str) -> set[str]:

@@ -13,14 +13,16 @@ from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, true,
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
+from scheduler import transitions
 from scheduler.models import Contact, GmailAccount, Message, MessageEvent
+from scheduler.transitions import Status
 
 # Queue operations run on an ORM Session (API) or a Core Connection (the worker's hot path).
 Executor = Session | Connection
 
-DUE_STATUSES = ("scheduled", "retry_wait")
+DUE_STATUSES = tuple(str(s) for s in transitions.DUE)
 # States a user may still change; once 'sending' starts, only the worker moves a message.
-OPEN_STATUSES = ("draft", "scheduled", "held", "retry_wait")
+OPEN_STATUSES = tuple(str(s) for s in transitions.OPEN)
 
 
 # The release hot path runs these once per message: built once on the Core tables, with
@@ -38,6 +40,9 @@ _MARK_SENT = update(_M).where(_MINE).values(
     gmail_thread_id=bindparam("b_tid"), subject=bindparam("b_subject"),
     needs_reconcile=False, error=None)
 _EXTEND_LEASE = update(_M).where(_MINE).values(lease_until=bindparam("b_until"))
+# The last renewal before the Gmail request: from here on, the send may have left.
+_IN_FLIGHT = update(_M).where(_MINE).values(lease_until=bindparam("b_until"),
+                                            needs_reconcile=True)
 # Whatever left counts against Gmail's quota, whatever happened to it later (a bounce):
 # sent_at alone, so the count is read from the (account_id, sent_at) index only.
 _SENT_SINCE = select(func.count()).where(
@@ -103,9 +108,10 @@ def claim_due(session: Executor, now: dt.datetime, lease_seconds: float,
 
     Due: scheduled or retry_wait with release_at <= now; held with a hold_until that has
     passed (a daily limit's window reopened); or 'sending' whose lease expired (a worker
-    died mid-send). The latter come back with needs_reconcile set, because the SET clause
-    reads the row's old status: that send may already have left. `only_account` claims
-    one account's messages (a sender thread going on with its account's backlog).
+    died). Such a message is reconciled only if its worker had begun the send: the last
+    renewal before the Gmail request sets needs_reconcile (see `clear_to_send`), so a
+    claim lost before that is simply sent. `only_account` claims one account's messages
+    (a sender thread going on with its account's backlog).
     """
     token = secrets.token_hex(16)
     lease_until = now + dt.timedelta(seconds=lease_seconds)
@@ -115,7 +121,6 @@ def claim_due(session: Executor, now: dt.datetime, lease_seconds: float,
         update(Message)
         .where(Message.id.in_(due.scalar_subquery()))
         .values(
-            needs_reconcile=or_(Message.needs_reconcile, Message.status == "sending"),
             status="sending",
             lease_until=lease_until,
             claim_token=token,
@@ -137,10 +142,13 @@ def claim_due(session: Executor, now: dt.datetime, lease_seconds: float,
     return claims
 
 
-def _finish(session: Executor, claim: Claim, now: dt.datetime, event: str,
+def _finish(session: Executor, claim: Claim, now: dt.datetime, change: str, event: str,
             detail: dict | None, **values) -> bool:
+    """A worker's change of a message it holds (sending, with its claim token)."""
+    step = transitions.get(change)
+    assert Status.SENDING in step.sources, change
     stmt = update(_M).where(_MINE).values(lease_until=None, claim_token=None, updated_at=now,
-                                          **values)
+                                          status=str(step.target), **values)
     moved = session.execute(stmt, {"b_mid": claim.message_id,
                                    "b_tok": claim.token}).rowcount == 1
     if moved:
@@ -165,14 +173,13 @@ def mark_sent(session: Executor, claim: Claim, now: dt.datetime, gmail_id: str,
 def mark_retry(session: Executor, claim: Claim, now: dt.datetime, retry_at: dt.datetime,
                error: str, needs_reconcile: bool) -> bool:
     """sending → retry_wait until `retry_at`."""
-    return _finish(session, claim, now, "retry_wait",
+    return _finish(session, claim, now, "retry", "retry_wait",
                    {"error": error, "retry_at": retry_at.isoformat()},
-                   status="retry_wait", release_at=retry_at, error=error,
-                   needs_reconcile=needs_reconcile)
+                   release_at=retry_at, error=error, needs_reconcile=needs_reconcile)
 
 
 def mark_held(session: Executor, claim: Claim, now: dt.datetime, kind: str, reason: str,
-              needs_reconcile: bool = False, until: dt.datetime | None = None) -> bool:
+              needs_reconcile: bool | None = None, until: dt.datetime | None = None) -> bool:
     """sending → held: it waits for a person (data, reconnection, a decision) or, with
     `until`, for a time (a daily limit's window)."""
     detail = {"kind": kind, "reason": reason}
@@ -181,24 +188,31 @@ def mark_held(session: Executor, claim: Claim, now: dt.datetime, kind: str, reas
         detail["until"] = until.isoformat()
         # It is due again when the hold ends: lateness counts from then, not from before.
         values["release_at"] = until
-    return _finish(session, claim, now, "held", detail, status="held", error=reason,
+    if needs_reconcile is None:  # an earlier attempt's doubt survives the hold
+        needs_reconcile = claim.needs_reconcile
+    return _finish(session, claim, now, "hold", "held", detail, error=reason,
                    hold_kind=kind, hold_until=until, needs_reconcile=needs_reconcile,
                    **values)
 
 
-def release_claim(session: Executor, claim: Claim, now: dt.datetime) -> bool:
-    """sending → scheduled without an attempt, due again at once (the worker is stopping).
+def release_claim(session: Executor, claim: Claim, now: dt.datetime,
+                  reason: str = "worker stopped before sending; released its claim") -> bool:
+    """sending → scheduled without an attempt, due again at once: nothing was written to
+    Gmail (the worker is stopping, or failed before the send).
 
     A claim whose lease another worker has taken over matches nothing: a no-op."""
-    return _finish(session, claim, now, "scheduled", {"reason": "worker stopped before "
-                   "sending; released its claim"}, status="scheduled",
-                   attempts=_M.c.attempts - 1)
+    return _finish(session, claim, now, "give_back", "scheduled",
+                   {"reason": reason}, attempts=_M.c.attempts - 1,
+                   needs_reconcile=claim.needs_reconcile)
 
 
-def extend_lease(session: Executor, claim: Claim, until: dt.datetime) -> bool:
-    """Keep a claim while it waits for its pacing slot, and for the send itself."""
-    return session.execute(_EXTEND_LEASE, {"b_mid": claim.message_id, "b_tok": claim.token,
-                                           "b_until": until}).rowcount == 1
+def extend_lease(session: Executor, claim: Claim, until: dt.datetime,
+                 in_flight: bool = False) -> bool:
+    """Keep a claim while it waits for its pacing slot, and for the send itself
+    (`in_flight`: the send follows at once, so from here on it may have left)."""
+    return session.execute(_IN_FLIGHT if in_flight else _EXTEND_LEASE,
+                           {"b_mid": claim.message_id, "b_tok": claim.token,
+                            "b_until": until}).rowcount == 1
 
 
 _SENT_EARLIER = _M.alias("earlier")
@@ -207,8 +221,8 @@ _C = Contact.__table__
 _CLEAR: dict[tuple[bool, bool], object] = {}
 
 
-def _clear_statement(check_recipient: bool, check_cap: bool):
-    statement = _CLEAR.get((check_recipient, check_cap))
+def _clear_statement(check_recipient: bool, check_cap: bool, in_flight: bool):
+    statement = _CLEAR.get((check_recipient, check_cap, in_flight))
     if statement is None:
         conditions = [_MINE]
         if check_recipient:
@@ -220,27 +234,31 @@ def _clear_statement(check_recipient: bool, check_cap: bool):
                 _SENT_EARLIER.c.account_id == _M.c.account_id,
                 _SENT_EARLIER.c.sent_at >= bindparam("b_since")).scalar_subquery()
                 < bindparam("b_cap"))
-        statement = _CLEAR[(check_recipient, check_cap)] = (
-            update(_M).where(*conditions).values(lease_until=bindparam("b_until")))
+        values = {"lease_until": bindparam("b_until")}
+        if in_flight:
+            values["needs_reconcile"] = True
+        statement = _CLEAR[(check_recipient, check_cap, in_flight)] = (
+            update(_M).where(*conditions).values(**values))
     return statement
 
 
 def clear_to_send(session: Executor, claim: Claim, until: dt.datetime,
                   recipient: str | None = None,
-                  cap: tuple[int, dt.datetime] | None = None) -> bool:
+                  cap: tuple[int, dt.datetime] | None = None, in_flight: bool = True) -> bool:
     """Renew the lease to `until` if nothing stops the send, in one statement.
 
     Nothing stops it when the claim is still this worker's, `recipient` (a lower-case
     address, or None for transactional mail) has not unsubscribed or bounced, and, with
     `cap` = (cap, since), the account has sent fewer than cap messages since `since`.
-    False: something does; the caller finds out what.
+    False: something does; the caller finds out what. `in_flight` (the send follows at
+    once, no pacing wait) marks the message as possibly sent from here on.
     """
     params = {"b_mid": claim.message_id, "b_tok": claim.token, "b_until": until}
     if recipient is not None:
         params["b_email"] = recipient
     if cap is not None:
         params["b_cap"], params["b_since"] = cap
-    statement = _clear_statement(recipient is not None, cap is not None)
+    statement = _clear_statement(recipient is not None, cap is not None, in_flight)
     return session.execute(statement, params).rowcount == 1
 
 
@@ -282,8 +300,10 @@ def release_held(session: Executor, account_id: int, kind: str, now: dt.datetime
         Message.hold_kind == kind)).all()
     if not ids:
         return 0
-    session.execute(update(Message).where(Message.id.in_(ids), Message.status == "held")
-                    .values(status="scheduled", release_at=now, hold_kind=None,
+    step = transitions.get("release_held")
+    session.execute(update(Message).where(Message.id.in_(ids),
+                                          Message.status.in_([str(x) for x in step.sources]))
+                    .values(status=str(step.target), release_at=now, hold_kind=None,
                             hold_until=None, error=None, updated_at=now)
                     .execution_options(synchronize_session=False))
     for message_id in ids:
@@ -293,37 +313,44 @@ def release_held(session: Executor, account_id: int, kind: str, now: dt.datetime
 
 def mark_suppressed(session: Executor, claim: Claim, now: dt.datetime, reason: str) -> bool:
     """sending → cancelled: the recipient unsubscribed or bounced; never sent to them."""
-    return _finish(session, claim, now, "suppressed", {"reason": reason}, status="cancelled",
+    return _finish(session, claim, now, "suppress", "suppressed", {"reason": reason},
                    error=reason, needs_reconcile=False)
 
 
 def mark_skipped(session: Executor, claim: Claim, now: dt.datetime, reason: str) -> bool:
     """sending → cancelled: a follow-up step that must not go (a reply came, say)."""
-    return _finish(session, claim, now, "skipped", {"reason": reason}, status="cancelled",
+    return _finish(session, claim, now, "skip", "skipped", {"reason": reason},
                    error=reason, needs_reconcile=False)
 
 
 def mark_failed(session: Executor, claim: Claim, now: dt.datetime, error: str) -> bool:
     """sending → failed, permanently, with Gmail's reason."""
-    return _finish(session, claim, now, "failed", {"error": error}, status="failed",
+    return _finish(session, claim, now, "fail", "failed", {"error": error},
                    error=error, needs_reconcile=False)
 
 
-def transition(session: Executor, message_id: str, team_id: int, from_statuses,
-               to_status: str, now: dt.datetime, detail: dict | None = None,
-               **values) -> bool:
-    """A user's state change (cancel, send now, reschedule), only from `from_statuses`."""
+def transition(session: Executor, message_id: str, team_id: int, change: str,
+               now: dt.datetime, detail: dict | None = None, *, where=(), **values) -> bool:
+    """A person's (or an event's) change of a message, by its name in the transitions
+    table: only from that change's source statuses (and `where`, extra conditions)."""
+    step = transitions.get(change)
     stmt = (
         update(Message)
         .where(Message.id == message_id, Message.team_id == team_id,
-               Message.status.in_(tuple(from_statuses)))
-        .values(status=to_status, updated_at=now, **values)
+               Message.status.in_([str(x) for x in step.sources]), *where)
+        .values(status=str(step.target), updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
     moved = session.execute(stmt).rowcount == 1
     if moved:
-        record_event(session, message_id, to_status, now, detail)
+        record_event(session, message_id, str(step.target), now, detail)
     return moved
+
+
+def crash_count(session: Executor, message_id: str) -> int:
+    """How many times releasing this message crashed (its 'crashed' events)."""
+    return session.execute(select(func.count()).where(
+        _E.c.message_id == message_id, _E.c.type == "crashed")).scalar()
 
 
 def next_wakeup(session: Executor) -> dt.datetime | None:

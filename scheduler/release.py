@@ -7,6 +7,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -23,14 +24,15 @@ from gmail_client.errors import (
 from prometheus_client import Counter, Histogram
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import SQLAlchemyError
 
-from gmail_client.mime import build_message
+from gmail_client.mime import UnsendableAddress, build_message
 from gmail_client.oauth import ClientConfig, can_read
 from scheduler import accounts, queue, tracking
 from scheduler.content import ContentFetcher, ContentUnavailable
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
-from scheduler.errors import MissingData, TemplateError
+from scheduler.errors import MissingData, RenderError, TemplateError
 from scheduler.models import GmailAccount, Message, MessageEvent
 from scheduler.personalize import render_message
 from scheduler.sender import ServicePool
@@ -42,6 +44,8 @@ RELEASES = Counter("mailrelease_releases", "Claims released, by the status they 
                    ["outcome"])
 HOLDS = Counter("mailrelease_holds", "Messages held, by why", ["kind"])
 GMAIL_ERRORS = Counter("mailrelease_gmail_errors", "Gmail errors on send", ["kind"])
+CRASHES = Counter("mailrelease_release_crashes", "Unexpected errors while releasing a "
+                  "message, by exception class", ["class"])
 EVENT_TO_SEND = Histogram(
     "mailrelease_event_to_send_seconds", "From an event's arrival to Gmail's answer, for "
     "messages a rule queued with no delay", buckets=(0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30))
@@ -110,6 +114,9 @@ class Releaser:
         self.content = ContentFetcher(settings.content_hosts)
         self.links = tracking.Links(settings.secret_key, settings.public_url)
         self._local = threading.local()  # each sender thread's sends not yet written
+        # Claims a database outage kept from being given back (see _crashed).
+        self.pending: deque[tuple[queue.Claim, str]] = deque()
+        self._pending_lock = threading.Lock()
         # How many sends all workers together can make for one account between two reads
         # of its count; with pacing off, nothing bounds that, so the count is always read.
         rate = settings.sends_per_second
@@ -144,9 +151,81 @@ class Releaser:
         end). Until then the message stays `sending` under its lease, so a crash in between
         is reconciled (found by its Message-ID), never sent twice.
         """
-        outcome = self._release(claim, known, more)
+        self._local.in_flight = False
+        try:
+            outcome = self._release(claim, known, more)
+        except Exception as exc:  # noqa: BLE001 - every error has an exit (see _crashed)
+            outcome = self._crashed(claim, exc, in_flight=self._local.in_flight)
         RELEASES.labels(outcome).inc()
         return outcome
+
+    def _crashed(self, claim: queue.Claim, exc: Exception, in_flight: bool) -> str:
+        """Record an unexpected error on the message: never leave it `sending`.
+
+        A database error before the Gmail request gives the claim back at once (not
+        an attempt); if the database is down, the give-back waits in `pending` and is
+        retried by the worker's next pass, so releases resume within seconds of its
+        return. Any other error is written on the message's timeline with its class and
+        text and retried with backoff, up to `max_attempts` crashes, then `failed`. Only
+        an error during the Gmail request itself leaves the send in doubt (reconciled).
+        """
+        kind = type(exc).__name__
+        CRASHES.labels(kind).inc()
+        log.error("action=release_crashed message_id=%s class=%s in_flight=%s error=%s",
+                  claim.message_id, kind, in_flight, " ".join(str(exc).split())[:500],
+                  exc_info=not isinstance(exc, (SQLAlchemyError, UnsendableAddress)))
+        if isinstance(exc, SQLAlchemyError) and not in_flight:
+            return self._give_back_later(claim, f"database error before sending ({kind}); "
+                                                "released its claim")
+        text = " ".join(f"{kind}: {exc}".split())[:2000]
+        try:
+            with self._write() as conn:
+                queue.record_event(conn, claim.message_id, "crashed", self.clock(),
+                                   {"class": kind, "error": text, "in_flight": in_flight,
+                                    "attempt": claim.attempts})
+                crashes = queue.crash_count(conn, claim.message_id)
+                now = self.clock()
+                if isinstance(exc, UnsendableAddress) or crashes >= self.settings.max_attempts:
+                    why = (text if isinstance(exc, UnsendableAddress) else
+                           f"failed after {crashes} attempts; last error: {text}")
+                    queue.mark_failed(conn, claim, now, why)
+                    return "failed"
+                delay = backoff(crashes, None, self._rng, self.settings.retry_base_seconds)
+                queue.mark_retry(conn, claim, now, now + dt.timedelta(seconds=delay), text,
+                                 needs_reconcile=in_flight or claim.needs_reconcile)
+                return "retry_wait"
+        except SQLAlchemyError:
+            if in_flight:
+                return "sending"  # the lease expires and the message is reconciled
+            return self._give_back_later(claim, f"{kind} before sending, and the database "
+                                                "could not record it; released its claim")
+
+    def _give_back_later(self, claim: queue.Claim, reason: str) -> str:
+        """Give a never-sent claim back now, or as soon as the database answers again."""
+        try:
+            with self._write() as conn:
+                queue.release_claim(conn, claim, self.clock(), reason)
+        except SQLAlchemyError:
+            with self._pending_lock:
+                self.pending.append((claim, reason))
+        return "scheduled"
+
+    def retry_give_backs(self) -> int:
+        """Give back the claims a database outage kept (a worker's pass calls this first).
+
+        Returns how many went back; stops at the first failure (the database is still down).
+        """
+        done = 0
+        while True:
+            with self._pending_lock:
+                if not self.pending:
+                    return done
+                claim, reason = self.pending[0]
+            with self._write() as conn:
+                queue.release_claim(conn, claim, self.clock(), reason)
+            with self._pending_lock:
+                self.pending.popleft()
+            done += 1
 
     def _unwritten(self) -> list:
         if not hasattr(self._local, "sent"):
@@ -216,6 +295,12 @@ class Releaser:
         try:
             parts = render_message(message.subject_tpl, message.html_tpl, message.text_tpl,
                                    data, amp=message.amp_tpl)
+        except RenderError as exc:
+            # The template fails with this recipient's data: resending cannot help.
+            with self._write() as conn:
+                queue.mark_failed(conn, claim, self.clock(), f"the template fails at "
+                                  f"release: {exc}")
+            return "failed"
         except (MissingData, TemplateError) as exc:
             problem = str(exc)  # held, unless the checks below stop it first
         else:
@@ -235,6 +320,7 @@ class Releaser:
         if turn is not None:
             return turn
         service = self.pool.get(account.id, state.token_info)
+        self._local.in_flight = True  # an unexpected error from here on may follow a send
         try:
             if claim.needs_reconcile:
                 outcome = self._reconcile(claim, service, message, account, parts.subject)
@@ -248,6 +334,7 @@ class Releaser:
         finally:
             self._persist_refresh(state, service)
         state.sent_today += 1
+        self._local.in_flight = False
         sent_at = self.clock()
         self._unwritten().append((claim, sent_at, result, parts.subject))
         if not more:
@@ -340,8 +427,14 @@ class Releaser:
         with self._write() as conn:
             now = self.clock()
             cap = self._cap_to_check(state, now)
-            clear = (problem is None and cap is not False
-                     and queue.clear_to_send(conn, claim, now + cover, recipient, cap))
+            clear = problem is None and cap is not False
+            if clear and rate > 0:
+                # The slot first, so that the renewal knows whether the send follows at
+                # once (then it marks the message as possibly sent) or after a wait.
+                slot = queue.reserve_send_slot(conn, state.row.id, now, 1.0 / rate)
+                wait = (slot - now).total_seconds()
+            clear = clear and queue.clear_to_send(conn, claim, now + cover, recipient, cap,
+                                                  in_flight=wait <= 0)
             if not clear:
                 suppressed = recipient and self._suppressed(conn, message.team_id, recipient)
                 if suppressed:
@@ -353,14 +446,11 @@ class Releaser:
                                       until=limited[0])
                 if problem is not None:
                     return self._held(conn, claim, "missing_data", problem)
-            elif rate > 0:
-                slot = queue.reserve_send_slot(conn, state.row.id, now, 1.0 / rate)
-                wait = (slot - now).total_seconds()
         if clear and wait > 0:
             if self.stop.wait(wait):
                 return self.give_back(claim)
             with self._write() as conn:
-                clear = queue.extend_lease(conn, claim, self.clock() + cover)
+                clear = queue.extend_lease(conn, claim, self.clock() + cover, in_flight=True)
         elif self.stop.is_set():
             return self.give_back(claim)
         if not clear:

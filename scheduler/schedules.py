@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scheduler import lookup, messages, templates
@@ -20,6 +21,8 @@ log = logging.getLogger("mailrelease.schedules")
 # Occurrences are queued this far ahead, so a worker's round is never late for one.
 LOOKAHEAD = dt.timedelta(minutes=5)
 MAX_PER_ROUND = 50  # occurrences one schedule may queue in one round (catch-up included)
+MAX_STEPS = 20_000  # occurrences one round may look at (a minutely cron down for 2 weeks)
+CATCH_UP = ("latest", "all", "hold")
 
 
 def _trigger(cron: str, timezone: str) -> CronTrigger:
@@ -35,9 +38,27 @@ def _trigger(cron: str, timezone: str) -> CronTrigger:
 
 
 def next_after(cron: str, timezone: str, after: dt.datetime) -> dt.datetime | None:
-    """The first occurrence strictly after `after`, in UTC."""
-    fire = _trigger(cron, timezone).get_next_fire_time(None, after + dt.timedelta(seconds=1))
+    """The first occurrence strictly after `after`, in UTC.
+
+    As for local_time: a wall-clock time that a DST change skips moves forward by the gap
+    (APScheduler's cron trigger does this), and one that it repeats fires once, the
+    first time. A cron with a wildcard or step in its hour field (every hour, every 15
+    minutes) is a rhythm, not a wall-clock time, and keeps running through the repeat.
+    """
+    trigger = _trigger(cron, timezone)
+    wall_clock = not any(c in cron.split()[1] for c in "*/") if len(cron.split()) > 1 else False
+    fire = trigger.get_next_fire_time(None, after + dt.timedelta(seconds=1))
+    while fire is not None and wall_clock and _second_of_repeated(fire):
+        fire = trigger.get_next_fire_time(None, fire + dt.timedelta(seconds=1))
     return fire.astimezone(dt.timezone.utc) if fire else None
+
+
+def _second_of_repeated(fire: dt.datetime) -> bool:
+    """Whether this local time already happened an hour earlier (a fall-back night)."""
+    first = fire.replace(tzinfo=None).replace(tzinfo=fire.tzinfo, fold=0)
+    # Compared in UTC: aware datetimes that share a tzinfo compare as wall times.
+    return (first.utcoffset() != fire.utcoffset()
+            and first.astimezone(dt.timezone.utc) < fire.astimezone(dt.timezone.utc))
 
 
 def create_schedule(session: Session, team_id: int, user_id: int | None, body: dict,
@@ -45,7 +66,8 @@ def create_schedule(session: Session, team_id: int, user_id: int | None, body: d
     """Check and store a schedule: cron, timezone, template_id, to, optional data, name."""
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
-    unknown = set(body) - {"name", "cron", "timezone", "template_id", "to", "data"}
+    unknown = set(body) - {"name", "cron", "timezone", "template_id", "to", "data",
+                           "catch_up"}
     if unknown:
         raise InvalidInput(f"{sorted(unknown)[0]} is not a schedule field",
                            field=sorted(unknown)[0])
@@ -58,7 +80,11 @@ def create_schedule(session: Session, team_id: int, user_id: int | None, body: d
     data = body.get("data") or {}
     if not isinstance(data, dict):
         raise InvalidInput("data must be an object", field="data")
-    schedule = Schedule(team_id=team_id, created_by=user_id,
+    catch_up = body.get("catch_up", "latest")
+    if catch_up not in CATCH_UP:
+        raise InvalidInput(f"catch_up must be one of {', '.join(CATCH_UP)} (what to do with "
+                           f"occurrences missed while no worker ran)", field="catch_up")
+    schedule = Schedule(catch_up=catch_up, team_id=team_id, created_by=user_id,
                         name=str(body.get("name") or template.name)[:200], cron=cron.strip(),
                         timezone=timezone, template_id=template.id, to_addr=str(to),
                         data=data, next_at=first, active=True, created_at=now)
@@ -67,51 +93,96 @@ def create_schedule(session: Session, team_id: int, user_id: int | None, body: d
     return schedule
 
 
-def queue_due(db: Database, now: dt.datetime) -> int:
-    """Turn every occurrence due within LOOKAHEAD into a message; returns how many."""
+def queue_due(db: Database, now: dt.datetime,
+              max_lateness: dt.timedelta = dt.timedelta(days=1)) -> int:
+    """Turn every occurrence due within LOOKAHEAD into a message; returns how many.
+
+    Each schedule in its own transaction: a failure (a duplicate the database refused,
+    say) costs that schedule's round, not the others'.
+    """
     with db.read() as s:
         ids = s.scalars(select(Schedule.id).where(
             Schedule.active, Schedule.next_at.is_not(None),
             Schedule.next_at <= now + LOOKAHEAD)).all()
     made = 0
     for schedule_id in ids:
-        with db.write() as s:
-            made += queue_next(s, schedule_id, now)
+        try:
+            with db.write() as s:
+                made += queue_next(s, schedule_id, now, max_lateness)
+        except IntegrityError:
+            # Another worker made these occurrences' messages (the origin keys are unique).
+            log.warning("action=schedule_duplicate_refused schedule=%s", schedule_id)
     return made
 
 
-def queue_next(s: Session, schedule_id: int, now: dt.datetime) -> int:
-    """Queue one schedule's occurrences due within LOOKAHEAD; returns how many."""
+def _due_occurrences(schedule: Schedule, now: dt.datetime, max_lateness: dt.timedelta):
+    """([(occurrence, how)], the next occurrence to look at): how is None (on time),
+    "catch_up" (missed, send now) or "hold" (missed, held for a person)."""
+    horizon, late_before = now + LOOKAHEAD, now - max_lateness
+    made: list[tuple[dt.datetime, str | None]] = []
+    at, steps, latest_missed = schedule.next_at, 0, None
+    while (at is not None and at <= horizon and len(made) < MAX_PER_ROUND
+           and steps < MAX_STEPS):
+        steps += 1
+        if at < late_before and schedule.catch_up == "latest":
+            latest_missed = at  # only the most recent missed one goes
+        else:
+            if latest_missed is not None:
+                made.append((latest_missed, "catch_up"))
+                latest_missed = None
+            made.append((at, None if at >= late_before else
+                         "catch_up" if schedule.catch_up == "all" else "hold"))
+        at = next_after(schedule.cron, schedule.timezone, at)
+    # Stopped inside the missed stretch (MAX_STEPS): a later round finds a later one.
+    if latest_missed is not None and (at is None or at > horizon):
+        made.append((latest_missed, "catch_up"))
+    return made, at
+
+
+def queue_next(s: Session, schedule_id: int, now: dt.datetime,
+               max_lateness: dt.timedelta = dt.timedelta(days=1)) -> int:
+    """Queue one schedule's occurrences due within LOOKAHEAD; returns how many.
+
+    Occurrences missed by more than `max_lateness` (the workers were down) follow the
+    schedule's `catch_up`: "latest" sends the most recent one now, "all" each of them
+    now, "hold" holds them for a person to send or cancel.
+    """
     schedule = s.get(Schedule, schedule_id)
-    made = 0
-    while (schedule.active and schedule.next_at is not None
-           and schedule.next_at <= now + LOOKAHEAD and made < MAX_PER_ROUND):
-        at = schedule.next_at
-        following = next_after(schedule.cron, schedule.timezone, at)
-        # Advancing next_at only from the value read: two workers cannot queue it twice.
-        moved = s.execute(update(Schedule).where(Schedule.id == schedule.id,
-                                                 Schedule.next_at == at)
-                          .values(next_at=following, occurrences=Schedule.occurrences + 1)
-                          .execution_options(synchronize_session=False)).rowcount
-        if not moved:
-            return made
+    if not schedule.active or schedule.next_at is None:
+        return 0
+    first = schedule.next_at
+    due, following = _due_occurrences(schedule, now, max_lateness)
+    # Advancing next_at only from the value read: two workers cannot queue it twice (and
+    # the origin keys below would refuse it if they did).
+    moved = s.execute(update(Schedule).where(Schedule.id == schedule.id,
+                                             Schedule.next_at == first)
+                      .values(next_at=following, occurrences=Schedule.occurrences + len(due))
+                      .execution_options(synchronize_session=False)).rowcount
+    if not moved:
+        return 0
+    for at, how in due:
+        body = {"to": schedule.to_addr, "template_id": schedule.template_id,
+                "data": {**schedule.data, "occurrence": at.isoformat()}}
+        if how is None:
+            body["send_at"] = at.isoformat()
+        hold = None
+        if how == "hold":
+            hold = ("too_late", f"the {at.isoformat()} occurrence was missed (no worker was "
+                                f"running); send now or cancel")
         try:
-            message = messages.create_message(s, team_id=schedule.team_id,
-                                               user_id=schedule.created_by, body={
-                                                   "to": schedule.to_addr,
-                                                   "template_id": schedule.template_id,
-                                                   "data": {**schedule.data,
-                                                            "occurrence": at.isoformat()},
-                                                   "send_at": at.isoformat()}, now=now)
-            message.schedule_id = schedule.id
+            message = messages.create_message(
+                s, team_id=schedule.team_id, user_id=schedule.created_by, body=body, now=now,
+                origin_key=f"schedule:{schedule.id}:{at.isoformat()}", hold=hold,
+                note={"schedule_id": schedule.id, "occurrence": at.isoformat(),
+                      **({"caught_up": True} if how == "catch_up" else {})})
         except (InvalidInput, NotFound) as exc:  # the template is gone, say
             log.warning("action=schedule_stopped schedule=%s reason=%s", schedule.id, exc)
             s.execute(update(Schedule).where(Schedule.id == schedule.id)
                       .values(active=False))
-            return made
-        made += 1
-        s.refresh(schedule)
-    return made
+            return 0
+        message.schedule_id = schedule.id
+    s.flush()
+    return len(due)
 
 
 def schedule_as_dict(schedule: Schedule) -> dict:
@@ -120,7 +191,7 @@ def schedule_as_dict(schedule: Schedule) -> dict:
             "timezone": schedule.timezone, "template_id": schedule.template_id,
             "to": schedule.to_addr, "data": schedule.data, "active": schedule.active,
             "next_at": schedule.next_at.isoformat() if schedule.next_at else None,
-            "occurrences": schedule.occurrences,
+            "occurrences": schedule.occurrences, "catch_up": schedule.catch_up,
             "created_at": schedule.created_at.isoformat()}
 
 

@@ -66,6 +66,8 @@ class Settings:
     gmail_timeout_seconds: float = 30.0
     retry_base_seconds: float = 30.0
     send_threads: int = 64
+    # Crashes (any error but Gmail's own) a message may have before it is failed.
+    max_attempts: int = 5
     sandbox: bool = False
 
     @classmethod
@@ -102,5 +104,6 @@ class Settings:
             gmail_timeout_seconds=_float(env, "MAILRELEASE_GMAIL_TIMEOUT_SECONDS", 30.0),
             retry_base_seconds=_float(env, "MAILRELEASE_RETRY_BASE_SECONDS", 30.0),
             send_threads=max(1, int(_float(env, "MAILRELEASE_SEND_THREADS", 64))),
+            max_attempts=max(1, int(_float(env, "MAILRELEASE_MAX_ATTEMPTS", 5))),
         )
         return replace(settings, **overrides) if overrides else settings

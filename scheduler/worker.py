@@ -137,6 +137,8 @@ class ReleaseWorker:
         dispatched, futures = 0, []
         self._in_run.set()
         try:
+            # Claims that a database outage kept go back first: they are due again at once.
+            self.releaser.retry_give_backs()
             while not self._stopping.is_set():
                 self._wake_pending.clear()
                 count, started = self._dispatch_due()
@@ -244,17 +246,18 @@ class ReleaseWorker:
                 self.releaser.release(claim, self._accounts, more=True)  # flushed at the end
                 done += 1
             except Exception:  # noqa: BLE001 - one message must not stop the others
-                # The lease expires and the message is reconciled, never dropped.
-                log.exception("action=release_crashed message_id=%s", claim.message_id)
+                # release() records its own errors; this is giving back while stopping
+                # failed. The lease expires and the message is claimed again.
+                log.exception("action=release_batch_error message_id=%s", claim.message_id)
         return done
 
     def _schedules(self) -> None:
         """Queue the recurring sends' next occurrences (a few minutes ahead), and send
         the winners of A/B tests whose decision time has come."""
         try:
-            made = schedules.queue_due(self.db, self.clock())
-            with self.db.write() as session:
-                made += len(campaigns.decide_due(session, self.clock()))
+            made = schedules.queue_due(self.db, self.clock(), dt.timedelta(
+                seconds=self.settings.max_lateness_seconds))
+            made += len(campaigns.decide_due(self.db, self.clock()))
             if made:
                 self.wake()
         except Exception:  # noqa: BLE001 - the next round tries again

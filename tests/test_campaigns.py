@@ -68,8 +68,8 @@ def test_ab_sends_the_winner_by_open_rate_to_the_rest(live_no_worker):
     body = _ab(live, api, min_per_variant=5)
     assert body["status"] == "testing" and body["counts"]["queued"] == 20
     _deliver_test_group(live, body["id"], "B")
-    with live.db.write() as s:
-        assert campaigns.decide_due(s, utcnow()) == [body["id"]]
+    assert campaigns.decide_due(live.db, utcnow()) == [body["id"]]
+    assert campaigns.decide_due(live.db, utcnow()) == []  # decided once
     after = api.get(f"{live.url}/api/v1/campaigns/{body['id']}/stats").json()
     assert after["winner"] == "B" and "best open rate" in after["decision"]["reason"]
     assert after["counts"]["queued"] == 100
@@ -82,8 +82,7 @@ def test_ab_with_too_small_a_sample_says_so(live_no_worker):
     api = live.user()
     body = _ab(live, api)  # 10 per variant, 20 needed
     _deliver_test_group(live, body["id"], "B")
-    with live.db.write() as s:
-        campaigns.decide_due(s, utcnow())
+    campaigns.decide_due(live.db, utcnow())
     after = api.get(f"{live.url}/api/v1/campaigns/{body['id']}").json()
     assert after["winner"] == "A" and "too small" in after["decision"]["reason"]
 
@@ -93,8 +92,7 @@ def test_ab_tie_is_explained(live_no_worker):
     api = live.user()
     body = _ab(live, api, min_per_variant=5)
     _deliver_test_group(live, body["id"], None)
-    with live.db.write() as s:
-        campaigns.decide_due(s, utcnow())
+    campaigns.decide_due(live.db, utcnow())
     after = api.get(f"{live.url}/api/v1/campaigns/{body['id']}").json()
     assert after["winner"] == "A" and after["decision"]["reason"].startswith("tie")
 

@@ -284,10 +284,23 @@ def test_a_claim_whose_lease_was_taken_over_cannot_finish(live_no_worker):
         (old,) = queue.claim_due(s, utcnow(), -1, 10)
     with live.db.write() as s:
         (new,) = queue.claim_due(s, utcnow(), 60, 10)
-    assert new.needs_reconcile and new.token != old.token
+    # The first worker never reached Gmail: the message is simply sent, not reconciled.
+    assert not new.needs_reconcile and new.token != old.token
     with live.db.write() as s:
         assert not queue.mark_failed(s, old, utcnow(), "stale worker")
         assert queue.mark_sent(s, new, utcnow(), "g", "t", "S")
+
+
+def test_a_claim_lost_after_the_gmail_request_began_is_reconciled(live_no_worker):
+    live = live_no_worker
+    api = live.user()
+    _create(live, api)
+    with live.db.write() as s:
+        (old,) = queue.claim_due(s, utcnow(), 60, 10)
+        assert queue.clear_to_send(s, old, utcnow() - dt.timedelta(seconds=1), in_flight=True)
+    with live.db.write() as s:
+        (new,) = queue.claim_due(s, utcnow(), 60, 10)
+    assert new.needs_reconcile
 
 
 def test_worker_wakes_for_a_held_message_when_its_hold_ends(live):

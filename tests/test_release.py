@@ -169,6 +169,7 @@ def test_expired_lease_is_reconciled_by_message_id_not_resent(live_no_worker):
     api, mid, worker = _queued_with_idle_worker(live)
     with live.db.write() as s:
         (claim,) = queue.claim_due(s, utcnow(), 120, 10)
+        assert queue.clear_to_send(s, claim, utcnow() + dt.timedelta(seconds=60))
     # The first worker sends, then "dies" before recording the outcome.
     account = worker.releaser.load_account(claim.account_id)
     from gmail_client.mime import build_message
@@ -191,12 +192,29 @@ def test_expired_lease_with_nothing_in_gmail_is_sent_once(live_no_worker):
     live = live_no_worker
     api, mid, worker = _queued_with_idle_worker(live)
     with live.db.write() as s:
-        (claim,) = queue.claim_due(s, utcnow(), -1, 10)  # a lease that has already expired
-    assert not claim.needs_reconcile
+        (claim,) = queue.claim_due(s, utcnow(), 60, 10)
+        assert not claim.needs_reconcile
+        # It reached the Gmail request, then its lease ran out (the worker died).
+        assert queue.clear_to_send(s, claim, utcnow() - dt.timedelta(seconds=1))
     assert worker.run_once(wait=True) == 1
     body = _status(api, live, mid)
     assert body["status"] == "sent"
     assert [e["detail"].get("reconcile") for e in body["events"] if e["type"] == "sending"] \
         == [False, True]
+    assert len(live.sandbox.sent()) == 1
+    worker.stop()
+
+
+def test_expired_lease_before_the_gmail_request_is_sent_without_a_reconcile(live_no_worker):
+    """A claim lost before the send began (a database outage): nothing may have left."""
+    live = live_no_worker
+    api, mid, worker = _queued_with_idle_worker(live)
+    with live.db.write() as s:
+        queue.claim_due(s, utcnow(), -1, 10)  # a lease that has already expired
+    assert worker.run_once(wait=True) == 1
+    body = _status(api, live, mid)
+    assert body["status"] == "sent"
+    assert [e["detail"].get("reconcile") for e in body["events"] if e["type"] == "sending"] \
+        == [False, False]
     assert len(live.sandbox.sent()) == 1
     worker.stop()

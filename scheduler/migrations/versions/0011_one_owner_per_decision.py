@@ -1,0 +1,58 @@
+"""one owner per decision: message origin keys, schedule catch-up, idempotency keys
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-01 10:30:00
+"""
+from alembic import op
+import sqlalchemy as sa
+import scheduler.models
+
+
+revision = '0011'
+down_revision = '0010'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('idempotency_key',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('team_id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=True),
+    sa.Column('response', sa.JSON(), nullable=True),
+    sa.Column('created_at', scheduler.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['team_id'], ['team.id'], name=op.f('fk_idempotency_key_team_id_team'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_idempotency_key')),
+    sa.UniqueConstraint('team_id', 'key', name='uq_idempotency_key_team_key')
+    )
+    with op.batch_alter_table('idempotency_key', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_idempotency_key_created_at'), ['created_at'], unique=False)
+
+    with op.batch_alter_table('message', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('origin_key', sa.String(length=200), nullable=True))
+        batch_op.create_unique_constraint(batch_op.f('uq_message_origin_key'), ['origin_key'])
+
+    with op.batch_alter_table('schedule', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('catch_up', sa.String(length=10), server_default='latest', nullable=False))
+
+    # Before this version a lost lease always meant "may have been sent"; from now on the
+    # last renewal before the Gmail request says so. Messages left 'sending' by an older
+    # worker keep the old, careful meaning.
+    op.execute("UPDATE message SET needs_reconcile = true WHERE status = 'sending'")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('schedule', schema=None) as batch_op:
+        batch_op.drop_column('catch_up')
+
+    with op.batch_alter_table('message', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('uq_message_origin_key'), type_='unique')
+        batch_op.drop_column('origin_key')
+
+    with op.batch_alter_table('idempotency_key', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_idempotency_key_created_at'))
+
+    op.drop_table('idempotency_key')
