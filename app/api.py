@@ -1,19 +1,22 @@
 """REST API under /api/v1: JSON, Bearer tokens, the contract's error shape."""
 from __future__ import annotations
 
+import logging
 from functools import wraps
 
 from flask import Blueprint, g, jsonify, request
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from app import ctx
+from app import ctx, idempotent
 from app.openapi import OPENAPI
 from app.auth import READS
 from app.tokens import authenticate, needs_touch, touch
-from scheduler import cancelling, messages, teams
+from scheduler import cancelling, idempotency, messages, teams
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 
+log = logging.getLogger("mailrelease.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 500
 
@@ -28,7 +31,41 @@ def error(status: int, code: str, message: str, field: str | None = None):
 
 @bp.errorhandler(DomainError)
 def _domain_error(exc: DomainError):
-    return error(exc.status, exc.code, exc.message, exc.field)
+    resp, status = error(exc.status, exc.code, exc.message, exc.field)
+    if exc.retry_after is not None:
+        resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp, status
+
+
+@bp.errorhandler(idempotency.Replay)
+def _replay(exc: idempotency.Replay):
+    return idempotent.replayed(exc)
+
+
+@bp.after_request
+def _idempotency_header(resp):
+    return idempotent.mark_fresh(resp)
+
+
+@bp.errorhandler(IntegrityError)
+def _concurrent_write(exc: IntegrityError):
+    # Two requests wrote the same unique thing at once; the loser's transaction was
+    # rolled back whole, so a retry sees the winner's row.
+    log.warning("action=api_integrity_conflict path=%s error=%s", request.path,
+                " ".join(str(exc.orig).split())[:300])
+    resp, status = error(409, "conflict", "another request changed the same thing at the "
+                         "same moment; nothing was saved from this one: send it again")
+    resp.headers["Retry-After"] = "1"
+    return resp, status
+
+
+@bp.errorhandler(OperationalError)
+def _database_unavailable(exc: OperationalError):
+    log.warning("action=api_database_unavailable path=%s", request.path)
+    resp, status = error(503, "unavailable", "the database is not answering; nothing was "
+                         "saved: send it again in a moment")
+    resp.headers["Retry-After"] = "5"
+    return resp, status
 
 
 @bp.errorhandler(HTTPException)
@@ -104,9 +141,11 @@ def create_message():
     c = ctx()
     body = json_body()
     with c.db.write() as s:
+        held = idempotent.claim(s)
         message = messages.create_message(s, team_id=g.team_id, user_id=g.user_id, body=body,
                                            now=utcnow())
         out = messages.message_as_dict(message)
+        idempotency.remember(s, held, 201, out)
         release_at = message.release_at
     if out["status"] == "scheduled":
         c.wake_worker(release_at)

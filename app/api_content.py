@@ -8,10 +8,10 @@ import json
 
 from flask import Response, g, jsonify, request, stream_with_context
 
-from app import ctx
+from app import ctx, idempotent
 from app.api import bp, json_body, page_limit, require_token
 from app.progress import own_copy, with_progress
-from scheduler import contacts, drafts, starters, templates
+from scheduler import contacts, drafts, idempotency, starters, templates
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount
@@ -38,11 +38,14 @@ def create_template():
     c = ctx()
     body, origin = _template_body(json_body())
     with c.db.write() as s:
+        held = idempotent.claim(s)
         template = templates.create_template(
             s, team_id=g.team_id, user_id=g.user_id, body=body,
             allowed_hosts=c.settings.content_hosts, now=utcnow(), origin=origin)
         s.flush()
-        return jsonify(templates.template_as_dict(template)), 201
+        out = templates.template_as_dict(template)
+        idempotency.remember(s, held, 201, out)
+    return jsonify(out), 201
 
 
 @bp.get("/templates")
@@ -208,9 +211,12 @@ def add_contacts():
     if body is None:
         raise InvalidInput("the body is not valid JSON")
     with c.db.write() as s:
+        held = idempotent.claim(s)
         report, stored = contacts.add_contacts(s, g.team_id, body, utcnow())
         out = {**report.as_dict(), "items": [contacts.contact_as_dict(x) for x in stored]}
-    return jsonify(out), 201 if report.imported else 200
+        status = 201 if report.imported else 200
+        idempotency.remember(s, held, status, out)
+    return jsonify(out), status
 
 
 @bp.get("/contacts")
@@ -227,6 +233,16 @@ def list_contacts():
                                             email=request.args.get("email"))
         return jsonify({"items": [contacts.contact_as_dict(x) for x in items],
                         "next_cursor": str(nxt) if nxt else None})
+
+
+@bp.delete("/contacts/<contact_id>")
+@require_token
+def delete_contact(contact_id):
+    """Delete a contact (204); its messages not yet sending are cancelled."""
+    c = ctx()
+    with c.db.write() as s:
+        contacts.delete_contact(s, g.team_id, contact_id, utcnow(), f"api:{g.user_id}")
+    return "", 204
 
 
 @bp.get("/contacts/<contact_id>")
@@ -260,21 +276,43 @@ def import_contacts():
     c = ctx()
     stream = import_stream()
     team_id, now = g.team_id, utcnow()
+    held = None
+    if request.headers.get(idempotency.HEADER) is not None:
+        # An import runs in many transactions: its key is held in one of its own first
+        # and given up if the import fails, so that a retry runs it.
+        stream = own_copy(stream)
+        with c.db.write() as s:
+            held = idempotent.claim(s, idempotent.digest(stream))
     if "application/x-ndjson" not in request.headers.get("Accept", ""):
-        report = contacts.import_csv(c.db, team_id, stream, now)
-        return jsonify(report.as_dict())
+        try:
+            report = contacts.import_csv(c.db, team_id, stream, now).as_dict()
+        except BaseException:
+            with c.db.write() as s:
+                idempotency.forget(s, held)
+            raise
+        with c.db.write() as s:
+            idempotency.remember(s, held, 200, report)
+        return jsonify(report)
 
-    data = own_copy(stream)
+    data = stream if held is not None else own_copy(stream)
 
     def lines():
+        finished = False
         try:
             for item in import_with_progress(c.db, team_id, data, now):
+                if "rows" not in item:
+                    with c.db.write() as s:
+                        idempotency.remember(s, held, 200, item)
+                    finished = True
                 yield json.dumps(item) + "\n"
         except InvalidInput as exc:
             yield json.dumps({"error": {"code": exc.code, "message": exc.message,
                                         "field": exc.field}}) + "\n"
         finally:
             data.close()
+            if not finished and held is not None:
+                with c.db.write() as s:
+                    idempotency.forget(s, held)
     return Response(stream_with_context(lines()), mimetype="application/x-ndjson")
 
 

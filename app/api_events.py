@@ -10,9 +10,9 @@ import time
 from flask import g, jsonify, request
 from sqlalchemy import select
 
-from app import ctx
+from app import ctx, idempotent
 from app.api import bp, json_body, require_token
-from scheduler import campaigns, events, schedules
+from scheduler import campaigns, events, idempotency, schedules
 from scheduler.db import utcnow
 from scheduler.errors import DomainError
 from scheduler.models import Campaign, Rule, Schedule, Team
@@ -211,9 +211,11 @@ def create_campaign():
     c = ctx()
     body = json_body()
     with c.db.write() as s:
+        held = idempotent.claim(s)
         campaign = campaigns.create_campaign(s, g.team_id, g.user_id, body, utcnow())
         s.flush()
         out = campaigns.campaign_as_dict(campaign)
+        idempotency.remember(s, held, 201, out)
     c.wake_worker()
     return jsonify(out), 201
 

@@ -33,6 +33,7 @@ LABELS = {
     "made a template from a Gmail draft", "ui.use_draft": "made a template from a Gmail draft",
     "api.add_contacts": "added contacts", "api.import_contacts": "imported contacts",
     "ui.import_contacts_page": "imported contacts",
+    "api.delete_contact": "deleted a contact", "ui.delete_contact": "deleted a contact",
     "api.rotate_webhook_secret": "rotated the webhook secret",
     "api.create_rule": "created a rule", "api.delete_rule": "deleted a rule",
     "ui.rules_page": "changed rules", "ui.delete_rule": "deleted a rule",

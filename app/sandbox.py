@@ -285,6 +285,11 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
+            if fault.status >= 500:
+                # Google's front end answers an outage with an HTML page, not OAuth JSON.
+                return Response(f"<html><title>Error {fault.status}</title><body>"
+                                f"{fault.message}</body></html>", status=fault.status,
+                                mimetype="text/html")
             return oauth_error(fault.reason, fault.message, fault.status)
         with st.lock:
             if grant_type == "authorization_code":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from functools import partial
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,7 +37,10 @@ def _globals():
             mine = teams.teams_of(s, session["user_id"])
     return {"signed_in_as": session.get("email"), "sandbox": settings.sandbox,
             "statuses": MESSAGE_STATUSES, "my_teams": mine,
-            "current_team": session.get("team_id"), "role": g.get("role")}
+            "current_team": session.get("team_id"), "role": g.get("role"),
+            # A fresh key for each rendered form that creates mail: a double submit of the
+            # same form is recognised (app/idempotent.py) and queues nothing twice.
+            "form_key": lambda: uuid.uuid4().hex}
 
 
 @bp.app_template_filter("timestamp_iso")

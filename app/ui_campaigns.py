@@ -8,11 +8,11 @@ from flask import (Response, flash, g, redirect, render_template, request, strea
                    url_for)
 from sqlalchemy import select
 
-from app import ctx
+from app import ctx, idempotent
 from app.auth import login_required
 from app.progress import with_progress
 from app.ui import bp
-from scheduler import campaigns, templates
+from scheduler import campaigns, idempotency, templates
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.models import Campaign
@@ -51,6 +51,7 @@ def campaigns_page():
     c = ctx()
     if request.method == "POST":
         team_id, user_id, now = g.team_id, g.user_id, utcnow()
+        key = idempotent.form_key(request.form)
         try:
             body = _body(request.form)
         except DomainError as exc:
@@ -58,10 +59,17 @@ def campaigns_page():
             return redirect(url_for("ui.campaigns_page"))
 
         def work(progress) -> dict:
-            with c.db.write() as s:
-                made = campaigns.create_campaign(s, team_id, user_id, body, now, progress)
-                s.flush()
-                return {"id": made.id, "counts": made.counts}
+            try:
+                with c.db.write() as s:
+                    held = idempotent.claim_form(s, team_id, key)
+                    made = campaigns.create_campaign(s, team_id, user_id, body, now,
+                                                     progress)
+                    s.flush()
+                    out = {"id": made.id, "counts": made.counts}
+                    idempotency.remember(s, held, 200, out)
+                    return out
+            except idempotency.Replay as replay:  # a double submit: the first one's answer
+                return {**replay.body, "replayed": True}
         if "application/x-ndjson" in request.headers.get("Accept", ""):
             def lines():
                 try:

@@ -7,10 +7,10 @@ import re
 
 from flask import flash, g, jsonify, redirect, render_template, request, url_for
 
-from app import audit, ctx
+from app import audit, ctx, idempotent
 from app.auth import login_required, viewer_ok
 from app.ui import bp, json_field, local_send_at, preview_problem
-from scheduler import accounts, campaigns, messages, schedules, templates
+from scheduler import accounts, campaigns, idempotency, messages, schedules, templates
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 
@@ -77,6 +77,7 @@ def _queue_each(body: dict, addresses: list[str]) -> list:
                            "contact list", field="to")
     made = []
     with ctx().db.write() as s:
+        held = idempotent.claim_form(s, g.team_id, idempotent.form_key(request.form))
         for i, address in enumerate(addresses, 1):
             try:
                 m = messages.create_message(s, team_id=g.team_id, user_id=g.user_id,
@@ -87,6 +88,8 @@ def _queue_each(body: dict, addresses: list[str]) -> list:
                                        field="to") from None
                 raise
             made.append((m.id, m.status, m.release_at))
+        idempotency.remember(s, held, 200, {"made": [[mid, status, at.isoformat()]
+                                                     for mid, status, at in made]})
     return made
 
 
@@ -109,6 +112,10 @@ def compose():
             flash(exc.message, "error")
             return render_template("ui/compose.html", form=form, senders=_senders(),
                                    choices=_choices(), error_field=exc.field), exc.status
+        except idempotency.Replay:
+            audit.skip()
+            flash("This form was already sent: nothing was queued twice.", "ok")
+            return redirect(url_for("ui.home"))
         for _mid, status, release_at in made:
             if status == "scheduled":
                 c.wake_worker(release_at)
@@ -145,8 +152,10 @@ def _to_contact_list(form, body: dict):
                            "recipients' local time", field="when")
     campaign.update(timing)
     with ctx().db.write() as s:
+        held = idempotent.claim_form(s, g.team_id, idempotent.form_key(request.form))
         made = campaigns.create_campaign(s, g.team_id, g.user_id, campaign, utcnow())
         counts = made.counts
+        idempotency.remember(s, held, 200, {"counts": counts})
     ctx().wake_worker()
     flash(f"Queued {counts['queued']} messages to the contact list; "
           f"{counts['skipped_unsubscribed']} unsubscribed skipped.", "ok")

@@ -209,6 +209,23 @@ def contacts_page():
     return render_template("ui/contacts.html", rows=rows, next_after=nxt, report=None)
 
 
+@bp.post("/contacts/<int:contact_id>/delete")
+@login_required
+def delete_contact(contact_id):
+    """Delete a contact; their messages not yet sending are cancelled."""
+    try:
+        with ctx().db.write() as s:
+            cancelled = contacts.delete_contact(s, g.team_id, contact_id, utcnow(),
+                                                f"ui:{g.user_id}")
+    except DomainError as exc:
+        audit.skip()
+        flash(exc.message, "error")
+    else:
+        flash(f"Contact deleted; {len(cancelled)} message(s) not yet sent were cancelled.",
+              "ok")
+    return redirect(url_for("ui.contacts_page"))
+
+
 @bp.post("/contacts/import")
 @login_required
 def import_contacts_page():

@@ -73,8 +73,16 @@ def _gmail_discovery() -> dict:
 
 
 def _map_refresh_error(exc: RefreshError) -> GmailError:
+    """Only Google's word that the grant is gone (`invalid_grant`) needs the user.
+
+    Anything else from the token endpoint (a 502 page, a 5xx google-auth gave up retrying,
+    a body that is not OAuth's) is an outage: transient, retried with backoff, and the
+    account stays connected. A 401 from Gmail after a refresh is mapped elsewhere.
+    """
     text = str(exc)
-    if "invalid_grant" in text or "unauthorized_client" in text or not exc.retryable:
+    details = exc.args[1] if len(exc.args) > 1 else None
+    code = details.get("error") if isinstance(details, dict) else None
+    if code == "invalid_grant" or (code is None and "invalid_grant" in text):
         return ReconnectNeeded(f"Google refused to refresh the grant: {text}",
                                status=400, reason="invalid_grant")
     return TransientGmailError(f"token refresh failed: {text}", reason="refresh")

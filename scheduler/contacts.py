@@ -10,12 +10,14 @@ from typing import BinaryIO, Callable, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from scheduler import addresses, lookup
 from scheduler.db import Database
 from scheduler.errors import InvalidInput
-from scheduler.models import SUBSCRIPTION_STATES, Contact
+from scheduler.models import SUBSCRIPTION_STATES, Contact, Message
 
 BATCH_ROWS = 1000
 MAX_ATTRIBUTES_CHARS = 20_000
@@ -308,6 +310,38 @@ def list_contacts(session: Session, team_id: int, *, after: int | None = None,
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1].id if more and rows else None)
+
+
+def ensure_contact(session: Session, team_id: int, email: str, now: dt.datetime) -> Contact:
+    """The team's contact for a normalized address, created if new.
+
+    An upsert (INSERT ... ON CONFLICT DO NOTHING, then a read) on both databases: two
+    requests for the same new address at once both get the one row, never an error.
+    """
+    insert = (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)
+    session.execute(insert(Contact).values(
+        team_id=team_id, email=email, attributes={}, subscription="subscribed",
+        created_at=now, updated_at=now).on_conflict_do_nothing(
+        index_elements=["team_id", "email"]))
+    return session.scalars(select(Contact).where(Contact.team_id == team_id,
+                                                 Contact.email == email)).one()
+
+
+def delete_contact(session: Session, team_id: int, contact_id, now: dt.datetime,
+                   by: str) -> list[str]:
+    """Delete the team's contact; its messages not yet sending are cancelled (their
+    history stays, without the contact). Returns the cancelled message ids."""
+    from scheduler import queue  # queue imports models only; contacts is imported by it
+    contact = get_contact(session, team_id, contact_id)
+    ids = session.scalars(select(Message.id).where(
+        Message.team_id == team_id, Message.contact_id == contact.id,
+        Message.status.in_(queue.OPEN_STATUSES))).all()
+    cancelled = [mid for mid in ids if queue.transition(
+        session, mid, team_id, "cancel", now, {"by": by, "reason": "the contact was deleted"},
+        lease_until=None, hold_until=None)]
+    session.delete(contact)
+    session.flush()
+    return cancelled
 
 
 def get_contact(session: Session, team_id: int, contact_id) -> Contact:

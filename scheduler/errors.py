@@ -8,10 +8,12 @@ class DomainError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None,
+                 retry_after: int | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.retry_after = retry_after  # seconds, sent as Retry-After
         if code:
             self.code = code
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from scheduler import contacts, lookup, messages, queue, templates, tracking
 from scheduler.crypto import TokenCipher
-from scheduler.errors import DomainError, InvalidInput, NotFound
+from scheduler.errors import Conflict, DomainError, InvalidInput, NotFound
 from scheduler.models import Contact, Event, Message, Rule, Team, Template
 from scheduler.timing import Recipient, plan
 
@@ -281,16 +281,9 @@ def receive(session: Session, team_id: int, user_id: int | None, event: dict,
 
     Returns (the answer, whether it is new). A repeated id returns the first answer.
     """
-    earlier = session.scalar(select(Event).where(Event.team_id == team_id,
-                                                 Event.external_id == event["id"]))
+    earlier = _answered(session, team_id, event["id"])
     if earlier is not None:
-        return earlier.response, False
-    contact = templates.find_contact(session, team_id, event["email"])
-    if contact is None:
-        contact = Contact(team_id=team_id, email=event["email"], attributes={},
-                          created_at=now, updated_at=now)
-        session.add(contact)
-        session.flush()
+        return earlier, False
     row = Event(team_id=team_id, external_id=event["id"], name=event["name"],
                 email=event["email"], data=event["data"],
                 occurred_at=event["occurred_at"] or now, received_at=now)
@@ -298,9 +291,16 @@ def receive(session: Session, team_id: int, user_id: int | None, event: dict,
     try:
         with session.begin_nested():
             session.flush()
-    except IntegrityError:  # the same id at the same moment: the other one answers
-        raise DomainError("this event id is being processed; send it again to get the "
-                          "answer", code="conflict") from None
+    except IntegrityError:
+        # The same id at the same moment (PostgreSQL): our insert waited for the other
+        # request's transaction; once it committed, its answer is the answer.
+        earlier = _answered(session, team_id, event["id"])
+        if earlier is not None:
+            return earlier, False
+        raise Conflict("this event id is being processed by another request; send it "
+                       "again in a moment to get its answer", field="id",
+                       retry_after=1) from None
+    contact = contacts.ensure_contact(session, team_id, event["email"], now)
     cancelled = _cancel(session, team_id, event["name"], contact, now, row.id)
     queued = []
     rules = session.scalars(select(Rule).where(Rule.team_id == team_id, Rule.active,
@@ -318,12 +318,18 @@ def receive(session: Session, team_id: int, user_id: int | None, event: dict,
             "to": contact.email, "template_id": rule.template_id,
             "data": {**(rule.data or {}), **event["data"],
                      "event": {"name": event["name"], "id": event["id"]}},
-            **timing}, now=now)
+            **timing}, now=now, origin_key=f"rule:{rule.id}:event:{row.id}")
         message.rule_id, message.event_id, message.event_at = rule.id, row.id, now
         queued.append(message.id)
     row.response = {"event_id": row.id, "messages": queued, "cancelled": cancelled}
     session.flush()
     return row.response, True
+
+
+def _answered(session: Session, team_id: int, external_id: str) -> dict | None:
+    """The answer an event id already got (a committed event always has one)."""
+    return session.scalar(select(Event.response).where(Event.team_id == team_id,
+                                                       Event.external_id == external_id))
 
 
 def _cancel(session: Session, team_id: int, name: str, contact: Contact, now: dt.datetime,

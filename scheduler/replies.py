@@ -13,7 +13,7 @@ from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount, Template
 from scheduler.templates import REPLY_SUBJECT
 
-HEADERS = ("Subject", "From", "To", "Message-ID", "References", "Date")
+HEADERS = ("Subject", "From", "To", "Reply-To", "Message-ID", "References", "Date")
 MAX_THREADS = 50
 # References keeps the first id and the latest ones: RFC 5322 allows trimming, and Gmail
 # threads on any of them.
@@ -52,7 +52,8 @@ def _headers(message: dict) -> dict[str, str]:
 
 def summarize(resource: dict, own: set[str]) -> Thread:
     """A threads.get resource (metadata) as a Thread; the customer is the latest sender who
-    is not one of `own` addresses (else whom the first message went to)."""
+    is not one of `own` addresses (else whom the first message went to), and a reply goes
+    to the Reply-To that customer set, if any."""
     messages = resource.get("messages") or []
     if not messages:
         raise InvalidInput(f"thread {resource.get('id')} has no messages", field="thread_id")
@@ -61,7 +62,8 @@ def summarize(resource: dict, own: set[str]) -> Thread:
     for h in reversed(heads):
         name, addr = parseaddr(h.get("from", ""))
         if addr and addr.lower() not in own:
-            customer = (name, addr)
+            reply_name, reply_addr = parseaddr(h.get("reply-to", ""))
+            customer = (reply_name or name, reply_addr) if "@" in reply_addr else (name, addr)
             break
     if customer is None:
         to = getaddresses([heads[0].get("to", "")])

@@ -26,7 +26,7 @@ from sqlalchemy import false, or_, select, true, update
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError, HistoryExpired
 from gmail_client.oauth import can_read, credentials_from_info
-from scheduler import accounts, queue, teams, tracking
+from scheduler import accounts, queue, replies, teams, tracking
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.models import GmailAccount, Message, MessageEvent
@@ -54,6 +54,7 @@ class Incoming:
     sender: str = ""
     status: str | None = None  # a bounce's enhanced status code (5.1.1)
     diagnostic: str | None = None
+    arrived_at: dt.datetime | None = None  # Gmail's internalDate
 
 
 def _refs(value: str | None) -> set[str]:
@@ -173,6 +174,9 @@ class MailboxSync:
             raw = resource.get("raw", "")
             incoming = classify(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)),
                                 resource.get("threadId"))
+            if resource.get("internalDate"):
+                incoming.arrived_at = dt.datetime.fromtimestamp(
+                    int(resource["internalDate"]) / 1000, dt.timezone.utc)
             with self.db.write() as s:
                 self._apply(s, account, incoming, now)
             read += 1
@@ -225,13 +229,25 @@ class MailboxSync:
                 tracking.suppress(s, message.team_id, parseaddr(message.to_addr)[1], "bounced",
                                   f"hard bounce {incoming.status}", now)
             return
-        recipient = parseaddr(message.to_addr)[1].lower()
-        if incoming.sender != recipient:
-            return  # someone else in the thread (or the sender): not the recipient's answer
+        if not self._answers(account, message, incoming):
+            return
         event = "replied" if incoming.kind == "reply" else "auto_replied"
         if self._first(s, message.id, event):
             queue.record_event(s, message.id, event, now, {"from": incoming.sender})
             REPLIES.labels("human" if event == "replied" else "automatic").inc()
+
+    @staticmethod
+    def _answers(account: GmailAccount, message: Message, incoming: Incoming) -> bool:
+        """A reply to ours is one that arrived after ours, from someone other than us.
+
+        Thread order matters: the customer's own message that a support reply answers is
+        in the same thread, but it came first.
+        """
+        ours = replies.own_addresses(account) | {parseaddr(message.from_addr)[1].lower()}
+        if incoming.sender in ours:
+            return False
+        return not (incoming.arrived_at is not None and message.sent_at is not None
+                    and incoming.arrived_at <= message.sent_at)
 
     @staticmethod
     def _first(s, message_id: str, event: str) -> bool:
@@ -247,8 +263,12 @@ class MailboxSync:
             if found is not None:
                 return found
         if incoming.thread_id:
-            return s.scalar(select(Message).where(
+            # The latest of ours that it could answer: sent before it arrived.
+            query = select(Message).where(
                 Message.account_id == account.id, Message.gmail_thread_id == incoming.thread_id,
-                Message.status == "sent").order_by(Message.sent_at.desc()).limit(1))
+                Message.status == "sent")
+            if incoming.arrived_at is not None:
+                query = query.where(Message.sent_at < incoming.arrived_at)
+            return s.scalar(query.order_by(Message.sent_at.desc()).limit(1))
         return None
 

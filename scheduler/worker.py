@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
 
 from gmail_client.oauth import CredentialsFileError, load_client_config
-from scheduler import campaigns, queue, schedules
+from scheduler import campaigns, idempotency, queue, schedules
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.models import WorkerHeartbeat
@@ -258,6 +258,8 @@ class ReleaseWorker:
             made = schedules.queue_due(self.db, self.clock(), dt.timedelta(
                 seconds=self.settings.max_lateness_seconds))
             made += len(campaigns.decide_due(self.db, self.clock()))
+            with self.db.write() as session:
+                idempotency.purge(session, self.clock())
             if made:
                 self.wake()
         except Exception:  # noqa: BLE001 - the next round tries again

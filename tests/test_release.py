@@ -218,3 +218,29 @@ def test_expired_lease_before_the_gmail_request_is_sent_without_a_reconcile(live
         == [False, False]
     assert len(live.sandbox.sent()) == 1
     worker.stop()
+
+
+def test_a_502_from_the_token_endpoint_is_retried_and_keeps_the_account_connected(live):
+    live.sandbox.state.access_token_seconds = 1  # the send must refresh the token first
+    api = live.user()
+    live.sandbox.fault(method="token", status=502, message="Bad Gateway", times=2)
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "S", "html": "<p>h</p>"}).json()["id"]
+    body = wait_for(lambda: (b := _status(api, live, mid))["status"] == "sent" and b, 15)
+    assert any(e["type"] == "retry_wait" and "refresh" in e["detail"]["error"]
+               for e in body["events"])
+    with live.db.read() as s:
+        assert s.scalar(select(GmailAccount.status)) == "connected"
+    assert len(live.sandbox.sent()) == 1
+
+
+def test_invalid_grant_from_the_token_endpoint_still_asks_for_reconnection(live):
+    live.sandbox.state.access_token_seconds = 1
+    api = live.user()
+    live.sandbox.fault(method="token", status=400, reason="invalid_grant",
+                       message="Token has been expired or revoked.", times=-1)
+    mid = api.post(live.url + "/api/v1/messages", json={
+        "to": "x@example.org", "subject": "S", "html": "<p>h</p>"}).json()["id"]
+    body = wait_for(lambda: (b := _status(api, live, mid))["status"] == "held" and b, 10)
+    assert body["hold_kind"] == "reconnect"
+    live.sandbox.state.faults.clear()

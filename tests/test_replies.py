@@ -103,3 +103,37 @@ def test_reply_errors_name_the_field_and_queue_nothing(live_no_worker):
     bob = live.user("bob@example.com")
     assert bob.post(url, json={"html": "<p>x</p>"}).status_code == 404
     assert api.get(live.url + "/api/v1/messages").json()["items"] == []
+
+
+def test_a_support_reply_is_not_marked_replied_by_the_mail_it_answers(live):
+    """The customer's message is in the thread, but it came before ours: no reply yet."""
+    api = live.user("ada@example.com")
+    first = live.sandbox.deliver("ada@example.com", CUSTOMER_MAIL)
+    reply = api.post(f"{live.url}/api/v1/threads/{first['threadId']}/reply", json={
+        "html": "<p>Try again now.</p>"}).json()
+    wait_for(lambda: api.get(f"{live.url}/api/v1/messages/{reply['id']}").json()["status"]
+             == "sent")
+    # A mailbox round that reads the whole thread (as after a lost history cursor).
+    live.sandbox.configure(expire_history=True)
+    live.worker.sync.sync_account(1, force=True)
+    events = api.get(f"{live.url}/api/v1/messages/{reply['id']}").json()["events"]
+    assert "replied" not in [e["type"] for e in events]
+    # The customer's answer, after ours, counts.
+    live.sandbox.deliver("ada@example.com", CUSTOMER_MAIL.replace(
+        "<q1@example.org>", "<q2@example.org>\r\nIn-Reply-To: " + _sent_mail(
+            live, first["threadId"], 1)["Message-ID"]).replace("Help!", "Works, thanks"))
+    live.worker.sync.sync_account(1, force=True)
+    events = api.get(f"{live.url}/api/v1/messages/{reply['id']}").json()["events"]
+    assert [e["type"] for e in events].count("replied") == 1
+
+
+def test_a_thread_reply_goes_to_the_customers_reply_to(live):
+    api = live.user("ada@example.com")
+    first = live.sandbox.deliver("ada@example.com", CUSTOMER_MAIL.replace(
+        "To: ada@example.com", "To: ada@example.com\r\nReply-To: Help Desk <desk@example.org>"))
+    thread = api.get(live.url + "/api/v1/threads").json()["items"][0]
+    assert thread["customer_email"] == "desk@example.org"
+    reply = api.post(f"{live.url}/api/v1/threads/{first['threadId']}/reply", json={
+        "html": "<p>Done.</p>"})
+    assert reply.status_code == 201, reply.text
+    assert "desk@example.org" in reply.json()["to"]
