@@ -173,8 +173,34 @@ class _Cache:
                 self._items.popitem(last=False)
 
 
+class _Slots:
+    """At most `limit` fetches at once per key (a host, a team); waiting ends at a deadline."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._gates: dict[object, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key, deadline: float) -> threading.BoundedSemaphore | None:
+        with self._lock:
+            gate = self._gates.get(key)
+            if gate is None:
+                gate = self._gates[key] = threading.BoundedSemaphore(self.limit)
+        return gate if gate.acquire(timeout=max(0.0, deadline - time.monotonic())) else None
+
+
 class ContentFetcher:
-    """Fetches sources for a release or a preview; one per process (shared pool and cache)."""
+    """Fetches sources for a release or a preview; one per process (shared pool and cache).
+
+    A hanging source costs only its own timeout: a fetch first takes one of its host's
+    slots (MAX_PER_HOST) and one of its team's (MAX_PER_TEAM), waiting no longer than its
+    deadline, and only then a pool thread; the pool has room for every slot a few teams
+    can hold, so one team's or one host's slow answers never queue another's fetches.
+    """
+
+    MAX_PER_HOST = 4
+    MAX_PER_TEAM = 8
+    POOL_THREADS = 64
 
     def __init__(self, allowed_hosts: tuple[str, ...]):
         self.allowed_hosts = allowed_hosts
@@ -182,22 +208,27 @@ class ContentFetcher:
         self._http = urllib3.PoolManager(num_pools=32, maxsize=8, retries=False)
         # Fetches run here so the caller can stop waiting at the deadline, whatever the
         # server does (a body trickled byte by byte would outlast socket timeouts).
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="content")
+        self._pool = ThreadPoolExecutor(max_workers=self.POOL_THREADS,
+                                        thread_name_prefix="content")
+        self._hosts = _Slots(self.MAX_PER_HOST)
+        self._teams = _Slots(self.MAX_PER_TEAM)
 
-    def fetch(self, sources: list[dict] | None, data: dict) -> tuple[dict, list[dict]]:
+    def fetch(self, sources: list[dict] | None, data: dict,
+              team: int | None = None) -> tuple[dict, list[dict]]:
         """Values for every source, and a report [{name, outcome, detail}].
 
-        Raises ContentUnavailable when a source fails and has no fallback.
+        `team` is whose message it is (fairness between teams). Raises ContentUnavailable
+        when a source fails and has no fallback.
         """
         values, report = {}, []
         for entry in sources or ():
             source = _source(entry)
-            value, outcome, detail = self._one(source, data)
+            value, outcome, detail = self._one(source, data, team)
             report.append({"name": source.name, "outcome": outcome, "detail": detail})
             values[source.name] = value
         return values, report
 
-    def _one(self, source: Source, data: dict):
+    def _one(self, source: Source, data: dict, team: int | None):
         try:
             url = _URL_ENV.from_string(source.url).render(data)
         except Exception as exc:  # noqa: BLE001 - a URL that cannot be built is a failure
@@ -210,7 +241,7 @@ class ContentFetcher:
         error = None
         for attempt in (1, 2):
             try:
-                value = self._within_budget(url, deadline)
+                value = self._within_budget(url, deadline, team)
             except _FetchError as exc:
                 error = str(exc)
                 # One retry, only if it can still finish within the budget.
@@ -225,12 +256,33 @@ class ContentFetcher:
             return value, "fetched", None
         return self._fail(source, error)
 
-    def _within_budget(self, url: str, deadline: float):
-        future = self._pool.submit(self._get_json, url, deadline)
+    def _within_budget(self, url: str, deadline: float, team: int | None):
+        host = (urlsplit(url).hostname or "").lower()
+        host_slot = self._hosts.take(host, deadline)
+        if host_slot is None:
+            raise _FetchError(f"timed out waiting for {host}, which is busy answering "
+                              f"{self.MAX_PER_HOST} other fetches", retryable=False)
+        team_slot = self._teams.take(team, deadline) if team is not None else None
+        if team is not None and team_slot is None:
+            host_slot.release()
+            raise _FetchError(f"timed out: this team already has {self.MAX_PER_TEAM} "
+                              f"fetches waiting for answers", retryable=False)
+
+        def run():
+            try:
+                return self._get_json(url, deadline)
+            finally:  # the slots are held until the fetch itself ends, not the wait
+                host_slot.release()
+                if team_slot is not None:
+                    team_slot.release()
+        future = self._pool.submit(run)
         try:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
-            future.cancel()  # a fetch still running ends at its own socket timeout
+            if future.cancel():  # never started: give the slots back here
+                host_slot.release()
+                if team_slot is not None:
+                    team_slot.release()
             raise _FetchError("timed out", retryable=False) from None
 
     def _fail(self, source: Source, why: str):

@@ -288,7 +288,8 @@ class Releaser:
         if message.sources:
             # Before the pacing slot is taken: a slow source costs at most its timeout.
             try:
-                data.update(self.content.fetch(message.sources, message.data)[0])
+                data.update(self.content.fetch(message.sources, message.data,
+                                               message.team_id)[0])
             except ContentUnavailable as exc:
                 return self._hold(claim, "missing_data", str(exc))
         problem = None

@@ -1,0 +1,54 @@
+"""Send-time content under load: one team's hanging source costs only its own timeout and
+never takes the fetch pool from another team (real HTTP servers on loopback)."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask, jsonify
+
+from scheduler.content import ContentFetcher
+from tests.helpers import ServerThread, wait_for
+
+
+def _server(delay: float) -> ServerThread:
+    app = Flask(__name__)
+    release = threading.Event()
+    seen = []
+
+    @app.get("/v")
+    def value():
+        seen.append(1)
+        release.wait(delay)  # a source that hangs (or not) before answering
+        return jsonify({"n": 1})
+    server = ServerThread(app)
+    server.release, server.seen = release, seen
+    return server
+
+
+def test_a_hanging_source_of_one_team_does_not_starve_another_teams_source():
+    hanging, healthy = _server(30.0), _server(0.0)
+    slow_host = f"127.0.0.1:{hanging.port}"
+    # The same address under two names, so the two are two hosts to the fetcher.
+    fast_host = f"localhost:{healthy.port}"
+    fetcher = ContentFetcher((slow_host, fast_host))
+    slow = [{"name": "v", "url": f"http://{slow_host}/v", "timeout_ms": 1500,
+             "fallback": {"n": 0}}]
+    fast = [{"name": "v", "url": f"http://{fast_host}/v", "timeout_ms": 1500}]
+    try:
+        with ThreadPoolExecutor(max_workers=60) as pool:
+            # Team 1 floods its hanging source first, with more fetches than the old pool
+            # had threads; team 2's healthy ones start while those hang.
+            bad = [pool.submit(fetcher.fetch, slow, {}, 1) for _ in range(40)]
+            wait_for(lambda: len(hanging.seen) >= ContentFetcher.MAX_PER_HOST)
+            # Each must be answered within its own 1.5 s budget: queued behind team 1's
+            # hanging fetches, it would time out and fail (it has no fallback).
+            good = [pool.submit(fetcher.fetch, fast, {}, 2) for _ in range(20)]
+            outcomes = [f.result()[1][0]["outcome"] for f in good]
+            bad_outcomes = [f.result()[1][0]["outcome"] for f in bad]
+        assert outcomes == ["fetched"] * 20, outcomes
+        assert set(bad_outcomes) == {"fallback"}
+    finally:
+        hanging.release.set()
+        hanging.stop()
+        healthy.stop()
