@@ -277,24 +277,33 @@ def import_contacts():
     stream = import_stream()
     team_id, now = g.team_id, utcnow()
     held = None
+    streamed = "application/x-ndjson" in request.headers.get("Accept", "")
+    if request.headers.get(idempotency.HEADER) is not None or streamed:
+        stream = own_copy(stream)  # hashed for the key, or read after the view returns
     if request.headers.get(idempotency.HEADER) is not None:
         # An import runs in many transactions: its key is held in one of its own first
         # and given up if the import fails, so that a retry runs it.
-        stream = own_copy(stream)
-        with c.db.write() as s:
-            held = idempotent.claim(s, idempotent.digest(stream))
-    if "application/x-ndjson" not in request.headers.get("Accept", ""):
+        try:
+            with c.db.write() as s:
+                held = idempotent.claim(s, idempotent.digest(stream))
+        except BaseException:
+            stream.close()
+            raise
+    if not streamed:
         try:
             report = contacts.import_csv(c.db, team_id, stream, now).as_dict()
         except BaseException:
             with c.db.write() as s:
                 idempotency.forget(s, held)
             raise
+        finally:
+            if held is not None:
+                stream.close()
         with c.db.write() as s:
             idempotency.remember(s, held, 200, report)
         return jsonify(report)
 
-    data = stream if held is not None else own_copy(stream)
+    data = stream
 
     def lines():
         finished = False

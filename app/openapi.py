@@ -95,7 +95,11 @@ _CONTENT_PATHS = {
             "responses": {**_page("Contact"), **_errors(401, 422)}}},
     "/contacts/{id}": {"get": {"summary": "One contact", "parameters": [_ID],
                                "responses": {**_ok(200, "The contact", "Contact"),
-                                             **_errors(401, 404)}}},
+                                             **_errors(401, 404)}},
+                       "delete": {"summary": "Delete a contact; its messages not yet "
+                                             "sending are cancelled", "parameters": [_ID],
+                                  "responses": {**_ok(204, "Deleted"),
+                                                **_errors(401, 403, 404)}}},
     "/contacts/import": {"post": {
         "summary": "Import a CSV (body as text/csv, or multipart field `file`); with Accept: "
                    "application/x-ndjson, progress lines then the report",
@@ -243,7 +247,10 @@ _CONTENT_PATHS.update({
 _SCHEDULE = {"type": "object", "required": ["cron", "template_id", "to"], "properties": {
     "name": {"type": "string"}, "cron": {"type": "string", "description": "crontab"},
     "timezone": {"type": "string", "default": "UTC"}, "template_id": {"type": "integer"},
-    "to": {"type": "string"}, "data": {"type": "object"}}}
+    "to": {"type": "string"}, "data": {"type": "object"},
+    "catch_up": {"enum": ["latest", "all", "hold"], "default": "latest",
+                 "description": "occurrences missed by more than the maximum lateness (no "
+                                "worker ran): send the latest only, send each, or hold them"}}}
 _CONTENT_PATHS.update({
     "/schedules": {
         "post": {"summary": "A recurring send (each occurrence its own message)",
@@ -418,13 +425,17 @@ OPENAPI = {
                 "transactional": {"type": "boolean"}, "tracking": {"type": "boolean"},
                 "thread_id": {"type": "string"}, "in_reply_to": {"type": "string"},
                 "references": {"type": "string", "description": "the thread's Message-IDs "
-                               "(default: in_reply_to)"}}},
+                               "(default: in_reply_to)"},
+                "draft": {"type": "boolean", "default": False,
+                          "description": "keep it a draft until send-now or a PATCH with a "
+                                         "time (or draft: false)"}}},
             "MessageChange": {"type": "object", "properties": {
                 "to": {"type": "string"}, "subject": {"type": "string"},
                 "html": {"type": "string"}, "text": {"type": "string"},
                 "data": {"type": "object"},
                 "send_at": {"type": "string", "format": "date-time"},
-                "delay_seconds": {"type": "number", "minimum": 0}}},
+                "delay_seconds": {"type": "number", "minimum": 0},
+                "draft": {"type": "boolean", "description": "false schedules a draft"}}},
             "Event": {"type": "object", "properties": {
                 "type": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
                 "detail": {"type": ["object", "null"]}}},
@@ -447,3 +458,15 @@ OPENAPI = {
         },
     },
 }
+
+
+# POSTs that create: the same Idempotency-Key and body answer the first answer again.
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                   "description": "the same key with the same request returns the first "
+                                  "answer (with Idempotent-Replayed: true) for 24 h; with "
+                                  "another request, 422"}
+for _path in ("/messages", "/campaigns", "/contacts", "/contacts/import", "/templates"):
+    _post = OPENAPI["paths"][_path]["post"]
+    _post["parameters"] = [*_post.get("parameters", []), IDEMPOTENCY_KEY]
+    _post["responses"].setdefault("409", _errors(409)["409"])

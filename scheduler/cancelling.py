@@ -29,8 +29,12 @@ def cancel(db: Database, settings: Settings, cipher: TokenCipher, team_id: int,
         doubt = exc
     found = _look_up(db, settings, cipher, doubt)
     with db.write() as s:
-        return messages.message_as_dict(
-            messages.settle_cancel(s, team_id, doubt, found, now, by))
+        message = messages.settle_cancel(s, team_id, doubt, found, now, by)
+        out = messages.message_as_dict(message)
+    if out["status"] == "sent":
+        raise Conflict("cannot cancel: Gmail shows this message was already sent",
+                       field="status", code="not_cancelable")
+    return out
 
 
 def _look_up(db: Database, settings: Settings, cipher: TokenCipher,

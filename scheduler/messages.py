@@ -367,8 +367,9 @@ def _cancel_stuck(session: Session, message: Message, now: dt.datetime, detail: 
 def settle_cancel(session: Session, team_id: int, doubt: SendInDoubt,
                   found: list[dict] | None, now: dt.datetime, by: str) -> Message:
     """Finish a cancel in doubt with what Gmail said: `found` (the messages with its
-    Message-ID) makes it sent, and the cancel a 409; an empty list cancels it; None
-    means Gmail could not be asked (no read access): cancelled, saying it may have left."""
+    Message-ID) makes it sent (the caller refuses the cancel once that is committed); an
+    empty list cancels it; None means Gmail could not be asked (no read access):
+    cancelled, saying it may have left."""
     message = get_message(session, team_id, doubt.message_id)
     if not _stuck(message, now) or message.claim_token != doubt.claim_token:
         raise _not_open(message, "cancel")
@@ -378,8 +379,7 @@ def settle_cancel(session: Session, team_id: int, doubt: SendInDoubt,
         queue.mark_sent(session, claim, now, found[0]["id"], found[0].get("threadId", ""),
                         message.subject or message.subject_tpl, reconciled=True)
         session.refresh(message)
-        raise Conflict("cannot cancel: Gmail shows this message was already sent",
-                       field="status", code="not_cancelable")
+        return message
     detail = {"by": by, "lease_expired": True,
               "reconciled": "not in the mailbox" if found is not None else
               "delivery unknown: the account grants no read access to check"}

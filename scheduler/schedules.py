@@ -49,7 +49,9 @@ def next_after(cron: str, timezone: str, after: dt.datetime) -> dt.datetime | No
     wall_clock = not any(c in cron.split()[1] for c in "*/") if len(cron.split()) > 1 else False
     fire = trigger.get_next_fire_time(None, after + dt.timedelta(seconds=1))
     while fire is not None and wall_clock and _second_of_repeated(fire):
-        fire = trigger.get_next_fire_time(None, fire + dt.timedelta(seconds=1))
+        # In UTC: local arithmetic would drop the fold and land before the repeat again.
+        fire = trigger.get_next_fire_time(None, fire.astimezone(dt.timezone.utc)
+                                          + dt.timedelta(seconds=1))
     return fire.astimezone(dt.timezone.utc) if fire else None
 
 
