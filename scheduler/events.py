@@ -287,9 +287,9 @@ def receive(session: Session, team_id: int, user_id: int | None, event: dict,
     row = Event(team_id=team_id, external_id=event["id"], name=event["name"],
                 email=event["email"], data=event["data"],
                 occurred_at=event["occurred_at"] or now, received_at=now)
-    session.add(row)
     try:
-        with session.begin_nested():
+        with session.begin_nested():  # a failed insert leaves the transaction usable
+            session.add(row)
             session.flush()
     except IntegrityError:
         # The same id at the same moment (PostgreSQL): our insert waited for the other

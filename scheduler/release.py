@@ -54,6 +54,7 @@ LAG = Histogram("mailrelease_release_lag_seconds", "Gmail's answer minus the due
 
 BACKOFF_MAX_SECONDS = 3600.0
 FOLLOW_UP_RECHECK = dt.timedelta(hours=1)
+FOLLOW_UP_SOON = dt.timedelta(seconds=10)
 
 
 def backoff(attempt: int, retry_after: float | None, rng: random.Random,
@@ -279,7 +280,7 @@ class Releaser:
             if verdict is not None:
                 with self._write() as conn:
                     if verdict[0] == "wait":
-                        queue.mark_retry(conn, claim, now, now + FOLLOW_UP_RECHECK,
+                        queue.mark_retry(conn, claim, now, now + verdict[2],
                                          verdict[1], claim.needs_reconcile)
                         return "retry_wait"
                     queue.mark_skipped(conn, claim, self.clock(), verdict[1])
@@ -353,8 +354,8 @@ class Releaser:
                                     else self.links.unsubscribe_url(message.id))
         return links
 
-    def _follow_up(self, message) -> tuple[str, str] | None:
-        """None to send this follow-up; ("skip", why) or ("wait", why) otherwise."""
+    def _follow_up(self, message) -> tuple | None:
+        """None to send this follow-up; ("skip", why) or ("wait", why, recheck) otherwise."""
         with self.db.core_read() as conn:
             before = conn.execute(select(Message.status, Message.clicks).where(
                 Message.id == message.follows_id)).first()
@@ -364,7 +365,10 @@ class Releaser:
         if before is None or before.status in ("cancelled", "failed"):
             return "skip", "skipped: the previous step was not sent"
         if before.status != "sent":
-            return "wait", f"waiting for the previous step ({before.status})"
+            # A previous step on its way goes soon; a held one waits for a person.
+            soon = before.status in ("scheduled", "sending", "retry_wait")
+            return ("wait", f"waiting for the previous step ({before.status})",
+                    FOLLOW_UP_SOON if soon else FOLLOW_UP_RECHECK)
         if replied:
             return "skip", "skipped: the recipient replied to the previous step"
         if message.follow_unless == "click" and before.clicks:

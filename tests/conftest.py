@@ -107,6 +107,28 @@ def _pg_binaries() -> str | None:
     return os.path.dirname(candidates[-1]) if candidates else None
 
 
+PG_CONTROL: dict[str, list[str]] = {}
+
+
+@pytest.fixture
+def pg_outage(pg_server):
+    """stop() and start() the private PostgreSQL server (not an external one)."""
+    if not PG_CONTROL:
+        pytest.fail("the outage test needs the private PostgreSQL cluster the suite starts: "
+                    "unset MAILRELEASE_TEST_PG_URL")
+
+    class Outage:
+        def stop(self):
+            subprocess.run(PG_CONTROL["stop"], check=True, capture_output=True)
+
+        def start(self):
+            subprocess.run(PG_CONTROL["start"], check=True, capture_output=True)
+    outage = Outage()
+    yield outage
+    if subprocess.run(PG_CONTROL["status"], capture_output=True).returncode != 0:
+        outage.start()  # the test failed while the server was down
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     """A real PostgreSQL server: MAILRELEASE_TEST_PG_URL, or a private cluster started here."""
@@ -131,9 +153,13 @@ def pg_server():
     port = free_port()
     options = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-    subprocess.run(as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "-o", options,
-                                  "-l", str(base / "server.log"), "-w", "start"],
-                   check=True, capture_output=True)
+    start = as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "-o", options,
+                           "-l", str(base / "server.log"), "-w", "start"]
+    subprocess.run(start, check=True, capture_output=True)
+    # What a test needs to take this server down and up again (a database outage).
+    PG_CONTROL.update(stop=as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast",
+                                          "-w", "stop"], start=start,
+                      status=as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "status"])
     yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     subprocess.run(as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate",
                                   "stop"], capture_output=True)
@@ -144,9 +170,12 @@ def pg_server():
 def pg_url(pg_server):
     """A fresh, empty database on the PostgreSQL server for one test."""
     from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
     base = pg_server.rsplit("/", 1)[0] if pg_server.count("/") > 2 else pg_server
     name = f"mr_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    # No pool: a test may restart the server (an outage) between create and drop.
+    admin = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT",
+                          poolclass=NullPool)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     yield f"{base}/{name}"
