@@ -22,9 +22,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from scheduler.db import utcnow
+from scheduler.transitions import Status
 
-MESSAGE_STATUSES = ("draft", "scheduled", "held", "sending", "retry_wait", "sent", "failed",
-                    "cancelled")
+# The statuses and their legal changes live in scheduler/transitions.py.
+MESSAGE_STATUSES = tuple(str(s) for s in Status)
 ACCOUNT_STATUSES = ("connected", "reconnect", "disconnected")
 ROLES = ("owner", "member", "viewer")
 # bounced: a hard bounce; like unsubscribed, nothing but transactional mail goes there.

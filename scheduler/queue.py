@@ -35,7 +35,7 @@ _MINE = and_(_M.c.id == bindparam("b_mid"), _M.c.status == "sending",
              _M.c.claim_token == bindparam("b_tok"))
 _INSERT_EVENT = insert(_E)
 _MARK_SENT = update(_M).where(_MINE).values(
-    status="sent", sent_at=bindparam("b_now"), updated_at=bindparam("b_now"),
+    status=str(transitions.get("sent").target), sent_at=bindparam("b_now"), updated_at=bindparam("b_now"),
     lease_until=None, claim_token=None, gmail_message_id=bindparam("b_gid"),
     gmail_thread_id=bindparam("b_tid"), subject=bindparam("b_subject"),
     needs_reconcile=False, error=None)
@@ -121,7 +121,7 @@ def claim_due(session: Executor, now: dt.datetime, lease_seconds: float,
         update(Message)
         .where(Message.id.in_(due.scalar_subquery()))
         .values(
-            status="sending",
+            status=str(transitions.get("claim").target),
             lease_until=lease_until,
             claim_token=token,
             attempts=Message.attempts + 1,

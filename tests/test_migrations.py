@@ -52,3 +52,27 @@ def test_every_migration_downgrades_and_upgrades_again(tmp_path):
     with engine.connect() as conn:
         assert "message" in inspect(conn).get_table_names()
     engine.dispose()
+
+
+def test_contacts_at_internationalized_domains_are_migrated_to_idna(tmp_path):
+    from alembic import command
+    from sqlalchemy import text
+
+    from scheduler.migrate import alembic_config
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    cfg = alembic_config(url)
+    command.upgrade(cfg, "0010")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO team (id, name, tracking, created_at) "
+                          "VALUES (1, 't', 1, '2026-01-01 00:00:00')"))
+        for n, address in enumerate(["jose@exämple.org", "josé@example.org", "a@b.org"]):
+            conn.execute(text("INSERT INTO contact (id, team_id, email, attributes, "
+                              "subscription, created_at, updated_at) VALUES (:i, 1, :e, "
+                              "'{}', 'subscribed', '2026-01-01', '2026-01-01')"),
+                         {"i": n + 1, "e": address})
+    command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        emails = conn.execute(text("SELECT email FROM contact ORDER BY id")).scalars().all()
+    assert emails == ["jose@xn--exmple-cua.org", "josé@example.org", "a@b.org"]
+    engine.dispose()

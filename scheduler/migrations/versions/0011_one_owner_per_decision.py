@@ -42,6 +42,31 @@ def upgrade() -> None:
     # last renewal before the Gmail request says so. Messages left 'sending' by an older
     # worker keep the old, careful meaning.
     op.execute("UPDATE message SET needs_reconcile = true WHERE status = 'sending'")
+    _contacts_to_ascii()
+
+
+def _contacts_to_ascii() -> None:
+    """Contacts stored with an internationalized domain in Unicode get its IDNA form, the
+    one every input now uses (an address that already exists that way is left as it is;
+    a non-ASCII local part cannot be sent and stays, to fail clearly at release)."""
+    conn = op.get_bind()
+    rows = conn.execute(sa.text("SELECT id, team_id, email FROM contact")).all()
+    taken = {(r.team_id, r.email) for r in rows}
+    for row in rows:
+        if row.email.isascii():
+            continue
+        local, _, domain = row.email.rpartition("@")
+        if not local.isascii():
+            continue
+        try:
+            ascii_email = f"{local}@{domain.encode('idna').decode('ascii')}".lower()
+        except UnicodeError:
+            continue
+        if (row.team_id, ascii_email) in taken:
+            continue
+        conn.execute(sa.text("UPDATE contact SET email = :e WHERE id = :i"),
+                     {"e": ascii_email, "i": row.id})
+        taken.add((row.team_id, ascii_email))
 
 
 def downgrade() -> None:
