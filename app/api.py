@@ -31,9 +31,14 @@ def error(status: int, code: str, message: str, field: str | None = None):
 
 @bp.errorhandler(DomainError)
 def _domain_error(exc: DomainError):
-    resp, status = error(exc.status, exc.code, exc.message, exc.field)
-    if exc.retry_after is not None:
-        resp.headers["Retry-After"] = str(exc.retry_after)
+    return _with_retry_after(error(exc.status, exc.code, exc.message, exc.field),
+                             exc.retry_after)
+
+
+def _with_retry_after(answer, seconds: int | None):
+    resp, status = answer
+    if seconds is not None:
+        resp.headers["Retry-After"] = str(seconds)
     return resp, status
 
 
@@ -53,19 +58,16 @@ def _concurrent_write(exc: IntegrityError):
     # rolled back whole, so a retry sees the winner's row.
     log.warning("action=api_integrity_conflict path=%s error=%s", request.path,
                 " ".join(str(exc.orig).split())[:300])
-    resp, status = error(409, "conflict", "another request changed the same thing at the "
-                         "same moment; nothing was saved from this one: send it again")
-    resp.headers["Retry-After"] = "1"
-    return resp, status
+    return _with_retry_after(error(409, "conflict", "another request changed the same "
+                                   "thing at the same moment; nothing was saved from this "
+                                   "one: send it again"), 1)
 
 
 @bp.errorhandler(OperationalError)
 def _database_unavailable(exc: OperationalError):
     log.warning("action=api_database_unavailable path=%s", request.path)
-    resp, status = error(503, "unavailable", "the database is not answering; nothing was "
-                         "saved: send it again in a moment")
-    resp.headers["Retry-After"] = "5"
-    return resp, status
+    return _with_retry_after(error(503, "unavailable", "the database is not answering; "
+                                   "nothing was saved: send it again in a moment"), 5)
 
 
 @bp.errorhandler(HTTPException)

@@ -10,6 +10,7 @@ the variants' order and the decision says so.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import random
 import uuid
@@ -24,6 +25,8 @@ from scheduler.db import Database
 from scheduler.errors import InvalidInput
 from scheduler.models import Campaign, Contact, Message, MessageEvent
 from scheduler.timing import Recipient, plan
+
+log = logging.getLogger("mailrelease.campaigns")
 
 METRICS = ("open", "click", "reply")
 MIN_PER_VARIANT = 20
@@ -317,9 +320,18 @@ def decide_due(db: Database, now: dt.datetime) -> list[int]:
             Campaign.status == "testing", Campaign.decide_at <= now)).all()
     done = []
     for campaign_id in due:
-        with db.write() as session:
-            if decide(session, campaign_id, now):
-                done.append(campaign_id)
+        try:
+            with db.write() as session:
+                if decide(session, campaign_id, now):
+                    done.append(campaign_id)
+        except Exception as exc:  # noqa: BLE001 - one campaign must not stop the others
+            # Still 'testing', so the next round tries again; the error is shown on it.
+            log.exception("action=decision_failed campaign=%s", campaign_id)
+            with db.write() as session:
+                session.execute(update(Campaign).where(
+                    Campaign.id == campaign_id, Campaign.status == "testing").values(
+                    decision={"error": " ".join(f"{type(exc).__name__}: {exc}".split())[:500],
+                              "at": now.isoformat()}))
     return done
 
 

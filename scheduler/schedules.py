@@ -114,6 +114,8 @@ def queue_due(db: Database, now: dt.datetime,
         except IntegrityError:
             # Another worker made these occurrences' messages (the origin keys are unique).
             log.warning("action=schedule_duplicate_refused schedule=%s", schedule_id)
+        except Exception:  # noqa: BLE001 - one schedule must not stop the others
+            log.exception("action=schedule_round_failed schedule=%s", schedule_id)
     return made
 
 

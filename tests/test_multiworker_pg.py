@@ -8,16 +8,15 @@ import datetime as dt
 import os
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 from sqlalchemy import func, select, update
 
 from scheduler import schedules
 from scheduler.db import utcnow
 from scheduler.models import Campaign, Message, Schedule
 from tests.test_crash import queue_messages, statuses
+from tests.test_trust import signup_burst
 from tests.helpers import start_worker, wait_for, worker_env
 
 pytestmark = pytest.mark.slow
@@ -133,20 +132,7 @@ def test_three_workers_send_each_follow_up_step_once(serve, pg_url, tmp_path):
 
 def test_concurrent_events_for_new_addresses_on_postgres(serve, pg_url):
     live = serve(with_worker=False, MAILRELEASE_DATABASE_URL=pg_url)
-    api = live.user()
-    template = api.post(f"{live.url}/api/v1/templates", json={
-        "name": "w", "subject": "Welcome", "html": "<p>Hi</p>"}).json()
-    api.post(f"{live.url}/api/v1/rules", json={"event": "signup",
-                                                "template_id": template["id"]})
-    token = api.headers["Authorization"]
-
-    def post(n):
-        return requests.post(f"{live.url}/api/v1/events", timeout=60,
-                             headers={"Authorization": token}, json={
-                                 "id": f"e{n}" if n >= 0 else "same", "name": "signup",
-                                 "email": f"new{abs(n) % 10}@example.org"})
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        answers = list(pool.map(post, [*range(80), *[-1] * 20]))
+    answers = signup_burst(live, 80, 20, 10, 20)
     codes = collections.Counter(a.status_code for a in answers)
     assert set(codes) <= {202, 409}, {a.text for a in answers if a.status_code >= 400}
     assert codes[202] >= 81  # every distinct id, and the repeated one at least once

@@ -240,8 +240,10 @@ def test_a_double_submitted_compose_form_queues_once(live):
 
 # -- events ----------------------------------------------------------------------------
 
-def test_concurrent_events_for_new_addresses_and_one_repeated_id(live_no_worker):
-    live = live_no_worker
+def signup_burst(live, distinct: int, repeats: int, addresses: int,
+                 threads: int) -> list[requests.Response]:
+    """`distinct` signup events with their own ids and `repeats` sharing one id, for
+    `addresses` new addresses, all at once; a rule queues a welcome for each."""
     api = live.user()
     template = api.post(f"{live.url}/api/v1/templates", json={
         "name": "w", "subject": "Welcome", "html": "<p>Hi</p>"}).json()
@@ -250,12 +252,18 @@ def test_concurrent_events_for_new_addresses_and_one_repeated_id(live_no_worker)
     token = api.headers["Authorization"]
 
     def post(n):
-        return requests.post(f"{live.url}/api/v1/events", timeout=30,
+        return requests.post(f"{live.url}/api/v1/events", timeout=60,
                              headers={"Authorization": token}, json={
                                  "id": f"e{n}" if n >= 0 else "same", "name": "signup",
-                                 "email": f"new{abs(n) % 7}@example.org"})
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        answers = list(pool.map(post, [*range(40), *[-1] * 10]))
+                                 "email": f"new{abs(n) % addresses}@example.org"})
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(post, [*range(distinct), *[-1] * repeats]))
+
+
+def test_concurrent_events_for_new_addresses_and_one_repeated_id(live_no_worker):
+    live = live_no_worker
+    api = live.user()
+    answers = signup_burst(live, 40, 10, 7, 16)
     assert {a.status_code for a in answers} == {202}, {a.text for a in answers}
     same = [a.json() for a in answers[40:]]
     assert all(a == same[0] for a in same) and len(same[0]["messages"]) == 1
