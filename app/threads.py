@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from app import ctx
+from app import ctx, idempotent
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError
 from gmail_client.oauth import can_read
-from scheduler import drafts, messages, replies, teams, templates
+from scheduler import drafts, idempotency, messages, replies, teams, templates
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput, NotFound
 from scheduler.models import GmailAccount
@@ -78,12 +78,15 @@ def one(team_id: int, user_id: int, account_id, thread_id: str):
     return account, thread
 
 
-def reply(team_id: int, user_id: int, account_id, thread_id: str, body: dict):
+def reply(team_id: int, user_id: int, account_id, thread_id: str, body: dict,
+          form_key: tuple[str, str] | None = None):
     """Queue a reply in the thread (a Message, still in its session's transaction) and
-    return its API form; 422 naming the field when the body is wrong."""
+    return its API form; 422 naming the field when the body is wrong. `form_key` (the
+    reply page's) makes a double submit replay the first reply (idempotency.Replay)."""
     account, thread = one(team_id, user_id, account_id, thread_id)
     c = ctx()
     with c.db.write() as s:
+        held = idempotent.claim_form(s, team_id, form_key)
         template = None
         if body.get("template_id") is not None:
             template = templates.get_template(s, team_id, body["template_id"])
@@ -95,6 +98,7 @@ def reply(team_id: int, user_id: int, account_id, thread_id: str, body: dict):
                                "whose thread this is", field="from")
         message.template_id = template.id if template else None
         out = messages.message_as_dict(message)
+        idempotency.remember(s, held, 201, out)
         release_at = message.release_at
     if out["status"] == "scheduled":
         c.wake_worker(release_at)

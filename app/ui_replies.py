@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import flash, g, jsonify, redirect, render_template, request, url_for
 
-from app import audit, ctx, threads
+from app import audit, ctx, idempotent, threads
 from app.auth import login_required, viewer_ok
 from app.ui import bp, local_send_at, preview_problem
-from scheduler import templates
+from scheduler import idempotency, templates
 from scheduler.errors import DomainError
 
 
@@ -55,11 +55,16 @@ def thread_page(account_id, thread_id):
     error_field = None
     if request.method == "POST":
         try:
-            out = threads.reply(g.team_id, g.user_id, account_id, thread_id, _reply_body(form))
+            out = threads.reply(g.team_id, g.user_id, account_id, thread_id, _reply_body(form),
+                                form_key=idempotent.form_key(form))
         except DomainError as exc:
             audit.skip()
             flash(exc.message, "error")
             error_field = exc.field
+        except idempotency.Replay as replay:
+            audit.skip()
+            flash("This reply was already sent: nothing was queued twice.", "ok")
+            return redirect(url_for("ui.message_page", message_id=replay.body["id"]))
         else:
             flash("Reply queued in the thread." if out["status"] == "scheduled" else
                   "Reply saved but held: see why below.", "ok")
