@@ -451,6 +451,9 @@ OPENAPI = {
                 "attempts": {"type": "integer"},
                 "error": {"type": ["string", "null"]},
                 "hold_kind": {"type": ["string", "null"]},
+                "lease_until": {"type": ["string", "null"], "format": "date-time"},
+                "cancellable": {"type": "boolean", "description": "open, or left sending "
+                                "by a worker that stopped"},
                 "template_id": {"type": ["integer", "null"]},
                 "contact_id": {"type": ["integer", "null"]},
                 "created_at": {"type": "string", "format": "date-time"},

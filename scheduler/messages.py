@@ -15,6 +15,7 @@ from gmail_client.mime import make_message_id
 from scheduler import amp, content, queue, teams, templates, tracking
 from scheduler.addresses import parse_address
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
+from scheduler.db import utcnow
 from scheduler.models import (
     MESSAGE_STATUSES,
     Contact,
@@ -490,6 +491,9 @@ def message_as_dict(message: Message) -> dict:
         "error": message.error,
         "hold_kind": message.hold_kind,
         "hold_until": iso(message.hold_until),
+        "lease_until": iso(message.lease_until),
+        # Open, or left 'sending' by a worker that stopped (its lease ran out).
+        "cancellable": message.status in queue.OPEN_STATUSES or _stuck(message, utcnow()),
         "template_id": message.template_id,
         "contact_id": message.contact_id,
         "transactional": message.transactional,
