@@ -172,6 +172,7 @@ def _recurring(form, body: dict):
     with ctx().db.write() as s:
         schedule = schedules.create_schedule(s, g.team_id, g.user_id, {
             "cron": form.get("cron", ""), "timezone": form.get("timezone") or "UTC",
+            "catch_up": form.get("catch_up") or "latest",
             "template_id": body["template_id"], "to": addresses[0], "data": body["data"]},
             utcnow())
         first = schedule.next_at

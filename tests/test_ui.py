@@ -314,3 +314,39 @@ def test_a_message_page_shows_it_rendered_and_reschedules_or_edits_it(live_no_wo
     bad = browser.post(f"{live.url}/messages/{mid}/edit", data={
         "csrf_token": _csrf(page), "data": "{nope", "when": "keep"})
     assert "Not changed: data is not valid JSON" in bad.text
+
+
+def test_a_contact_is_deleted_from_its_page_and_its_messages_cancelled(live_no_worker):
+    live = live_no_worker
+    browser = _browser(live)
+    page = browser.get(live.url + "/contacts").text
+    browser.post(live.url + "/contacts/import", data={"csrf_token": _csrf(page)},
+                 files={"file": ("c.csv", b"email\nann@example.org\n", "text/csv")})
+    compose = browser.get(live.url + "/compose").text
+    browser.post(live.url + "/compose", data={
+        "csrf_token": _csrf(compose), "to": "ann@example.org", "subject": "S",
+        "html": "<p>h</p>", "when": "at", "send_at_local": "2031-03-04T09:30",
+        "timezone": "UTC"})
+    page = browser.get(live.url + "/contacts").text
+    action = re.search(r'action="(/contacts/\d+/delete)"', page).group(1)
+    assert 'data-confirm="Delete ann@example.org?' in page  # the page asks first
+    done = browser.post(live.url + action, data={"csrf_token": _csrf(page)})
+    assert "1 message(s) not yet sent were cancelled" in done.text
+    assert "ann@example.org" not in done.text.split("<table", 1)[1]
+    assert "cancelled" in browser.get(live.url + "/?status=cancelled").text
+
+
+def test_a_recurring_send_from_compose_keeps_its_catch_up_choice(live_no_worker):
+    live = live_no_worker
+    api = live.user()
+    template = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "daily", "subject": "Daily", "html": "<p>d</p>"}).json()
+    browser = _browser(live)
+    compose = browser.get(live.url + "/compose").text
+    assert 'name="catch_up"' in compose
+    resp = browser.post(live.url + "/compose", data={
+        "csrf_token": _csrf(compose), "to": "r@example.org", "template_id": template["id"],
+        "when": "recurring", "cron": "0 9 * * *", "timezone": "UTC", "catch_up": "hold"})
+    assert "Recurring send saved" in resp.text
+    (schedule,) = api.get(f"{live.url}/api/v1/schedules").json()["items"]
+    assert schedule["catch_up"] == "hold"
