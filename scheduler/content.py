@@ -23,6 +23,7 @@ from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from prometheus_client import Counter
 
+from scheduler import outbound
 from scheduler.errors import InvalidInput
 
 DEFAULT_TIMEOUT_MS = 300
@@ -34,6 +35,7 @@ MAX_REDIRECTS = 3
 # The one retry waits this long, if the budget leaves room for a second attempt after it.
 RETRY_PAUSE_SECONDS = 0.02
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_PLACEHOLDER = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
 
 FETCHES = Counter("mailrelease_content_fetches", "Send-time content lookups by outcome "
                   "(hit: served from cache; miss: fetched; fallback: fallback used; "
@@ -66,13 +68,6 @@ class Source:
     has_fallback: bool
 
 
-def _allowed(host: str | None, port: int | None, allowed: tuple[str, ...]) -> bool:
-    if not host:
-        return False
-    host = host.lower()
-    return host in allowed or (port is not None and f"{host}:{port}" in allowed)
-
-
 def check_sources(raw, allowed_hosts: tuple[str, ...]) -> list[dict]:
     """Validate a template's `sources`; InvalidInput names the offending field (422)."""
     if raw is None:
@@ -102,17 +97,19 @@ def check_sources(raw, allowed_hosts: tuple[str, ...]) -> list[dict]:
             raise InvalidInput(f"{where}.url is required", field=f"{where}.url")
         # The scheme and host must be written out: only the path and query may vary.
         fixed = url.split("{", 1)[0]
-        parts = urlsplit(fixed)
-        if parts.scheme not in ("http", "https") or not parts.netloc or (
-                "{" in url and "/" not in fixed[len(parts.scheme) + 3:]):
+        scheme = fixed.partition("://")[0]
+        if "{" in url and "/" not in fixed[len(scheme) + 3:]:
             raise InvalidInput(f"{where}.url must start with http(s)://host/ written out "
                                f"(placeholders only after the host)", field=f"{where}.url")
+        if "\\" in url or any(c in _PLACEHOLDER.sub("", url) for c in "\r\n\t "):
+            raise InvalidInput(f"{where}.url may not contain a backslash or white space",
+                               field=f"{where}.url")
         try:
-            port = parts.port
-        except ValueError:
-            raise InvalidInput(f"{where}.url has an invalid port", field=f"{where}.url") from None
-        if not _allowed(parts.hostname, port, allowed_hosts):
-            raise InvalidInput(f"{where}.url: host {parts.hostname} is not in "
+            target = outbound.parse(fixed if "{" in url else url)
+        except outbound.UnsafeURL as exc:
+            raise InvalidInput(f"{where}.url: {exc}", field=f"{where}.url") from None
+        if not outbound.listed(target, allowed_hosts):
+            raise InvalidInput(f"{where}.url: host {target.host} is not in "
                                f"MAILRELEASE_CONTENT_HOSTS", field=f"{where}.url",
                                code="host_not_allowed")
         try:
@@ -205,7 +202,10 @@ class ContentFetcher:
     def __init__(self, allowed_hosts: tuple[str, ...]):
         self.allowed_hosts = allowed_hosts
         self.cache = _Cache()
-        self._http = urllib3.PoolManager(num_pools=32, maxsize=8, retries=False)
+        # Connection pools by (scheme, address, port, host): each request goes to the
+        # address its host was resolved and checked to (see scheduler/outbound.py).
+        self._pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
+        self._pools_lock = threading.Lock()
         # Fetches run here so the caller can stop waiting at the deadline, whatever the
         # server does (a body trickled byte by byte would outlast socket timeouts).
         self._pool = ThreadPoolExecutor(max_workers=self.POOL_THREADS,
@@ -292,30 +292,52 @@ class ContentFetcher:
         FETCHES.labels("error").inc()
         raise ContentUnavailable(source.name, why)
 
+    def _connection_pool(self, target: outbound.Target,
+                         address: str) -> urllib3.HTTPConnectionPool:
+        key = (target.scheme, address, target.port, target.host)
+        with self._pools_lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                if target.scheme == "https":
+                    # Connect to the checked address, verify the certificate for the name.
+                    pool = urllib3.HTTPSConnectionPool(
+                        address, target.port, maxsize=8, retries=False,
+                        server_hostname=target.host, assert_hostname=target.host)
+                else:
+                    pool = urllib3.HTTPConnectionPool(address, target.port, maxsize=8,
+                                                      retries=False)
+                self._pools[key] = pool
+                while len(self._pools) > 64:
+                    self._pools.popitem(last=False)[1].close()
+            self._pools.move_to_end(key)
+            return pool
+
     def _get_json(self, url: str, deadline: float):
+        first_host = None
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not _allowed(
-                    parts.hostname, parts.port, self.allowed_hosts):
-                raise _FetchError(f"host {parts.hostname} is not allowed", retryable=False)
+            try:
+                target = outbound.parse(url)
+                if first_host is not None and target.host != first_host:
+                    raise outbound.UnsafeURL(f"redirect to another host ({target.host}) "
+                                             f"refused")
+                address = outbound.resolve(target, self.allowed_hosts)
+            except outbound.UnsafeURL as exc:
+                raise _FetchError(str(exc), retryable=False) from None
+            first_host = target.host
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _FetchError("timed out", retryable=False)
             try:
-                resp = self._http.request("GET", url, redirect=False, preload_content=False,
-                                          timeout=urllib3.Timeout(connect=left, read=left),
-                                          headers={"Accept": "application/json"})
+                resp = self._connection_pool(target, address).urlopen(
+                    "GET", target.target, redirect=False, preload_content=False,
+                    timeout=urllib3.Timeout(connect=left, read=left), assert_same_host=False,
+                    headers={"Accept": "application/json", "Host": target.host_header})
             except urllib3.exceptions.HTTPError as exc:
                 raise _FetchError(f"{type(exc).__name__}", retryable=True) from None
             complete = False
             try:
                 if resp.status in (301, 302, 303, 307, 308):
-                    target = urljoin(url, resp.headers.get("Location", ""))
-                    if urlsplit(target).hostname != parts.hostname:
-                        raise _FetchError(f"redirect to another host "
-                                          f"({urlsplit(target).hostname}) refused",
-                                          retryable=False)
-                    url = target
+                    url = urljoin(url, resp.headers.get("Location", ""))
                     continue
                 body = self._read(resp, deadline)
                 complete = True

@@ -147,7 +147,7 @@ AMP = """<!doctype html>
 
 
 def test_amp_live_data_answers_the_cors_handshake(serve, stock):
-    live = serve(MAILRELEASE_CONTENT_HOSTS="127.0.0.1")
+    live = serve(MAILRELEASE_CONTENT_HOSTS="127.0.0.1:" + stock.rsplit(":", 1)[1])
     api = live.user()
     resp = api.post(f"{live.url}/api/v1/templates", json={
         "name": "stock", "subject": "Stock", "html": "<p>Stock</p>", "amp": AMP,

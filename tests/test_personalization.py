@@ -389,6 +389,13 @@ def _source(server, path, **extra):
     return {"name": "weather", "url": f"{server.url}{path}", **extra}
 
 
+def _hosts(server, *names) -> str:
+    """The allowlist entry for a test server on loopback: its exact host:port (a bare
+    loopback host is not enough, see scheduler/outbound.py)."""
+    port = server.url.rsplit(":", 1)[1]
+    return ",".join(f"{name}:{port}" for name in names or ("127.0.0.1",))
+
+
 def test_a_source_outside_the_allowed_hosts_is_refused_at_save(serve, content_server):
     live = serve(with_worker=False, MAILRELEASE_CONTENT_HOSTS="api.example.com")
     api = live.user()
@@ -406,7 +413,7 @@ def test_a_source_outside_the_allowed_hosts_is_refused_at_save(serve, content_se
 
 def test_send_time_content_is_fetched_cached_or_replaced_by_its_fallback(
         serve, content_server):
-    live = serve(MAILRELEASE_CONTENT_HOSTS="127.0.0.1")
+    live = serve(MAILRELEASE_CONTENT_HOSTS=_hosts(content_server))
     api = live.user()
     fast = _template(live, api, name="fast", subject="{{ weather.temp }} in {{ weather.city }}",
                      sources=[_source(content_server, "/weather?city={{ city }}",
@@ -442,7 +449,8 @@ def test_send_time_content_is_fetched_cached_or_replaced_by_its_fallback(
 
 def test_a_failing_source_without_fallback_holds_and_redirects_stay_on_the_host(
         serve, content_server):
-    live = serve(MAILRELEASE_CONTENT_HOSTS="127.0.0.1,localhost")
+    live = serve(MAILRELEASE_CONTENT_HOSTS=_hosts(content_server,
+                                                              "127.0.0.1", "localhost"))
     api = live.user()
     broken = _template(live, api, name="broken", subject="{{ weather.temp }}",
                        sources=[_source(content_server, "/broken")])
