@@ -9,7 +9,8 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 from jinja2 import ChainableUndefined
-from jinja2.sandbox import SandboxedEnvironment
+from scheduler import budget
+from scheduler.budget import BudgetedEnvironment
 
 from scheduler import content, tracking
 from scheduler.errors import InvalidInput
@@ -33,7 +34,7 @@ FORBIDDEN_TAGS = {"img": "use <amp-img>", "iframe": "", "frame": "", "frameset":
                   "noscript": "", "picture": "", "portal": "", "math": ""}
 FORBIDDEN_INPUTS = {"file", "image", "password", "button"}
 
-_CHECK_ENV = SandboxedEnvironment(autoescape=True, undefined=ChainableUndefined)
+_CHECK_ENV = BudgetedEnvironment(autoescape=True, undefined=ChainableUndefined)
 
 
 class _Checker(HTMLParser):
@@ -145,8 +146,8 @@ class _Checker(HTMLParser):
 def check_amp(source: str, sources: list | None = None) -> None:
     """InvalidInput (422, field amp) naming the first problems and their lines."""
     try:
-        rendered = _CHECK_ENV.from_string(source).render(
-            {**tracking.stand_in_links(sources), **content.stand_ins(sources)})
+        rendered = budget.render(_CHECK_ENV.from_string(source), {
+            **tracking.stand_in_links(sources), **content.stand_ins(sources)})
     except Exception:  # noqa: BLE001 - compile errors are reported by check_template
         rendered = source
     errors = find_problems(rendered)

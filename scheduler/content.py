@@ -20,10 +20,10 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from prometheus_client import Counter
 
-from scheduler import outbound
+from scheduler import budget, outbound
+from scheduler.budget import BudgetedEnvironment
 from scheduler.errors import InvalidInput
 
 DEFAULT_TIMEOUT_MS = 300
@@ -43,8 +43,8 @@ FETCHES = Counter("mailrelease_content_fetches", "Send-time content lookups by o
 
 # Every {{ expression }} in a URL is percent-encoded, so a value cannot add a query
 # parameter, a path or another host.
-_URL_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                finalize=lambda v: quote(str(v), safe=""))
+_URL_ENV = BudgetedEnvironment(undefined=StrictUndefined, autoescape=False,
+                               finalize=lambda v: quote(str(v), safe=""))
 
 
 class ContentUnavailable(Exception):
@@ -230,7 +230,7 @@ class ContentFetcher:
 
     def _one(self, source: Source, data: dict, team: int | None):
         try:
-            url = _URL_ENV.from_string(source.url).render(data)
+            url = budget.render(_URL_ENV.from_string(source.url), data)
         except Exception as exc:  # noqa: BLE001 - a URL that cannot be built is a failure
             return self._fail(source, f"URL could not be built: {exc}")
         cached, hit = self.cache.get(url)

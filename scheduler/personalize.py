@@ -8,13 +8,16 @@ from functools import lru_cache
 import css_inline
 import html2text
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 
+from scheduler import budget
+from scheduler.budget import BudgetedEnvironment
 from scheduler.errors import MissingData, RenderError, TemplateError
 
 # StrictUndefined: a variable with no value and no `default` raises instead of printing ''.
-_HTML_ENV = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
-_PLAIN_ENV = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+# Sandboxed, and with a budget per render (output size, steps, depth, time: budget.py).
+_HTML_ENV = BudgetedEnvironment(autoescape=True, undefined=StrictUndefined)
+_PLAIN_ENV = BudgetedEnvironment(autoescape=False, undefined=StrictUndefined)
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 _MISSING_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
 
@@ -34,7 +37,7 @@ class RenderedParts:
     amp: str | None = None
 
 
-def _env(part: str) -> SandboxedEnvironment:
+def _env(part: str) -> BudgetedEnvironment:
     return _HTML_ENV if part in ("html", "amp") else _PLAIN_ENV
 
 
@@ -55,7 +58,10 @@ def render_part(part: str, source: str, data: dict) -> str:
     """Render one part; MissingData names a variable that has no value and no fallback."""
     template = _compile(part, source)
     try:
-        return template.render(data)
+        return budget.render(template, data)
+    except budget.OverBudget as exc:
+        raise RenderError(f"the template goes over its budget: {exc}", field=part,
+                          line=_template_line(exc)) from exc
     except UndefinedError as exc:
         text = str(exc)
         if match := _UNDEFINED_NAME.search(text):

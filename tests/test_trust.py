@@ -352,3 +352,18 @@ def test_a_draft_waits_until_it_is_scheduled(live):
     assert api.post(f"{live.url}/api/v1/messages/{mid}/send-now").status_code == 200
     wait_for(lambda: _msg(live, api, mid)["status"] == "sent")
     assert len(live.sandbox.sent()) == 1
+
+
+def test_hostile_templates_are_422s_naming_the_part_and_queue_nothing(live_no_worker):
+    from tests.unit.test_budget import HOSTILE
+    live = live_no_worker
+    api = live.user()
+    for name, html in HOSTILE.items():
+        for path in ("/messages", "/templates/preview"):
+            body = {"subject": "S", "html": html}
+            if path == "/messages":
+                body["to"] = "x@example.org"
+            resp = api.post(f"{live.url}/api/v1{path}", json=body)
+            assert resp.status_code == 422, (name, path, resp.status_code, resp.text[:200])
+            assert resp.json()["error"]["field"] == "html", (name, resp.text)
+    assert api.get(f"{live.url}/api/v1/messages").json()["items"] == []
