@@ -205,7 +205,8 @@ def update_message(message_id):
     c = ctx()
     body = json_body()
     with c.db.write() as s:
-        message = messages.update_message(s, g.team_id, message_id, body, utcnow(), _actor())
+        message = messages.update_message(s, g.team_id, message_id, body, utcnow(), _actor(),
+                                          g.user_id)
         out = messages.message_as_dict(message)
         release_at = message.release_at
     if out["status"] == "scheduled":

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app import ctx, idempotent
 from app.api import bp, json_body, require_token
-from scheduler import campaigns, events, idempotency, schedules
+from scheduler import campaigns, events, idempotency, schedules, teams
 from scheduler.db import utcnow
 from scheduler.errors import DomainError
 from scheduler.models import Campaign, Rule, Schedule, Team
@@ -84,7 +84,9 @@ def _receive(c, team_id: int, user_id: int | None, raw: bytes):
 @bp.get("/webhook-secret")
 @require_token
 def webhook_secret():
-    """The team's webhook signing secret (and the previous one while a rotation lasts)."""
+    """The team's webhook signing secret (and the previous one while a rotation lasts).
+    Not for viewers: whoever holds it can queue mail."""
+    teams.require(g.role, teams.CAN_CHANGE, "read the webhook secret")
     c = ctx()
     with c.db.write() as s:
         current, previous, until = events.webhook_secrets(s, c.cipher, g.team_id, utcnow())

@@ -227,7 +227,8 @@ _CONTENT_PATHS.update({
         "responses": {"202": {"description": "{event_id, messages, cancelled}"},
                       **_errors(400, 401, 413, 422)}}},
     "/webhook-secret": {"get": {"summary": "The team's webhook signing secret",
-                                "responses": {**_ok(200, "The secret"), **_errors(401)}}},
+                                "responses": {**_ok(200, "The secret"),
+                                              **_errors(401, 403)}}},
     "/webhook-secret/rotate": {"post": {
         "summary": "A new secret; the previous one is accepted for 24 h",
         "responses": {**_ok(200, "The new secret"), **_errors(401)}}},
@@ -431,6 +432,8 @@ OPENAPI = {
                                          "time (or draft: false)"}}},
             "MessageChange": {"type": "object", "properties": {
                 "to": {"type": "string"}, "subject": {"type": "string"},
+                "from": {"type": "string", "description": "another account (or alias) "
+                         "you can send from in this team"},
                 "html": {"type": "string"}, "text": {"type": "string"},
                 "data": {"type": "object"},
                 "send_at": {"type": "string", "format": "date-time"},

@@ -188,7 +188,7 @@ def edit_message(message_id):
         c = ctx()
         with c.db.write() as s:
             m = messages.update_message(s, g.team_id, message_id, body, utcnow(),
-                                        f"ui:{g.user_id}")
+                                        f"ui:{g.user_id}", g.user_id)
             status, release_at = m.status, m.release_at
     except DomainError as exc:
         audit.skip()

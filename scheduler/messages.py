@@ -28,7 +28,7 @@ from scheduler.personalize import render_message, render_part
 from scheduler.templates import check_parts, text_field
 from scheduler.timing import Recipient, plan
 
-EDITABLE_FIELDS = ("to", "subject", "html", "text", "amp", "data")
+EDITABLE_FIELDS = ("to", "subject", "html", "text", "amp", "data", "from")
 
 
 def _data_field(body: dict) -> dict:
@@ -401,6 +401,9 @@ def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
                                message.data, message.amp_tpl, message.sources)
         if reason:
             raise InvalidInput(reason, field="data", code="missing_data")
+    if message.status == "held" and message.hold_kind == "account_gone":
+        raise InvalidInput("the account this message was to go from left the team: edit it "
+                           "to go from another account first", field="from")
     if message.status == "held" and message.hold_kind == "delivery_unknown":
         # The user has decided: send it again even though an earlier attempt may have left.
         values["needs_reconcile"] = False
@@ -414,8 +417,9 @@ def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
 
 
 def update_message(session: Session, team_id: int, message_id: str, body: dict,
-                   now: dt.datetime, by: str) -> Message:
-    """PATCH: reschedule and/or edit content while the message is not yet sending."""
+                   now: dt.datetime, by: str, user_id: int | None = None) -> Message:
+    """PATCH: reschedule and/or edit content while the message is not yet sending;
+    `from` moves it to another account the editing user (`user_id`) can send from."""
     if not isinstance(body, dict) or not body:
         raise InvalidInput("the body must be a non-empty JSON object")
     unknown = set(body) - set(EDITABLE_FIELDS) - {"send_at", "delay_seconds", "local_time",
@@ -427,6 +431,12 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
     values: dict = {}
     if "to" in body:
         values["to_addr"] = str(parse_address(body["to"], "to"))
+    if "from" in body:
+        account, values["from_addr"] = pick_sender(session, team_id, user_id, body["from"])
+        values["account_id"] = account.id
+    elif message.hold_kind == "account_gone":
+        raise InvalidInput("the account this message was to go from left the team: choose "
+                           "another one (from)", field="from")
     subject = text_field(body, "subject", True) if "subject" in body else message.subject_tpl
     html = text_field(body, "html", True) if "html" in body else message.html_tpl
     text = text_field(body, "text", False) if "text" in body else message.text_tpl

@@ -32,7 +32,7 @@ ROLES = ("owner", "member", "viewer")
 SUBSCRIPTION_STATES = ("subscribed", "unsubscribed", "bounced")
 # Why a message is held: each kind is released by a different thing.
 HOLD_KINDS = ("missing_data", "reconnect", "daily_limit", "delivery_unknown", "too_late",
-              "no_client")
+              "no_client", "account_gone")
 
 
 class UTCDateTime(TypeDecorator):

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from scheduler import queue
 from scheduler.errors import Conflict, Forbidden, InvalidInput, NotFound
 from scheduler.models import (ROLES, AccountShare, ApiToken, AuditEntry, GmailAccount,
-                              Invitation, Membership, Team, User)
+                              Invitation, Membership, Message, Team, User)
 
 # What each role may do; the web app and the API ask these, not the role names.
 CAN_CHANGE = ("owner", "member")
@@ -145,8 +146,9 @@ def set_role(session: Session, team_id: int, user_id, role) -> Membership:
 def remove_member(session: Session, team_id: int, user_id, now: dt.datetime) -> None:
     """Take someone out of the team: their API tokens for it stop working at once.
 
-    What they already queued stays queued (the team decided to send it); their own Gmail
-    accounts are no longer offered to the team. A user cannot leave their personal team.
+    Their Gmail accounts leave the team with them (shares removed); messages queued
+    from those accounts are held (account_gone) until someone edits them to go from
+    another account, or cancels them. A user cannot leave their personal team.
     """
     row = _member(session, team_id, user_id)
     personal = session.scalar(select(User.personal_team_id).where(User.id == row.user_id))
@@ -161,6 +163,20 @@ def remove_member(session: Session, team_id: int, user_id, now: dt.datetime) -> 
                                            ApiToken.user_id == row.user_id,
                                            ApiToken.revoked_at.is_(None))
                     .values(revoked_at=now))
+    # Their mailboxes leave with them: the team no longer sends from or reads them, and
+    # what was queued from them waits for someone to choose another account.
+    theirs = select(GmailAccount.id).where(GmailAccount.user_id == row.user_id)
+    session.execute(delete(AccountShare).where(AccountShare.team_id == team_id,
+                                               AccountShare.account_id.in_(theirs)))
+    held = session.scalars(select(Message.id).where(
+        Message.team_id == team_id, Message.account_id.in_(theirs),
+        Message.status.in_(queue.OPEN_STATUSES))).all()
+    for message_id in held:
+        queue.transition(session, message_id, team_id, "edit_held", now,
+                         {"reason": "account_gone", "by": "team"},
+                         hold_kind="account_gone", hold_until=None,
+                         error="the member whose Gmail account this was to go from left "
+                               "the team; edit it to send from another account, or cancel")
 
 
 def usable_accounts(team_id: int, user_id: int | None):

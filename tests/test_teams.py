@@ -266,3 +266,43 @@ def test_another_teams_ids_are_404_in_the_api_and_the_pages(live_no_worker):
     assert ada.get(f"{live.url}/api/v1/messages/{mid}").json()["status"] == "scheduled"
     assert ada.get(f"{live.url}/api/v1/rules/{rid}").status_code == 200
     assert len(ada.get(live.url + "/api/v1/team/invitations").json()["items"]) == 1
+
+
+def test_a_removed_member_takes_their_accounts_and_what_was_queued_from_them_waits(
+        live_no_worker):
+    live = live_no_worker
+    ada = live.user("ada@example.com")
+    bob = _join(live, ada, "bob@example.com", "owner")
+    bob_account = next(a for a in bob.get(live.url + "/api/v1/accounts").json()["items"]
+                       if a["email"] == "bob@example.com")
+    assert bob.put(f"{live.url}/api/v1/accounts/{bob_account['id']}/share").status_code == 200
+    later = {"delay_seconds": 86400}
+    by_ada = ada.post(live.url + "/api/v1/messages", json={
+        "to": "c@example.org", "from": "bob@example.com", **MESSAGE, **later}).json()
+    by_bob = bob.post(live.url + "/api/v1/messages", json={
+        "to": "d@example.org", **MESSAGE, **later}).json()
+    assert by_ada["from"] == by_bob["from"] == "bob@example.com"
+    bob_id = next(m["user_id"] for m in ada.get(live.url + "/api/v1/team/members").json()[
+        "items"] if m["email"] == "bob@example.com")
+    assert ada.delete(f"{live.url}/api/v1/team/members/{bob_id}").status_code in (200, 204)
+    for mid in (by_ada["id"], by_bob["id"]):
+        held = ada.get(f"{live.url}/api/v1/messages/{mid}").json()
+        assert held["status"] == "held" and held["hold_kind"] == "account_gone"
+    assert ada.post(f"{live.url}/api/v1/messages/{by_ada['id']}/send-now").status_code == 422
+    assert ada.post(live.url + "/api/v1/messages", json={
+        "to": "c@example.org", "from": "bob@example.com", **MESSAGE}).status_code == 422
+    assert "bob@example.com" not in {
+        a["email"] for a in ada.get(live.url + "/api/v1/accounts").json()["items"]}
+    moved = ada.patch(f"{live.url}/api/v1/messages/{by_ada['id']}",
+                      json={"from": "ada@example.com"})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["status"] == "scheduled" and moved.json()["from"] == "ada@example.com"
+
+
+def test_a_viewer_reads_no_webhook_secret(live_no_worker):
+    live = live_no_worker
+    ada = live.user("ada@example.com")
+    vic = _join(live, ada, "vic@example.com", "viewer")
+    resp = vic.get(live.url + "/api/v1/webhook-secret")
+    assert resp.status_code == 403 and "secret" not in resp.json()
+    assert ada.get(live.url + "/api/v1/webhook-secret").json()["secret"].startswith("whsec_")

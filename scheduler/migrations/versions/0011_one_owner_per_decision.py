@@ -9,6 +9,11 @@ import sqlalchemy as sa
 import scheduler.models
 
 
+_HOLD_KINDS = "hold_kind IS NULL OR hold_kind IN ({kinds})"
+_OLD_KINDS = ("'missing_data', 'reconnect', 'daily_limit', 'delivery_unknown', 'too_late', "
+              "'no_client'")
+_NEW_KINDS = _OLD_KINDS + ", 'account_gone'"
+
 revision = '0011'
 down_revision = '0010'
 branch_labels = None
@@ -37,6 +42,12 @@ def upgrade() -> None:
 
     with op.batch_alter_table('schedule', schema=None) as batch_op:
         batch_op.add_column(sa.Column('catch_up', sa.String(length=10), server_default='latest', nullable=False))
+
+    # A new reason to hold: the account it was to go from is no longer the team's.
+    with op.batch_alter_table('message', schema=None) as batch_op:
+        batch_op.drop_constraint('hold_kind', type_='check')
+        batch_op.create_check_constraint('hold_kind', _HOLD_KINDS.format(
+            kinds=_NEW_KINDS))
 
     # Before this version a lost lease always meant "may have been sent"; from now on the
     # last renewal before the Gmail request says so. Messages left 'sending' by an older
@@ -70,6 +81,12 @@ def _contacts_to_ascii() -> None:
 
 
 def downgrade() -> None:
+    op.execute("UPDATE message SET hold_kind = 'reconnect' WHERE hold_kind = 'account_gone'")
+    with op.batch_alter_table('message', schema=None) as batch_op:
+        batch_op.drop_constraint('hold_kind', type_='check')
+        batch_op.create_check_constraint('hold_kind', _HOLD_KINDS.format(
+            kinds=_OLD_KINDS))
+
     with op.batch_alter_table('schedule', schema=None) as batch_op:
         batch_op.drop_column('catch_up')
 
