@@ -75,16 +75,16 @@ def _json_errors_under_api(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         if request.path.startswith("/api/"):
-            from app.api import error
-            return error(exc.code or 500, "not_found" if exc.code == 404 else "http_error",
-                         exc.description or "")
+            from app.api import http_error
+            return http_error(exc)
         if request.path.startswith(("/t/", "/amp/", "/sandbox-google")) or (
                 exc.code or 500) < 400:
             return exc
         # A page for each HTTP error, in the app's own layout.
         from flask import render_template
+        allow = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
         return render_template("ui/error.html", code=exc.code,
-                               message=exc.description or exc.name), exc.code
+                               message=exc.description or exc.name), exc.code, allow
 
     @app.after_request
     def _security_headers(response):

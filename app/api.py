@@ -12,7 +12,7 @@ from app import ctx, idempotent
 from app.openapi import OPENAPI
 from app.auth import READS
 from app.tokens import authenticate, needs_touch, touch
-from scheduler import cancelling, idempotency, messages, teams
+from scheduler import cancelling, idempotency, messages, sanity, teams
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 
@@ -71,10 +71,16 @@ def _database_unavailable(exc: OperationalError):
 
 
 @bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
+def http_error(exc: HTTPException):
+    """An HTTP error in the API's shape (a 405 says which methods are allowed)."""
     codes = {400: "malformed", 404: "not_found", 405: "method_not_allowed",
              413: "too_large", 415: "unsupported_media_type"}
-    return error(exc.code or 500, codes.get(exc.code, "http_error"), exc.description or "")
+    resp, status = error(exc.code or 500, codes.get(exc.code, "http_error"),
+                         exc.description or "")
+    for name, value in exc.get_headers():
+        if name.lower() == "allow":
+            resp.headers["Allow"] = value
+    return resp, status
 
 
 def require_token(view):
@@ -113,9 +119,7 @@ def json_body() -> dict:
     if not request.is_json:
         raise DomainError("send a JSON body with Content-Type: application/json",
                           code="malformed")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise DomainError("the body is not valid JSON", code="malformed")
+    body = sanity.loads(request.get_data(cache=True))
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")
     return body

@@ -11,7 +11,7 @@ from flask import Response, g, jsonify, request, stream_with_context
 from app import ctx, idempotent
 from app.api import bp, json_body, page_limit, require_token
 from app.progress import own_copy, with_progress
-from scheduler import contacts, drafts, idempotency, starters, templates
+from scheduler import contacts, drafts, idempotency, sanity, starters, templates
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount
@@ -207,9 +207,7 @@ def add_contacts():
     c = ctx()
     if not request.is_json:
         raise InvalidInput("send JSON (one contact or a list), or CSV to /contacts/import")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InvalidInput("the body is not valid JSON")
+    body = sanity.loads(request.get_data(cache=True))
     with c.db.write() as s:
         held = idempotent.claim(s)
         report, stored = contacts.add_contacts(s, g.team_id, body, utcnow())

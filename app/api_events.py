@@ -4,7 +4,6 @@ Routes live on the API blueprint (app.api.bp), with its error shape.
 """
 from __future__ import annotations
 
-import json
 import time
 
 from flask import g, jsonify, request
@@ -12,9 +11,8 @@ from sqlalchemy import select
 
 from app import ctx, idempotent
 from app.api import bp, json_body, require_token
-from scheduler import campaigns, events, idempotency, schedules, teams
+from scheduler import campaigns, events, idempotency, sanity, schedules, teams
 from scheduler.db import utcnow
-from scheduler.errors import DomainError
 from scheduler.models import Campaign, Rule, Schedule, Team
 
 
@@ -66,10 +64,7 @@ def _with_token():
 
 
 def _receive(c, team_id: int, user_id: int | None, raw: bytes):
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise DomainError("the body is not valid JSON", code="malformed") from None
+    body = sanity.loads(raw)
     event = events.check_event(body)
     now = utcnow()
     with c.db.write() as s:

@@ -10,7 +10,8 @@ from flask import Flask, g, request
 
 from app import ctx
 from app.auth import READS
-from scheduler import teams
+from scheduler import sanity, teams
+from scheduler.errors import DomainError
 from scheduler.db import utcnow
 
 log = logging.getLogger("mailrelease.audit")
@@ -76,7 +77,10 @@ def _target(response) -> str | None:
 
 def _detail() -> dict:
     if request.is_json:
-        body = request.get_json(silent=True)
+        try:
+            body = sanity.loads(request.get_data(cache=True))
+        except DomainError:  # the request was refused for it; nothing to describe
+            body = None
         fields = sorted(body) if isinstance(body, dict) else []
         values = body if isinstance(body, dict) else {}
     else:

@@ -12,7 +12,7 @@ from app import ctx, idempotent
 from app.auth import login_required
 from app.progress import with_progress
 from app.ui import bp
-from scheduler import campaigns, idempotency, templates
+from scheduler import campaigns, idempotency, sanity, templates
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.models import Campaign
@@ -20,10 +20,10 @@ from scheduler.models import Campaign
 
 def _body(form) -> dict:
     """The API body the form describes."""
-    try:
-        template_id = int(form.get("template_id", ""))
-    except ValueError:
-        raise InvalidInput("choose a template", field="template_id") from None
+    if not form.get("template_id", "").strip():
+        raise InvalidInput("choose a template", field="template_id")
+    template_id = sanity.number(form["template_id"], "template_id", whole=True, minimum=1,
+                                maximum=2 ** 31)
     body: dict = {"name": form.get("name") or None, "template_id": template_id}
     if form.get("filter_attribute"):
         body["audience"] = {"filter": [{"field": f"contact.{form['filter_attribute'].strip()}",
@@ -32,12 +32,10 @@ def _body(form) -> dict:
         body["local_time"] = {"time": form["local_time"],
                               "fallback_timezone": form.get("timezone") or "UTC"}
     if form.get("ab") == "on":
-        try:
-            fraction = float(form.get("test_percent", "20")) / 100
-            hours = float(form.get("decide_hours", "4"))
-        except ValueError:
-            raise InvalidInput("test size and decision time must be numbers",
-                               field="test_percent") from None
+        fraction = sanity.number(form.get("test_percent", "20"), "test_percent",
+                                 minimum=0.01, maximum=100) / 100
+        hours = sanity.number(form.get("decide_hours", "4"), "decide_hours",
+                              maximum=366 * 24)
         body["variants"] = [{"key": "A"}, {"key": "B", "subject": form.get("subject_b", "")}]
         body["ab"] = {"test_fraction": fraction, "metric": form.get("metric", "open"),
                       "decide_after_seconds": hours * 3600}

@@ -10,7 +10,8 @@ from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from app import audit, ctx, idempotent
 from app.auth import login_required, viewer_ok
 from app.ui import bp, json_field, local_send_at, preview_problem
-from scheduler import accounts, campaigns, idempotency, messages, schedules, templates
+from scheduler import (accounts, campaigns, idempotency, messages, sanity, schedules,
+                       templates)
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 
@@ -44,10 +45,8 @@ def _timing(form) -> dict:
     if when == "at":
         return {"send_at": local_send_at(form)}
     if when == "in":
-        try:
-            minutes = float(form.get("in_minutes", ""))
-        except ValueError:
-            raise InvalidInput("say in how many minutes", field="delay_seconds") from None
+        minutes = sanity.number(form.get("in_minutes", ""), "delay_seconds",
+                                maximum=366 * 24 * 60)
         return {"delay_seconds": minutes * 60}
     if when == "local":
         if not form.get("local_time"):
@@ -140,7 +139,9 @@ def _to_contact_list(form, body: dict):
     """A contact list is a campaign: every matching subscribed contact gets the template."""
     if not body.get("template_id"):
         raise InvalidInput("sending to a contact list needs a template", field="template_id")
-    campaign = {"template_id": int(body["template_id"]), "data": body["data"],
+    campaign = {"template_id": sanity.number(body["template_id"], "template_id", whole=True,
+                                             minimum=1, maximum=2 ** 31),
+                "data": body["data"],
                 "from": body["from"], "name": form.get("list_name") or None}
     if form.get("filter_attribute", "").strip():
         campaign["audience"] = {"filter": [{

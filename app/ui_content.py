@@ -177,11 +177,7 @@ def template_live_preview():
 
 def _preview(parts: dict, form) -> dict:
     c = ctx()
-    try:
-        data = json.loads(form.get("preview_data", "").strip() or "{}")
-    except ValueError as exc:
-        raise InvalidInput(f"preview data is not valid JSON: {exc}",
-                           field="preview_data") from None
+    data = json_field(form, "preview_data", {})
     if not isinstance(data, dict):
         raise InvalidInput("preview data must be a JSON object", field="preview_data")
     to = form.get("preview_to", "").strip()

@@ -8,9 +8,9 @@ from sqlalchemy import select
 from app import audit, ctx
 from app.auth import login_required
 from app.ui import bp, json_field
-from scheduler import events, starters, templates
+from scheduler import events, sanity, starters, templates
 from scheduler.db import utcnow
-from scheduler.errors import DomainError, InvalidInput
+from scheduler.errors import DomainError
 from scheduler.models import Rule
 
 
@@ -21,19 +21,14 @@ def _rule_body(form) -> dict:
             "cancel_on": [n.strip() for n in form.get("cancel_on", "").split(",") if n.strip()]}
     delay = form.get("delay_minutes", "").strip()
     if delay:
-        try:
-            body["delay_seconds"] = float(delay) * 60
-        except ValueError:
-            raise InvalidInput("the delay must be a number of minutes",
-                               field="delay_seconds") from None
+        body["delay_seconds"] = sanity.number(delay, "delay_seconds",
+                                              maximum=366 * 24 * 60) * 60
     cap = form.get("cap_max", "").strip()
     if cap:
-        try:
-            body["frequency_cap"] = {"max": int(cap),
-                                     "seconds": int(float(form.get("cap_days") or 1) * 86400)}
-        except ValueError:
-            raise InvalidInput("the frequency cap must be whole numbers",
-                               field="frequency_cap") from None
+        body["frequency_cap"] = {
+            "max": sanity.number(cap, "frequency_cap", whole=True, minimum=1, maximum=10_000),
+            "seconds": int(sanity.number(form.get("cap_days") or 1, "frequency_cap",
+                                         minimum=1 / 86400, maximum=366) * 86400)}
     if form.get("best_hour") == "on":
         body["timing"] = {"best_hour": True}
     return body

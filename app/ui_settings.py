@@ -119,8 +119,10 @@ def settings_page():
                                          g.team_id)
                 flash("Token created: copy it now, it is not shown again.", "ok")
             elif action == "revoke_token":
+                raw_id = request.form.get("token_id", "")
                 token = s.scalar(_tokens().where(
-                    ApiToken.id == int(request.form.get("token_id", 0) or 0)))
+                    ApiToken.id == int(raw_id))) if raw_id.isdigit() and len(raw_id) < 10 \
+                    else None
                 if token is None or token.revoked_at is not None:
                     audit.skip()
                     abort(404)

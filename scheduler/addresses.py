@@ -9,7 +9,7 @@ refused with the field named, before anything is queued.
 from __future__ import annotations
 
 from email.headerregistry import Address
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -50,6 +50,9 @@ def parse_address(value, field: str) -> Address:
         raise InvalidInput(f"{field} must be an email address", field=field)
     if "\r" in value or "\n" in value:
         raise InvalidInput(f"{field} must be on one line", field=field)
+    if len(getaddresses([value])) > 1:
+        raise InvalidInput(f"{field} must be one address: a message goes to one recipient "
+                           f"(send one message each, or use a campaign)", field=field)
     name, addr = parseaddr(value.strip())
     if not addr or "@" not in addr:
         raise InvalidInput(f"{field} is not an email address: {value!r}", field=field)

@@ -280,6 +280,9 @@ def _from_fields(fields: list[str], kinds: list[str], names: list[str]) -> Conta
         raise RowError(f"{len(fields)} fields but the header names {len(kinds)} columns")
     if any(_has_bad_bytes(f) for f in fields):
         raise RowError("not valid UTF-8")
+    for name, value in zip(names, fields):
+        if "\x00" in value:
+            raise RowError(f"{name} holds a NUL character")
     item = ContactInput(email="")
     email = None
     for kind, name, value in zip(kinds, names, fields):
@@ -289,6 +292,8 @@ def _from_fields(fields: list[str], kinds: list[str], names: list[str]) -> Conta
         elif kind == "name":
             if len(value) > 300:
                 raise RowError("name is longer than 300 characters")
+            if "\r" in value or "\n" in value:
+                raise RowError("name must be one line (it goes into the To header)")
             item.name = value or None
         elif kind == "timezone":
             item.timezone = normalize_timezone(value)

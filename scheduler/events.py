@@ -26,6 +26,7 @@ SIGNATURE_MAX_AGE = 300
 ROTATION_GRACE = dt.timedelta(hours=24)
 MAX_EVENT_BYTES = 64 * 1024
 MAX_ID_CHARS = 200
+MAX_CAP_SECONDS = 366 * 86400
 OPERATORS = ("equals", "not_equals", "greater", "less", "contains", "exists")
 OPEN = queue.OPEN_STATUSES
 
@@ -147,10 +148,13 @@ def create_rule(session: Session, team_id: int, body: dict, now: dt.datetime) ->
                            field="delay_seconds")
     cap = body.get("frequency_cap")
     if cap is not None:
-        if not (isinstance(cap, dict) and isinstance(cap.get("max"), int) and cap["max"] >= 1
-                and isinstance(cap.get("seconds"), (int, float)) and cap["seconds"] > 0):
-            raise InvalidInput('frequency_cap must be {"max": n >= 1, "seconds": window}',
-                               field="frequency_cap")
+        if not (isinstance(cap, dict) and isinstance(cap.get("max"), int)
+                and not isinstance(cap["max"], bool) and 1 <= cap["max"] <= 10_000
+                and isinstance(cap.get("seconds"), (int, float))
+                and not isinstance(cap["seconds"], bool)
+                and 0 < cap["seconds"] <= MAX_CAP_SECONDS):
+            raise InvalidInput(f'frequency_cap must be {{"max": 1 to 10000, "seconds": 1 '
+                               f'to {MAX_CAP_SECONDS} (a year)}}', field="frequency_cap")
         cap = {"max": cap["max"], "seconds": cap["seconds"]}
     timing = {k: body[k] for k in ("local_time", "best_hour", "window")
               if body.get(k) not in (None, False)}
@@ -373,7 +377,7 @@ def seed_rules(session: Session, team_id: int, user_id: int | None, key: str,
     use, loaded into the team (templates it already has by name are reused)."""
     from scheduler import starters
     seeds = starters.rule_seeds()
-    if key not in seeds:
+    if not isinstance(key, str) or key not in seeds:
         raise NotFound(f"no rule seed {key!r}; there are: {', '.join(seeds)}", field="seed")
     made = []
     for spec in seeds[key]["rules"]:

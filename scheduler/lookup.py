@@ -10,10 +10,16 @@ from scheduler.errors import NotFound
 def team_row(session: Session, model, team_id: int, raw_id, what: str, field: str = "id"):
     """The team's `model` row with this (integer) id; NotFound, naming `field`, when there
     is none or it is another team's (the two are not told apart)."""
-    try:
+    # Ids are positive 32-bit integers (as the database keeps them): anything else is
+    # simply not found, never a database error.
+    if isinstance(raw_id, str) and raw_id.strip().isdigit() and len(raw_id.strip()) <= 10:
         row_id = int(raw_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no {what} {raw_id}", field=field) from None
+    elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        row_id = raw_id
+    else:
+        raise NotFound(f"no {what} {str(raw_id)[:40]}", field=field)
+    if not 0 < row_id < 2 ** 31:
+        raise NotFound(f"no {what} {row_id}", field=field)
     row = session.scalar(select(model).where(model.id == row_id, model.team_id == team_id))
     if row is None:
         raise NotFound(f"no {what} {raw_id}", field=field)

@@ -14,6 +14,9 @@ _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 MAX_DELAY_SECONDS = 5 * 366 * 24 * 3600
 
 
+MIN_YEAR, MAX_YEAR = 1970, 2100
+
+
 def parse_aware(value, field: str) -> dt.datetime:
     """Parse ISO 8601 with an offset; a naive or malformed time is refused naming `field`."""
     if not isinstance(value, str):
@@ -25,6 +28,8 @@ def parse_aware(value, field: str) -> dt.datetime:
     if when.tzinfo is None or when.utcoffset() is None:
         raise InvalidInput(f"{field} has no UTC offset; write e.g. 2026-11-23T09:00:00+09:00",
                            field=field)
+    if not MIN_YEAR <= when.year <= MAX_YEAR:
+        raise InvalidInput(f"{field} must be between {MIN_YEAR} and {MAX_YEAR}", field=field)
     return when.astimezone(dt.timezone.utc)
 
 
