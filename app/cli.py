@@ -14,6 +14,7 @@ import click
 
 from scheduler.db import Database, utcnow
 from scheduler.migrate import upgrade as upgrade_db
+from scheduler.redact import RedactingFormatter
 from scheduler.settings import Settings
 
 log = logging.getLogger("mailrelease")
@@ -21,9 +22,11 @@ SANDBOX_PREFIX = "/sandbox-google"
 
 
 def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    # Every line is redacted: at DEBUG, libraries log URLs and bodies with tokens in them.
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=os.environ.get("MAILRELEASE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-                        stream=sys.stderr)
+                        handlers=[handler])
     # Their INFO lines are per-request noise (and could carry URLs); ours carry the facts.
     for name in ("apscheduler", "googleapiclient", "google_auth_httplib2", "waitress.queue"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -59,8 +62,10 @@ def _sandbox_settings(settings: Settings, host: str, port: int) -> tuple[Setting
 
     redirect = settings.public_url + "/auth/callback"
     creds_path = settings.instance_path / "sandbox-credentials.json"
-    creds_path.write_text(json.dumps(sandbox_credentials(
-        base, client["client_id"], client["client_secret"], [redirect]), indent=2))
+    fd = os.open(creds_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:  # it holds the client secret: the owner's only
+        json.dump(sandbox_credentials(base, client["client_id"], client["client_secret"],
+                                      [redirect]), fh, indent=2)
     settings = replace(settings, google_credentials=creds_path,
                        gmail_api_endpoint=base + "/", sandbox=True)
     return settings, {client["client_id"]: {"secret": client["client_secret"],

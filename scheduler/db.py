@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -41,12 +42,24 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _private_file(path: Path) -> None:
+    """The database file readable by its owner only (SQLite gives its WAL and shared-memory
+    files the database file's mode), created so if new, narrowed if an older one was not."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+        for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if extra.exists():
+                os.chmod(extra, 0o600)
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for a SQLAlchemy URL, creating the SQLite file's folder if needed."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine

@@ -76,3 +76,15 @@ def test_contacts_at_internationalized_domains_are_migrated_to_idna(tmp_path):
         emails = conn.execute(text("SELECT email FROM contact ORDER BY id")).scalars().all()
     assert emails == ["jose@xn--exmple-cua.org", "josé@example.org", "a@b.org"]
     engine.dispose()
+
+
+def test_the_sqlite_files_are_private_to_their_owner(tmp_path):
+    import stat
+    url = f"sqlite:///{tmp_path / 'private.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:  # a write makes the WAL file
+        conn.exec_driver_sql("CREATE TABLE t (x)")
+        for name in ("private.db", "private.db-wal"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    engine.dispose()

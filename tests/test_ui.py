@@ -1,6 +1,7 @@
 """Server-rendered pages over real HTTP: CSRF, compose and schedule, the queue, cancel."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -95,10 +96,12 @@ def test_healthz_reports_database_and_worker(live):
 
 @pytest.mark.slow
 def test_run_with_sandbox_serves_everything_in_one_process(tmp_path):
+    """Also at DEBUG, where libraries log requests and bodies: no secret in the log."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILRELEASE_")}
     env["MAILRELEASE_INSTANCE_PATH"] = str(tmp_path / "instance")
+    env["MAILRELEASE_LOG_LEVEL"] = "DEBUG"
     log = open(tmp_path / "run.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "app", "run", "--port", str(port),
                              "--sandbox"], env=env, cwd=tmp_path, stdout=log,
@@ -120,6 +123,16 @@ def test_run_with_sandbox_serves_everything_in_one_process(tmp_path):
         proc.terminate()
         assert proc.wait(timeout=15) == 0
         log.close()
+    text = (tmp_path / "run.log").read_text()
+    assert "DEBUG" in text and "/auth/callback" in text  # the noisy lines are there
+    client = json.loads((tmp_path / "instance" / "sandbox-client.json").read_text())
+    for secret in (client["client_secret"], "ya29.sandbox-", "1//sandbox-", "eyJ"):
+        assert secret not in text, secret
+    assert not re.search(r"[?&]code=(?!\[redacted\])", text)
+    for name in ("sandbox-client.json", "sandbox-credentials.json", "mailrelease.db",
+                 "secret_key", "token_key"):
+        mode = (tmp_path / "instance" / name).stat().st_mode & 0o777
+        assert mode == 0o600, (name, oct(mode))
 
 
 def _up(base: str) -> bool:
