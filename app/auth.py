@@ -8,7 +8,7 @@ from flask import Blueprint, abort, flash, g, redirect, request, session, url_fo
 from sqlalchemy import select
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
-from app import ctx
+from app import ctx, web_sessions
 from gmail_client.errors import GmailError
 from gmail_client.api import GmailService
 from gmail_client.oauth import (
@@ -54,6 +54,10 @@ def login_required(view):
         g.user_id, g.team_id = session["user_id"], session["team_id"]
         g.email = session.get("email")
         with ctx().db.read() as s:
+            if not web_sessions.valid(s, session.get("sid"), g.user_id):
+                session.clear()  # signed out (here or everywhere), or from before sessions
+                flash("Your session has ended; sign in again.", "error")
+                return redirect(url_for("ui.home"))
             g.role = teams.role_of(s, g.user_id, g.team_id)
             if g.role is None:  # removed from that team: back to their own
                 personal = s.scalar(select(User.personal_team_id)
@@ -141,10 +145,11 @@ def callback():
         who = sign_in(s, c.cipher, email=address,
                       token_info=credentials_to_info(creds), scopes=granted, now=utcnow(),
                       send_as=send_as)
+        sid = web_sessions.start(s, who.user_id, utcnow())
     session.clear()
     # Someone who signs in through an invitation lands in the team that invited them.
     session.update(user_id=who.user_id, team_id=(who.joined or (who.team_id,))[-1],
-                   email=who.email)
+                   email=who.email, sid=sid)
     session.permanent = True
     log.info("action=signin user=%s account=%s new=%s scopes=%d", who.user_id,
              who.account_id, who.newly_created, len(granted))
@@ -165,7 +170,21 @@ def callback():
 
 @bp.post("/logout")
 def logout():
-    """Forget the session (the Gmail connection stays for scheduled messages)."""
+    """End this session on the server too (the Gmail connection stays for scheduled
+    messages)."""
+    with ctx().db.write() as s:
+        web_sessions.end(s, session.get("sid"), utcnow())
     session.clear()
     flash("Signed out.", "ok")
+    return redirect(url_for("ui.home"))
+
+
+@bp.post("/logout/everywhere")
+@login_required
+def logout_everywhere():
+    """End every session of this user, in every browser."""
+    with ctx().db.write() as s:
+        count = web_sessions.end_all(s, g.user_id, utcnow())
+    session.clear()
+    flash(f"Signed out everywhere ({count} session{'s' if count != 1 else ''}).", "ok")
     return redirect(url_for("ui.home"))

@@ -342,6 +342,18 @@ class Campaign(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class WebSession(Base):
+    """A signed-in browser: the cookie carries a random id, this row says it is still valid
+    (signing out ends it here, not only in the cookie). Only the id's SHA-256 is stored."""
+
+    __tablename__ = "web_session"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"),
+                                         index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+
+
 class IdempotencyKey(Base):
     """A client's Idempotency-Key and the first answer it got, kept 24 h per team."""
 
@@ -465,4 +477,5 @@ class WorkerHeartbeat(Base):
 __all__ = ["Base", "Team", "User", "Membership", "GmailAccount", "AccountShare", "Invitation",
            "AuditEntry", "ApiToken", "Template",
            "Contact", "Rule", "Event", "Schedule", "Campaign", "Message", "IdempotencyKey",
+           "WebSession",
            "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "HOLD_KINDS", "UTCDateTime"]

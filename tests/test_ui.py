@@ -363,3 +363,20 @@ def test_a_recurring_send_from_compose_keeps_its_catch_up_choice(live_no_worker)
     assert "Recurring send saved" in resp.text
     (schedule,) = api.get(f"{live.url}/api/v1/schedules").json()["items"]
     assert schedule["catch_up"] == "hold"
+
+
+def test_signing_out_ends_the_session_on_the_server_and_everywhere(live_no_worker):
+    live = live_no_worker
+    first, second = _browser(live), _browser(live)
+    copied = requests.Session()
+    copied.cookies.update(first.cookies)  # a stolen copy of the first browser's cookie
+    assert "Compose" in copied.get(live.url + "/compose").text
+    first.post(live.url + "/auth/logout", data={"csrf_token": _csrf(first.get(live.url + "/").text)})
+    ended = copied.get(live.url + "/compose")
+    assert "Your session has ended" in ended.text and 'name="to"' not in ended.text
+    assert 'name="to"' in second.get(live.url + "/compose").text  # another browser stays
+    third = _browser(live)
+    second.post(live.url + "/auth/logout/everywhere",
+                data={"csrf_token": _csrf(second.get(live.url + "/settings").text)})
+    for browser in (second, third):
+        assert 'name="to"' not in browser.get(live.url + "/compose").text

@@ -36,6 +36,17 @@ def upgrade() -> None:
     with op.batch_alter_table('idempotency_key', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_idempotency_key_created_at'), ['created_at'], unique=False)
 
+    op.create_table('web_session',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', scheduler.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', scheduler.models.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['user_account.id'], name=op.f('fk_web_session_user_id_user_account'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_web_session'))
+    )
+    with op.batch_alter_table('web_session', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_web_session_user_id'), ['user_id'], unique=False)
+
     with op.batch_alter_table('message', schema=None) as batch_op:
         batch_op.add_column(sa.Column('origin_key', sa.String(length=200), nullable=True))
         batch_op.create_unique_constraint(batch_op.f('uq_message_origin_key'), ['origin_key'])
@@ -98,3 +109,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_idempotency_key_created_at'))
 
     op.drop_table('idempotency_key')
+    with op.batch_alter_table('web_session', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_web_session_user_id'))
+    op.drop_table('web_session')
