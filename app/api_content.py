@@ -11,7 +11,7 @@ from flask import Response, g, jsonify, request, stream_with_context
 from app import ctx, idempotent
 from app.api import bp, json_body, page_limit, require_token
 from app.progress import own_copy, with_progress
-from scheduler import contacts, drafts, idempotency, sanity, starters, templates
+from scheduler import contacts, drafts, idempotency, lookup, sanity, starters, templates
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount
@@ -222,10 +222,7 @@ def add_contacts():
 def list_contacts():
     """The team's contacts, oldest first; `?email=` finds one address."""
     cursor = request.args.get("cursor")
-    try:
-        after = int(cursor) if cursor else None
-    except ValueError:
-        raise InvalidInput("cursor is not one this API gave out", field="cursor") from None
+    after = lookup.query_id(cursor, "cursor", "cursor is not one this API gave out")
     with ctx().db.read() as s:
         items, nxt = contacts.list_contacts(s, g.team_id, after=after, limit=page_limit(),
                                             email=request.args.get("email"))

@@ -23,7 +23,7 @@ def _signed_team(header: str, body: bytes) -> int:
     with c.db.write() as s:
         query = select(Team.id).where(Team.webhook_secret.is_not(None))
         if wanted is not None:
-            if not wanted.isdigit():
+            if not (wanted.isascii() and wanted.isdigit()) or len(wanted) > 10:
                 raise events.Unauthorized("team must be a team id")
             query = query.where(Team.id == int(wanted))
         failure = events.Unauthorized("no team has a webhook secret yet")

@@ -7,7 +7,7 @@ from flask import g, jsonify, request
 from app import ctx
 from app.api import bp, json_body, page_limit, require_token
 from app.invitations import mail_invitation
-from scheduler import teams
+from scheduler import lookup, teams
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
 from scheduler.accounts import account_states
@@ -153,10 +153,7 @@ def audit_log():
     """Who changed what in the team, newest first (`?cursor=` from next_cursor)."""
     limit = page_limit()
     cursor = request.args.get("cursor")
-    try:
-        before = int(cursor) if cursor else None
-    except ValueError:
-        raise InvalidInput("cursor is not one this API gave out", field="cursor") from None
+    before = lookup.query_id(cursor, "cursor", "cursor is not one this API gave out")
     with ctx().db.read() as s:
         items, nxt = teams.audit_log(s, g.team_id, before=before, limit=limit)
     return jsonify({"items": items, "next_cursor": str(nxt) if nxt else None})

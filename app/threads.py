@@ -70,10 +70,7 @@ def one(team_id: int, user_id: int, account_id, thread_id: str):
     try:
         thread = replies.read_thread(service, account, thread_id)
     except GmailError as exc:
-        if exc.status == 404:
-            raise NotFound(f"no thread {thread_id} in {account.email}",
-                           field="thread_id") from None
-        raise drafts.GmailUnavailable(f"Gmail said: {exc}") from None
+        raise drafts.gmail_failure(exc, "thread", "thread_id") from None
     _after(account, service)
     return account, thread
 

@@ -8,21 +8,15 @@ from app import ctx
 from app.api import bp as api_bp, require_token
 from app.auth import login_required
 from app.ui import bp
-from scheduler import dashboard
+from scheduler import dashboard, lookup, sanity
 from scheduler.db import utcnow
-from scheduler.errors import DomainError, InvalidInput
+from scheduler.errors import DomainError
 
 
 def _stats() -> dict:
-    try:
-        days = int(request.args.get("days", 30))
-    except ValueError:
-        raise InvalidInput("days must be a whole number", field="days") from None
-    campaign = request.args.get("campaign_id") or None
-    try:
-        campaign_id = int(campaign) if campaign else None
-    except ValueError:
-        raise InvalidInput("campaign_id must be an id", field="campaign_id") from None
+    days = sanity.number(request.args.get("days", 30), "days", whole=True, minimum=1,
+                         maximum=366)
+    campaign_id = lookup.query_id(request.args.get("campaign_id"), "campaign_id")
     with ctx().db.read() as s:
         out = dashboard.over_time(s, g.team_id, days=days, zone=request.args.get("tz"),
                                   now=utcnow(), campaign_id=campaign_id)

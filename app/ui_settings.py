@@ -60,7 +60,7 @@ def account_cap(account_id):
         if account is None or g.role not in teams.CAN_MANAGE:
             audit.skip()
             abort(404 if account is None else 403)
-        if raw and (not raw.isdigit() or not 1 <= int(raw) <= 10000):
+        if raw and (not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 10000):
             audit.skip()
             flash("The daily cap must be a whole number from 1 to 10,000.", "error")
             return redirect(url_for("ui.accounts_page"))
@@ -121,7 +121,7 @@ def settings_page():
             elif action == "revoke_token":
                 raw_id = request.form.get("token_id", "")
                 token = s.scalar(_tokens().where(
-                    ApiToken.id == int(raw_id))) if raw_id.isdigit() and len(raw_id) < 10 \
+                    ApiToken.id == int(raw_id))) if raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 10 \
                     else None
                 if token is None or token.revoked_at is not None:
                     audit.skip()

@@ -17,7 +17,7 @@ from gmail_client.errors import GmailError
 from gmail_client.oauth import can_compose, can_read, credentials_from_info, load_client_config
 from scheduler import accounts
 from scheduler.crypto import TokenCipher
-from scheduler.errors import DomainError, InvalidInput
+from scheduler.errors import DomainError, InvalidInput, NotFound
 from scheduler.models import GmailAccount
 from scheduler.personalize import variables
 from scheduler.sender import ServicePool
@@ -80,11 +80,19 @@ def _parts(raw: bytes) -> dict:
     return {"subject": str(msg.get("Subject", "")), "html": html or "", "text": text}
 
 
+def gmail_failure(exc: GmailError, what: str, field: str) -> DomainError:
+    """What a web request tells of a Gmail error: an id Gmail does not know (404, or a
+    400 for an id that cannot be one) is the caller's NotFound; anything else, 502."""
+    if exc.status in (400, 404):
+        return NotFound(f"no {what} with that id in the mailbox", field=field)
+    return GmailUnavailable(f"Gmail said: {exc}")
+
+
 def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except GmailError as exc:
-        raise GmailUnavailable(f"Gmail said: {exc}") from None
+        raise gmail_failure(exc, "draft", "draft_id") from None
 
 
 def list_drafts(service: GmailService) -> list[dict]:

@@ -1,10 +1,16 @@
 """Finding one of a team's rows by id, the same way everywhere."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scheduler.errors import NotFound
+from scheduler.errors import InvalidInput, NotFound
+
+
+# ASCII digits only: str.isdigit() also takes '³', which int() refuses.
+_DIGITS = re.compile(r"^[0-9]{1,10}$")
 
 
 def team_row(session: Session, model, team_id: int, raw_id, what: str, field: str = "id"):
@@ -12,7 +18,7 @@ def team_row(session: Session, model, team_id: int, raw_id, what: str, field: st
     is none or it is another team's (the two are not told apart)."""
     # Ids are positive 32-bit integers (as the database keeps them): anything else is
     # simply not found, never a database error.
-    if isinstance(raw_id, str) and raw_id.strip().isdigit() and len(raw_id.strip()) <= 10:
+    if isinstance(raw_id, str) and _DIGITS.match(raw_id.strip()):
         row_id = int(raw_id)
     elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
         row_id = raw_id
@@ -24,3 +30,17 @@ def team_row(session: Session, model, team_id: int, raw_id, what: str, field: st
     if row is None:
         raise NotFound(f"no {what} {raw_id}", field=field)
     return row
+
+
+MAX_ID = 2 ** 31 - 1
+
+
+def query_id(value, field: str, message: str | None = None) -> int | None:
+    """An id (or a keyset cursor) from a query string: None when empty; InvalidInput
+    naming `field` unless it is a whole number from 0 to MAX_ID."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    if not _DIGITS.match(text) or int(text) > MAX_ID:
+        raise InvalidInput(message or f"{field} must be an id", field=field)
+    return int(text)

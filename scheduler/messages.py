@@ -12,7 +12,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from gmail_client.mime import make_message_id
-from scheduler import amp, content, queue, teams, templates, tracking
+from scheduler import amp, content, lookup, queue, teams, templates, tracking
 from scheduler.addresses import parse_address
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.db import utcnow
@@ -285,12 +285,9 @@ def list_messages(session: Session, team_id: int, *, status: str | None = None,
         query = query.where(Message.status == status)
     for name, column in (("account_id", Message.account_id),
                          ("campaign_id", Message.campaign_id), ("rule_id", Message.rule_id)):
-        value = (filters or {}).get(name)
-        if value not in (None, ""):
-            try:
-                query = query.where(column == int(value))
-            except (TypeError, ValueError):
-                raise InvalidInput(f"{name} must be an id", field=name) from None
+        value = lookup.query_id((filters or {}).get(name), name)
+        if value is not None:
+            query = query.where(column == value)
     text = ((filters or {}).get("q") or "").strip()
     if text:
         like = f"%{text.lower()}%"

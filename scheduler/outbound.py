@@ -56,7 +56,7 @@ def _canonical_host(host: str) -> str:
     labels = host.split(".")
     # A numeric last label (no top-level domain is numeric) or hex labels: resolvers read
     # these as IPv4 in shorthand (127.1, 2130706433, 0x7f.0.0.1): only dotted quads pass.
-    if labels[-1].isdigit() or all(_NUMERIC_LABEL.match(x) for x in labels):
+    if (labels[-1].isascii() and labels[-1].isdigit()) or all(_NUMERIC_LABEL.match(x) for x in labels):
         try:
             address = ipaddress.IPv4Address(host)
         except ValueError:
@@ -83,7 +83,7 @@ def parse(url: str) -> Target:
         netloc, "", "")
     if not host_part:  # no colon: the whole netloc is the host
         host_part, port_text = netloc, ""
-    if port_text and not port_text.isdigit():
+    if port_text and not (port_text.isascii() and port_text.isdigit()):
         raise UnsafeURL("the port must be a number")
     port = int(port_text) if port_text else _DEFAULT_PORTS[parts.scheme]
     if not 0 < port < 65536:
