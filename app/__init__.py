@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 from flask_wtf.csrf import CSRFProtect
 
+from app.throttle import Throttle
 from scheduler.content import ContentFetcher
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database
@@ -24,6 +25,7 @@ class Context:
     cipher: TokenCipher
     content: ContentFetcher
     worker: object | None = None
+    throttle: Throttle = field(default_factory=Throttle)
 
     def wake_worker(self, at=None) -> None:
         """Wake the in-process worker, if this process runs one (web-only processes don't)."""

@@ -92,11 +92,13 @@ def require_token(view):
         if scheme.lower() != "bearer" or not token.strip():
             return error(401, "unauthorized", "send Authorization: Bearer <token> "
                          "(create one with `mailrelease token create`)")
+        ctx().throttle.check()
         db, now = ctx().db, utcnow()
         # A read: API calls must not queue on the database's write lock just to authenticate.
         with db.read() as s:
             row = authenticate(s, token.strip(), now)
             if row is None:
+                ctx().throttle.failed()
                 return error(401, "unauthorized", "the API token is unknown or revoked")
             g.user_id, g.team_id, g.token_name = row.user_id, row.team_id, row.name
             g.role = teams.role_of(s, row.user_id, row.team_id)

@@ -11,23 +11,39 @@ from sqlalchemy import select
 
 from app import ctx, idempotent
 from app.api import bp, json_body, require_token
-from scheduler import campaigns, events, idempotency, sanity, schedules, teams
+from scheduler import campaigns, events, idempotency, lookup, sanity, schedules, teams
 from scheduler.db import utcnow
 from scheduler.models import Campaign, Rule, Schedule, Team
 
 
+MAX_UNNAMED = 10
+
+
 def _signed_team(header: str, body: bytes) -> int:
-    """The team whose webhook secret signed `body` (401 otherwise)."""
+    """The team whose webhook secret signed `body` (401 otherwise).
+
+    The sender names its team (`?team=ID`, or `team=ID` in the signature header), so only
+    that team's secret is tried; unnamed, at most MAX_UNNAMED teams' secrets are (a small
+    deployment's old senders), never every team's. Failures are throttled per client.
+    """
+    ctx().throttle.check()
     c, now = ctx(), utcnow()
-    wanted = request.args.get("team")
-    with c.db.write() as s:
+    named = request.args.get("team") or dict(
+        item.strip().partition("=")[::2] for item in header.split(",")).get("team")
+    with c.db.read() as s:  # the secrets exist already: nothing to write
         query = select(Team.id).where(Team.webhook_secret.is_not(None))
-        if wanted is not None:
-            if not (wanted.isascii() and wanted.isdigit()) or len(wanted) > 10:
+        if named is not None:
+            team = lookup.query_id(named, "team")
+            if team is None:
                 raise events.Unauthorized("team must be a team id")
-            query = query.where(Team.id == int(wanted))
+            query = query.where(Team.id == team)
+        candidates = s.scalars(query.limit(MAX_UNNAMED + 1)).all()
+        if len(candidates) > MAX_UNNAMED:
+            ctx().throttle.failed()
+            raise events.Unauthorized("name your team: add ?team=ID to the webhook URL (or "
+                                      "team=ID to the signature header)")
         failure = events.Unauthorized("no team has a webhook secret yet")
-        for team_id in s.scalars(query).all():
+        for team_id in candidates:
             current, previous, _ = events.webhook_secrets(s, c.cipher, team_id, now)
             try:
                 events.verify(header, body, [x for x in (current, previous) if x],
@@ -35,6 +51,7 @@ def _signed_team(header: str, body: bytes) -> int:
                 return team_id
             except events.Unauthorized as exc:
                 failure = exc
+    ctx().throttle.failed()
     raise failure
 
 

@@ -138,3 +138,43 @@ def test_next_never_leaves_the_site(live_no_worker):
         assert resp.status_code == 302
         assert resp.headers["Location"].startswith(("/messages/", f"{live.url}/messages/")), \
             (target, resp.headers["Location"])
+
+
+def test_failed_token_and_signature_checks_are_throttled_per_client(live_no_worker):
+    from app.throttle import MAX_FAILURES
+    live = live_no_worker
+    good = live.user()
+    bad = requests.Session()
+    bad.headers["Authorization"] = "Bearer mr_guess"
+    answers = [bad.get(f"{live.url}/api/v1/messages").status_code
+               for _ in range(MAX_FAILURES + 1)]
+    assert answers[:MAX_FAILURES] == [401] * MAX_FAILURES and answers[-1] == 429
+    throttled = bad.get(f"{live.url}/api/v1/messages")
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+    # Forged signatures count the same way (the same client address).
+    forged = requests.post(f"{live.url}/api/v1/events", data=b"{}", headers={
+        "Content-Type": "application/json", "X-Mailrelease-Signature": "t=1,v1=00"})
+    assert forged.status_code == 429
+    assert good.get(f"{live.url}/api/v1/messages").status_code == 429  # per address
+
+
+def test_a_webhook_names_its_team_and_only_that_secret_is_tried(live_no_worker):
+    from app.api_events import MAX_UNNAMED
+    from scheduler.events import sign
+    live = live_no_worker
+    secrets = {}
+    for n in range(MAX_UNNAMED + 1):
+        api = live.user(f"u{n}@example.com")
+        body = api.get(f"{live.url}/api/v1/webhook-secret").json()
+        secrets[body["team"]] = body["secret"]
+    team, secret = next(iter(secrets.items()))
+    raw = b'{"id": "w1", "name": "signup", "email": "n@example.org"}'
+    headers = {"Content-Type": "application/json",
+               "X-Mailrelease-Signature": sign(secret, raw)}
+    unnamed = requests.post(f"{live.url}/api/v1/events", data=raw, headers=headers)
+    assert unnamed.status_code == 401 and "name your team" in unnamed.text
+    named = requests.post(f"{live.url}/api/v1/events?team={team}", data=raw, headers=headers)
+    assert named.status_code == 202, named.text
+    in_header = requests.post(f"{live.url}/api/v1/events", data=raw, headers={
+        **headers, "X-Mailrelease-Signature": sign(secret, raw) + f",team={team}"})
+    assert in_header.status_code == 202 and in_header.json() == named.json()
