@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from email.headerregistry import Address
-from email.utils import getaddresses, parseaddr
+from email.utils import formataddr, getaddresses, parseaddr
 
 from gmail_client.api import GmailService
+from scheduler import addresses
 from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount, Template
 from scheduler.templates import REPLY_SUBJECT
@@ -60,13 +61,13 @@ def summarize(resource: dict, own: set[str]) -> Thread:
     heads = [_headers(m) for m in messages]
     customer = None
     for h in reversed(heads):
-        name, addr = parseaddr(h.get("from", ""))
-        if addr and addr.lower() not in own:
-            reply_name, reply_addr = parseaddr(h.get("reply-to", ""))
-            customer = (reply_name or name, reply_addr) if "@" in reply_addr else (name, addr)
+        name, addr = _usable(h.get("from", ""), own)
+        if addr:
+            reply_name, reply_addr = _usable(h.get("reply-to", ""), own)
+            customer = (reply_name or name, reply_addr) if reply_addr else (name, addr)
             break
-    if customer is None:
-        to = getaddresses([heads[0].get("to", "")])
+    if customer is None:  # only our own messages: whom the first one went to
+        to = [p for p in (_usable(v, own) for v in _split(heads[0].get("to", ""))) if p[1]]
         customer = to[0] if to else ("", "")
     last = heads[-1]
     last_id = last.get("message-id") or None
@@ -81,6 +82,23 @@ def summarize(resource: dict, own: set[str]) -> Thread:
                   last_message_id=last_id, references=" ".join(chain) or None,
                   messages=len(messages), last_at_ms=int(messages[-1].get("internalDate", 0)),
                   snippet=messages[-1].get("snippet", ""))
+
+
+def _split(header: str) -> list[str]:
+    return [formataddr(pair) for pair in getaddresses([header])]
+
+
+def _usable(header: str, own: set[str]) -> tuple[str, str]:
+    """(name, address) of a From/Reply-To/To value we could reply to, or ("", "") for a
+    malformed one (mail from anyone can be odd) or one of our own addresses."""
+    name, addr = parseaddr(header or "")
+    try:
+        addr = addresses.normalize_email(addr)
+    except addresses.AddressError:
+        return "", ""
+    if addr in own:
+        return "", ""
+    return " ".join(name.split())[:200], addr
 
 
 def own_addresses(account: GmailAccount) -> set[str]:
@@ -129,6 +147,8 @@ def reply_body(thread: Thread, account: GmailAccount, body: dict,
     data = body.get("data") or {}
     if not isinstance(data, dict):
         raise InvalidInput("data must be an object", field="data")
+    if not thread.customer_email:
+        raise InvalidInput("the thread has no one to reply to", field="thread_id")
     out = {"to": str(Address(display_name=thread.customer_name,
                              addr_spec=thread.customer_email)),
            "subject": REPLY_SUBJECT, "html": html, "text": text,
@@ -137,8 +157,6 @@ def reply_body(thread: Thread, account: GmailAccount, body: dict,
            "data": {**reply_data(thread), **data},
            "from": body.get("from") or account.email, "thread_id": thread.id,
            "in_reply_to": thread.last_message_id, "references": thread.references}
-    if not thread.customer_email:
-        raise InvalidInput("the thread has no one to reply to", field="thread_id")
     for key in ("send_at", "delay_seconds", "local_time", "best_hour", "window"):
         if body.get(key) is not None:
             out[key] = body[key]

@@ -137,3 +137,16 @@ def test_a_thread_reply_goes_to_the_customers_reply_to(live):
         "html": "<p>Done.</p>"})
     assert reply.status_code == 201, reply.text
     assert "desk@example.org" in reply.json()["to"]
+
+
+def test_a_thread_with_a_malformed_or_missing_sender_is_a_clear_422(live):
+    api = live.user("ada@example.com")
+    for sender in ('From: "unterminated <x@y', "From: <<<>>>", "From: a@b@c"):
+        first = live.sandbox.deliver("ada@example.com", CUSTOMER_MAIL.replace(
+            'From: "Grace Hopper" <grace@example.org>', sender))
+        for path in ("reply/preview", "reply"):
+            resp = api.post(f"{live.url}/api/v1/threads/{first['threadId']}/{path}",
+                            json={"html": "<p>x</p>"})
+            assert resp.status_code == 422, (sender, path, resp.text[:200])
+            assert "no one to reply to" in resp.json()["error"]["message"]
+    assert live.sandbox.sent() == []  # never a reply to ourselves
