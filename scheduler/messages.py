@@ -417,6 +417,7 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
                    now: dt.datetime, by: str, user_id: int | None = None) -> Message:
     """PATCH: reschedule and/or edit content while the message is not yet sending;
     `from` moves it to another account the editing user (`user_id`) can send from."""
+    message = get_message(session, team_id, message_id)  # another team's: 404 first
     if not isinstance(body, dict) or not body:
         raise InvalidInput("the body must be a non-empty JSON object")
     unknown = set(body) - set(EDITABLE_FIELDS) - {"send_at", "delay_seconds", "local_time",
@@ -424,7 +425,6 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidInput(f"{name} cannot be changed", field=name)
-    message = get_message(session, team_id, message_id)
     values: dict = {}
     if "to" in body:
         values["to_addr"] = str(parse_address(body["to"], "to"))
