@@ -80,22 +80,27 @@ def disconnect_account(account_id):
     except CredentialsFileError as exc:
         flash(str(exc), "error")
         return redirect(url_for("ui.accounts_page"))
-    with c.db.write() as s:
+    # Google is called between two transactions, never inside one.
+    with c.db.read() as s:
         account = _own_account(s, account_id)
         if account is None:
             audit.skip()
             return render_template("ui/error.html", code=404,
                                    message="No such account of yours."), 404
-        try:
-            done = accounts.disconnect(s, c.cipher, account, utcnow(),
-                                       lambda token: revoke(client, token))
-        except Exception as exc:  # noqa: BLE001 - Google unreachable: keep the account
-            s.rollback()
-            audit.skip()
-            flash(f"Google could not be reached to revoke the grant ({exc}); nothing "
-                  f"changed.", "error")
+        email, blob = account.email, account.token_blob
+        token = accounts.grant_token(c.cipher, account)
+    try:
+        done = bool(token) and revoke(client, token)
+    except Exception as exc:  # noqa: BLE001 - Google unreachable: keep the account
+        audit.skip()
+        flash(f"Google could not be reached to revoke the grant ({exc}); nothing "
+              f"changed.", "error")
+        return redirect(url_for("ui.accounts_page"))
+    with c.db.write() as s:
+        if not accounts.disconnect(s, c.cipher, account_id, blob, utcnow()):
+            flash(f"{email} was connected again meanwhile; its new grant is kept.",
+                  "warning")
             return redirect(url_for("ui.accounts_page"))
-        email = account.email
     flash(f"{email} is disconnected" + (" and its grant revoked at Google." if done else
           "; Google no longer knew its grant."), "ok")
     return redirect(url_for("ui.accounts_page"))

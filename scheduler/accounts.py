@@ -99,21 +99,23 @@ def mark_daily_limited(session: Session, account_id: int, until: dt.datetime,
                     .values(limited_until=until, updated_at=now))
 
 
-def disconnect(session: Session, cipher: TokenCipher, account: GmailAccount,
-               now: dt.datetime, revoke) -> bool:
-    """Forget an account's tokens after revoking its grant at Google (`revoke(token)`).
-
-    Its queued messages are held until someone connects it again. Returns whether Google
-    accepted the revocation (a grant it no longer knows counts as revoked, too).
-    """
+def grant_token(cipher: TokenCipher, account: GmailAccount) -> str | None:
+    """The token whose revocation ends the account's grant at Google (refresh, else access)."""
     info = cipher.decrypt(account.token_blob)
-    token = info.get("refresh_token") or info.get("token")
-    accepted = bool(token) and revoke(token)
-    account.token_blob = cipher.encrypt({})
-    account.status = "disconnected"
-    account.status_reason = f"disconnected by its owner on {now.date().isoformat()}"
-    account.updated_at = now
-    return accepted
+    return info.get("refresh_token") or info.get("token")
+
+
+def disconnect(session: Session, cipher: TokenCipher, account_id: int, seen_blob: bytes,
+               now: dt.datetime) -> bool:
+    """Forget an account's tokens once its grant was revoked at Google (a call made before,
+    outside any transaction). Its queued messages are held until someone connects it
+    again. False when its owner signed in again meanwhile (`seen_blob` changed): that new
+    grant is kept."""
+    return session.execute(update(GmailAccount).where(
+        GmailAccount.id == account_id, GmailAccount.token_blob == seen_blob).values(
+        token_blob=cipher.encrypt({}), status="disconnected",
+        status_reason=f"disconnected by its owner on {now.date().isoformat()}",
+        updated_at=now)).rowcount == 1
 
 
 DAY = dt.timedelta(hours=24)
