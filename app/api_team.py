@@ -70,7 +70,7 @@ def change_member(user_id):
     with ctx().db.write() as s:
         row = teams.set_role(s, g.team_id, user_id, body.get("role"))
         role = row.role
-    return jsonify({"user_id": int(user_id), "role": role})
+    return jsonify({"user_id": row.user_id, "role": role})
 
 
 @bp.delete("/team/members/<user_id>")

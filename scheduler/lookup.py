@@ -13,19 +13,27 @@ from scheduler.errors import InvalidInput, NotFound
 _DIGITS = re.compile(r"^[0-9]{1,10}$")
 
 
+def path_id(raw) -> int | None:
+    """An id as the database keeps them (a positive 32-bit integer) from a path or a body,
+    or None when `raw` cannot be one (then it is simply not found, never a database
+    error)."""
+    if isinstance(raw, str) and _DIGITS.match(raw.strip()):
+        value = int(raw)
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    else:
+        return None
+    return value if 0 < value < 2 ** 31 else None
+
+
 def team_row(session: Session, model, team_id: int, raw_id, what: str, field: str = "id"):
     """The team's `model` row with this (integer) id; NotFound, naming `field`, when there
     is none or it is another team's (the two are not told apart)."""
     # Ids are positive 32-bit integers (as the database keeps them): anything else is
     # simply not found, never a database error.
-    if isinstance(raw_id, str) and _DIGITS.match(raw_id.strip()):
-        row_id = int(raw_id)
-    elif isinstance(raw_id, int) and not isinstance(raw_id, bool):
-        row_id = raw_id
-    else:
+    row_id = path_id(raw_id)
+    if row_id is None:
         raise NotFound(f"no {what} {str(raw_id)[:40]}", field=field)
-    if not 0 < row_id < 2 ** 31:
-        raise NotFound(f"no {what} {row_id}", field=field)
     row = session.scalar(select(model).where(model.id == row_id, model.team_id == team_id))
     if row is None:
         raise NotFound(f"no {what} {raw_id}", field=field)

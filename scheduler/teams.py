@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from scheduler import queue
+from scheduler import lookup, queue
 from scheduler.errors import Conflict, Forbidden, InvalidInput, NotFound
 from scheduler.models import (ROLES, AccountShare, ApiToken, AuditEntry, GmailAccount,
                               Invitation, Membership, Message, Team, User)
@@ -118,11 +118,8 @@ def accept_invitations(session: Session, user: User, now: dt.datetime) -> list[i
 
 
 def _member(session: Session, team_id: int, user_id) -> Membership:
-    try:
-        uid = int(user_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no member {user_id}", field="user_id") from None
-    row = session.get(Membership, (team_id, uid))
+    uid = lookup.path_id(user_id)
+    row = session.get(Membership, (team_id, uid)) if uid is not None else None
     if row is None:
         raise NotFound(f"no member {user_id}", field="user_id")
     return row
@@ -199,10 +196,9 @@ def shared_with(session: Session, account_id: int) -> list[int]:
 def share_account(session: Session, team_id: int, user_id: int, account_id, share: bool,
                   now: dt.datetime) -> GmailAccount:
     """Share (or stop sharing) one of the caller's own accounts with the team."""
-    try:
-        aid = int(account_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"no account {account_id}", field="account_id") from None
+    aid = lookup.path_id(account_id)
+    if aid is None:
+        raise NotFound(f"no account {str(account_id)[:40]}", field="account_id")
     account = session.scalar(select(GmailAccount).where(GmailAccount.id == aid,
                                                         GmailAccount.user_id == user_id))
     if account is None:
