@@ -36,6 +36,21 @@ def _stop(procs):
         assert proc.wait(timeout=60) == 0
 
 
+def _until_sent(live, tmp_path, count: int, timeout: float) -> None:
+    """Three worker processes, stopped once `count` messages are sent."""
+    procs = _workers(live, tmp_path)
+    try:
+        wait_for(lambda: statuses(live).get("sent", 0) >= count, timeout, 0.5)
+    finally:
+        _stop(procs)
+
+
+def _sent_once(live, count: int) -> None:
+    """Gmail holds `count` messages, no Message-ID twice."""
+    sent = live.sandbox.sent()
+    assert len(sent) == count and len({m["messageId"] for m in sent}) == count
+
+
 def _one_each(live, query) -> collections.Counter:
     """How many messages each key of `query` (a select of one column) has."""
     with live.db.read() as s:
@@ -57,16 +72,11 @@ def test_three_workers_decide_an_ab_test_once_and_mail_each_contact_once(serve, 
         "ab": {"test_fraction": 0.1, "decide_after_seconds": 0}}).json()
     assert campaign["status"] == "testing" and campaign["counts"]["queued"] == 300
     # Three workers start together: each one's first round finds the decision due.
-    procs = _workers(live, tmp_path)
-    try:
-        wait_for(lambda: statuses(live).get("sent", 0) >= 3000, 240, 0.5)
-    finally:
-        _stop(procs)
+    _until_sent(live, tmp_path, 3000, 240)
     per_contact = _one_each(live, select(Message.contact_id).where(
         Message.campaign_id == campaign["id"]))
     assert len(per_contact) == 3000 and set(per_contact.values()) == {1}
-    sent = live.sandbox.sent()
-    assert len(sent) == 3000 and len({m["messageId"] for m in sent}) == 3000
+    _sent_once(live, 3000)
     with live.db.read() as s:
         row = s.get(Campaign, campaign["id"])
         assert row.status == "done" and row.counts["queued"] == 3000
@@ -91,11 +101,7 @@ def test_three_workers_queue_each_recurring_occurrence_once(serve, pg_url, tmp_p
         s.execute(update(Schedule).values(next_at=schedules.next_after(
             "* * * * *", "UTC", start), occurrences=0))
         s.execute(Message.__table__.delete())
-    procs = _workers(live, tmp_path)
-    try:
-        wait_for(lambda: statuses(live).get("sent", 0) >= 5 * 20, 120, 0.5)
-    finally:
-        _stop(procs)
+    _until_sent(live, tmp_path, 5 * 20, 120)
     per_occurrence = _one_each(live, select(Message.origin_key).where(
         Message.schedule_id.in_(ids)))
     assert set(per_occurrence.values()) == {1}
@@ -118,16 +124,11 @@ def test_three_workers_send_each_follow_up_step_once(serve, pg_url, tmp_path):
         "template_id": first["id"], "follow_ups": [
             {"after_seconds": 2, "unless": "reply", "subject": "Second",
              "html": "<p>2</p>"}]}).json()
-    procs = _workers(live, tmp_path)
-    try:
-        wait_for(lambda: statuses(live).get("sent", 0) >= 600, 180, 0.5)
-    finally:
-        _stop(procs)
+    _until_sent(live, tmp_path, 600, 180)
     per_step = _one_each(live, select(Message.origin_key).where(
         Message.campaign_id == campaign["id"]))
     assert len(per_step) == 600 and set(per_step.values()) == {1}
-    sent = live.sandbox.sent()
-    assert len(sent) == 600 and len({m["messageId"] for m in sent}) == 600
+    _sent_once(live, 600)
 
 
 def test_concurrent_events_for_new_addresses_on_postgres(serve, pg_url):
@@ -178,8 +179,7 @@ def test_a_database_outage_mid_burst_resumes_in_seconds_without_doubt(serve, pg_
     assert down_at < 600  # the outage came mid-burst
     counts = statuses(live)
     assert counts == {"sent": 600}, counts
-    sent = live.sandbox.sent()
-    assert len(sent) == 600 and len({m["messageId"] for m in sent}) == 600
+    _sent_once(live, 600)
     with live.db.read() as s:
         held = s.scalar(select(func.count()).select_from(Message).where(
             Message.hold_kind == "delivery_unknown"))

@@ -61,14 +61,21 @@ def test_a_non_ascii_local_part_is_refused_with_the_field_everywhere(live):
     assert live.sandbox.sent() == []
 
 
+def _stored_by_an_older_version(live, api, **values) -> str:
+    """A message queued, then changed in the database as an older version could have
+    stored it (what the API now refuses), and due now."""
+    mid = _queue(live, api, to="x@example.org", send_at="2099-01-01T00:00:00+00:00")
+    with live.db.write() as s:
+        s.execute(update(Message).where(Message.id == mid).values(release_at=utcnow(),
+                                                                  **values))
+    live.worker.wake()
+    return mid
+
+
 def test_a_stored_address_that_cannot_be_sent_fails_clearly_at_release(live):
     """A row an older version stored with a non-ASCII local part: failed, never stuck."""
     api = live.user()
-    mid = _queue(live, api, to="x@example.org", send_at="2099-01-01T00:00:00+00:00")
-    with live.db.write() as s:
-        s.execute(update(Message).where(Message.id == mid).values(
-            to_addr="josé@example.org", release_at=utcnow()))
-    live.worker.wake()
+    mid = _stored_by_an_older_version(live, api, to_addr="josé@example.org")
     body = wait_for(lambda: (m := _msg(live, api, mid))["status"] == "failed" and m)
     assert "non-ASCII" in body["error"] and live.sandbox.sent() == []
 
@@ -96,11 +103,8 @@ def test_an_unexpected_error_is_recorded_retried_and_then_failed(live):
     """An error the release does not expect (a header an older version stored with a line
     break): each attempt is on the timeline, then the message fails; /metrics counts it."""
     api = live.user()
-    mid = _queue(live, api, to="x@example.org", send_at="2099-01-01T00:00:00+00:00")
-    with live.db.write() as s:
-        s.execute(update(Message).where(Message.id == mid).values(
-            in_reply_to="<a@b>\nBcc: victim@example.org", release_at=utcnow()))
-    live.worker.wake()
+    mid = _stored_by_an_older_version(live, api,
+                                      in_reply_to="<a@b>\nBcc: victim@example.org")
     body = wait_for(lambda: (m := _msg(live, api, mid))["status"] == "failed" and m, 30)
     crashes = [e for e in body["events"] if e["type"] == "crashed"]
     assert len(crashes) == live.settings.max_attempts == 5
