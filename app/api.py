@@ -148,10 +148,14 @@ def create_message():
     """Queue a personalized message (201); it is sent at its time by the worker."""
     c = ctx()
     body = json_body()
+    # Checked and rendered in a read transaction: a slow template never holds the write
+    # lock that every other team's requests and sends need.
+    with c.db.read() as s:
+        prepared = messages.prepare_message(s, team_id=g.team_id, user_id=g.user_id,
+                                            body=body, now=utcnow())
     with c.db.write() as s:
         held = idempotent.claim(s)
-        message = messages.create_message(s, team_id=g.team_id, user_id=g.user_id, body=body,
-                                           now=utcnow())
+        message = messages.store_message(s, prepared)
         out = messages.message_as_dict(message)
         idempotency.remember(s, held, 201, out)
         release_at = message.release_at

@@ -5,6 +5,7 @@ import base64
 import datetime as dt
 import json
 import uuid
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 from email.headerregistry import Address
 
@@ -174,10 +175,20 @@ def _team_tracks(session: Session, team_id: int) -> bool:
     return bool(session.scalar(select(Team.tracking).where(Team.id == team_id)))
 
 
-def create_message(session: Session, *, team_id: int, user_id: int | None, body: dict,
-                   now: dt.datetime, origin_key: str | None = None,
-                   hold: tuple[str, str] | None = None, note: dict | None = None) -> Message:
-    """Validate a POST /messages body and queue the message (or hold it if data is missing).
+@dataclass(frozen=True)
+class PreparedMessage:
+    """A checked and rendered POST /messages body, ready to be stored (`store`)."""
+
+    values: dict  # the Message's columns
+    detail: dict  # its first timeline entry
+
+
+def prepare_message(session: Session, *, team_id: int, user_id: int | None, body: dict,
+                    now: dt.datetime, origin_key: str | None = None,
+                    hold: tuple[str, str] | None = None,
+                    note: dict | None = None) -> PreparedMessage:
+    """Validate a POST /messages body and render it, reading only: a web request does this
+    in a read transaction, so that no render holds the database's write lock.
 
     With template_id the template's content is copied: what was queued is what is sent,
     whatever later happens to the template. The recipient's contact fields (if the
@@ -217,7 +228,7 @@ def create_message(session: Session, *, team_id: int, user_id: int | None, body:
     status = "held" if hold_reason else "draft" if draft else "scheduled"
 
     message_id = uuid.uuid4().hex
-    message = Message(
+    values = dict(
         id=message_id, team_id=team_id, account_id=account.id, created_by=user_id,
         to_addr=str(to), from_addr=sender, subject_tpl=parts["subject"],
         html_tpl=parts["html"], text_tpl=parts["text"], amp_tpl=parts["amp"],
@@ -232,8 +243,6 @@ def create_message(session: Session, *, team_id: int, user_id: int | None, body:
         thread_references=(references or in_reply_to) if in_reply_to else None,
         created_at=now, updated_at=now,
     )
-    session.add(message)
-    session.flush()
     detail = {"release_at": release_at.isoformat()}
     if timing_reason:
         detail["timing"] = timing_reason
@@ -241,8 +250,23 @@ def create_message(session: Session, *, team_id: int, user_id: int | None, body:
         detail["template_id"] = parts["template_id"]
     if hold_reason:
         detail["reason"] = hold_reason
-    queue.record_event(session, message_id, message.status, now, {**detail, **(note or {})})
+    return PreparedMessage(values, {**detail, **(note or {})})
+
+
+def store_message(session: Session, prepared: PreparedMessage) -> Message:
+    """Queue a prepared message (no render here: this runs in the write transaction)."""
+    message = Message(**prepared.values)
+    session.add(message)
+    session.flush()
+    queue.record_event(session, message.id, message.status, message.created_at,
+                       prepared.detail)
     return message
+
+
+def create_message(session: Session, **kwargs) -> Message:
+    """prepare_message and store_message in one session (for code already in a write
+    transaction: rules, schedules, thread replies, forms)."""
+    return store_message(session, prepare_message(session, **kwargs))
 
 
 def get_message(session: Session, team_id: int, message_id: str) -> Message:
