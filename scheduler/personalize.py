@@ -41,8 +41,14 @@ def _env(part: str) -> BudgetedEnvironment:
     return _HTML_ENV if part in ("html", "amp") else _PLAIN_ENV
 
 
-@lru_cache(maxsize=1024)
 def _compile(part: str, source: str):
+    if not isinstance(source, str):  # a form or body without this part
+        raise TemplateError("is missing", field=part)
+    return _compiled(part, source)
+
+
+@lru_cache(maxsize=1024)
+def _compiled(part: str, source: str):
     return _env(part).from_string(source)
 
 
