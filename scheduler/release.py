@@ -24,7 +24,7 @@ from gmail_client.errors import (
 from prometheus_client import Counter, Histogram
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from gmail_client.mime import UnsendableAddress, build_message
 from gmail_client.oauth import ClientConfig, can_read
@@ -175,7 +175,10 @@ class Releaser:
         log.error("action=release_crashed message_id=%s class=%s in_flight=%s error=%s",
                   claim.message_id, kind, in_flight, " ".join(str(exc).split())[:500],
                   exc_info=not isinstance(exc, (SQLAlchemyError, UnsendableAddress)))
-        if isinstance(exc, SQLAlchemyError) and not in_flight:
+        # The database going away (or SQLite busy) is not this message's fault: give the
+        # claim back without counting an attempt. Any other database error is the row's
+        # and counts like any crash, so that it cannot come back forever.
+        if isinstance(exc, (OperationalError, InterfaceError)) and not in_flight:
             return self._give_back_later(claim, f"database error before sending ({kind}); "
                                                 "released its claim")
         text = " ".join(f"{kind}: {exc}".split())[:2000]
@@ -222,8 +225,11 @@ class Releaser:
                 if not self.pending:
                     return done
                 claim, reason = self.pending[0]
-            with self._write() as conn:
-                queue.release_claim(conn, claim, self.clock(), reason)
+            try:
+                with self._write() as conn:
+                    queue.release_claim(conn, claim, self.clock(), reason)
+            except SQLAlchemyError:
+                return done  # still down: the next pass tries again
             with self._pending_lock:
                 self.pending.popleft()
             done += 1
