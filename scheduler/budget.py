@@ -83,9 +83,8 @@ def _guard_filter(name: str, func):
             raise OverBudget(f"the {name} filter's width is larger than the "
                              f"{MAX_OUTPUT:,}-character output limit")
         return func(*args, **kwargs)
-    for attribute in ("jinja_pass_arg",):  # keep how Jinja passes context/environment
-        if hasattr(func, attribute):
-            setattr(guarded, attribute, getattr(func, attribute))
+    if hasattr(func, "jinja_pass_arg"):  # keep how Jinja passes context/environment
+        guarded.jinja_pass_arg = func.jinja_pass_arg
     return guarded
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from scheduler import addresses, lookup
+from scheduler import addresses, lookup, queue, sanity
 from scheduler.db import Database
 from scheduler.errors import InvalidInput
 from scheduler.models import SUBSCRIPTION_STATES, Contact, Message
@@ -281,8 +281,9 @@ def _from_fields(fields: list[str], kinds: list[str], names: list[str]) -> Conta
     if any(_has_bad_bytes(f) for f in fields):
         raise RowError("not valid UTF-8")
     for name, value in zip(names, fields):
-        if "\x00" in value:
-            raise RowError(f"{name} holds a NUL character")
+        why = sanity.bad_text(value)  # the rule JSON bodies follow too
+        if why:
+            raise RowError(f"{name} {why}")
     item = ContactInput(email="")
     email = None
     for kind, name, value in zip(kinds, names, fields):
@@ -336,7 +337,6 @@ def delete_contact(session: Session, team_id: int, contact_id, now: dt.datetime,
                    by: str) -> list[str]:
     """Delete the team's contact; its messages not yet sending are cancelled (their
     history stays, without the contact). Returns the cancelled message ids."""
-    from scheduler import queue  # queue imports models only; contacts is imported by it
     contact = get_contact(session, team_id, contact_id)
     ids = session.scalars(select(Message.id).where(
         Message.team_id == team_id, Message.contact_id == contact.id,

@@ -72,6 +72,13 @@ def _answer(row: IdempotencyKey, print_: str) -> None:
     raise Replay(row.status_code, row.response or {})
 
 
+def _find(session: Session, team_id: int, key: str) -> IdempotencyKey | None:
+    # populate_existing: after a failed insert, read what the other request committed.
+    return session.scalar(select(IdempotencyKey).where(
+        IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
+        .execution_options(populate_existing=True))
+
+
 def claim(session: Session, team_id: int, key: str, print_: str,
           now: dt.datetime) -> Claimed:
     """Hold `key` for this request in the caller's transaction, or raise: Replay (answered
@@ -81,8 +88,7 @@ def claim(session: Session, team_id: int, key: str, print_: str,
         or_(IdempotencyKey.created_at < now - KEEP,
             and_(IdempotencyKey.status_code.is_(None),
                  IdempotencyKey.created_at < now - ABANDONED))))
-    found = session.scalar(select(IdempotencyKey).where(IdempotencyKey.team_id == team_id,
-                                                        IdempotencyKey.key == key))
+    found = _find(session, team_id, key)
     if found is not None:
         _answer(found, print_)
     row = IdempotencyKey(team_id=team_id, key=key, fingerprint=print_, created_at=now)
@@ -92,9 +98,7 @@ def claim(session: Session, team_id: int, key: str, print_: str,
             session.flush()
     except IntegrityError:
         # Another request with this key committed while ours waited on the unique index.
-        found = session.scalar(select(IdempotencyKey).where(
-            IdempotencyKey.team_id == team_id, IdempotencyKey.key == key)
-            .execution_options(populate_existing=True))
+        found = _find(session, team_id, key)
         if found is None:  # it rolled back after all: the client may simply retry
             raise Conflict(f"a request with this {HEADER} failed at the same moment; send "
                            f"it again", field=HEADER, retry_after=1) from None

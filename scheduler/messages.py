@@ -177,7 +177,7 @@ def _team_tracks(session: Session, team_id: int) -> bool:
 
 @dataclass(frozen=True)
 class PreparedMessage:
-    """A checked and rendered POST /messages body, ready to be stored (`store`)."""
+    """A checked and rendered POST /messages body, ready for `store_message`."""
 
     values: dict  # the Message's columns
     detail: dict  # its first timeline entry
