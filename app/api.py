@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import logging
 from functools import wraps
+from typing import Annotated, Literal
 
 from flask import Blueprint, g, jsonify, request
+from pydantic import Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from app import ctx, idempotent
-from app.openapi import OPENAPI
+from app import ctx, idempotent, responses
+from app.endpoint import Query, check_answer, checking, route
+from app.openapi import document
 from app.auth import READS
 from app.tokens import authenticate, needs_touch, touch
-from scheduler import cancelling, idempotency, messages, sanity, teams
+from scheduler import cancelling, commands, idempotency, messages, sanity, teams
+from scheduler.models import MESSAGE_STATUSES
+from scheduler.typed import Id
 from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
 
@@ -49,7 +54,8 @@ def _replay(exc: idempotency.Replay):
 
 @bp.after_request
 def _idempotency_header(resp):
-    return idempotent.mark_fresh(resp)
+    resp = idempotent.mark_fresh(resp)
+    return check_answer(resp) if checking() else resp
 
 
 @bp.errorhandler(IntegrityError)
@@ -116,43 +122,37 @@ def require_token(view):
     return wrapper
 
 
-def json_body() -> dict:
-    """The request's JSON object; 400 when it is not JSON, 422 when not an object."""
-    if not request.is_json:
-        raise DomainError("send a JSON body with Content-Type: application/json",
-                          code="malformed")
-    body = sanity.loads(request.get_data(cache=True))
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    return body
-
-
-def page_limit() -> int:
-    """`?limit=` of a list request: 1 to MAX_LIMIT, 100 by default (422 otherwise)."""
-    try:
-        limit = int(request.args.get("limit", 100))
-    except ValueError:
-        raise InvalidInput("limit must be a whole number", field="limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
-    return limit
-
-
 def _actor() -> str:
     return f"api:{g.user_id}"
 
 
-@bp.post("/messages")
-@require_token
-def create_message():
+class Listing(Query):
+    """?limit= (1 to MAX_LIMIT) and ?cursor= of a list."""
+
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = 100
+    cursor: Annotated[str, Field(max_length=200)] | None = None
+
+
+class MessageQuery(Listing):
+    """Filters of GET /messages."""
+
+    status: Literal[tuple(MESSAGE_STATUSES)] | None = None  # type: ignore[valid-type]
+    account_id: Id | None = None
+    campaign_id: Id | None = None
+    rule_id: Id | None = None
+    q: Annotated[str, Field(max_length=200)] | None = None
+
+
+@route(bp, "POST", "/messages", body=commands.NewMessage, answers={201: responses.Message},
+       role="member")
+def create_message(body: commands.NewMessage):
     """Queue a personalized message (201); it is sent at its time by the worker."""
     c = ctx()
-    body = json_body()
     # Checked and rendered in a read transaction: a slow template never holds the write
     # lock that every other team's requests and sends need.
     with c.db.read() as s:
         prepared = messages.prepare_message(s, team_id=g.team_id, user_id=g.user_id,
-                                            body=body, now=utcnow())
+                                            command=body, now=utcnow())
     with c.db.write() as s:
         held = idempotent.claim(s)
         message = messages.store_message(s, prepared)
@@ -164,22 +164,20 @@ def create_message():
     return jsonify(out), 201
 
 
-@bp.get("/messages")
-@require_token
-def list_messages():
+@route(bp, "GET", "/messages", query=MessageQuery,
+       answers={200: responses.Page[responses.Message]})
+def list_messages(query: MessageQuery):
     """The team's messages, newest first, with a cursor."""
-    limit = page_limit()
     with ctx().db.read() as s:
         items, cursor = messages.list_messages(
-            s, g.team_id, status=request.args.get("status"), cursor=request.args.get("cursor"),
-            limit=limit, filters={k: request.args.get(k) for k in
-                                  ("account_id", "campaign_id", "rule_id", "q")})
+            s, g.team_id, status=query.status, cursor=query.cursor, limit=query.limit,
+            filters={k: getattr(query, k) for k in ("account_id", "campaign_id",
+                                                    "rule_id", "q")})
         return jsonify({"items": [messages.message_as_dict(m) for m in items],
                         "next_cursor": cursor})
 
 
-@bp.get("/messages/<message_id>")
-@require_token
+@route(bp, "GET", "/messages/<message_id>", answers={200: responses.Message})
 def get_message(message_id):
     """One message with its whole timeline."""
     with ctx().db.read() as s:
@@ -187,8 +185,8 @@ def get_message(message_id):
                                                                      message_id)))
 
 
-@bp.post("/messages/<message_id>/cancel")
-@require_token
+@route(bp, "POST", "/messages/<message_id>/cancel", answers={200: responses.Message},
+       role="member")
 def cancel_message(message_id):
     """Cancel unless sending has begun (409 then)."""
     c = ctx()
@@ -196,8 +194,8 @@ def cancel_message(message_id):
                                      utcnow(), _actor()))
 
 
-@bp.post("/messages/<message_id>/send-now")
-@require_token
+@route(bp, "POST", "/messages/<message_id>/send-now", answers={200: responses.Message},
+       role="member")
 def send_now(message_id):
     """Release an open message immediately."""
     c = ctx()
@@ -208,15 +206,16 @@ def send_now(message_id):
     return jsonify(out)
 
 
-@bp.patch("/messages/<message_id>")
-@require_token
-def update_message(message_id):
+@route(bp, "PATCH", "/messages/<message_id>", body=commands.MessageChange,
+       answers={200: responses.Message}, role="member")
+def update_message(message_id, body: commands.MessageChange):
     """Reschedule or edit while not yet sending."""
     c = ctx()
-    body = json_body()
+    now = utcnow()
+    with c.db.read() as s:  # checked and rendered before the write transaction
+        change = messages.prepare_change(s, g.team_id, message_id, body, now, g.user_id)
     with c.db.write() as s:
-        message = messages.update_message(s, g.team_id, message_id, body, utcnow(), _actor(),
-                                          g.user_id)
+        message = messages.apply_change(s, g.team_id, change, now, _actor())
         out = messages.message_as_dict(message)
         release_at = message.release_at
     if out["status"] == "scheduled":
@@ -226,6 +225,6 @@ def update_message(message_id):
 
 @bp.get("/openapi.json")
 def openapi():
-    """The OpenAPI document of this API."""
-    return jsonify(OPENAPI)
+    """The OpenAPI document of this API (generated from the routes' declarations)."""
+    return jsonify(document())
 

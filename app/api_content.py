@@ -8,59 +8,63 @@ import json
 
 from flask import Response, g, jsonify, request, stream_with_context
 
-from app import ctx, idempotent
-from app.api import bp, json_body, page_limit, require_token
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from app import ctx, idempotent, responses
+from app.api import Listing, bp
+from app.endpoint import Query, route
 from app.progress import own_copy, with_progress
-from scheduler import contacts, drafts, idempotency, lookup, sanity, starters, templates
+from scheduler import (commands, contacts, drafts, idempotency, lookup, messages, sanity,
+                       starters, templates)
+from scheduler.addresses import parse_address
+from scheduler.typed import make, parse
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount
 
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
+MAX_CONTACTS_PER_POST = 10_000
 
 
 # -- templates ---------------------------------------------------------------------------
 
-def _template_body(body: dict) -> tuple[dict, str | None]:
-    """A body with `starter` is that starter's content, overridden by what else is sent."""
-    key = body.get("starter")
-    if key is None:
-        return body, None
-    found = starters.starter(key)
-    merged = {**starters.template_body(found), **{k: v for k, v in body.items() if k != "starter"}}
-    return merged, f"starter:{key}"
+class KindQuery(Query):
+    """?kind=reply: only the saved replies."""
+
+    kind: Literal["email", "reply"] | None = None
 
 
-@bp.post("/templates")
-@require_token
-def create_template():
-    """Save a template (201); a syntax error is a 422 naming the part and line."""
+@route(bp, "POST", "/templates", body=commands.NewTemplate,
+       answers={201: responses.Template}, role="member")
+def create_template(body: commands.NewTemplate):
+    """Save a template (201), or load a starter with {"starter": key}.
+    A syntax error is a 422 naming the part and line; a name in use is 409."""
     c = ctx()
-    body, origin = _template_body(json_body())
+    values = templates.template_values(body, c.settings.content_hosts)  # outside any write
     with c.db.write() as s:
         held = idempotent.claim(s)
-        template = templates.create_template(
-            s, team_id=g.team_id, user_id=g.user_id, body=body,
-            allowed_hosts=c.settings.content_hosts, now=utcnow(), origin=origin)
+        template = templates.store_template(
+            s, team_id=g.team_id, user_id=g.user_id, values=values, now=utcnow(),
+            origin=f"starter:{body.starter}" if body.starter else None)
         s.flush()
         out = templates.template_as_dict(template)
         idempotency.remember(s, held, 201, out)
     return jsonify(out), 201
 
 
-@bp.get("/templates")
-@require_token
-def list_templates():
+@route(bp, "GET", "/templates", query=KindQuery,
+       answers={200: responses.Page[responses.Template]})
+def list_templates(query: KindQuery):
     """The team's templates (`?kind=reply`: the saved replies)."""
     with ctx().db.read() as s:
         return jsonify({"items": [templates.template_as_dict(t) for t in
-                                  templates.list_templates(s, g.team_id,
-                                                           request.args.get("kind"))],
+                                  templates.list_templates(s, g.team_id, query.kind)],
                         "next_cursor": None})
 
 
-@bp.get("/templates/<template_id>")
-@require_token
+@route(bp, "GET", "/templates/<template_id>", answers={200: responses.Template})
 def get_template(template_id):
     """One template."""
     with ctx().db.read() as s:
@@ -68,20 +72,21 @@ def get_template(template_id):
             templates.get_template(s, g.team_id, template_id)))
 
 
-@bp.put("/templates/<template_id>")
-@require_token
-def update_template(template_id):
-    """Change a template; queued messages keep the content they were queued with."""
+@route(bp, "PUT", "/templates/<template_id>", body=commands.NewTemplate,
+       answers={200: responses.Template}, role="member")
+def update_template(template_id, body: commands.NewTemplate):
+    """Change a template; queued messages keep the content they were queued with.
+    Fields left out keep their value."""
     c = ctx()
-    body = json_body()
+    with c.db.read() as s:
+        current = templates.current_values(templates.get_template(s, g.team_id, template_id))
+    values = templates.template_values(body, c.settings.content_hosts, current)
     with c.db.write() as s:
-        template = templates.update_template(s, g.team_id, template_id, body,
-                                             c.settings.content_hosts, utcnow())
+        template = templates.update_template(s, g.team_id, template_id, values, utcnow())
         return jsonify(templates.template_as_dict(template))
 
 
-@bp.delete("/templates/<template_id>")
-@require_token
+@route(bp, "DELETE", "/templates/<template_id>", answers={204: None}, role="member")
 def delete_template(template_id):
     """Delete a template (204)."""
     with ctx().db.write() as s:
@@ -89,62 +94,50 @@ def delete_template(template_id):
     return "", 204
 
 
-def _preview_data(s, body: dict) -> dict:
-    data = body.get("data") or {}
-    if not isinstance(data, dict):
-        raise InvalidInput("data must be an object", field="data")
-    to = body.get("to")
+def _preview_data(s, to: str | None, data: dict) -> dict:
     if to is None:
         return data
-    from scheduler.messages import parse_address
     _, recipient = templates.recipient(s, g.team_id, parse_address(to, "to"))
     return {**recipient, **data}
 
 
-@bp.post("/templates/<template_id>/preview")
-@require_token
-def preview_template(template_id):
+def _best_hour(s, to: str | None) -> dict:
+    """With `to`: when best_hour would send to them, and the reason."""
+    if to is None:
+        return {}
+    address = parse_address(to, "to").addr_spec
+    return {"best_hour": messages.best_hour_for(s, g.team_id, address, utcnow())}
+
+
+@route(bp, "POST", "/templates/<template_id>/preview", body=commands.PreviewData,
+       answers={200: responses.Preview})
+def preview_template(template_id, body: commands.PreviewData):
     """Every part rendered for a contact (`to`) and/or `data`, send-time content included."""
     c = ctx()
-    body = json_body()
     with c.db.read() as s:
         template = templates.get_template(s, g.team_id, template_id)
         parts = templates.template_as_dict(template)
-        data = _preview_data(s, body)
-        best = _best_hour(s, body)
+        data = _preview_data(s, body.to, body.data)
+        best = _best_hour(s, body.to)
     return jsonify({**templates.preview(parts, data, c.content), **best})
 
 
-def _best_hour(s, body: dict) -> dict:
-    """With `to`: when best_hour would send to them, and the reason."""
-    if not isinstance(body.get("to"), str):
-        return {}
-    from scheduler.messages import best_hour_for, parse_address
-    address = parse_address(body["to"], "to").addr_spec
-    return {"best_hour": best_hour_for(s, g.team_id, address, utcnow())}
-
-
-@bp.post("/templates/preview")
-@require_token
-def preview_inline():
+@route(bp, "POST", "/templates/preview", body=commands.PreviewContent,
+       answers={200: responses.Preview})
+def preview_inline(body: commands.PreviewContent):
     """Preview content that is not saved yet (`subject`, `html`, ... plus `to`/`data`)."""
     c = ctx()
-    body = json_body()
-    parts = {k: body.get(k) for k in ("subject", "html", "text", "amp")}
-    for required in ("subject", "html"):
-        if not isinstance(parts[required], str) or not parts[required].strip():
-            raise InvalidInput(f"{required} is required", field=required)
-    templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
-    from scheduler.content import check_sources
-    parts["sources"] = check_sources(body.get("sources"), c.settings.content_hosts)
+    fields = body.model_dump(include=body.model_fields_set - {"to", "data"})
+    parts = templates.template_values(make(commands.NewTemplate, **{"name": "preview",
+                                                                     **fields}),
+                                      c.settings.content_hosts)
     with c.db.read() as s:
-        data = _preview_data(s, body)
-        best = _best_hour(s, body)
+        data = _preview_data(s, body.to, body.data)
+        best = _best_hour(s, body.to)
     return jsonify({**templates.preview(parts, data, c.content), **best})
 
 
-@bp.get("/starter-templates")
-@require_token
+@route(bp, "GET", "/starter-templates", answers={200: responses.Page[responses.Starter]})
 def list_starters():
     """The starter templates that ship with mailrelease (load one with POST /templates
     {"starter": key})."""
@@ -154,17 +147,22 @@ def list_starters():
 # -- Gmail drafts ------------------------------------------------------------------------
 
 def _account(s, address: str | None) -> GmailAccount:
-    from scheduler.messages import pick_sender
-    return pick_sender(s, g.team_id, g.user_id, address)[0]
+    return messages.pick_sender(s, g.team_id, g.user_id, address)[0]
 
 
-@bp.get("/gmail/drafts")
-@require_token
-def list_gmail_drafts():
+class DraftsQuery(Query):
+    """?account=: which of your accounts (default: your own)."""
+
+    account: Annotated[str, Field(max_length=320)] | None = None
+
+
+@route(bp, "GET", "/gmail/drafts", query=DraftsQuery,
+       answers={200: responses.Page[responses.Draft]}, errors=(502,))
+def list_gmail_drafts(query: DraftsQuery):
     """The sending account's newest Gmail drafts, with the placeholders each uses."""
     c = ctx()
     with c.db.read() as s:
-        account = _account(s, request.args.get("account"))
+        account = _account(s, query.account)
         s.expunge(account)
     service = drafts.open_service(c.settings, c.cipher, account)
     items = drafts.list_drafts(service)
@@ -173,25 +171,25 @@ def list_gmail_drafts():
     return jsonify({"items": items, "next_cursor": None})
 
 
-@bp.post("/templates/from-draft")
-@require_token
-def template_from_draft():
+@route(bp, "POST", "/templates/from-draft", body=commands.TemplateFromDraft,
+       answers={201: responses.DraftTemplate}, role="member", errors=(502,))
+def template_from_draft(body: commands.TemplateFromDraft):
     """Make a template of a Gmail draft: `draft_id`, optional `name`, `account`."""
     c = ctx()
-    body = json_body()
     with c.db.read() as s:
-        account = _account(s, body.get("account"))
+        account = _account(s, body.account)
         s.expunge(account)
     service = drafts.open_service(c.settings, c.cipher, account)
-    parts = drafts.read_draft(service, body.get("draft_id"))
-    name = body.get("name") or parts["subject"] or f"Gmail draft {body['draft_id']}"
+    parts = drafts.read_draft(service, body.draft_id)
+    name = body.name or (parts["subject"] or "").strip()[:200] or f"Gmail draft {body.draft_id}"
+    values = templates.template_values(make(
+        commands.NewTemplate, name=name, **{k: v for k, v in parts.items() if v is not None}),
+        c.settings.content_hosts)
     with c.db.write() as s:
         drafts.save_refresh(s, c.cipher, account, service, utcnow())
-        template = templates.create_template(
-            s, team_id=g.team_id, user_id=g.user_id,
-            body={"name": name, **parts, "transactional": bool(body.get("transactional"))},
-            allowed_hosts=c.settings.content_hosts, now=utcnow(),
-            origin=f"gmail-draft:{body['draft_id']}")
+        template = templates.store_template(
+            s, team_id=g.team_id, user_id=g.user_id, values=values, now=utcnow(),
+            origin=f"gmail-draft:{body.draft_id}")
         s.flush()
         out = templates.template_as_dict(template)
     out["placeholders"] = sorted(drafts.placeholders(parts))
@@ -200,38 +198,57 @@ def template_from_draft():
 
 # -- contacts ----------------------------------------------------------------------------
 
-@bp.post("/contacts")
-@require_token
+def _contacts(raw) -> list[commands.NewContact]:
+    """One contact or a list, each checked; 422 names the item and field."""
+    if isinstance(raw, list):
+        if not raw:
+            raise InvalidInput("send a contact or a non-empty list of contacts")
+        if len(raw) > MAX_CONTACTS_PER_POST:
+            raise InvalidInput(f"at most {MAX_CONTACTS_PER_POST} contacts per request: "
+                               f"import a CSV for more", field="contacts")
+        return [parse(commands.NewContact, item, f"contacts[{i}]")
+                for i, item in enumerate(raw)]
+    return [parse(commands.NewContact, raw, "contact")]
+
+
+@route(bp, "POST", "/contacts", body=commands.NewContact | list[commands.NewContact],
+       body_kind="raw", answers={200: responses.ContactsAdded, 201: responses.ContactsAdded},
+       role="member")
 def add_contacts():
-    """One contact or a list; a later entry for a known address updates it. All or none."""
+    """One contact or a list; a later entry for a known address updates it. All or none.
+    201 when any is new, 200 when all were known."""
     c = ctx()
     if not request.is_json:
         raise InvalidInput("send JSON (one contact or a list), or CSV to /contacts/import")
-    body = sanity.loads(request.get_data(cache=True))
+    items = _contacts(sanity.loads(request.get_data(cache=True)))
     with c.db.write() as s:
         held = idempotent.claim(s)
-        report, stored = contacts.add_contacts(s, g.team_id, body, utcnow())
+        report, stored = contacts.add_contacts(s, g.team_id, items, utcnow())
         out = {**report.as_dict(), "items": [contacts.contact_as_dict(x) for x in stored]}
         status = 201 if report.imported else 200
         idempotency.remember(s, held, status, out)
     return jsonify(out), status
 
 
-@bp.get("/contacts")
-@require_token
-def list_contacts():
+class ContactQuery(Listing):
+    """?email= finds one address."""
+
+    email: Annotated[str, Field(max_length=320)] | None = None
+
+
+@route(bp, "GET", "/contacts", query=ContactQuery,
+       answers={200: responses.Page[responses.Contact]})
+def list_contacts(query: ContactQuery):
     """The team's contacts, oldest first; `?email=` finds one address."""
-    cursor = request.args.get("cursor")
-    after = lookup.query_id(cursor, "cursor", "cursor is not one this API gave out")
+    after = lookup.query_id(query.cursor, "cursor", "cursor is not one this API gave out")
     with ctx().db.read() as s:
-        items, nxt = contacts.list_contacts(s, g.team_id, after=after, limit=page_limit(),
-                                            email=request.args.get("email"))
+        items, nxt = contacts.list_contacts(s, g.team_id, after=after, limit=query.limit,
+                                            email=query.email)
         return jsonify({"items": [contacts.contact_as_dict(x) for x in items],
                         "next_cursor": str(nxt) if nxt else None})
 
 
-@bp.delete("/contacts/<contact_id>")
-@require_token
+@route(bp, "DELETE", "/contacts/<contact_id>", answers={204: None}, role="member")
 def delete_contact(contact_id):
     """Delete a contact (204); its messages not yet sending are cancelled."""
     c = ctx()
@@ -240,8 +257,7 @@ def delete_contact(contact_id):
     return "", 204
 
 
-@bp.get("/contacts/<contact_id>")
-@require_token
+@route(bp, "GET", "/contacts/<contact_id>", answers={200: responses.Contact})
 def get_contact(contact_id):
     """One contact."""
     with ctx().db.read() as s:
@@ -260,8 +276,8 @@ def import_stream():
     return request.stream
 
 
-@bp.post("/contacts/import")
-@require_token
+@route(bp, "POST", "/contacts/import", body_kind="csv", answers={200: responses.ImportReport},
+       role="member")
 def import_contacts():
     """Import a CSV: {"imported", "updated", "rejected": [{"row", "error"}]}.
 

@@ -9,9 +9,12 @@ import time
 from flask import g, jsonify, request
 from sqlalchemy import select
 
-from app import ctx, idempotent
-from app.api import bp, json_body, require_token
-from scheduler import campaigns, events, idempotency, lookup, sanity, schedules, teams
+from app import ctx, idempotent, responses
+from app.api import bp, require_token
+from app.endpoint import json_object, route
+from scheduler import (campaigns, commands, events, idempotency, lookup, sanity,
+                       schedules)
+from scheduler.typed import parse
 from scheduler.db import utcnow
 from scheduler.models import Campaign, Rule, Schedule, Team
 
@@ -55,7 +58,8 @@ def _signed_team(header: str, body: bytes) -> int:
     raise failure
 
 
-@bp.post("/events")
+@route(bp, "POST", "/events", body=commands.NewEvent, body_kind="raw",
+       answers={202: responses.EventAnswer}, auth="token_or_signature", errors=(401, 409, 413))
 def receive_event():
     """An event from the user's systems: queues what its rules say, cancels what it cancels.
 
@@ -81,8 +85,7 @@ def _with_token():
 
 
 def _receive(c, team_id: int, user_id: int | None, raw: bytes):
-    body = sanity.loads(raw)
-    event = events.check_event(body)
+    event = events.event_fields(parse(commands.NewEvent, sanity.loads(raw)))
     now = utcnow()
     with c.db.write() as s:
         answer, new = events.receive(s, team_id, user_id, event, now)
@@ -93,12 +96,11 @@ def _receive(c, team_id: int, user_id: int | None, raw: bytes):
     return resp, 202
 
 
-@bp.get("/webhook-secret")
-@require_token
+@route(bp, "GET", "/webhook-secret", answers={200: responses.WebhookSecret}, role="member",
+       action="read the webhook secret")
 def webhook_secret():
     """The team's webhook signing secret (and the previous one while a rotation lasts).
     Not for viewers: whoever holds it can queue mail."""
-    teams.require(g.role, teams.CAN_CHANGE, "read the webhook secret")
     c = ctx()
     with c.db.write() as s:
         current, previous, until = events.webhook_secrets(s, c.cipher, g.team_id, utcnow())
@@ -108,8 +110,8 @@ def webhook_secret():
                               "HMAC-SHA256 of \"<t>.<raw body>\" with the secret>"})
 
 
-@bp.post("/webhook-secret/rotate")
-@require_token
+@route(bp, "POST", "/webhook-secret/rotate", answers={200: responses.WebhookSecret},
+       role="member")
 def rotate_webhook_secret():
     """A new secret; the old one is accepted for 24 h more."""
     c = ctx()
@@ -121,26 +123,29 @@ def rotate_webhook_secret():
                     "previous_valid_until": until.isoformat() if until else None})
 
 
-@bp.post("/rules")
-@require_token
+@route(bp, "POST", "/rules", body=commands.NewRule | commands.RuleSeed, body_kind="raw",
+       answers={201: responses.Rule | responses.Page[responses.Rule]}, role="member")
 def create_rule():
-    """A rule: when `event` arrives (and `conditions` hold), queue `template_id` after
+    """A rule, or a ready-made set of them with {"seed": key}.
+    When `event` arrives (and `conditions` hold), queue `template_id` after
     `delay_seconds` (or at a `local_time`, the `best_hour`, within a `window`); `cancel_on`
-    events cancel what it queued and has not sent. {"seed": key} loads a ready-made set."""
+    events cancel what it queued and has not sent. A seed answers the list it added."""
     c = ctx()
-    body = json_body()
-    with c.db.write() as s:
-        if body.get("seed") is not None:
-            made = events.seed_rules(s, g.team_id, g.user_id, body["seed"],
+    body = json_object()
+    if "seed" in body:
+        seed = parse(commands.RuleSeed, body)
+        with c.db.write() as s:
+            made = events.seed_rules(s, g.team_id, g.user_id, seed.seed,
                                      c.settings.content_hosts, utcnow())
             return jsonify({"items": [events.rule_as_dict(r) for r in made],
                             "next_cursor": None}), 201
-        rule = events.create_rule(s, g.team_id, body, utcnow())
+    command = parse(commands.NewRule, body)
+    with c.db.write() as s:
+        rule = events.create_rule(s, g.team_id, command, utcnow())
         return jsonify(events.rule_as_dict(rule)), 201
 
 
-@bp.get("/rules")
-@require_token
+@route(bp, "GET", "/rules", answers={200: responses.Page[responses.Rule]})
 def list_rules():
     """The team's rules."""
     with ctx().db.read() as s:
@@ -150,8 +155,7 @@ def list_rules():
                         "next_cursor": None})
 
 
-@bp.get("/rules/<rule_id>")
-@require_token
+@route(bp, "GET", "/rules/<rule_id>", answers={200: responses.Rule})
 def get_rule(rule_id):
     """One rule, with its counts and rates."""
     with ctx().db.read() as s:
@@ -159,8 +163,7 @@ def get_rule(rule_id):
         return jsonify(events.rule_as_dict(rule, events.rule_stats(s, [rule.id])[rule.id]))
 
 
-@bp.delete("/rules/<rule_id>")
-@require_token
+@route(bp, "DELETE", "/rules/<rule_id>", answers={204: None}, role="member")
 def delete_rule(rule_id):
     """Delete a rule; what it queued stays queued."""
     with ctx().db.write() as s:
@@ -170,13 +173,12 @@ def delete_rule(rule_id):
 
 
 
-@bp.post("/schedules")
-@require_token
-def create_schedule():
+@route(bp, "POST", "/schedules", body=commands.NewSchedule,
+       answers={201: responses.Schedule}, role="member")
+def create_schedule(body: commands.NewSchedule):
     """A recurring send: `cron` (minute hour day month weekday) in `timezone`,
     `template_id`, `to`, optional `data`. Each occurrence becomes its own message."""
     c = ctx()
-    body = json_body()
     now = utcnow()
     with c.db.write() as s:
         schedule = schedules.create_schedule(s, g.team_id, g.user_id, body, now)
@@ -187,8 +189,7 @@ def create_schedule():
     return jsonify(out), 201
 
 
-@bp.get("/schedules")
-@require_token
+@route(bp, "GET", "/schedules", answers={200: responses.Page[responses.Schedule]})
 def list_schedules():
     """The team's schedules with their next occurrence."""
     with ctx().db.read() as s:
@@ -198,8 +199,7 @@ def list_schedules():
                         "next_cursor": None})
 
 
-@bp.get("/schedules/<schedule_id>")
-@require_token
+@route(bp, "GET", "/schedules/<schedule_id>", answers={200: responses.Schedule})
 def get_schedule(schedule_id):
     """One schedule."""
     with ctx().db.read() as s:
@@ -207,8 +207,8 @@ def get_schedule(schedule_id):
             schedules.get_schedule(s, g.team_id, schedule_id)))
 
 
-@bp.delete("/schedules/<schedule_id>")
-@require_token
+@route(bp, "DELETE", "/schedules/<schedule_id>", answers={200: responses.Schedule},
+       role="member")
 def stop_schedule(schedule_id):
     """Stop a schedule (no further occurrences; queued ones can still be cancelled)."""
     with ctx().db.write() as s:
@@ -217,13 +217,12 @@ def stop_schedule(schedule_id):
         return jsonify(schedules.schedule_as_dict(found))
 
 
-@bp.post("/campaigns")
-@require_token
-def create_campaign():
+@route(bp, "POST", "/campaigns", body=commands.NewCampaign,
+       answers={201: responses.Campaign}, role="member")
+def create_campaign(body: commands.NewCampaign):
     """A mail merge: `template_id` or `variants`, `audience` ("all", contact_ids or a
     filter), timing for everyone, optional `ab` (test_fraction, metric, decide_after_seconds)."""
     c = ctx()
-    body = json_body()
     with c.db.write() as s:
         held = idempotent.claim(s)
         campaign = campaigns.create_campaign(s, g.team_id, g.user_id, body, utcnow())
@@ -234,8 +233,7 @@ def create_campaign():
     return jsonify(out), 201
 
 
-@bp.get("/campaigns")
-@require_token
+@route(bp, "GET", "/campaigns", answers={200: responses.Page[responses.Campaign]})
 def list_campaigns():
     """The team's campaigns, newest first."""
     with ctx().db.read() as s:
@@ -245,8 +243,7 @@ def list_campaigns():
                         "next_cursor": None})
 
 
-@bp.get("/campaigns/<campaign_id>")
-@require_token
+@route(bp, "GET", "/campaigns/<campaign_id>", answers={200: responses.Campaign})
 def get_campaign(campaign_id):
     """One campaign with its counts and decision."""
     with ctx().db.read() as s:
@@ -254,8 +251,7 @@ def get_campaign(campaign_id):
             campaigns.get_campaign(s, g.team_id, campaign_id)))
 
 
-@bp.get("/campaigns/<campaign_id>/stats")
-@require_token
+@route(bp, "GET", "/campaigns/<campaign_id>/stats", answers={200: responses.Campaign})
 def campaign_stats(campaign_id):
     """Per variant: queued, sent, people who opened, clicked, replied, and their rates."""
     with ctx().db.read() as s:

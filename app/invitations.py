@@ -7,6 +7,8 @@ from sqlalchemy.orm import Session
 
 from app import ctx
 from scheduler import messages
+from scheduler.commands import NewMessage, Origin
+from scheduler.typed import make
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
 from scheduler.models import Invitation, Team, User
@@ -34,12 +36,13 @@ def mail_invitation(session: Session, invitation: Invitation, user_id: int) -> d
     link = (ctx().settings.public_url + "/auth/login?"
             + urlencode({"login_hint": invitation.email}))
     try:
-        message = messages.create_message(session, team_id=invitation.team_id,
-                                          user_id=user_id, now=utcnow(), body={
-            "to": invitation.email, "subject": SUBJECT, "html": HTML, "text": TEXT,
-            "transactional": True, "data": {
-                "team": team.name, "role": invitation.role, "link": link,
-                "email": invitation.email, "inviter": _name(session, user_id)}})
+        message = messages.create_message(
+            session, team_id=invitation.team_id, user_id=user_id, now=utcnow(),
+            origin=Origin(kind="invitation"), command=make(
+                NewMessage, to=invitation.email, subject=SUBJECT, html=HTML, text=TEXT,
+                transactional=True, data={
+                    "team": team.name, "role": invitation.role, "link": link,
+                    "email": invitation.email, "inviter": _name(session, user_id)}))
     except InvalidInput as exc:
         return {"message_id": None, "mail_error": exc.message}
     return {"message_id": message.id}

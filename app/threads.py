@@ -8,6 +8,7 @@ from gmail_client.api import GmailService
 from gmail_client.errors import GmailError
 from gmail_client.oauth import can_read
 from scheduler import drafts, idempotency, messages, replies, teams, templates
+from scheduler.commands import Origin, ThreadReply
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput, NotFound
 from scheduler.models import GmailAccount
@@ -75,46 +76,49 @@ def one(team_id: int, user_id: int, account_id, thread_id: str):
     return account, thread
 
 
-def reply(team_id: int, user_id: int, account_id, thread_id: str, body: dict,
+def reply(team_id: int, user_id: int, account_id, thread_id: str, command: ThreadReply,
           form_key: tuple[str, str] | None = None):
-    """Queue a reply in the thread (a Message, still in its session's transaction) and
-    return its API form; 422 naming the field when the body is wrong. `form_key` (the
-    reply page's) makes a double submit replay the first reply (idempotency.Replay)."""
+    """Queue a reply in the thread and return its API form; 422 naming the field when the
+    command is wrong. `form_key` (the reply page's) makes a double submit replay the first
+    reply (idempotency.Replay). Rendered in a read transaction, stored in a write one."""
     account, thread = one(team_id, user_id, account_id, thread_id)
     c = ctx()
+    with c.db.read() as s:
+        template = None
+        if command.template_id is not None:
+            template = templates.get_template(s, team_id, command.template_id)
+        message = replies.reply_message(thread, account, command, template)
+        prepared = messages.prepare_message(s, team_id=team_id, user_id=user_id,
+                                            command=message, now=utcnow(),
+                                            origin=Origin(kind="reply"))
+    if prepared.values["account_id"] != account.id:
+        raise InvalidInput(f"{message.sender} is not an address of {account.email}, "
+                           "whose thread this is", field="from")
+    if template is not None:
+        prepared.values["template_id"] = template.id
     with c.db.write() as s:
         held = idempotent.claim_form(s, team_id, form_key)
-        template = None
-        if body.get("template_id") is not None:
-            template = templates.get_template(s, team_id, body["template_id"])
-        message_body = replies.reply_body(thread, account, body, template)
-        message = messages.create_message(s, team_id=team_id, user_id=user_id,
-                                          body=message_body, now=utcnow())
-        if message.account_id != account.id:
-            raise InvalidInput(f"{message_body['from']} is not an address of {account.email}, "
-                               "whose thread this is", field="from")
-        message.template_id = template.id if template else None
-        out = messages.message_as_dict(message)
+        stored = messages.store_message(s, prepared)
+        out = messages.message_as_dict(stored)
         idempotency.remember(s, held, 201, out)
-        release_at = message.release_at
+        release_at = stored.release_at
     if out["status"] == "scheduled":
         c.wake_worker(release_at)
     return out
 
 
-def preview(team_id: int, user_id: int, account_id, thread_id: str, body: dict) -> dict:
+def preview(team_id: int, user_id: int, account_id, thread_id: str,
+            command: ThreadReply) -> dict:
     """The reply as the customer would get it, without queueing anything."""
     account, thread = one(team_id, user_id, account_id, thread_id)
     with ctx().db.read() as s:
         template = None
-        if body.get("template_id") not in (None, ""):
-            template = templates.get_template(s, team_id, body["template_id"])
-        message_body = replies.reply_body(thread, account, body, template)
-        to = messages.parse_address(message_body["to"], "to")
-        _, recipient = templates.recipient(s, team_id, to)
-        parts = {"subject": message_body["subject"], "html": message_body["html"],
-                 "text": message_body["text"]}
-        out = templates.preview(parts, {**recipient, **message_body["data"]}, ctx().content)
-    out.update(to=message_body["to"], thread=thread.as_dict())
+        if command.template_id is not None:
+            template = templates.get_template(s, team_id, command.template_id)
+        message = replies.reply_message(thread, account, command, template)
+        _, recipient = templates.recipient(s, team_id, messages.parse_address(message.to,
+                                                                              "to"))
+        parts = {"subject": message.subject, "html": message.html, "text": message.text}
+        out = templates.preview(parts, {**recipient, **message.data}, ctx().content)
+    out.update(to=message.to, thread=thread.as_dict())
     return out
-

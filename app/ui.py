@@ -15,7 +15,9 @@ from app import audit, ctx
 from app.auth import login_required, redirect_uri
 from gmail_client.oauth import CredentialsFileError, load_client_config
 from scheduler import cancelling, messages, sanity, teams
+from scheduler.commands import MessageChange
 from scheduler.db import utcnow
+from scheduler.typed import make
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.models import MESSAGE_STATUSES, GmailAccount
 
@@ -197,10 +199,12 @@ def edit_message(message_id):
         body = {k: v for k, v in body.items() if v is not None}
         if form.get("when") == "at":
             body["send_at"] = local_send_at(form)
-        c = ctx()
+        c, now = ctx(), utcnow()
+        with c.db.read() as s:  # checked and rendered before the write transaction
+            change = messages.prepare_change(s, g.team_id, message_id,
+                                             make(MessageChange, **body), now, g.user_id)
         with c.db.write() as s:
-            m = messages.update_message(s, g.team_id, message_id, body, utcnow(),
-                                        f"ui:{g.user_id}", g.user_id)
+            m = messages.apply_change(s, g.team_id, change, now, f"ui:{g.user_id}")
             status, release_at = m.status, m.release_at
     except DomainError as exc:
         audit.skip()

@@ -13,17 +13,19 @@ from app.auth import login_required
 from app.progress import with_progress
 from app.ui import bp
 from scheduler import campaigns, idempotency, sanity, templates
+from scheduler.commands import NewCampaign
 from scheduler.db import utcnow
+from scheduler.typed import make
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.models import Campaign
 
 
-def _body(form) -> dict:
-    """The API body the form describes."""
+def _command(form) -> NewCampaign:
+    """The campaign the form describes (the API's command)."""
     if not form.get("template_id", "").strip():
         raise InvalidInput("choose a template", field="template_id")
     template_id = sanity.number(form["template_id"], "template_id", whole=True, minimum=1,
-                                maximum=2 ** 31)
+                                maximum=2 ** 31 - 1)
     body: dict = {"name": form.get("name") or None, "template_id": template_id}
     if form.get("filter_attribute"):
         body["audience"] = {"filter": [{"field": f"contact.{form['filter_attribute'].strip()}",
@@ -39,7 +41,7 @@ def _body(form) -> dict:
         body["variants"] = [{"key": "A"}, {"key": "B", "subject": form.get("subject_b", "")}]
         body["ab"] = {"test_fraction": fraction, "metric": form.get("metric", "open"),
                       "decide_after_seconds": hours * 3600}
-    return body
+    return make(NewCampaign, **body)
 
 
 @bp.route("/campaigns", methods=["GET", "POST"])
@@ -51,7 +53,7 @@ def campaigns_page():
         team_id, user_id, now = g.team_id, g.user_id, utcnow()
         key = idempotent.form_key(request.form)
         try:
-            body = _body(request.form)
+            body = _command(request.form)
         except DomainError as exc:
             flash(exc.message, "error")
             return redirect(url_for("ui.campaigns_page"))

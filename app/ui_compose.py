@@ -12,7 +12,9 @@ from app.auth import login_required, viewer_ok
 from app.ui import bp, json_field, local_send_at, preview_problem
 from scheduler import (accounts, campaigns, idempotency, messages, sanity, schedules,
                        templates)
+from scheduler.commands import Content, NewCampaign, NewMessage, NewSchedule, Origin
 from scheduler.db import utcnow
+from scheduler.typed import make
 from scheduler.errors import DomainError, InvalidInput
 
 MAX_RECIPIENTS = 500
@@ -61,9 +63,10 @@ def _timing(form) -> dict:
 def _content(form) -> dict:
     body = {"data": json_field(form, "data", {}), "from": form.get("from") or None}
     if form.get("template_id"):
-        body["template_id"] = form["template_id"]
+        body["template_id"] = sanity.number(form["template_id"], "template_id", whole=True,
+                                            minimum=1, maximum=2 ** 31 - 1)
     else:
-        body.update(subject=form.get("subject"), html=form.get("html"))
+        body.update(subject=form.get("subject") or "", html=form.get("html") or "")
     return body
 
 
@@ -74,18 +77,24 @@ def _queue_each(body: dict, addresses: list[str]) -> list:
     if len(addresses) > MAX_RECIPIENTS:
         raise InvalidInput(f"at most {MAX_RECIPIENTS} recipients here; for more, send to a "
                            "contact list", field="to")
-    made = []
-    with ctx().db.write() as s:
-        held = idempotent.claim_form(s, g.team_id, idempotent.form_key(request.form))
+    prepared = []
+    with ctx().db.read() as s:  # checked and rendered before the write transaction
         for i, address in enumerate(addresses, 1):
             try:
-                m = messages.create_message(s, team_id=g.team_id, user_id=g.user_id,
-                                            body={**body, "to": address}, now=utcnow())
+                prepared.append(messages.prepare_message(
+                    s, team_id=g.team_id, user_id=g.user_id, now=utcnow(),
+                    command=make(NewMessage, **body, to=address),
+                    origin=Origin(kind="form")))
             except DomainError as exc:
                 if exc.field == "to" and len(addresses) > 1:
                     raise InvalidInput(f"recipient {i} ({address}): {exc.message}",
                                        field="to") from None
                 raise
+    made = []
+    with ctx().db.write() as s:
+        held = idempotent.claim_form(s, g.team_id, idempotent.form_key(request.form))
+        for one in prepared:
+            m = messages.store_message(s, one)
             made.append((m.id, m.status, m.release_at))
         idempotency.remember(s, held, 200, {"made": [[mid, status, at.isoformat()]
                                                      for mid, status, at in made]})
@@ -139,9 +148,7 @@ def _to_contact_list(form, body: dict):
     """A contact list is a campaign: every matching subscribed contact gets the template."""
     if not body.get("template_id"):
         raise InvalidInput("sending to a contact list needs a template", field="template_id")
-    campaign = {"template_id": sanity.number(body["template_id"], "template_id", whole=True,
-                                             minimum=1, maximum=2 ** 31),
-                "data": body["data"],
+    campaign = {"template_id": body["template_id"], "data": body["data"],
                 "from": body["from"], "name": form.get("list_name") or None}
     if form.get("filter_attribute", "").strip():
         campaign["audience"] = {"filter": [{
@@ -154,7 +161,8 @@ def _to_contact_list(form, body: dict):
     campaign.update(timing)
     with ctx().db.write() as s:
         held = idempotent.claim_form(s, g.team_id, idempotent.form_key(request.form))
-        made = campaigns.create_campaign(s, g.team_id, g.user_id, campaign, utcnow())
+        made = campaigns.create_campaign(s, g.team_id, g.user_id,
+                                         make(NewCampaign, **campaign), utcnow())
         counts = made.counts
         idempotency.remember(s, held, 200, {"counts": counts})
     ctx().wake_worker()
@@ -171,10 +179,10 @@ def _recurring(form, body: dict):
     if len(addresses) != 1:
         raise InvalidInput("a recurring send goes to one recipient", field="to")
     with ctx().db.write() as s:
-        schedule = schedules.create_schedule(s, g.team_id, g.user_id, {
-            "cron": form.get("cron", ""), "timezone": form.get("timezone") or "UTC",
-            "catch_up": form.get("catch_up") or "latest",
-            "template_id": body["template_id"], "to": addresses[0], "data": body["data"]},
+        schedule = schedules.create_schedule(s, g.team_id, g.user_id, make(
+            NewSchedule, cron=form.get("cron", ""), timezone=form.get("timezone") or "UTC",
+            catch_up=form.get("catch_up") or "latest",
+            template_id=body["template_id"], to=addresses[0], data=body["data"]),
             utcnow())
         first = schedule.next_at
     flash(f"Recurring send saved; the first goes out at {first.isoformat()}.", "ok")
@@ -196,8 +204,11 @@ def compose_preview():
                 parts = {"subject": t.subject, "html": t.html, "text": t.text, "amp": t.amp,
                          "sources": t.sources}
             else:
-                parts = {"subject": templates.text_field(body, "subject", True),
-                         "html": templates.text_field(body, "html", True)}
+                content = make(Content, subject=body["subject"], html=body["html"])
+                for name in ("subject", "html"):
+                    if not (getattr(content, name) or "").strip():
+                        raise InvalidInput(f"{name} is required", field=name)
+                parts = {"subject": content.subject, "html": content.html}
                 templates.check_parts(parts["subject"], parts["html"], None, None)
             data, best = dict(body["data"]), None
             if first:

@@ -13,7 +13,9 @@ from app.progress import own_copy
 from app.auth import login_required, viewer_ok
 from app.ui import bp, json_field, preview_problem
 from scheduler import contacts, drafts, starters, templates
+from scheduler.commands import NewTemplate
 from scheduler.db import utcnow
+from scheduler.typed import make
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.messages import pick_sender
 
@@ -31,15 +33,21 @@ def templates_page():
 
 
 def _save(body: dict, template_id=None, origin=None):
+    """Check (outside any write transaction), then store; the template's id."""
     c = ctx()
+    command = make(NewTemplate, **body)
+    current = None
+    if template_id is not None:
+        with c.db.read() as s:
+            current = templates.current_values(templates.get_template(s, g.team_id,
+                                                                      template_id))
+    values = templates.template_values(command, c.settings.content_hosts, current)
     with c.db.write() as s:
         if template_id is None:
-            t = templates.create_template(s, team_id=g.team_id, user_id=g.user_id, body=body,
-                                          allowed_hosts=c.settings.content_hosts,
-                                          now=utcnow(), origin=origin)
+            t = templates.store_template(s, team_id=g.team_id, user_id=g.user_id,
+                                         values=values, now=utcnow(), origin=origin)
         else:
-            t = templates.update_template(s, g.team_id, template_id, body,
-                                          c.settings.content_hosts, utcnow())
+            t = templates.update_template(s, g.team_id, template_id, values, utcnow())
         s.flush()
         return t.id
 

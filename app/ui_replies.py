@@ -7,8 +7,10 @@ from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from app import audit, ctx, idempotent, threads
 from app.auth import login_required, viewer_ok
 from app.ui import bp, local_send_at, preview_problem
-from scheduler import idempotency, templates
+from scheduler import idempotency, sanity, templates
+from scheduler.commands import ThreadReply
 from scheduler.errors import DomainError
+from scheduler.typed import make
 
 
 def _saved_replies() -> list:
@@ -37,14 +39,18 @@ def replies_page():
                            mailboxes=mailboxes, problem=problem, saved=_saved_replies())
 
 
-def _reply_body(form, timing: bool = True) -> dict:
-    body = {"template_id": form.get("template_id") or None, "from": form.get("from") or None}
+def _reply_body(form, timing: bool = True) -> ThreadReply:
+    """The reply the form describes (the API's command)."""
+    template = form.get("template_id", "").strip()
+    body = {"template_id": sanity.number(template, "template_id", whole=True, minimum=1,
+                                         maximum=2 ** 31 - 1) if template else None,
+            "from": form.get("from") or None}
     if not body["template_id"]:
         body["html"] = form.get("html", "")
         body["text"] = form.get("text") or None
     if timing:
         body["send_at"] = local_send_at(form)
-    return body
+    return make(ThreadReply, **body)
 
 
 @bp.route("/replies/<int:account_id>/<thread_id>", methods=["GET", "POST"])

@@ -10,13 +10,20 @@ from app.auth import login_required
 from app.ui import bp, json_field
 from scheduler import events, sanity, starters, templates
 from scheduler.db import utcnow
-from scheduler.errors import DomainError
+from scheduler.commands import NewRule
+from scheduler.errors import DomainError, InvalidInput
+from scheduler.typed import make
 from scheduler.models import Rule
 
 
-def _rule_body(form) -> dict:
-    body = {"name": form.get("name", ""), "event": form.get("event", ""),
-            "template_id": form.get("template_id") or None,
+def _rule(form) -> NewRule:
+    """The rule the form describes (the API's command)."""
+    template = form.get("template_id", "").strip()
+    if not template:
+        raise InvalidInput("choose a template", field="template_id")
+    body = {"name": form.get("name", "").strip() or None, "event": form.get("event", ""),
+            "template_id": sanity.number(template, "template_id", whole=True, minimum=1,
+                                         maximum=2 ** 31 - 1),
             "conditions": json_field(form, "conditions", []),
             "cancel_on": [n.strip() for n in form.get("cancel_on", "").split(",") if n.strip()]}
     delay = form.get("delay_minutes", "").strip()
@@ -30,8 +37,8 @@ def _rule_body(form) -> dict:
             "seconds": int(sanity.number(form.get("cap_days") or 1, "frequency_cap",
                                          minimum=1 / 86400, maximum=366) * 86400)}
     if form.get("best_hour") == "on":
-        body["timing"] = {"best_hour": True}
-    return body
+        body["best_hour"] = True
+    return make(NewRule, **body)
 
 
 @bp.route("/rules", methods=["GET", "POST"])
@@ -49,7 +56,7 @@ def rules_page():
                                              c.settings.content_hosts, utcnow())
                     done = f"Added {len(made)} rule{'s' if len(made) != 1 else ''}."
                 else:
-                    rule = events.create_rule(s, g.team_id, _rule_body(form), utcnow())
+                    rule = events.create_rule(s, g.team_id, _rule(form), utcnow())
                     done = f"Rule “{rule.name}” added."
         except DomainError as exc:
             audit.skip()

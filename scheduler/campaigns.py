@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from gmail_client.mime import make_message_id
 from scheduler import events, lookup, messages, templates, tracking
 from scheduler.db import Database
+from scheduler.commands import ContactFilter, ContactIds, NewCampaign, Variant
 from scheduler.errors import InvalidInput
 from scheduler.models import Campaign, Contact, Message, MessageEvent
 from scheduler.timing import Recipient, plan
@@ -34,93 +35,76 @@ MAX_AUDIENCE = 100_000
 CHUNK = 1000
 
 
-def _variants(session: Session, team_id: int, body: dict) -> list[dict]:
-    base = body.get("template_id")
-    raw = body.get("variants") or [{"key": "A"}]
-    if not isinstance(raw, list) or not raw or len(raw) > 10:
-        raise InvalidInput("variants must be a list of 1 to 10 objects", field="variants")
+def _template_parts(template) -> dict:
+    return {"subject": template.subject, "html": template.html, "text": template.text,
+            "amp": template.amp, "sources": template.sources or None,
+            "template_id": template.id, "transactional": template.transactional,
+            "tracking": template.tracking}
+
+
+def _variants(session: Session, team_id: int, command: NewCampaign) -> list[dict]:
     out, keys = [], set()
-    for i, v in enumerate(raw):
+    for i, v in enumerate(command.variants or [Variant(key="A")]):
         where = f"variants[{i}]"
-        if not isinstance(v, dict):
-            raise InvalidInput(f"{where} must be an object", field=where)
-        key = str(v.get("key") or chr(ord("A") + i))[:20]
+        key = v.key or chr(ord("A") + i)
         if key in keys:
             raise InvalidInput(f"{where}.key {key!r} is used twice", field=f"{where}.key")
         keys.add(key)
-        weight = v.get("weight", 1)
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
-            raise InvalidInput(f"{where}.weight must be a positive number",
-                               field=f"{where}.weight")
-        template = templates.get_template(session, team_id, v.get("template_id", base))
-        parts = {"subject": template.subject, "html": template.html, "text": template.text,
-                 "amp": template.amp, "sources": template.sources or None,
-                 "template_id": template.id, "transactional": template.transactional,
-                 "tracking": template.tracking}
+        template_id = v.template_id or command.template_id
+        if template_id is None:
+            raise InvalidInput(f"{where}.template_id is required (or the campaign's "
+                               f"template_id)", field=f"{where}.template_id")
+        parts = _template_parts(templates.get_template(session, team_id, template_id))
         for name in ("subject", "html"):
-            if v.get(name) is not None:
-                parts[name] = templates.text_field(v, name, True)
+            if getattr(v, name) is not None:
+                if not getattr(v, name).strip():
+                    raise InvalidInput(f"{where}.{name} must not be empty",
+                                       field=f"{where}.{name}")
+                parts[name] = getattr(v, name)
         templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
-        out.append({"key": key, "weight": float(weight), "parts": parts})
+        out.append({"key": key, "weight": float(v.weight), "parts": parts})
     return out
 
 
-def _follow_ups(session: Session, team_id: int, body: dict, variants: list[dict]) -> list:
+def _follow_ups(session: Session, team_id: int, command: NewCampaign,
+                variants: list[dict]) -> list:
     """Steps sent `after_seconds` after the previous one unless its recipient replied (or
-    clicked): [{"after_seconds", "unless": "reply"|"click", "subject"?, "html"?,
-    "template_id"?}]."""
-    raw = body.get("follow_ups") or []
-    if not isinstance(raw, list) or len(raw) > 5:
-        raise InvalidInput("follow_ups must be a list of at most 5 steps", field="follow_ups")
+    clicked)."""
     steps = []
-    for i, step in enumerate(raw):
+    for i, step in enumerate(command.follow_ups):
         where = f"follow_ups[{i}]"
-        if not isinstance(step, dict):
-            raise InvalidInput(f"{where} must be an object", field=where)
-        after = step.get("after_seconds")
-        if not isinstance(after, (int, float)) or isinstance(after, bool) or after <= 0:
-            raise InvalidInput(f"{where}.after_seconds must be a positive number",
-                               field=f"{where}.after_seconds")
-        unless = step.get("unless", "reply")
-        if unless not in ("reply", "click"):
-            raise InvalidInput(f"{where}.unless must be reply or click",
-                               field=f"{where}.unless")
         parts = dict(variants[0]["parts"])
-        if step.get("template_id") is not None:
-            template = templates.get_template(session, team_id, step["template_id"])
+        if step.template_id is not None:
+            template = templates.get_template(session, team_id, step.template_id)
             parts.update(subject=template.subject, html=template.html, text=template.text,
                          amp=template.amp, template_id=template.id)
         for name in ("subject", "html"):
-            if step.get(name) is not None:
-                parts[name] = templates.text_field(step, name, True)
+            if getattr(step, name) is not None:
+                if not getattr(step, name).strip():
+                    raise InvalidInput(f"{where}.{name} must not be empty",
+                                       field=f"{where}.{name}")
+                parts[name] = getattr(step, name)
         templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
-        steps.append({"after_seconds": float(after), "unless": unless, "parts": parts})
+        steps.append({"after_seconds": float(step.after_seconds), "unless": step.unless,
+                      "parts": parts})
     return steps
 
 
 def _audience(session: Session, team_id: int, spec) -> tuple[list[Contact], int]:
     """(contacts who may receive it, how many were skipped as unsubscribed/bounced)."""
     query = select(Contact).where(Contact.team_id == team_id)
-    if spec in (None, "all"):
-        pass
-    elif isinstance(spec, dict) and "contact_ids" in spec:
-        ids = spec["contact_ids"]
-        if not isinstance(ids, list) or not all(isinstance(x, int) for x in ids):
-            raise InvalidInput("audience.contact_ids must be a list of ids",
-                               field="audience.contact_ids")
-        query = query.where(Contact.id.in_(ids))
-    elif isinstance(spec, dict) and "filter" in spec:
-        conditions = events.check_conditions(spec["filter"])
+    conditions = None
+    if isinstance(spec, ContactIds):
+        query = query.where(Contact.id.in_(spec.contact_ids))
+    elif isinstance(spec, ContactFilter):
+        conditions = [c.model_dump() for c in spec.filter]
         if any(not c["field"].startswith("contact.") for c in conditions):
             raise InvalidInput("audience.filter fields must start with contact.",
                                field="audience.filter")
-    else:
-        raise InvalidInput('audience must be "all", {"contact_ids": [...]} or {"filter": '
-                           '[conditions]}', field="audience")
     rows = session.scalars(query.order_by(Contact.id).limit(MAX_AUDIENCE + 1)).all()
     if len(rows) > MAX_AUDIENCE:
         raise InvalidInput(f"the audience is larger than {MAX_AUDIENCE:,}", field="audience")
-    if isinstance(spec, dict) and "filter" in spec:
+    if conditions is not None:
         rows = [c for c in rows if events.matches(conditions, {}, c)]
     allowed = [c for c in rows if c.subscription == "subscribed"]
     return allowed, len(rows) - len(allowed)
@@ -141,53 +125,32 @@ def _assign(contacts: list[Contact], variants: list[dict]) -> list[tuple[Contact
     return out
 
 
-def create_campaign(session: Session, team_id: int, user_id: int, body: dict,
+def create_campaign(session: Session, team_id: int, user_id: int, command: NewCampaign,
                     now: dt.datetime, progress=None) -> Campaign:
     """Check, pick the audience, and queue the messages (the test group's, under A/B)."""
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    unknown = set(body) - {"name", "template_id", "variants", "audience", "ab", "send_at",
-                           "delay_seconds", "local_time", "window", "from", "data",
-                           "follow_ups"}
-    if unknown:
-        raise InvalidInput(f"{sorted(unknown)[0]} is not a campaign field",
-                           field=sorted(unknown)[0])
-    variants = _variants(session, team_id, body)
-    timing = {k: body[k] for k in ("send_at", "delay_seconds", "local_time", "window")
-              if body.get(k) is not None}
-    ab = body.get("ab")
-    if ab is not None:
+    variants = _variants(session, team_id, command)
+    timing = {k: v.model_dump(exclude_none=True) if hasattr(v, "model_dump") else
+              v.isoformat() if isinstance(v, dt.datetime) else v
+              for k in ("send_at", "delay_seconds", "local_time", "window")
+              if (v := getattr(command, k)) is not None}
+    ab = None
+    if command.ab is not None:
         if len(variants) < 2:
             raise InvalidInput("an A/B test needs two variants or more", field="variants")
-        if not isinstance(ab, dict):
-            raise InvalidInput("ab must be an object", field="ab")
-        fraction = ab.get("test_fraction", 0.2)
-        if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-            raise InvalidInput("ab.test_fraction must be in (0, 1]", field="ab.test_fraction")
-        if ab.get("metric", "open") not in METRICS:
-            raise InvalidInput(f"ab.metric must be one of {', '.join(METRICS)}",
-                               field="ab.metric")
-        wait = ab.get("decide_after_seconds", 4 * 3600)
-        if not isinstance(wait, (int, float)) or wait < 0:
-            raise InvalidInput("ab.decide_after_seconds must be a number of seconds",
-                               field="ab.decide_after_seconds")
-        ab = {"test_fraction": float(fraction), "metric": ab.get("metric", "open"),
-              "decide_after_seconds": float(wait),
-              "min_per_variant": int(ab.get("min_per_variant", MIN_PER_VARIANT))}
-    data = body.get("data") or {}
-    if not isinstance(data, dict):
-        raise InvalidInput("data must be an object", field="data")
-    follow_ups = _follow_ups(session, team_id, body, variants)
+        ab = command.ab.model_dump()
+    follow_ups = _follow_ups(session, team_id, command, variants)
     for variant in variants:
         variant["follow_ups"] = follow_ups
-    contacts, skipped = _audience(session, team_id, body.get("audience", "all"))
+    contacts, skipped = _audience(session, team_id, command.audience)
+    audience = command.audience if isinstance(command.audience, str) else \
+        command.audience.model_dump()
     campaign = Campaign(team_id=team_id, created_by=user_id,
-                        name=str(body.get("name") or variants[0]["parts"]["subject"])[:200],
+                        name=command.name or variants[0]["parts"]["subject"][:200],
                         variants=[{"key": v["key"], "weight": v["weight"],
                                    "parts": v["parts"], "follow_ups": follow_ups}
                                   for v in variants],
-                        audience=body.get("audience", "all"), timing=timing, ab=ab,
-                        data=data, from_addr=body.get("from"),
+                        audience=audience, timing=timing, ab=ab,
+                        data=command.data, from_addr=command.sender,
                         status="testing" if ab else "done", created_at=now,
                         counts={"audience": len(contacts), "skipped_unsubscribed": skipped})
     session.add(campaign)

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from scheduler import addresses, lookup, queue, sanity
 from scheduler.db import Database
+from scheduler.commands import NewContact
 from scheduler.errors import InvalidInput
-from scheduler.models import SUBSCRIPTION_STATES, Contact, Message
+from scheduler.models import Contact, Message
 
 BATCH_ROWS = 1000
 MAX_ATTRIBUTES_CHARS = 20_000
@@ -69,28 +70,6 @@ class ContactInput:
     subscription: str | None = None
 
 
-def check_contact(item) -> ContactInput:
-    """Validate one JSON contact; RowError names the field."""
-    if not isinstance(item, dict):
-        raise RowError("a contact must be an object")
-    unknown = set(item) - {"email", "name", "timezone", "attributes", "subscription"}
-    if unknown:
-        raise RowError(f"{sorted(unknown)[0]} is not a contact field (put extra values in "
-                       f"attributes)")
-    name = item.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > 300
-                             or "\n" in name or "\r" in name):
-        raise RowError("name must be one line of at most 300 characters")
-    attributes = item.get("attributes") or {}
-    if not isinstance(attributes, dict):
-        raise RowError("attributes must be an object")
-    subscription = item.get("subscription")
-    if subscription is not None and subscription not in SUBSCRIPTION_STATES:
-        raise RowError(f"subscription must be one of {', '.join(SUBSCRIPTION_STATES)}")
-    return ContactInput(normalize_email(item.get("email")), (name or "").strip() or None,
-                        normalize_timezone(item.get("timezone")), attributes, subscription)
-
-
 @dataclass
 class Report:
     """What an import or a POST did: counts and every rejected row."""
@@ -132,18 +111,14 @@ def _store(session: Session, team_id: int, batch: dict[str, ContactInput],
     return new_rows + list(existing.values())
 
 
-def add_contacts(session: Session, team_id: int, body, now: dt.datetime) -> tuple[Report, list[Contact]]:
-    """POST /contacts: one object or a list; all or nothing (422 names the item and field)."""
-    items = body if isinstance(body, list) else [body]
-    if not items:
-        raise InvalidInput("send a contact or a non-empty list of contacts")
+def add_contacts(session: Session, team_id: int, items: list[NewContact],
+                 now: dt.datetime) -> tuple[Report, list[Contact]]:
+    """POST /contacts: checked contacts, stored all together; a later entry for the same
+    address updates the earlier one."""
     batch: dict[str, ContactInput] = {}
-    for i, item in enumerate(items):
-        try:
-            checked = check_contact(item)
-        except RowError as exc:
-            where = f"contacts[{i}]" if isinstance(body, list) else "contact"
-            raise InvalidInput(f"{where}: {exc}", field=where) from None
+    for item in items:
+        checked = ContactInput(item.email, (item.name or "").strip() or None, item.timezone,
+                               dict(item.attributes), item.subscription)
         if checked.email in batch:  # a later entry for the same address updates it
             earlier = batch[checked.email]
             checked.attributes = {**earlier.attributes, **checked.attributes}

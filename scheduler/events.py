@@ -20,7 +20,9 @@ from scheduler import contacts, lookup, messages, queue, templates, tracking
 from scheduler.crypto import TokenCipher
 from scheduler.errors import Conflict, DomainError, InvalidInput, NotFound
 from scheduler.models import Contact, Event, Message, Rule, Team, Template
+from scheduler.commands import NewEvent, NewMessage, NewRule, NewTemplate, Origin
 from scheduler.timing import Recipient, plan
+from scheduler.typed import make
 
 SIGNATURE_MAX_AGE = 300
 ROTATION_GRACE = dt.timedelta(hours=24)
@@ -94,70 +96,14 @@ def verify(header: str, body: bytes, valid_secrets: list[str], now: float) -> No
 
 # -- rules -------------------------------------------------------------------------------
 
-def check_conditions(raw) -> list[dict]:
-    """Validate rule or audience conditions (422 naming the offending one)."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise InvalidInput("conditions must be a list", field="conditions")
-    out = []
-    for i, c in enumerate(raw):
-        where = f"conditions[{i}]"
-        if not isinstance(c, dict):
-            raise InvalidInput(f"{where} must be an object", field=where)
-        field_name, op = c.get("field"), c.get("op")
-        if not isinstance(field_name, str) or not field_name.startswith(("data.", "contact.")):
-            raise InvalidInput(f"{where}.field must start with data. or contact.",
-                               field=f"{where}.field")
-        if op not in OPERATORS:
-            raise InvalidInput(f"{where}.op must be one of {', '.join(OPERATORS)}",
-                               field=f"{where}.op")
-        if op != "exists" and "value" not in c:
-            raise InvalidInput(f"{where}.value is required for {op}", field=f"{where}.value")
-        out.append({"field": field_name, "op": op, "value": c.get("value")})
-    return out
-
-
-def _names(raw, field_name: str) -> list[str]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not all(isinstance(x, str) and x.strip() for x in raw):
-        raise InvalidInput(f"{field_name} must be a list of event names", field=field_name)
-    return [x.strip() for x in raw]
-
-
-def create_rule(session: Session, team_id: int, body: dict, now: dt.datetime) -> Rule:
+def create_rule(session: Session, team_id: int, command: NewRule, now: dt.datetime) -> Rule:
     """Check and store a rule: event, conditions, template_id, delay_seconds, cancel_on,
-    frequency_cap {"max", "seconds"}."""
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    unknown = set(body) - {"name", "event", "conditions", "template_id", "delay_seconds",
-                           "cancel_on", "frequency_cap", "active", "local_time", "best_hour",
-                           "window", "data"}
-    if unknown:
-        raise InvalidInput(f"{sorted(unknown)[0]} is not a rule field", field=sorted(unknown)[0])
-    event = body.get("event")
-    if not isinstance(event, str) or not event.strip():
-        raise InvalidInput("event is required (the event name that triggers the rule)",
-                           field="event")
-    template = templates.get_template(session, team_id, body.get("template_id"))
-    delay = body.get("delay_seconds", 0)
-    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not (
-            0 <= delay <= 366 * 86400):
-        raise InvalidInput("delay_seconds must be a number of seconds up to a year",
-                           field="delay_seconds")
-    cap = body.get("frequency_cap")
-    if cap is not None:
-        if not (isinstance(cap, dict) and isinstance(cap.get("max"), int)
-                and not isinstance(cap["max"], bool) and 1 <= cap["max"] <= 10_000
-                and isinstance(cap.get("seconds"), (int, float))
-                and not isinstance(cap["seconds"], bool)
-                and 0 < cap["seconds"] <= MAX_CAP_SECONDS):
-            raise InvalidInput(f'frequency_cap must be {{"max": 1 to 10000, "seconds": 1 '
-                               f'to {MAX_CAP_SECONDS} (a year)}}', field="frequency_cap")
-        cap = {"max": cap["max"], "seconds": cap["seconds"]}
-    timing = {k: body[k] for k in ("local_time", "best_hour", "window")
-              if body.get(k) not in (None, False)}
+    frequency_cap {"max", "seconds"}, timing and data."""
+    template = templates.get_template(session, team_id, command.template_id)
+    timing = {k: v.model_dump(exclude_none=True) if hasattr(v, "model_dump") else v
+              for k in ("local_time", "best_hour", "window")
+              if (v := getattr(command, k)) is not None}
+    delay = command.delay_seconds
     if timing:
         if delay and set(timing) - {"window"}:
             raise InvalidInput("give delay_seconds or local_time/best_hour, not both",
@@ -165,15 +111,15 @@ def create_rule(session: Session, team_id: int, body: dict, now: dt.datetime) ->
         # Checked as a message would be, for a recipient in UTC.
         plan({**timing, **({"delay_seconds": delay} if delay else {})}, now,
              Recipient("UTC"))
-    data = body.get("data")
-    if data is not None and not isinstance(data, dict):
-        raise InvalidInput("data must be an object", field="data")
-    rule = Rule(team_id=team_id, name=str(body.get("name") or event)[:200],
-                timing=timing or None, data=data,
-                event=event.strip(), conditions=check_conditions(body.get("conditions")),
+    cap = command.frequency_cap
+    rule = Rule(team_id=team_id, name=command.name or command.event.strip()[:200],
+                timing=timing or None, data=command.data,
+                event=command.event.strip(),
+                conditions=[c.model_dump() for c in command.conditions],
                 template_id=template.id, delay_seconds=float(delay),
-                cancel_on=_names(body.get("cancel_on"), "cancel_on"), frequency_cap=cap,
-                active=bool(body.get("active", True)), created_at=now)
+                cancel_on=[x.strip() for x in command.cancel_on],
+                frequency_cap=cap.model_dump() if cap else None,
+                active=command.active, created_at=now)
     session.add(rule)
     session.flush()
     return rule
@@ -245,38 +191,10 @@ def matches(conditions: list[dict], event_data: dict, contact: Contact) -> bool:
 
 # -- receiving an event ------------------------------------------------------------------
 
-def check_event(body) -> dict:
-    """Validate an event body (422 naming the field)."""
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    event_id = body.get("id")
-    if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > MAX_ID_CHARS:
-        raise InvalidInput(f"id is required: your unique id for this event (at most "
-                           f"{MAX_ID_CHARS} characters)", field="id")
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 100:
-        raise InvalidInput("name is required (like cart_abandoned)", field="name")
-    try:
-        email = contacts.normalize_email(body.get("email"))
-    except contacts.RowError as exc:
-        raise InvalidInput(str(exc), field="email") from None
-    data = body.get("data", {})
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise InvalidInput("data must be an object", field="data")
-    occurred = body.get("occurred_at")
-    if occurred is not None:
-        try:
-            occurred = dt.datetime.fromisoformat(str(occurred).replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInput("occurred_at must be ISO 8601 with an offset",
-                               field="occurred_at") from None
-        if occurred.tzinfo is None:
-            raise InvalidInput("occurred_at needs an offset (like +00:00)",
-                               field="occurred_at")
-    return {"id": event_id.strip(), "name": name.strip(), "email": email, "data": data,
-            "occurred_at": occurred}
+def event_fields(command: NewEvent) -> dict:
+    """What `receive` reads of an event."""
+    return {"id": command.id.strip(), "name": command.name.strip(), "email": command.email,
+            "data": command.data or {}, "occurred_at": command.occurred_at}
 
 
 def receive(session: Session, team_id: int, user_id: int | None, event: dict,
@@ -318,12 +236,15 @@ def receive(session: Session, team_id: int, user_id: int | None, event: dict,
         timing = dict(rule.timing or {})
         if rule.delay_seconds or not set(timing) - {"window"}:
             timing["delay_seconds"] = rule.delay_seconds
-        message = messages.create_message(session, team_id=team_id, user_id=user_id, body={
+        command = make(NewMessage, **{
             "to": contact.email, "template_id": rule.template_id,
             "data": {**(rule.data or {}), **event["data"],
                      "event": {"name": event["name"], "id": event["id"]}},
-            **timing}, now=now, origin_key=f"rule:{rule.id}:event:{row.id}")
-        message.rule_id, message.event_id, message.event_at = rule.id, row.id, now
+            **timing})
+        message = messages.create_message(
+            session, team_id=team_id, user_id=user_id, command=command, now=now,
+            origin=Origin(kind="rule", key=f"rule:{rule.id}:event:{row.id}",
+                          rule_id=rule.id, event_id=row.id))
         queued.append(message.id)
     row.response = {"event_id": row.id, "messages": queued, "cancelled": cancelled}
     session.flush()
@@ -377,7 +298,7 @@ def seed_rules(session: Session, team_id: int, user_id: int | None, key: str,
     use, loaded into the team (templates it already has by name are reused)."""
     from scheduler import starters
     seeds = starters.rule_seeds()
-    if not isinstance(key, str) or key not in seeds:
+    if key not in seeds:
         raise NotFound(f"no rule seed {key!r}; there are: {', '.join(seeds)}", field="seed")
     made = []
     for spec in seeds[key]["rules"]:
@@ -389,8 +310,9 @@ def seed_rules(session: Session, team_id: int, user_id: int | None, key: str,
             template = templates.create_template(
                 session, team_id=team_id, user_id=user_id, allowed_hosts=allowed_hosts,
                 now=now, origin=f"starter:{starter['key']}",
-                body=starters.template_body(starter))
+                command=make(NewTemplate, **starters.template_body(starter)))
             session.flush()
         body = {k: v for k, v in spec.items() if k != "starter"}
-        made.append(create_rule(session, team_id, {**body, "template_id": template.id}, now))
+        made.append(create_rule(session, team_id, make(NewRule, **body,
+                                                       template_id=template.id), now))
     return made

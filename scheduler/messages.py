@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from gmail_client.mime import make_message_id
 from scheduler import amp, content, lookup, queue, teams, templates, tracking
 from scheduler.addresses import parse_address
+from scheduler.commands import API, MessageChange, NewMessage, Origin
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.db import utcnow
 from scheduler.models import (
@@ -26,20 +27,8 @@ from scheduler.models import (
     Team,
 )
 from scheduler.personalize import render_message, render_part
-from scheduler.templates import check_parts, text_field
+from scheduler.templates import check_parts
 from scheduler.timing import Recipient, plan
-
-EDITABLE_FIELDS = ("to", "subject", "html", "text", "amp", "data", "from")
-
-
-def _data_field(body: dict) -> dict:
-    data = body.get("data", {})
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise InvalidInput("data must be an object", field="data")
-    return data
-
 
 def _render_check(subject: str, html: str, text: str | None, data: dict,
                   amp: str | None = None, sources: list | None = None) -> str | None:
@@ -104,27 +93,16 @@ def _from_header(name: str | None, address: str) -> str:
     return str(Address(display_name=name or "", addr_spec=address))
 
 
-def _content(session: Session, team_id: int, body: dict) -> dict:
+def _content(session: Session, team_id: int, command: NewMessage) -> dict:
     """subject/html/text/amp/sources from the template named by template_id, or inline."""
-    template_id = body.get("template_id")
-    if template_id is None:
-        flags = {}
-        for name, default in (("transactional", False), ("tracking", True)):
-            flags[name] = body.get(name, default)
-            if not isinstance(flags[name], bool):
-                raise InvalidInput(f"{name} must be true or false", field=name)
-        amp_part = text_field(body, "amp", required=False)
-        if amp_part:
-            amp.check_amp(amp_part)
-        return {"subject": text_field(body, "subject", required=True),
-                "html": text_field(body, "html", required=True),
-                "text": text_field(body, "text", required=False),
-                "amp": amp_part, "sources": None, "template_id": None, **flags}
-    inline = [k for k in ("subject", "html", "text", "amp") if body.get(k) is not None]
-    if inline:
-        raise InvalidInput(f"send either template_id or inline content, not both ({inline[0]})",
-                           field=inline[0])
-    template = templates.get_template(session, team_id, template_id)
+    if command.template_id is None:
+        if command.amp:
+            amp.check_amp(command.amp)
+        return {"subject": command.subject, "html": command.html, "text": command.text or None,
+                "amp": command.amp or None, "sources": None, "template_id": None,
+                "transactional": bool(command.transactional),
+                "tracking": command.tracking is not False}
+    template = templates.get_template(session, team_id, command.template_id)
     return {"subject": template.subject, "html": template.html, "text": template.text,
             "amp": template.amp, "sources": template.sources or None,
             "template_id": template.id, "transactional": template.transactional,
@@ -149,10 +127,10 @@ def engaged_hours(session: Session, team_id: int, contact_id: int | None,
 
 
 def recipient_timing(session: Session, team_id: int, contact: Contact | None,
-                     body: dict) -> Recipient:
+                     timing: dict) -> Recipient:
     """What the timing fields need of the recipient (engagement only for best_hour)."""
     zone = contact.timezone if contact else None
-    if not body.get("best_hour"):
+    if not timing.get("best_hour"):
         return Recipient(zone)
     return Recipient(zone, engaged_hours(session, team_id, contact.id if contact else None,
                                          zone),
@@ -177,55 +155,40 @@ def _team_tracks(session: Session, team_id: int) -> bool:
 
 @dataclass(frozen=True)
 class PreparedMessage:
-    """A checked and rendered POST /messages body, ready for `store_message`."""
+    """A checked and rendered message, ready for `store_message`."""
 
     values: dict  # the Message's columns
     detail: dict  # its first timeline entry
 
 
-def prepare_message(session: Session, *, team_id: int, user_id: int | None, body: dict,
-                    now: dt.datetime, origin_key: str | None = None,
-                    hold: tuple[str, str] | None = None,
-                    note: dict | None = None) -> PreparedMessage:
-    """Validate a POST /messages body and render it, reading only: a web request does this
-    in a read transaction, so that no render holds the database's write lock.
+def prepare_message(session: Session, *, team_id: int, user_id: int | None,
+                    command: NewMessage, now: dt.datetime,
+                    origin: Origin = API) -> PreparedMessage:
+    """Check and render a message, reading only: a web request does this in a read
+    transaction, so that no render holds the database's write lock.
 
     With template_id the template's content is copied: what was queued is what is sent,
     whatever later happens to the template. The recipient's contact fields (if the
-    address is a contact) are merged under `data`. `"draft": true` keeps it a draft until
-    it is scheduled (send now, or a PATCH with a time). A machine that makes the message
-    (a rule, a schedule) names it by `origin_key`, unique in the database; `hold` =
-    (kind, reason) holds it for a person; `note` goes on its first timeline entry.
+    address is a contact) are merged under `data`. `draft` keeps it a draft until it is
+    scheduled (send now, or a PATCH with a time). A machine that makes the message (a
+    rule, a schedule, a campaign) says so in `origin`: its key is unique in the database,
+    its ids go on the row, `hold` = (kind, reason) holds it for a person and `note` goes
+    on its first timeline entry.
     """
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    to = parse_address(body.get("to"), "to")
-    parts = _content(session, team_id, body)
+    to = parse_address(command.to, "to")
+    parts = _content(session, team_id, command)
     contact, recipient = templates.recipient(session, team_id, to)
-    data = {**recipient, **_data_field(body)}
-    release_at, timing_reason = plan(body, now, recipient_timing(session, team_id, contact,
-                                                                 body))
-    account, sender = pick_sender(session, team_id, user_id, body.get("from"))
-    thread_id = body.get("thread_id")
-    in_reply_to = body.get("in_reply_to")
-    references = body.get("references")
-    for name, value in (("thread_id", thread_id), ("in_reply_to", in_reply_to),
-                        ("references", references)):
-        if value is not None and (not isinstance(value, str) or "\n" in value
-                                  or "\r" in value or not value.strip()):
-            raise InvalidInput(f"{name} must be a one-line string", field=name)
-    if in_reply_to and not thread_id:
-        raise InvalidInput("in_reply_to needs thread_id (the Gmail thread to reply in)",
-                           field="thread_id")
-    draft = body.get("draft", False)
-    if not isinstance(draft, bool):
-        raise InvalidInput("draft must be true or false", field="draft")
+    data = {**recipient, **command.data}
+    timing = command.timing()
+    release_at, timing_reason = plan(timing, now, recipient_timing(session, team_id, contact,
+                                                                   timing))
+    account, sender = pick_sender(session, team_id, user_id, command.sender)
     hold_reason = _render_check(parts["subject"], parts["html"], parts["text"], data,
                                 parts["amp"], parts["sources"])
     hold_kind = "missing_data" if hold_reason else None
-    if hold is not None and not hold_reason:
-        hold_kind, hold_reason = hold
-    status = "held" if hold_reason else "draft" if draft else "scheduled"
+    if origin.hold is not None and not hold_reason:
+        hold_kind, hold_reason = origin.hold
+    status = "held" if hold_reason else "draft" if command.draft else "scheduled"
 
     message_id = uuid.uuid4().hex
     values = dict(
@@ -237,10 +200,13 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None, body
         tracking=parts["tracking"] and _team_tracks(session, team_id),
         contact_id=contact.id if contact else None,
         data=data, status=status, release_at=release_at, error=hold_reason,
-        hold_kind=hold_kind, origin_key=origin_key,
+        hold_kind=hold_kind, origin_key=origin.key, rule_id=origin.rule_id,
+        event_id=origin.event_id, schedule_id=origin.schedule_id,
+        event_at=now if origin.event_id else None,
         rfc822_id=make_message_id(f"mr.{message_id}", account.email.rpartition("@")[2]),
-        reply_thread_id=thread_id, in_reply_to=in_reply_to,
-        thread_references=(references or in_reply_to) if in_reply_to else None,
+        reply_thread_id=command.thread_id, in_reply_to=command.in_reply_to,
+        thread_references=(command.references or command.in_reply_to)
+        if command.in_reply_to else None,
         created_at=now, updated_at=now,
     )
     detail = {"release_at": release_at.isoformat()}
@@ -250,7 +216,7 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None, body
         detail["template_id"] = parts["template_id"]
     if hold_reason:
         detail["reason"] = hold_reason
-    return PreparedMessage(values, {**detail, **(note or {})})
+    return PreparedMessage(values, {**detail, **(origin.note or {})})
 
 
 def store_message(session: Session, prepared: PreparedMessage) -> Message:
@@ -437,42 +403,53 @@ def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
     return message
 
 
-def update_message(session: Session, team_id: int, message_id: str, body: dict,
-                   now: dt.datetime, by: str, user_id: int | None = None) -> Message:
-    """PATCH: reschedule and/or edit content while the message is not yet sending;
-    `from` moves it to another account the editing user (`user_id`) can send from."""
+@dataclass(frozen=True)
+class PreparedChange:
+    """A checked and rendered PATCH, ready for `apply_change`."""
+
+    message_id: str
+    change: str  # the transition: schedule, edit_held or edit_draft
+    values: dict
+    detail: dict
+    hold_reason: str | None
+
+
+def prepare_change(session: Session, team_id: int, message_id: str,
+                   command: MessageChange, now: dt.datetime,
+                   user_id: int | None = None) -> PreparedChange:
+    """Check and render a PATCH (reading only): reschedule and/or edit content while the
+    message is not yet sending; `from` moves it to another account the editing user
+    (`user_id`) can send from."""
     message = get_message(session, team_id, message_id)  # another team's: 404 first
-    if not isinstance(body, dict) or not body:
-        raise InvalidInput("the body must be a non-empty JSON object")
-    unknown = set(body) - set(EDITABLE_FIELDS) - {"send_at", "delay_seconds", "local_time",
-                                                  "best_hour", "window", "draft"}
-    if unknown:
-        name = sorted(unknown)[0]
-        raise InvalidInput(f"{name} cannot be changed", field=name)
+    given = command.model_fields_set
     values: dict = {}
-    if "to" in body:
-        values["to_addr"] = str(parse_address(body["to"], "to"))
-    if "from" in body:
-        account, values["from_addr"] = pick_sender(session, team_id, user_id, body["from"])
+    if "to" in given and command.to is not None:
+        values["to_addr"] = command.to
+    if "sender" in given:
+        account, values["from_addr"] = pick_sender(session, team_id, user_id, command.sender)
         values["account_id"] = account.id
     elif message.hold_kind == "account_gone":
         raise InvalidInput("the account this message was to go from left the team: choose "
                            "another one (from)", field="from")
-    subject = text_field(body, "subject", True) if "subject" in body else message.subject_tpl
-    html = text_field(body, "html", True) if "html" in body else message.html_tpl
-    text = text_field(body, "text", False) if "text" in body else message.text_tpl
-    amp = text_field(body, "amp", False) if "amp" in body else message.amp_tpl
-    data = _data_field(body) if "data" in body else message.data
-    values.update(subject_tpl=subject, html_tpl=html, text_tpl=text, amp_tpl=amp, data=data)
-    if any(body.get(k) is not None for k in ("send_at", "delay_seconds", "local_time",
-                                             "best_hour", "window")):
+
+    def part(name: str, current):
+        if name not in given:
+            return current
+        return getattr(command, name) or None
+
+    subject = part("subject", message.subject_tpl) or message.subject_tpl
+    html = part("html", message.html_tpl) or message.html_tpl
+    text, amp_part = part("text", message.text_tpl), part("amp", message.amp_tpl)
+    data = command.data if "data" in given and command.data is not None else message.data
+    values.update(subject_tpl=subject, html_tpl=html, text_tpl=text, amp_tpl=amp_part,
+                  data=data)
+    timing = command.timing()
+    if timing:
         contact = session.get(Contact, message.contact_id) if message.contact_id else None
-        values["release_at"] = plan(body, now, recipient_timing(session, team_id, contact,
-                                                                body))[0]
-    hold_reason = _render_check(subject, html, text, data, amp, message.sources)
-    draft = body.get("draft")
-    if draft is not None and not isinstance(draft, bool):
-        raise InvalidInput("draft must be true or false", field="draft")
+        values["release_at"] = plan(timing, now, recipient_timing(session, team_id, contact,
+                                                                  timing))[0]
+    hold_reason = _render_check(subject, html, text, data, amp_part, message.sources)
+    draft = command.draft
     # A draft stays one until it is given a time or "draft": false.
     stays_draft = (message.status == "draft" and draft is not False
                    and "release_at" not in values) or draft is True
@@ -482,19 +459,37 @@ def update_message(session: Session, team_id: int, message_id: str, body: dict,
                            field="draft")
     if message.status == "draft" and change == "schedule" and "release_at" not in values:
         values["release_at"] = max(message.release_at, now)  # its time, or now if passed
-    detail = {"by": by, "changed": sorted(body)}
+    names = sorted(command.model_dump(by_alias=True, include=given))
+    detail = {"changed": names}
     if "release_at" in values:
         detail["release_at"] = values["release_at"].isoformat()
     if hold_reason:
         detail["reason"] = hold_reason
-    if not queue.transition(session, message_id, team_id, change, now, detail,
-                            error=hold_reason,
+    return PreparedChange(message_id, change, values, detail, hold_reason)
+
+
+def apply_change(session: Session, team_id: int, prepared: PreparedChange,
+                 now: dt.datetime, by: str) -> Message:
+    """Store a prepared PATCH unless the message moved on meanwhile (409 then)."""
+    message = get_message(session, team_id, prepared.message_id)
+    hold_reason = prepared.hold_reason
+    if not queue.transition(session, message.id, team_id, prepared.change, now,
+                            {"by": by, **prepared.detail}, error=hold_reason,
                             hold_kind="missing_data" if hold_reason else None, hold_until=None,
-                            **values):
+                            **prepared.values):
         session.refresh(message)
         raise _not_open(message, "edit")
     session.refresh(message)
     return message
+
+
+def update_message(session: Session, team_id: int, message_id: str,
+                   command: MessageChange, now: dt.datetime, by: str,
+                   user_id: int | None = None) -> Message:
+    """prepare_change and apply_change in one session (for code already writing)."""
+    return apply_change(session, team_id,
+                        prepare_change(session, team_id, message_id, command, now, user_id),
+                        now, by)
 
 
 def message_as_dict(message: Message) -> dict:

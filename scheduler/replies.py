@@ -10,6 +10,8 @@ from email.utils import formataddr, getaddresses, parseaddr
 
 from gmail_client.api import GmailService
 from scheduler import addresses
+from scheduler.commands import NewMessage, ThreadReply
+from scheduler.typed import make
 from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount, Template
 from scheduler.templates import REPLY_SUBJECT
@@ -131,33 +133,24 @@ def reply_data(thread: Thread) -> dict:
             "customer_email": thread.customer_email, "thread_subject": thread.subject}
 
 
-def reply_body(thread: Thread, account: GmailAccount, body: dict,
-               template: Template | None) -> dict:
-    """A POST /messages body replying in `thread` from `account` (or one of its aliases):
-    the saved reply's (or the inline) HTML and text, the thread's "Re:" subject, headers
-    that keep it in the thread, and timing and data from `body`."""
+def reply_message(thread: Thread, account: GmailAccount, command: ThreadReply,
+                  template: Template | None) -> NewMessage:
+    """The message replying in `thread` from `account` (or one of its aliases): the saved
+    reply's (or the inline) HTML and text, the thread's "Re:" subject, headers that keep
+    it in the thread, and timing and data from the command."""
     if template is not None:
-        if any(body.get(k) for k in ("html", "text")):
-            raise InvalidInput("send either template_id or html, not both", field="html")
         html, text = template.html, template.text
     else:
-        html, text = body.get("html"), body.get("text")
-        if not isinstance(html, str) or not html.strip():
-            raise InvalidInput("choose a saved reply (template_id) or write html", field="html")
-    data = body.get("data") or {}
-    if not isinstance(data, dict):
-        raise InvalidInput("data must be an object", field="data")
+        html, text = command.html, command.text
     if not thread.customer_email:
         raise InvalidInput("the thread has no one to reply to", field="thread_id")
-    out = {"to": str(Address(display_name=thread.customer_name,
-                             addr_spec=thread.customer_email)),
-           "subject": REPLY_SUBJECT, "html": html, "text": text,
-           # A reply in a conversation: no tracking pixel, no unsubscribe headers.
-           "transactional": True, "tracking": False,
-           "data": {**reply_data(thread), **data},
-           "from": body.get("from") or account.email, "thread_id": thread.id,
-           "in_reply_to": thread.last_message_id, "references": thread.references}
-    for key in ("send_at", "delay_seconds", "local_time", "best_hour", "window"):
-        if body.get(key) is not None:
-            out[key] = body[key]
-    return out
+    return make(
+        NewMessage, to=str(Address(display_name=thread.customer_name, addr_spec=thread.customer_email)),
+        subject=REPLY_SUBJECT, html=html, text=text,
+        # A reply in a conversation: no tracking pixel, no unsubscribe headers.
+        transactional=True, tracking=False,
+        data={**reply_data(thread), **command.data},
+        sender=command.sender or account.email, thread_id=thread.id,
+        in_reply_to=thread.last_message_id, references=thread.references,
+        **{k: getattr(command, k) for k in ("send_at", "delay_seconds", "local_time",
+                                            "best_hour", "window")})

@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 from scheduler import lookup, messages, templates
 from scheduler.db import Database
 from scheduler.errors import InvalidInput, NotFound
+from scheduler.commands import NewMessage, NewSchedule, Origin
 from scheduler.models import Schedule
+from scheduler.typed import make
 
 log = logging.getLogger("mailrelease.schedules")
 
@@ -63,33 +65,16 @@ def _second_of_repeated(fire: dt.datetime) -> bool:
             and first.astimezone(dt.timezone.utc) < fire.astimezone(dt.timezone.utc))
 
 
-def create_schedule(session: Session, team_id: int, user_id: int | None, body: dict,
-                    now: dt.datetime) -> Schedule:
+def create_schedule(session: Session, team_id: int, user_id: int | None,
+                    command: NewSchedule, now: dt.datetime) -> Schedule:
     """Check and store a schedule: cron, timezone, template_id, to, optional data, name."""
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    unknown = set(body) - {"name", "cron", "timezone", "template_id", "to", "data",
-                           "catch_up"}
-    if unknown:
-        raise InvalidInput(f"{sorted(unknown)[0]} is not a schedule field",
-                           field=sorted(unknown)[0])
-    cron, timezone = body.get("cron"), body.get("timezone", "UTC")
-    if not isinstance(cron, str) or not cron.strip():
-        raise InvalidInput("cron is required, e.g. \"0 9 * * mon\"", field="cron")
-    first = next_after(cron.strip(), timezone, now)
-    template = templates.get_template(session, team_id, body.get("template_id"))
-    to = messages.parse_address(body.get("to"), "to")
-    data = body.get("data") or {}
-    if not isinstance(data, dict):
-        raise InvalidInput("data must be an object", field="data")
-    catch_up = body.get("catch_up", "latest")
-    if catch_up not in CATCH_UP:
-        raise InvalidInput(f"catch_up must be one of {', '.join(CATCH_UP)} (what to do with "
-                           f"occurrences missed while no worker ran)", field="catch_up")
-    schedule = Schedule(catch_up=catch_up, team_id=team_id, created_by=user_id,
-                        name=str(body.get("name") or template.name)[:200], cron=cron.strip(),
-                        timezone=timezone, template_id=template.id, to_addr=str(to),
-                        data=data, next_at=first, active=True, created_at=now)
+    first = next_after(command.cron.strip(), command.timezone, now)
+    template = templates.get_template(session, team_id, command.template_id)
+    schedule = Schedule(catch_up=command.catch_up, team_id=team_id, created_by=user_id,
+                        name=command.name or template.name[:200], cron=command.cron.strip(),
+                        timezone=command.timezone, template_id=template.id,
+                        to_addr=command.to, data=command.data, next_at=first, active=True,
+                        created_at=now)
     session.add(schedule)
     session.flush()
     return schedule
@@ -165,26 +150,26 @@ def queue_next(s: Session, schedule_id: int, now: dt.datetime,
     if not moved:
         return 0
     for at, how in due:
-        body = {"to": schedule.to_addr, "template_id": schedule.template_id,
-                "data": {**schedule.data, "occurrence": at.isoformat()}}
-        if how is None:
-            body["send_at"] = at.isoformat()
         hold = None
         if how == "hold":
             hold = ("too_late", f"the {at.isoformat()} occurrence was missed (no worker was "
                                 f"running); send now or cancel")
         try:
-            message = messages.create_message(
-                s, team_id=schedule.team_id, user_id=schedule.created_by, body=body, now=now,
-                origin_key=f"schedule:{schedule.id}:{at.isoformat()}", hold=hold,
-                note={"schedule_id": schedule.id, "occurrence": at.isoformat(),
-                      **({"caught_up": True} if how == "catch_up" else {})})
+            command = make(NewMessage, to=schedule.to_addr, template_id=schedule.template_id,
+                                 data={**schedule.data, "occurrence": at.isoformat()},
+                                 send_at=at if how is None else None)
+            messages.create_message(
+                s, team_id=schedule.team_id, user_id=schedule.created_by, command=command,
+                now=now, origin=Origin(
+                    kind="schedule", key=f"schedule:{schedule.id}:{at.isoformat()}",
+                    schedule_id=schedule.id, hold=hold,
+                    note={"schedule_id": schedule.id, "occurrence": at.isoformat(),
+                          **({"caught_up": True} if how == "catch_up" else {})}))
         except (InvalidInput, NotFound) as exc:  # the template is gone, say
             log.warning("action=schedule_stopped schedule=%s reason=%s", schedule.id, exc)
             s.execute(update(Schedule).where(Schedule.id == schedule.id)
                       .values(active=False))
             return 0
-        message.schedule_id = schedule.id
     s.flush()
     return len(due)
 

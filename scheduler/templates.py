@@ -7,36 +7,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler import amp, content, lookup, tracking
+from scheduler import amp, content, lookup, starters, tracking
+from scheduler.commands import NewTemplate
+from scheduler.typed import make
 from scheduler.errors import Conflict, InvalidInput, MissingData
 from scheduler.models import Contact, Template
 from scheduler.personalize import check_template, render_message
 
-MAX_PART_BYTES = 2_000_000
 PARTS = ("subject", "html", "text", "amp")
 FIELDS = ("name", *PARTS, "sources", "transactional", "tracking", "kind")
 # "reply": a saved reply for support threads; its subject is the thread's ("Re: ...").
 KINDS = ("email", "reply")
 REPLY_SUBJECT = "Re: {{ thread_subject }}"
-
-
-def text_field(body: dict, name: str, required: bool) -> str | None:
-    """A string field of a request body: 422 naming it when missing, empty or too large.
-
-    An optional field sent as "" counts as absent.
-    """
-    value = body.get(name)
-    if value is None or (not required and value == ""):
-        if required:
-            raise InvalidInput(f"{name} is required", field=name)
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string", field=name)
-    if required and not value.strip():
-        raise InvalidInput(f"{name} must not be empty", field=name)
-    if len(value.encode("utf-8")) > MAX_PART_BYTES:
-        raise InvalidInput(f"{name} is larger than {MAX_PART_BYTES} bytes", field=name)
-    return value
 
 
 def check_parts(subject: str, html: str, text: str | None, amp: str | None) -> None:
@@ -47,59 +29,62 @@ def check_parts(subject: str, html: str, text: str | None, amp: str | None) -> N
             check_template(name, source)
 
 
-def _values(body: dict, allowed_hosts: tuple[str, ...], current: Template | None) -> dict:
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    unknown = set(body) - set(FIELDS) - {"starter"}
-    if unknown:
-        name = sorted(unknown)[0]
-        raise InvalidInput(f"{name} is not a template field", field=name)
+def template_values(command: NewTemplate, allowed_hosts: tuple[str, ...],
+                    current: dict | None = None) -> dict:
+    """A template's checked columns from a command (PUT: `current` fills what it leaves
+    out). Compiles every part and checks AMP and sources: call it outside any write
+    transaction. A `starter` is that starter's content under what else is given."""
+    if command.starter is not None:
+        base = starters.template_body(starters.starter(command.starter))
+        given = command.model_dump(include=command.model_fields_set - {"starter"})
+        command = make(NewTemplate, **{**base, **given})
+    given = command.model_fields_set
 
-    def pick(name, required):
-        if current is not None and name not in body:
-            return getattr(current, name)
-        return text_field(body, name, required)
+    def pick(name: str):
+        if current is not None and name not in given:
+            return current[name]
+        return getattr(command, name)
 
-    name = pick("name", True)
-    if len(name) > 200:
-        raise InvalidInput("name is longer than 200 characters", field="name")
-    kind = body.get("kind", current.kind if current else "email")
-    if kind not in KINDS:
-        raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind")
-    if kind == "reply" and not body.get("subject") and current is None:
-        body = {**body, "subject": REPLY_SUBJECT}
-    values = {"kind": kind, "name": name.strip(), "subject": pick("subject", True),
-              "html": pick("html", True),
-              "text": pick("text", False), "amp": pick("amp", False)}
+    name, kind = pick("name"), pick("kind") or "email"
+    subject, html = pick("subject"), pick("html")
+    if kind == "reply" and not subject and current is None:
+        subject = REPLY_SUBJECT
+    for field, value in (("name", name), ("subject", subject), ("html", html)):
+        if not (value or "").strip():
+            raise InvalidInput(f"{field} is required", field=field)
+    values = {"kind": kind, "name": name.strip(), "subject": subject, "html": html,
+              "text": pick("text") or None, "amp": pick("amp") or None}
     check_parts(values["subject"], values["html"], values["text"], values["amp"])
-    if current is not None and "sources" not in body:
-        values["sources"] = current.sources
+    if current is not None and "sources" not in given:
+        values["sources"] = current["sources"]
     else:
-        values["sources"] = content.check_sources(body.get("sources"), allowed_hosts)
+        values["sources"] = content.check_sources(
+            [x.model_dump(exclude_unset=True) for x in command.sources or ()], allowed_hosts)
     if values["amp"]:
         amp.check_amp(values["amp"], values["sources"])
-    transactional = body.get("transactional", current.transactional if current else False)
-    if not isinstance(transactional, bool):
-        raise InvalidInput("transactional must be true or false", field="transactional")
-    values["transactional"] = transactional
-    track = body.get("tracking", current.tracking if current else True)
-    if not isinstance(track, bool):
-        raise InvalidInput("tracking must be true or false", field="tracking")
-    values["tracking"] = track
+    transactional, track = pick("transactional"), pick("tracking")
+    values["transactional"] = bool(transactional)
+    values["tracking"] = track is not False
     return values
 
 
-def create_template(session: Session, *, team_id: int, user_id: int | None, body: dict,
-                    allowed_hosts: tuple[str, ...], now: dt.datetime,
-                    origin: str | None = None) -> Template:
-    """Check and store a template (422 naming the field or template line; 409 if the name
-    is taken)."""
-    values = _values(body, allowed_hosts, None)
+def store_template(session: Session, *, team_id: int, user_id: int | None, values: dict,
+                   now: dt.datetime, origin: str | None = None) -> Template:
+    """Store checked values (`template_values`) as a new template; 409 if the name is
+    taken."""
     template = Template(team_id=team_id, created_by=user_id, origin=origin, created_at=now,
                         updated_at=now, **values)
     session.add(template)
     _flush_unique(session, values["name"])
     return template
+
+
+def create_template(session: Session, *, team_id: int, user_id: int | None,
+                    command: NewTemplate, allowed_hosts: tuple[str, ...], now: dt.datetime,
+                    origin: str | None = None) -> Template:
+    """template_values and store_template in one session (for code already writing)."""
+    return store_template(session, team_id=team_id, user_id=user_id, now=now, origin=origin,
+                          values=template_values(command, allowed_hosts))
 
 
 def _flush_unique(session: Session, name: str) -> None:
@@ -128,14 +113,18 @@ def list_templates(session: Session, team_id: int, kind: str | None = None
     return list(session.scalars(query))
 
 
-def update_template(session: Session, team_id: int, template_id, body: dict,
-                    allowed_hosts: tuple[str, ...], now: dt.datetime) -> Template:
-    """PUT: replace the given fields (others kept), checked as at creation.
+def current_values(template: Template) -> dict:
+    """What a PUT leaves alone, read before its write transaction."""
+    return {name: getattr(template, name) for name in FIELDS}
+
+
+def update_template(session: Session, team_id: int, template_id, values: dict,
+                    now: dt.datetime) -> Template:
+    """PUT: store checked values (`template_values` with `current_values`).
 
     Messages already queued keep the content they were queued with.
     """
     template = get_template(session, team_id, template_id)
-    values = _values(body, allowed_hosts, template)
     for key, value in values.items():
         setattr(template, key, value)
     template.updated_at = now

@@ -19,12 +19,16 @@ MIN_YEAR, MAX_YEAR = 1970, 2100
 
 def parse_aware(value, field: str) -> dt.datetime:
     """Parse ISO 8601 with an offset; a naive or malformed time is refused naming `field`."""
-    if not isinstance(value, str):
+    if isinstance(value, dt.datetime):
+        when = value
+    elif not isinstance(value, str):
         raise InvalidInput(f"{field} must be an ISO 8601 string with an offset", field=field)
-    try:
-        when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{field} is not an ISO 8601 time: {value!r}", field=field) from None
+    else:
+        try:
+            when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(f"{field} is not an ISO 8601 time: {value[:40]!r}",
+                               field=field) from None
     if when.tzinfo is None or when.utcoffset() is None:
         raise InvalidInput(f"{field} has no UTC offset; write e.g. 2026-11-23T09:00:00+09:00",
                            field=field)

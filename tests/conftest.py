@@ -22,6 +22,10 @@ from scheduler.settings import Settings
 from scheduler.worker import ReleaseWorker
 from tests.helpers import ServerThread, free_port, google_sign_in, write_credentials
 
+# Every API answer in every test is checked against its route's declared models
+# (app/endpoint.py): an undocumented status, field or type fails the test that met it.
+os.environ.setdefault("MAILRELEASE_CHECK_RESPONSES", "1")
+
 CLIENT_ID = "test-client.apps.googleusercontent.com"
 CLIENT_SECRET = "test-secret"
 

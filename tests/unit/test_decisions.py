@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from scheduler.commands import NewCampaign
 from scheduler import campaigns
 from scheduler.models import Campaign, Contact, Message, Template
 from tests.unit.conftest import T0
@@ -19,9 +20,9 @@ def ab(db):
         s.add_all([Contact(team_id=1, email=f"p{n}@example.org", attributes={},
                            created_at=T0, updated_at=T0) for n in range(50)])
     with db.write() as s:
-        made = campaigns.create_campaign(s, 1, 1, {
+        made = campaigns.create_campaign(s, 1, 1, NewCampaign.model_validate({
             "variants": [{"key": "A", "template_id": 1}, {"key": "B", "template_id": 2}],
-            "ab": {"test_fraction": 0.2, "decide_after_seconds": 0}}, T0)
+            "ab": {"test_fraction": 0.2, "decide_after_seconds": 0}}), T0)
         return made.id
 
 

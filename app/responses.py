@@ -1,0 +1,341 @@
+"""What the API answers, as models: the OpenAPI document's response schemas come from
+these, and under test every answer is checked against the one its route declares (an
+undocumented field, status or type fails the test that met it)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from scheduler.models import MESSAGE_STATUSES
+
+Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+Status = Literal[tuple(MESSAGE_STATUSES)]  # type: ignore[valid-type]
+
+
+class Answer(BaseModel):
+    """A response body: every field documented, nothing else."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ErrorDetail(Answer):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Error(Answer):
+    """The contract's error body."""
+
+    error: ErrorDetail
+
+
+T = TypeVar("T")
+
+
+class Page(Answer, Generic[T]):
+    """A list: `items`, and `next_cursor` for the next page (null on the last)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class Event(Answer):
+    type: str
+    at: Time
+    detail: dict[str, Any] | None
+
+
+class Message(Answer):
+    """A queued, sent or ended message, with its whole timeline."""
+
+    id: str
+    status: Status
+    to: str
+    sender: str = Field(alias="from")
+    subject: str | None
+    release_at: Time | None
+    sent_at: Time | None
+    gmail_message_id: str | None
+    thread_id: str | None
+    message_id_header: str | None
+    attempts: int
+    error: str | None
+    hold_kind: str | None
+    hold_until: Time | None
+    lease_until: Time | None
+    cancellable: bool
+    template_id: int | None
+    contact_id: int | None
+    transactional: bool
+    tracking: bool
+    opens: int
+    clicks: int
+    machine_opens: int
+    machine_clicks: int
+    created_at: Time
+    events: list[Event]
+
+
+class Source(Answer):
+    name: str
+    url: str
+    timeout_ms: int | None = None
+    cache_seconds: int | None = None
+    fallback: Any = None
+
+
+class Template(Answer):
+    id: int
+    name: str
+    subject: str
+    html: str
+    text: str | None
+    amp: str | None
+    sources: list[Source]
+    transactional: bool
+    tracking: bool
+    kind: Literal["email", "reply"]
+    origin: str | None
+    created_at: Time
+    updated_at: Time
+
+
+class DraftTemplate(Template):
+    """A template made of a Gmail draft, with the placeholders it uses."""
+
+    placeholders: list[str]
+
+
+class BestHour(Answer):
+    at: Time | None
+    reason: str
+
+
+class Preview(Answer):
+    """Every part rendered for one recipient (send-time content fetched)."""
+
+    subject: str
+    html: str
+    text: str | None
+    amp: str | None
+    data: dict[str, Any]
+    sources: list[dict[str, Any]]
+    best_hour: BestHour | None = None
+
+
+class Thread(Answer):
+    id: str
+    subject: str
+    customer_name: str
+    customer_email: str
+    last_message_id: str | None
+    references: str | None
+    messages: int
+    last_at_ms: int
+    snippet: str
+
+
+class ReplyPreview(Preview):
+    to: str
+    thread: Thread
+
+
+class ThreadPage(Page[Thread]):
+    account: str
+
+
+class Starter(Answer):
+    key: str
+    name: str
+    description: str
+    subject: str
+    html: str | None
+    text: str | None
+    amp: str | None
+    transactional: bool
+    kind: str
+    sources: list[dict[str, Any]]
+    sample_data: dict[str, Any]
+
+
+class Draft(Answer):
+    id: str
+    subject: str | None
+    placeholders: list[str]
+
+
+class Contact(Answer):
+    id: int
+    email: str
+    name: str | None
+    timezone: str | None
+    attributes: dict[str, Any]
+    subscription: Literal["subscribed", "unsubscribed", "bounced"]
+    created_at: Time
+    updated_at: Time
+
+
+class Rejected(Answer):
+    row: int | None = None
+    email: str | None = None
+    error: str
+
+
+class ImportReport(Answer):
+    imported: int
+    updated: int
+    rejected: list[Rejected]
+
+
+class ContactsAdded(ImportReport):
+    items: list[Contact]
+
+
+class EventAnswer(Answer):
+    event_id: int
+    messages: list[str]
+    cancelled: list[str]
+
+
+class WebhookSecret(Answer):
+    secret: str
+    team: int
+    previous_valid_until: Time | None
+    header: str | None = None
+
+
+class RuleStats(Answer):
+    queued: int
+    sent: int
+    opened: int
+    clicked: int
+    replied: int
+    bounced: int
+    unsubscribed: int
+    rates: dict[str, float | None]
+
+
+class Rule(Answer):
+    id: int
+    name: str
+    event: str
+    conditions: list[dict[str, Any]]
+    template_id: int | None
+    delay_seconds: float
+    timing: dict[str, Any] | None
+    data: dict[str, Any] | None
+    cancel_on: list[str]
+    frequency_cap: dict[str, Any] | None
+    active: bool
+    created_at: Time
+    stats: RuleStats | None
+
+
+class Schedule(Answer):
+    id: int
+    name: str
+    cron: str
+    timezone: str
+    template_id: int | None
+    to: str
+    data: dict[str, Any]
+    active: bool
+    next_at: Time | None
+    occurrences: int
+    catch_up: Literal["latest", "all", "hold"]
+    created_at: Time
+
+
+class CampaignVariant(Answer):
+    key: str
+    weight: float
+    template_id: int | None
+
+
+class VariantStats(Answer):
+    queued: int
+    sent: int
+    opened: int
+    clicked: int
+    replied: int
+    rates: dict[str, float | None]
+
+
+class Campaign(Answer):
+    id: int
+    name: str
+    status: str
+    variants: list[CampaignVariant]
+    audience: Any
+    ab: dict[str, Any] | None
+    counts: dict[str, int]
+    decide_at: Time | None
+    winner: str | None
+    decision: dict[str, Any] | None
+    created_at: Time
+    stats: dict[str, VariantStats] | None = None
+
+
+class Team(Answer):
+    id: int
+    name: str
+    tracking: bool
+    role: Literal["owner", "member", "viewer"]
+
+
+class Member(Answer):
+    user_id: int
+    email: str
+    name: str | None
+    role: Literal["owner", "member", "viewer"]
+    personal_team: bool
+
+
+class RoleChanged(Answer):
+    user_id: int
+    role: Literal["owner", "member", "viewer"]
+
+
+class Invitation(Answer):
+    id: int
+    email: str
+    role: Literal["owner", "member", "viewer"]
+    created_at: Time
+    message_id: str | None = None
+
+
+class Alias(Answer):
+    model_config = ConfigDict(extra="allow")
+    email: str
+
+
+class Account(Answer):
+    id: int
+    email: str
+    state: Literal["healthy", "needs reconnecting", "disconnected", "daily limit reached"]
+    reason: str | None
+    sent_24h: int
+    daily_cap: int
+    limited_until: Time | None
+    scopes: list[str]
+    own: bool
+    shared: bool
+    send_as: list[Alias]
+
+
+class Shared(Answer):
+    id: int
+    email: str
+    shared: bool
+
+
+class AuditEntry(Answer):
+    id: int
+    at: Time
+    user: str | None
+    via: str
+    action: str
+    target: str | None
+    detail: dict[str, Any] | None
