@@ -106,7 +106,9 @@ def route(bp: Blueprint, method: str, rule: str, *, answers: dict,
                                        else set())
                                     | ({403} if role != "viewer" or method.upper() not in
                                        ("GET", "HEAD") else set())
-                                    | ({404} if "<" in rule else set()))),
+                                    # ids in the path or the body name rows
+                                    | ({404} if "<" in rule or body is not None
+                                       else set()))),
                        role, auth, tag)
         OPERATIONS.append(op)
 

@@ -209,6 +209,7 @@ class WebhookSecret(Answer):
 class RuleStats(Answer):
     queued: int
     sent: int
+    cancelled: int
     opened: int
     clicked: int
     replied: int
@@ -339,3 +340,30 @@ class AuditEntry(Answer):
     action: str
     target: str | None
     detail: dict[str, Any] | None
+
+
+class CampaignOutcomes(Answer):
+    id: int
+    name: str
+    status: str
+    winner: str | None
+    queued: int
+    sent: int
+    opened: int
+    clicked: int
+    replied: int
+    bounced: int
+    unsubscribed: int
+    rates: dict[str, float | None]
+    variants: dict[str, VariantStats]
+    cancelled: int | None = None
+
+
+class Stats(Answer):
+    """Outcomes per local day, and per campaign."""
+
+    days: list[str]
+    series: dict[str, list[int]]
+    totals: dict[str, int]
+    timezone: str
+    campaigns: list[CampaignOutcomes]

@@ -2,33 +2,42 @@
 variant, as charts (Chart.js, served from our own static folder) over plain tables."""
 from __future__ import annotations
 
-from flask import g, jsonify, render_template, request
+from typing import Annotated
 
-from app import ctx
-from app.api import bp as api_bp, require_token
+from flask import g, jsonify, render_template
+from pydantic import Field
+
+from app import ctx, responses
+from app.api import bp as api_bp
+from app.endpoint import Query, read_query, route
 from app.auth import login_required
 from app.ui import bp
-from scheduler import dashboard, lookup, sanity
+from scheduler import dashboard
+from scheduler.typed import Id
 from scheduler.db import utcnow
 from scheduler.errors import DomainError
 
 
-def _stats() -> dict:
-    days = sanity.number(request.args.get("days", 30), "days", whole=True, minimum=1,
-                         maximum=366)
-    campaign_id = lookup.query_id(request.args.get("campaign_id"), "campaign_id")
+class StatsQuery(Query):
+    """How many days back, in which zone, for which campaign."""
+
+    days: Annotated[int, Field(ge=1, le=dashboard.MAX_DAYS)] = 30
+    tz: Annotated[str, Field(max_length=64)] | None = None
+    campaign_id: Id | None = None
+
+
+def _stats(query: StatsQuery) -> dict:
     with ctx().db.read() as s:
-        out = dashboard.over_time(s, g.team_id, days=days, zone=request.args.get("tz"),
-                                  now=utcnow(), campaign_id=campaign_id)
+        out = dashboard.over_time(s, g.team_id, days=query.days, zone=query.tz,
+                                  now=utcnow(), campaign_id=query.campaign_id)
         out["campaigns"] = dashboard.by_campaign(s, g.team_id)
     return out
 
 
-@api_bp.get("/stats")
-@require_token
-def stats():
+@route(api_bp, "GET", "/stats", query=StatsQuery, answers={200: responses.Stats})
+def stats(query: StatsQuery):
     """Outcomes per day (`?days=30&tz=Europe/Paris&campaign_id=`), per campaign and variant."""
-    return jsonify(_stats())
+    return jsonify(_stats(query))
 
 
 @bp.get("/dashboard")
@@ -36,7 +45,7 @@ def stats():
 def dashboard_page():
     """Charts of the team's delivery outcomes, with the numbers as tables beneath."""
     try:
-        data = _stats()
+        data = _stats(read_query(StatsQuery))
     except DomainError as exc:
         return render_template("ui/error.html", code=exc.status, message=exc.message), \
             exc.status

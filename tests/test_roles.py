@@ -90,8 +90,16 @@ def test_every_route_answers_each_role_as_the_table_says(live_no_worker):
             expected["outsider"] = {404}
         for role, who in (("nobody", nobody), ("viewer", vic), ("member", bob),
                           ("outsider", eve)):
-            got = call(who, method, path).status_code
+            resp = call(who, method, path)
+            got = resp.status_code
             want = expected.get(role)
+            if role == "outsider" and got == 422:
+                # The body is checked before any lookup: an outsider learns nothing when
+                # an id that exists nowhere gets the same answer.
+                nowhere = who.request(method, live.url + "/api/v1" + path.format(
+                    **dict.fromkeys(ids, 2 ** 31 - 1)), json={}, timeout=30)
+                if (nowhere.status_code, nowhere.json()) == (422, resp.json()):
+                    continue
             if want is None:
                 if got in (401, 403) or got >= 500:
                     wrong.append((role, method, path, got, "allowed"))
