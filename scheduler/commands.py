@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from scheduler.errors import InvalidInput
 from scheduler.typed import (Address, Aware, Clock, Command, Data, Date, Email, Id, Json,
@@ -223,10 +223,18 @@ class NewContact(Command):
 
 # -- events and rules --------------------------------------------------------------------
 
+def _data_or_contact(value: str) -> str:
+    if not value.startswith(("data.", "contact.")):
+        raise ValueError("must start with data. or contact.")
+    return value
+
+
 class Condition(Command):
     """A test on the event's data (`data.x`) or the contact (`contact.x`)."""
 
-    field: Annotated[Line, Field(pattern=r"^(data|contact)\.", max_length=200)]
+    field: Annotated[Line, Field(max_length=200), AfterValidator(_data_or_contact),
+                     WithJsonSchema({"type": "string", "pattern": r"^(data|contact)\.",
+                                     "maxLength": 200})]
     op: Literal["equals", "not_equals", "exists", "contains", "greater", "less"]
     value: Json = None
 

@@ -184,14 +184,27 @@ Data = Annotated[dict[str, Json], AfterValidator(_data_size)]
 """An object of JSON values (personalization data, event data, attributes)."""
 
 
+def _models(base: type) -> set[str]:
+    found = set()
+    for sub in base.__subclasses__():
+        found |= {sub.__name__} | _models(sub)
+    return found
+
+
+def _tag(part: str) -> bool:
+    return (part.startswith(("function-", "constrained-", "json-or-python", "literal[",
+                             "list[", "dict[", "tagged-union["))
+            or part in _models(Command) or part in ("str", "int", "float", "bool"))
+
+
 def path(loc: tuple) -> str:
     """A pydantic location as the API names fields: `data.items[3].price`."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith(("function-", "constrained-", "json-or-python")):
-            continue  # pydantic's names for validators, not fields
+        elif _tag(str(part)):
+            continue  # pydantic's names for validators and union members, not fields
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -223,7 +236,9 @@ def _plain(msg: str) -> str:
 
 def refusal(exc: ValidationError, prefix: str = "") -> InvalidInput:
     """The first error of a ValidationError as the contract's 422, naming the field."""
-    first = exc.errors(include_url=False)[0]
+    found = exc.errors(include_url=False)
+    # Of a union's alternatives, the one that matched furthest says what is wrong.
+    first = max(found, key=lambda e: len(path(tuple(e["loc"]))))
     field = path(tuple(first["loc"]))
     inner = (first.get("ctx") or {}).get("error")
     if isinstance(inner, Inside) and inner.where:

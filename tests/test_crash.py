@@ -8,6 +8,7 @@ import signal
 import pytest
 from sqlalchemy import func, select
 
+from scheduler.commands import NewMessage
 from scheduler import messages
 from scheduler.db import utcnow
 from scheduler.models import Message, User
@@ -24,9 +25,10 @@ def queue_messages(live, emails: list[str], count: int) -> list[str]:
         for n in range(count):
             sender = users[emails[n % len(emails)]]
             m = messages.create_message(s, team_id=sender.personal_team_id, user_id=sender.id,
-                                        body={"to": f"r{n}@example.org",
-                                              "subject": "Crash test {{ n }}",
-                                              "html": "<p>{{ n }}</p>", "data": {"n": n}},
+                                        command=NewMessage(
+                                            to=f"r{n}@example.org",
+                                            subject="Crash test {{ n }}",
+                                            html="<p>{{ n }}</p>", data={"n": n}),
                                         now=utcnow())
             ids.append(m.id)
     return ids

@@ -243,7 +243,7 @@ def test_contacts_one_or_many_all_or_nothing(live_no_worker):
     assert one.status_code == 201 and one.json()["imported"] == 1
     bad = api.post(f"{live.url}/api/v1/contacts", json=[
         {"email": "b@example.org"}, {"email": "not an address"}])
-    assert bad.status_code == 422 and bad.json()["error"]["field"] == "contacts[1]"
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "contacts[1].email"
     again = api.post(f"{live.url}/api/v1/contacts", json=[
         {"email": "A@example.org", "name": "Ann", "timezone": "Asia/Tokyo"},
         {"email": "c@example.org", "timezone": "Mars/Olympus"}])
