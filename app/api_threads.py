@@ -22,7 +22,7 @@ class ThreadQuery(Query):
 
 
 @route(bp, "GET", "/threads", query=ThreadQuery, answers={200: responses.ThreadPage},
-       errors=(502,))
+       errors=(404, 502))
 def list_threads(query: ThreadQuery):
     """Recent threads of one of the caller's mailboxes (`?account_id=`, `?q=` in Gmail's
     search syntax, `?limit=` up to 50): subject, customer, last Message-ID."""
