@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from scheduler.errors import InvalidInput
-from scheduler.typed import (Address, Aware, Clock, Command, Data, Date, Email, Id, Json,
-                             Line, Name, Part, Text, Zone)
+from scheduler.typed import (Address, Aware, Clock, Command, Data, Date, Email, GmailId, Id,
+                             Json, Line, Name, Part, Zone)
 
 MAX_DELAY_SECONDS = 5 * 366 * 24 * 3600
 MAX_CAP_SECONDS = 366 * 24 * 3600
@@ -190,7 +190,7 @@ class NewTemplate(Command):
 class TemplateFromDraft(Command):
     """POST /templates/from-draft."""
 
-    draft_id: Annotated[Line, Field(min_length=1, max_length=200)]
+    draft_id: GmailId
     name: Name | None = None
     account: Address | None = None
 
@@ -405,4 +405,4 @@ class ThreadReply(Timing):
 
 
 __all__ = [name for name, value in list(globals().items())
-           if isinstance(value, type) and issubclass(value, Command)] + ["API", "Text"]
+           if isinstance(value, type) and issubclass(value, Command)] + ["API"]

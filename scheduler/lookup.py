@@ -17,7 +17,7 @@ def path_id(raw) -> int | None:
     """An id as the database keeps them (a positive 32-bit integer) from a path or a body,
     or None when `raw` cannot be one (then it is simply not found, never a database
     error)."""
-    if isinstance(raw, str) and _DIGITS.match(raw.strip()):
+    if isinstance(raw, str) and _DIGITS.fullmatch(raw):
         value = int(raw)
     elif isinstance(raw, int) and not isinstance(raw, bool):
         value = raw
@@ -49,6 +49,6 @@ def query_id(value, field: str, message: str | None = None) -> int | None:
     if value in (None, ""):
         return None
     text = str(value).strip()
-    if not _DIGITS.match(text) or int(text) > MAX_ID:
+    if not _DIGITS.fullmatch(text) or int(text) > MAX_ID:
         raise InvalidInput(message or f"{field} must be an id", field=field)
     return int(text)

@@ -171,6 +171,16 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Aware = Annotated[dt.datetime, BeforeValidator(_aware),
                   WithJsonSchema({"type": "string", "format": "date-time"})]
 """ISO 8601 with a UTC offset, years 1970 to 2100; kept in UTC."""
+def _gmail_id(value: str) -> str:
+    import re
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,200}", value):
+        raise ValueError("is not a Gmail id (letters, digits, _ and -)")
+    return value
+
+
+GmailId = Annotated[str, AfterValidator(_gmail_id),
+                    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,200}$"})]
+"""An id Gmail gave out (a draft, a message, a thread): letters, digits, _ and -."""
 Json = Annotated[Any, AfterValidator(_json_value)]
 Clock = Annotated[str, AfterValidator(_clock),
                   WithJsonSchema({"type": "string", "pattern": r"^([01]?\d|2[0-3]):([0-5]\d)$",
