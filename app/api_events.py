@@ -87,8 +87,10 @@ def _with_token():
 def _receive(c, team_id: int, user_id: int | None, raw: bytes):
     event = events.event_fields(parse(commands.NewEvent, sanity.loads(raw)))
     now = utcnow()
+    with c.db.read() as s:  # rules matched and their messages rendered
+        planned = events.plan_event(s, team_id, user_id, event, now)
     with c.db.write() as s:
-        answer, new = events.receive(s, team_id, user_id, event, now)
+        answer, new = events.store_event(s, team_id, planned, now)
     if new and answer["messages"]:
         c.wake_worker()
     resp = jsonify(answer)
@@ -181,10 +183,11 @@ def create_schedule(body: commands.NewSchedule):
     c = ctx()
     now = utcnow()
     with c.db.write() as s:
-        schedule = schedules.create_schedule(s, g.team_id, g.user_id, body, now)
-        schedules.queue_next(s, schedule.id, now)  # an occurrence in the next minutes
-        s.refresh(schedule)
-        out = schedules.schedule_as_dict(schedule)
+        schedule_id = schedules.create_schedule(s, g.team_id, g.user_id, body, now).id
+    # An occurrence in the next minutes is queued at once (rendered outside the write).
+    schedules.queue_round(c.db, schedule_id, now)
+    with c.db.read() as s:
+        out = schedules.schedule_as_dict(schedules.get_schedule(s, g.team_id, schedule_id))
     c.wake_worker()
     return jsonify(out), 201
 
@@ -223,9 +226,11 @@ def create_campaign(body: commands.NewCampaign):
     """A mail merge: `template_id` or `variants`, `audience` ("all", contact_ids or a
     filter), timing for everyone, optional `ab` (test_fraction, metric, decide_after_seconds)."""
     c = ctx()
+    with c.db.read() as s:  # rendered before the write transaction
+        prepared = campaigns.prepare_campaign(s, g.team_id, g.user_id, body, utcnow())
     with c.db.write() as s:
         held = idempotent.claim(s)
-        campaign = campaigns.create_campaign(s, g.team_id, g.user_id, body, utcnow())
+        campaign = campaigns.store_campaign(s, prepared)
         s.flush()
         out = campaigns.campaign_as_dict(campaign)
         idempotency.remember(s, held, 201, out)

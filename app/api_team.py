@@ -8,7 +8,7 @@ from app import ctx
 from app import responses
 from app.api import Listing, bp
 from app.endpoint import route
-from app.invitations import mail_invitation
+from app.invitations import invitation_message, mail_invitation
 from scheduler import lookup, teams
 from scheduler.db import utcnow
 from scheduler import commands
@@ -86,10 +86,14 @@ def create_invitation(body: commands.NewInvitation):
     """Owners invite a Google address with a role (201); `send_email` (default true) also
     mails the invitation from the owner's Gmail."""
     c = ctx()
+    prepared = None
+    if body.send_email:
+        with c.db.read() as s:  # the email rendered before the write transaction
+            prepared = invitation_message(s, g.team_id, g.user_id, body.email, body.role)
     with c.db.write() as s:
         invitation = teams.invite(s, g.team_id, g.user_id, body.email, body.role, utcnow())
         out = _invitation_dict(invitation)
-        out.update(mail_invitation(s, invitation, g.user_id) if body.send_email else
+        out.update(mail_invitation(s, prepared) if prepared is not None else
                    {"message_id": None})
     if out.get("message_id"):
         c.wake_worker()

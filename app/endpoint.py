@@ -1,11 +1,10 @@
 """One way to declare an API route: its typed body and query, who may call it, and what
 it answers. The OpenAPI document is generated from these declarations (app/openapi.py),
-and with MAILRELEASE_CHECK_RESPONSES=1 (the test suite sets it) every answer is checked
+and with MAILRELEASE_SELF_CHECK=1 (the test suite sets it) every answer is checked
 against them, so the document cannot drift from the code.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache, wraps
@@ -15,6 +14,7 @@ from flask import Blueprint, Response, g, request
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from scheduler import sanity, teams
+from scheduler.db import self_checking
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.typed import parse, refusal
 
@@ -65,7 +65,7 @@ OPERATIONS: list[Operation] = []
 
 def checking() -> bool:
     """Whether answers are checked against their declaration (tests)."""
-    return os.environ.get("MAILRELEASE_CHECK_RESPONSES") == "1"
+    return self_checking()
 
 
 def json_object() -> dict:

@@ -11,7 +11,7 @@ from scheduler.commands import NewMessage, Origin
 from scheduler.typed import make
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
-from scheduler.models import Invitation, Team, User
+from scheduler.models import Team, User
 
 SUBJECT = "Join {{ team }} on mailrelease"
 HTML = """<p>Hello,</p>
@@ -29,20 +29,27 @@ def _name(session: Session, user_id: int) -> str:
     return user.name or user.email
 
 
-def mail_invitation(session: Session, invitation: Invitation, user_id: int) -> dict:
-    """Queue the invitation email now; {"message_id"} or, when the owner has no account to
-    send from, {"message_id": None, "mail_error": why} (the invitation stands anyway)."""
-    team = session.get(Team, invitation.team_id)
-    link = (ctx().settings.public_url + "/auth/login?"
-            + urlencode({"login_hint": invitation.email}))
+def invitation_message(session: Session, team_id: int, user_id: int, email: str,
+                       role: str) -> messages.PreparedMessage | str:
+    """The invitation email, checked and rendered (reading only), or why it cannot be
+    sent (the owner has no account to send from, say): the invitation stands anyway."""
+    team = session.get(Team, team_id)
+    link = (ctx().settings.public_url + "/auth/login?" + urlencode({"login_hint": email}))
     try:
-        message = messages.create_message(
-            session, team_id=invitation.team_id, user_id=user_id, now=utcnow(),
+        return messages.prepare_message(
+            session, team_id=team_id, user_id=user_id, now=utcnow(),
             origin=Origin(kind="invitation"), command=make(
-                NewMessage, to=invitation.email, subject=SUBJECT, html=HTML, text=TEXT,
+                NewMessage, to=email, subject=SUBJECT, html=HTML, text=TEXT,
                 transactional=True, data={
-                    "team": team.name, "role": invitation.role, "link": link,
-                    "email": invitation.email, "inviter": _name(session, user_id)}))
+                    "team": team.name, "role": role, "link": link, "email": email,
+                    "inviter": _name(session, user_id)}))
     except InvalidInput as exc:
-        return {"message_id": None, "mail_error": exc.message}
-    return {"message_id": message.id}
+        return exc.message
+
+
+def mail_invitation(session: Session, prepared: messages.PreparedMessage | str) -> dict:
+    """Queue a prepared invitation email: {"message_id"}, or {"message_id": None,
+    "mail_error": why}."""
+    if isinstance(prepared, str):
+        return {"message_id": None, "mail_error": prepared}
+    return {"message_id": messages.store_message(session, prepared).id}

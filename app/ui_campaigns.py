@@ -60,10 +60,12 @@ def campaigns_page():
 
         def work(progress) -> dict:
             try:
+                with c.db.read() as s:  # rendered before the write transaction
+                    prepared = campaigns.prepare_campaign(s, team_id, user_id, body, now,
+                                                          progress)
                 with c.db.write() as s:
                     held = idempotent.claim_form(s, team_id, key)
-                    made = campaigns.create_campaign(s, team_id, user_id, body, now,
-                                                     progress)
+                    made = campaigns.store_campaign(s, prepared)
                     s.flush()
                     out = {"id": made.id, "counts": made.counts}
                     idempotency.remember(s, held, 200, out)

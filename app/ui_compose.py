@@ -159,10 +159,12 @@ def _to_contact_list(form, body: dict):
         raise InvalidInput("best hour is per message; for a list choose a time or the "
                            "recipients' local time", field="when")
     campaign.update(timing)
+    with ctx().db.read() as s:  # rendered before the write transaction
+        prepared = campaigns.prepare_campaign(s, g.team_id, g.user_id,
+                                              make(NewCampaign, **campaign), utcnow())
     with ctx().db.write() as s:
         held = idempotent.claim_form(s, g.team_id, idempotent.form_key(request.form))
-        made = campaigns.create_campaign(s, g.team_id, g.user_id,
-                                         make(NewCampaign, **campaign), utcnow())
+        made = campaigns.store_campaign(s, prepared)
         counts = made.counts
         idempotency.remember(s, held, 200, {"counts": counts})
     ctx().wake_worker()

@@ -5,12 +5,13 @@ from flask import abort, flash, g, redirect, render_template, request, session, 
 
 from app import audit, ctx
 from app.auth import login_required, viewer_ok
-from app.invitations import mail_invitation
+from app.invitations import invitation_message, mail_invitation
 from app.ui import bp
 from scheduler import teams
+from scheduler.addresses import AddressError, normalize_email
 from scheduler.db import utcnow
 from scheduler.errors import DomainError
-from scheduler.models import Team
+from scheduler.models import ROLES, Team
 
 
 @bp.get("/team")
@@ -50,13 +51,23 @@ def _owner_change(change, done: str):
 def invite():
     """Invite a Google address with a role, and mail the invitation from one's Gmail."""
     form = request.form
+    prepared = None
+    if form.get("send_email") == "on" and g.role in teams.CAN_MANAGE:
+        try:
+            email = normalize_email(form.get("email"))
+        except AddressError:
+            email = None  # teams.invite names the problem
+        if email and form.get("role", "member") in ROLES:
+            with ctx().db.read() as s:  # rendered before the write transaction
+                prepared = invitation_message(s, g.team_id, g.user_id, email,
+                                              form.get("role", "member"))
 
     def change(s):
-        invitation = teams.invite(s, g.team_id, g.user_id, form.get("email"),
-                                  form.get("role", "member"), utcnow())
-        if form.get("send_email") != "on":
+        teams.invite(s, g.team_id, g.user_id, form.get("email"),
+                     form.get("role", "member"), utcnow())
+        if prepared is None:
             return None
-        mailed = mail_invitation(s, invitation, g.user_id)
+        mailed = mail_invitation(s, prepared)
         return ("The invitation email is queued." if mailed["message_id"] else
                 f"No invitation email: {mailed['mail_error']}")
     return _owner_change(change, f"Invited {form.get('email', '').strip()}.")

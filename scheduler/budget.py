@@ -17,6 +17,8 @@ from typing import Iterator
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from scheduler.db import self_checking, writing
+
 MAX_OUTPUT = 1_000_000
 MAX_STEPS = 200_000
 MAX_DEPTH = 50
@@ -146,6 +148,8 @@ class BudgetedEnvironment(SandboxedEnvironment):
 
 def render(template, data: dict) -> str:
     """Render a compiled template of a BudgetedEnvironment within the budget."""
+    if self_checking() and writing():
+        raise AssertionError("a template was rendered inside a write transaction")
     with rendering():
         out, size = [], 0
         for chunk in template.generate(data):

@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import uuid
+from dataclasses import dataclass
 from email.headerregistry import Address
 
 from sqlalchemy import select, update
@@ -125,9 +126,20 @@ def _assign(contacts: list[Contact], variants: list[dict]) -> list[tuple[Contact
     return out
 
 
-def create_campaign(session: Session, team_id: int, user_id: int, command: NewCampaign,
-                    now: dt.datetime, progress=None) -> Campaign:
-    """Check, pick the audience, and queue the messages (the test group's, under A/B)."""
+@dataclass
+class PreparedCampaign:
+    """A checked campaign and its first messages rendered, ready for `store_campaign`."""
+
+    campaign: Campaign  # not yet added to a session
+    rows: list[dict]
+    evts: list[dict]
+
+
+def prepare_campaign(session: Session, team_id: int, user_id: int, command: NewCampaign,
+                     now: dt.datetime, progress=None) -> PreparedCampaign:
+    """Check, pick the audience and render the messages (the test group's, under A/B),
+    reading only: a web request does this before its write transaction, so that rendering
+    thousands of messages never holds the database's write lock."""
     variants = _variants(session, team_id, command)
     timing = {k: v.model_dump(exclude_none=True) if hasattr(v, "model_dump") else
               v.isoformat() if isinstance(v, dt.datetime) else v
@@ -153,45 +165,51 @@ def create_campaign(session: Session, team_id: int, user_id: int, command: NewCa
                         data=command.data, from_addr=command.sender,
                         status="testing" if ab else "done", created_at=now,
                         counts={"audience": len(contacts), "skipped_unsubscribed": skipped})
-    session.add(campaign)
-    session.flush()
     order = list(contacts)
-    random.Random(campaign.id).shuffle(order)  # a fair, repeatable test group
+    # A fair test group, the same for the same team, time and audience.
+    random.Random(f"{team_id}:{now.isoformat()}:{len(order)}").shuffle(order)
     if ab:
         size = max(len(variants), math.ceil(len(order) * ab["test_fraction"]))
         test, rest = order[:size], order[size:]
         campaign.pending = [c.id for c in rest]
         campaign.decide_at = now + dt.timedelta(seconds=ab["decide_after_seconds"])
-        queued = _queue(session, campaign, _assign(test, variants), now, progress)
-    else:
-        queued = _queue(session, campaign, _assign(order, variants), now, progress)
+        order = test
+    rows, evts = _render(session, campaign, _assign(order, variants), now, progress)
+    return PreparedCampaign(campaign, rows, evts)
+
+
+def store_campaign(session: Session, prepared: PreparedCampaign) -> Campaign:
+    """Store a prepared campaign and queue its messages (no render here)."""
+    campaign = prepared.campaign
+    session.add(campaign)
+    session.flush()
+    queued = _insert(session, _own(prepared.rows, prepared.evts, campaign.id), prepared.evts)
     campaign.counts = {**campaign.counts, "queued": queued}
     return campaign
 
 
-def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime,
-           progress=None) -> int:
-    """Create one message per (contact, variant) in bulk; missing data holds that one.
+def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
+            progress=None) -> tuple[list[dict], list[dict]]:
+    """The rows of one message per (contact, variant) and of its follow-ups, rendered
+    (missing data holds that one), reading only. They name their campaign once it has an
+    id (`_own`).
 
     `progress(n)` hears how many recipients are done, every CHUNK of them.
     """
     if not pairs:
-        return 0
+        return [], []
     account, sender = messages.pick_sender(session, campaign.team_id, campaign.created_by,
                                            campaign.from_addr)
     domain = account.email.rpartition("@")[2]
     tracking_on = messages._team_tracks(session, campaign.team_id)
-    rows, evts, done, total = [], [], 0, 0
+    rows, evts, done = [], [], 0
     for contact, variant in pairs:
-        if len(rows) >= CHUNK:
-            total += _insert(session, rows, evts)
-            rows, evts = [], []
-            if progress is not None:
-                progress(done)
+        if done % CHUNK == 0 and done and progress is not None:
+            progress(done)
         done += 1
         parts = variant["parts"]
         data = {**templates.contact_data(contact, contact.email), **(campaign.data or {}),
-                "campaign": {"id": campaign.id, "variant": variant["key"]}}
+                "campaign": {"id": campaign.id or 0, "variant": variant["key"]}}
         release_at, _ = plan(campaign.timing or {}, now, Recipient(contact.timezone))
         hold = messages._render_check(parts["subject"], parts["html"], parts["text"], data,
                                       parts["amp"], parts["sources"])
@@ -208,7 +226,7 @@ def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime,
             hold_kind="missing_data" if hold else None, attempts=0, needs_reconcile=False,
             opens=0, clicks=0, machine_opens=0, machine_clicks=0,
             rfc822_id=make_message_id(f"mr.{mid}", domain), campaign_id=campaign.id,
-            origin_key=origin_key(campaign.id, contact.id, 0),
+            origin_key=(contact.id, 0),
             variant=variant["key"], follows_id=None, follow_unless=None, created_at=now,
             updated_at=now))
         evts.append({"message_id": mid, "type": "held" if hold else "scheduled", "at": now,
@@ -228,7 +246,7 @@ def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime,
                          "status": "held" if shold else "scheduled", "release_at": at,
                          "error": shold, "hold_kind": "missing_data" if shold else None,
                          "rfc822_id": make_message_id(f"mr.{fid}", domain),
-                         "origin_key": origin_key(campaign.id, contact.id, n),
+                         "origin_key": (contact.id, n),
                          "variant": f"{variant['key']}.{n}", "follows_id": previous,
                          "follow_unless": step["unless"]})
             evts.append({"message_id": fid, "type": "held" if shold else "scheduled",
@@ -237,10 +255,22 @@ def _queue(session: Session, campaign: Campaign, pairs, now: dt.datetime,
                                                "follows": previous, "step": n,
                                                "unless": step["unless"]}})
             previous = fid
-    total += _insert(session, rows, evts)
     if progress is not None:
         progress(done)
-    return total
+    return rows, evts
+
+
+def _own(rows: list[dict], evts: list[dict], campaign_id: int) -> list[dict]:
+    """The rendered rows as rows of campaign `campaign_id` (its id, their origin keys)."""
+    for row in rows:
+        contact_id, step = row["origin_key"]
+        row.update(campaign_id=campaign_id,
+                   origin_key=origin_key(campaign_id, contact_id, step))
+        row["data"] = {**row["data"], "campaign": {**row["data"]["campaign"],
+                                                   "id": campaign_id}}
+    for evt in evts:
+        evt["detail"]["campaign_id"] = campaign_id
+    return rows
 
 
 def origin_key(campaign_id: int, contact_id: int, step: int) -> str:
@@ -249,9 +279,10 @@ def origin_key(campaign_id: int, contact_id: int, step: int) -> str:
 
 
 def _insert(session: Session, rows: list[dict], evts: list[dict]) -> int:
-    if rows:
-        session.execute(Message.__table__.insert(), rows)
-        session.execute(MessageEvent.__table__.insert(), evts)
+    for at in range(0, len(rows), CHUNK):
+        session.execute(Message.__table__.insert(), rows[at:at + CHUNK])
+    for at in range(0, len(evts), CHUNK):
+        session.execute(MessageEvent.__table__.insert(), evts[at:at + CHUNK])
     return len(rows)
 
 
@@ -276,7 +307,7 @@ def decide_due(db: Database, now: dt.datetime) -> list[int]:
     """Decide every A/B test whose window has passed and send the winner to the rest.
 
     Each campaign in its own transaction, owned by whichever worker moves it out of
-    'testing' first (see `decide`); returns the ids this caller decided.
+    'testing' first (see `store_decision`); returns the ids this caller decided.
     """
     with db.read() as session:
         due = session.scalars(select(Campaign.id).where(
@@ -284,8 +315,12 @@ def decide_due(db: Database, now: dt.datetime) -> list[int]:
     done = []
     for campaign_id in due:
         try:
+            with db.read() as session:  # the winner chosen and its messages rendered
+                planned = plan_decision(session, campaign_id, now)
+            if planned is None:
+                continue
             with db.write() as session:
-                if decide(session, campaign_id, now):
+                if store_decision(session, planned, now):
                     done.append(campaign_id)
         except Exception as exc:  # noqa: BLE001 - one campaign must not stop the others
             # Still 'testing', so the next round tries again; the error is shown on it.
@@ -298,20 +333,23 @@ def decide_due(db: Database, now: dt.datetime) -> list[int]:
     return done
 
 
-def decide(session: Session, campaign_id: int, now: dt.datetime) -> bool:
-    """Pick the winner (explained) and queue it for the rest of the audience.
+@dataclass
+class Decision:
+    """A decided A/B test and the winner's messages to the rest, rendered."""
 
-    The decision is claimed by a conditional UPDATE (testing → done) in the transaction
-    that queues the rest: a second worker's UPDATE waits for this one and then matches
-    nothing (False: someone else decided). The messages' origin keys are unique per
-    (campaign, contact, step), so even a wrong claim could not queue anyone twice.
-    """
-    moved = session.execute(update(Campaign).where(
-        Campaign.id == campaign_id, Campaign.status == "testing").values(
-        status="done", decided_at=now).execution_options(synchronize_session=False)).rowcount
-    if moved != 1:
-        return False
+    campaign_id: int
+    winner: str
+    decision: dict
+    rows: list[dict]
+    evts: list[dict]
+
+
+def plan_decision(session: Session, campaign_id: int, now: dt.datetime) -> Decision | None:
+    """Pick the winner (explained) and render it for the rest of the audience, reading
+    only; None when the campaign is no longer being tested."""
     campaign = session.get(Campaign, campaign_id, populate_existing=True)
+    if campaign is None or campaign.status != "testing":
+        return None
     metric, need = campaign.ab["metric"], campaign.ab["min_per_variant"]
     stats = variant_stats(session, campaign)
     keys = [v["key"] for v in campaign.variants]
@@ -328,14 +366,33 @@ def decide(session: Session, campaign_id: int, now: dt.datetime) -> bool:
         reason = (f"{winner} had the best {metric} rate ({best:.1%})" if len(leaders) == 1
                   else f"tie at {best:.1%} {metric} rate between {', '.join(leaders)}: the "
                        f"first of them, {winner}")
-    campaign.winner = winner
-    campaign.decision = {"winner": winner, "reason": reason, "metric": metric,
-                         "stats": {k: stats[k]["rates"] for k in keys}}
     rest = session.scalars(select(Contact).where(Contact.id.in_(campaign.pending or []),
                                                  Contact.subscription == "subscribed")
                            ).all()
     variant = next(v for v in campaign.variants if v["key"] == winner)
-    queued = _queue(session, campaign, [(c, variant) for c in rest], now)
+    rows, evts = _render(session, campaign, [(c, variant) for c in rest], now)
+    return Decision(campaign.id, winner, {"winner": winner, "reason": reason,
+                                          "metric": metric,
+                                          "stats": {k: stats[k]["rates"] for k in keys}},
+                    _own(rows, evts, campaign.id), evts)
+
+
+def store_decision(session: Session, planned: Decision, now: dt.datetime) -> bool:
+    """Claim the decision and queue the winner for the rest.
+
+    The decision is claimed by a conditional UPDATE (testing → done) in the transaction
+    that queues the rest: a second worker's UPDATE waits for this one and then matches
+    nothing (False: someone else decided). The messages' origin keys are unique per
+    (campaign, contact, step), so even a wrong claim could not queue anyone twice.
+    """
+    moved = session.execute(update(Campaign).where(
+        Campaign.id == planned.campaign_id, Campaign.status == "testing").values(
+        status="done", decided_at=now).execution_options(synchronize_session=False)).rowcount
+    if moved != 1:
+        return False
+    campaign = session.get(Campaign, planned.campaign_id, populate_existing=True)
+    campaign.winner, campaign.decision = planned.winner, planned.decision
+    queued = _insert(session, planned.rows, planned.evts)
     campaign.pending = []
     campaign.counts = {**campaign.counts, "queued": campaign.counts.get("queued", 0) + queued}
     return True

@@ -89,7 +89,6 @@ class Origin(Command):
     kind: Literal["api", "form", "rule", "schedule", "campaign", "invitation", "reply"]
     key: str | None = None  # origin_key: one message per decision
     rule_id: int | None = None
-    event_id: int | None = None
     schedule_id: int | None = None
     hold: tuple[str, str] | None = None  # (kind, reason): held for a person
     note: dict | None = None  # goes on the first timeline entry

@@ -66,6 +66,31 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
+_writes = threading.local()
+
+
+@contextmanager
+def _writing_here() -> Iterator[None]:
+    _writes.depth = getattr(_writes, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _writes.depth -= 1
+
+
+def writing() -> bool:
+    """Whether this thread is inside a write transaction (renders must not be: on SQLite
+    every other writer would wait for them)."""
+    return getattr(_writes, "depth", 0) > 0
+
+
+def self_checking() -> bool:
+    """MAILRELEASE_SELF_CHECK=1 (the test suite sets it): the app checks its own
+    invariants as it runs (answers match their declarations, no render inside a write
+    transaction) and fails loudly where one is broken."""
+    return os.environ.get("MAILRELEASE_SELF_CHECK") == "1"
+
+
 class Database:
     """Hands out sessions: `read()` for queries, `write()` for a committed transaction."""
 
@@ -90,7 +115,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose work is committed on success and rolled back on any error."""
-        with self._write_lock, self._write.begin() as session:
+        with self._write_lock, _writing_here(), self._write.begin() as session:
             yield session
 
     @contextmanager
@@ -102,7 +127,7 @@ class Database:
     @contextmanager
     def core_write(self) -> Iterator[Connection]:
         """A Core connection in a write transaction, committed on success."""
-        with self._write_lock, self._write_engine.begin() as conn:
+        with self._write_lock, _writing_here(), self._write_engine.begin() as conn:
             yield conn
 
     def dispose(self) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
@@ -197,13 +198,56 @@ def event_fields(command: NewEvent) -> dict:
             "data": command.data or {}, "occurred_at": command.occurred_at}
 
 
-def receive(session: Session, team_id: int, user_id: int | None, event: dict,
-            now: dt.datetime) -> tuple[dict, bool]:
-    """Record the event, cancel what it cancels, queue what its rules queue.
+@dataclass(frozen=True)
+class PlannedEvent:
+    """What an event's rules would queue, rendered before the write transaction."""
 
-    Returns (the answer, whether it is new). A repeated id returns the first answer.
-    """
+    event: dict
+    answered: dict | None = None  # the id was seen: its first answer
+    messages: tuple = ()  # (rule id, PreparedMessage), in rule order
+
+
+def plan_event(session: Session, team_id: int, user_id: int | None, event: dict,
+               now: dt.datetime) -> PlannedEvent:
+    """Match the event's rules and render what they queue, reading only."""
     earlier = _answered(session, team_id, event["id"])
+    if earlier is not None:
+        return PlannedEvent(event, earlier)
+    # A new address is a contact with nothing but its address: what its templates see is
+    # the same before and after `store_event` creates it.
+    contact = templates.find_contact(session, team_id, event["email"]) or Contact(
+        email=event["email"], attributes={}, subscription="subscribed")
+    planned = []
+    rules = session.scalars(select(Rule).where(Rule.team_id == team_id, Rule.active,
+                                               Rule.event == event["name"])
+                            .order_by(Rule.id)).all()
+    for rule in rules:
+        if not matches(rule.conditions or [], event["data"], contact):
+            continue
+        if contact.id is not None and _capped(session, rule.id, rule.frequency_cap,
+                                              contact.id, now):
+            continue
+        timing = dict(rule.timing or {})
+        if rule.delay_seconds or not set(timing) - {"window"}:
+            timing["delay_seconds"] = rule.delay_seconds
+        command = make(NewMessage, **{
+            "to": contact.email, "template_id": rule.template_id,
+            "data": {**(rule.data or {}), **event["data"],
+                     "event": {"name": event["name"], "id": event["id"]}},
+            **timing})
+        planned.append((rule.id, rule.frequency_cap, messages.prepare_message(
+            session, team_id=team_id, user_id=user_id, command=command, now=now,
+            origin=Origin(kind="rule", rule_id=rule.id))))
+    return PlannedEvent(event, None, tuple(planned))
+
+
+def store_event(session: Session, team_id: int, planned: PlannedEvent,
+                now: dt.datetime) -> tuple[dict, bool]:
+    """Record the event, cancel what it cancels, queue what its rules queue (no render
+    here). Returns (the answer, whether it is new). A repeated id returns the first
+    answer."""
+    event = planned.event
+    earlier = planned.answered or _answered(session, team_id, event["id"])
     if earlier is not None:
         return earlier, False
     row = Event(team_id=team_id, external_id=event["id"], name=event["name"],
@@ -225,26 +269,13 @@ def receive(session: Session, team_id: int, user_id: int | None, event: dict,
     contact = contacts.ensure_contact(session, team_id, event["email"], now)
     cancelled = _cancel(session, team_id, event["name"], contact, now, row.id)
     queued = []
-    rules = session.scalars(select(Rule).where(Rule.team_id == team_id, Rule.active,
-                                               Rule.event == event["name"])
-                            .order_by(Rule.id)).all()
-    for rule in rules:
-        if not matches(rule.conditions or [], event["data"], contact):
+    for rule_id, cap, prepared in planned.messages:
+        if _capped(session, rule_id, cap, contact.id, now):  # again, now it is exact
             continue
-        if _capped(session, rule, contact, now):
-            continue
-        timing = dict(rule.timing or {})
-        if rule.delay_seconds or not set(timing) - {"window"}:
-            timing["delay_seconds"] = rule.delay_seconds
-        command = make(NewMessage, **{
-            "to": contact.email, "template_id": rule.template_id,
-            "data": {**(rule.data or {}), **event["data"],
-                     "event": {"name": event["name"], "id": event["id"]}},
-            **timing})
-        message = messages.create_message(
-            session, team_id=team_id, user_id=user_id, command=command, now=now,
-            origin=Origin(kind="rule", key=f"rule:{rule.id}:event:{row.id}",
-                          rule_id=rule.id, event_id=row.id))
+        message = messages.store_message(session, messages.PreparedMessage(
+            {**prepared.values, "contact_id": contact.id, "event_id": row.id,
+             "event_at": now, "origin_key": f"rule:{rule_id}:event:{row.id}"},
+            prepared.detail))
         queued.append(message.id)
     row.response = {"event_id": row.id, "messages": queued, "cancelled": cancelled}
     session.flush()
@@ -275,13 +306,13 @@ def _cancel(session: Session, team_id: int, name: str, contact: Contact, now: dt
     return done
 
 
-def _capped(session: Session, rule: Rule, contact: Contact, now: dt.datetime) -> bool:
-    cap = rule.frequency_cap
+def _capped(session: Session, rule_id: int, cap: dict | None, contact_id: int,
+            now: dt.datetime) -> bool:
     if not cap:
         return False
     since = now - dt.timedelta(seconds=cap["seconds"])
     count = session.scalar(select(func.count()).select_from(Message).where(
-        and_(Message.rule_id == rule.id, Message.contact_id == contact.id,
+        and_(Message.rule_id == rule_id, Message.contact_id == contact_id,
              Message.created_at >= since, Message.status != "cancelled")))
     return count >= cap["max"]
 

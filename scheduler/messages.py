@@ -201,8 +201,7 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None,
         contact_id=contact.id if contact else None,
         data=data, status=status, release_at=release_at, error=hold_reason,
         hold_kind=hold_kind, origin_key=origin.key, rule_id=origin.rule_id,
-        event_id=origin.event_id, schedule_id=origin.schedule_id,
-        event_at=now if origin.event_id else None,
+        schedule_id=origin.schedule_id,
         rfc822_id=make_message_id(f"mr.{message_id}", account.email.rpartition("@")[2]),
         reply_thread_id=command.thread_id, in_reply_to=command.in_reply_to,
         thread_references=(command.references or command.in_reply_to)
@@ -227,12 +226,6 @@ def store_message(session: Session, prepared: PreparedMessage) -> Message:
     queue.record_event(session, message.id, message.status, message.created_at,
                        prepared.detail)
     return message
-
-
-def create_message(session: Session, **kwargs) -> Message:
-    """prepare_message and store_message in one session (for code already in a write
-    transaction: rules, schedules, thread replies, forms)."""
-    return store_message(session, prepare_message(session, **kwargs))
 
 
 def get_message(session: Session, team_id: int, message_id: str) -> Message:
@@ -481,15 +474,6 @@ def apply_change(session: Session, team_id: int, prepared: PreparedChange,
         raise _not_open(message, "edit")
     session.refresh(message)
     return message
-
-
-def update_message(session: Session, team_id: int, message_id: str,
-                   command: MessageChange, now: dt.datetime, by: str,
-                   user_id: int | None = None) -> Message:
-    """prepare_change and apply_change in one session (for code already writing)."""
-    return apply_change(session, team_id,
-                        prepare_change(session, team_id, message_id, command, now, user_id),
-                        now, by)
 
 
 def message_as_dict(message: Message) -> dict:

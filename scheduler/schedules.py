@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -94,8 +95,7 @@ def queue_due(db: Database, now: dt.datetime,
     made = 0
     for schedule_id in ids:
         try:
-            with db.write() as s:
-                made += queue_next(s, schedule_id, now, max_lateness)
+            made += queue_round(db, schedule_id, now, max_lateness)
         except IntegrityError:
             # Another worker made these occurrences' messages (the origin keys are unique).
             log.warning("action=schedule_duplicate_refused schedule=%s", schedule_id)
@@ -128,27 +128,31 @@ def _due_occurrences(schedule: Schedule, now: dt.datetime, max_lateness: dt.time
     return made, at
 
 
-def queue_next(s: Session, schedule_id: int, now: dt.datetime,
-               max_lateness: dt.timedelta = dt.timedelta(days=1)) -> int:
-    """Queue one schedule's occurrences due within LOOKAHEAD; returns how many.
+@dataclass(frozen=True)
+class Round:
+    """One schedule's due occurrences, checked and rendered, before anything is written."""
+
+    schedule_id: int
+    first: dt.datetime  # next_at as read: the round is stored only if it is still that
+    following: dt.datetime | None
+    prepared: tuple = ()
+    stop: str | None = None  # why the schedule must stop (its template is gone, say)
+
+
+def plan_round(s: Session, schedule_id: int, now: dt.datetime,
+               max_lateness: dt.timedelta = dt.timedelta(days=1)) -> Round | None:
+    """Read and render one schedule's occurrences due within LOOKAHEAD (a read
+    transaction is enough: nothing is written here).
 
     Occurrences missed by more than `max_lateness` (the workers were down) follow the
     schedule's `catch_up`: "latest" sends the most recent one now, "all" each of them
     now, "hold" holds them for a person to send or cancel.
     """
     schedule = s.get(Schedule, schedule_id)
-    if not schedule.active or schedule.next_at is None:
-        return 0
-    first = schedule.next_at
+    if schedule is None or not schedule.active or schedule.next_at is None:
+        return None
     due, following = _due_occurrences(schedule, now, max_lateness)
-    # Advancing next_at only from the value read: two workers cannot queue it twice (and
-    # the origin keys below would refuse it if they did).
-    moved = s.execute(update(Schedule).where(Schedule.id == schedule.id,
-                                             Schedule.next_at == first)
-                      .values(next_at=following, occurrences=Schedule.occurrences + len(due))
-                      .execution_options(synchronize_session=False)).rowcount
-    if not moved:
-        return 0
+    prepared = []
     for at, how in due:
         hold = None
         if how == "hold":
@@ -156,22 +160,55 @@ def queue_next(s: Session, schedule_id: int, now: dt.datetime,
                                 f"running); send now or cancel")
         try:
             command = make(NewMessage, to=schedule.to_addr, template_id=schedule.template_id,
-                                 data={**schedule.data, "occurrence": at.isoformat()},
-                                 send_at=at if how is None else None)
-            messages.create_message(
+                           data={**schedule.data, "occurrence": at.isoformat()},
+                           send_at=at if how is None else None)
+            prepared.append(messages.prepare_message(
                 s, team_id=schedule.team_id, user_id=schedule.created_by, command=command,
                 now=now, origin=Origin(
                     kind="schedule", key=f"schedule:{schedule.id}:{at.isoformat()}",
                     schedule_id=schedule.id, hold=hold,
                     note={"schedule_id": schedule.id, "occurrence": at.isoformat(),
-                          **({"caught_up": True} if how == "catch_up" else {})}))
+                          **({"caught_up": True} if how == "catch_up" else {})})))
         except (InvalidInput, NotFound) as exc:  # the template is gone, say
-            log.warning("action=schedule_stopped schedule=%s reason=%s", schedule.id, exc)
-            s.execute(update(Schedule).where(Schedule.id == schedule.id)
-                      .values(active=False))
-            return 0
+            return Round(schedule.id, schedule.next_at, following, stop=str(exc))
+    return Round(schedule.id, schedule.next_at, following, tuple(prepared))
+
+
+def store_round(s: Session, planned: Round) -> int:
+    """Write a planned round; returns how many messages it queued.
+
+    next_at advances only from the value the round was planned from: two workers cannot
+    queue it twice (and the messages' origin keys would refuse it if they did).
+    """
+    if planned.stop is not None:
+        log.warning("action=schedule_stopped schedule=%s reason=%s", planned.schedule_id,
+                    planned.stop)
+        s.execute(update(Schedule).where(Schedule.id == planned.schedule_id,
+                                         Schedule.next_at == planned.first)
+                  .values(active=False))
+        return 0
+    moved = s.execute(update(Schedule).where(Schedule.id == planned.schedule_id,
+                                             Schedule.next_at == planned.first)
+                      .values(next_at=planned.following,
+                              occurrences=Schedule.occurrences + len(planned.prepared))
+                      .execution_options(synchronize_session=False)).rowcount
+    if not moved:
+        return 0
+    for prepared in planned.prepared:
+        messages.store_message(s, prepared)
     s.flush()
-    return len(due)
+    return len(planned.prepared)
+
+
+def queue_round(db: Database, schedule_id: int, now: dt.datetime,
+                max_lateness: dt.timedelta = dt.timedelta(days=1)) -> int:
+    """plan_round in a read transaction, store_round in a write one."""
+    with db.read() as s:
+        planned = plan_round(s, schedule_id, now, max_lateness)
+    if planned is None:
+        return 0
+    with db.write() as s:
+        return store_round(s, planned)
 
 
 def schedule_as_dict(schedule: Schedule) -> dict:

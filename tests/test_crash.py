@@ -20,17 +20,17 @@ pytestmark = pytest.mark.slow
 def queue_messages(live, emails: list[str], count: int) -> list[str]:
     """`count` messages spread over the given senders, all due now (the real domain code)."""
     ids = []
-    with live.db.write() as s:
+    with live.db.read() as s:
         users = {u.email: u for u in s.scalars(select(User))}
-        for n in range(count):
-            sender = users[emails[n % len(emails)]]
-            m = messages.create_message(s, team_id=sender.personal_team_id, user_id=sender.id,
-                                        command=NewMessage(
-                                            to=f"r{n}@example.org",
-                                            subject="Crash test {{ n }}",
-                                            html="<p>{{ n }}</p>", data={"n": n}),
-                                        now=utcnow())
-            ids.append(m.id)
+        prepared = [messages.prepare_message(
+            s, team_id=users[emails[n % len(emails)]].personal_team_id,
+            user_id=users[emails[n % len(emails)]].id, now=utcnow(),
+            command=NewMessage(to=f"r{n}@example.org", subject="Crash test {{ n }}",
+                               html="<p>{{ n }}</p>", data={"n": n}))
+            for n in range(count)]
+    with live.db.write() as s:
+        for one in prepared:
+            ids.append(messages.store_message(s, one).id)
     return ids
 
 

@@ -19,11 +19,12 @@ def ab(db):
                             created_at=T0, updated_at=T0) for k in "AB"])
         s.add_all([Contact(team_id=1, email=f"p{n}@example.org", attributes={},
                            created_at=T0, updated_at=T0) for n in range(50)])
-    with db.write() as s:
-        made = campaigns.create_campaign(s, 1, 1, NewCampaign.model_validate({
+    with db.read() as s:
+        prepared = campaigns.prepare_campaign(s, 1, 1, NewCampaign.model_validate({
             "variants": [{"key": "A", "template_id": 1}, {"key": "B", "template_id": 2}],
             "ab": {"test_fraction": 0.2, "decide_after_seconds": 0}}), T0)
-        return made.id
+    with db.write() as s:
+        return campaigns.store_campaign(s, prepared).id
 
 
 def _count(db) -> int:
@@ -35,8 +36,8 @@ def test_an_ab_test_is_decided_once(db, ab):
     assert _count(db) == 10
     assert campaigns.decide_due(db, T0) == [ab]
     assert campaigns.decide_due(db, T0) == []
-    with db.write() as s:
-        assert campaigns.decide(s, ab, T0) is False
+    with db.read() as s:
+        assert campaigns.plan_decision(s, ab, T0) is None
     assert _count(db) == 50
 
 
@@ -48,7 +49,9 @@ def test_a_second_decision_cannot_queue_anyone_twice(db, ab):
     with db.write() as s:
         s.execute(update(Campaign).where(Campaign.id == ab).values(status="testing",
                                                                    pending=pending))
+    with db.read() as s:
+        planned = campaigns.plan_decision(s, ab, T0)
     with pytest.raises(IntegrityError):
         with db.write() as s:
-            campaigns.decide(s, ab, T0)
+            campaigns.store_decision(s, planned, T0)
     assert _count(db) == 50
