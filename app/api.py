@@ -199,6 +199,8 @@ def cancel_message(message_id):
 def send_now(message_id):
     """Release an open message immediately."""
     c = ctx()
+    with c.db.read() as s:  # a held message is rendered again before the write
+        messages.check_send_now(s, g.team_id, message_id)
     with c.db.write() as s:
         out = messages.message_as_dict(
             messages.send_now(s, g.team_id, message_id, utcnow(), _actor()))

@@ -225,6 +225,8 @@ def edit_message(message_id):
 def send_now(message_id):
     """Send an open message now."""
     def send_now(team_id, mid, now, by):
+        with ctx().db.read() as s:  # a held message is rendered again before the write
+            messages.check_send_now(s, team_id, mid)
         with ctx().db.write() as s:
             messages.send_now(s, team_id, mid, now, by)
     return _action(message_id, send_now, "released now")

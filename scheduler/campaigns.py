@@ -211,8 +211,8 @@ def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
         data = {**templates.contact_data(contact, contact.email), **(campaign.data or {}),
                 "campaign": {"id": campaign.id or 0, "variant": variant["key"]}}
         release_at, _ = plan(campaign.timing or {}, now, Recipient(contact.timezone))
-        hold = messages._render_check(parts["subject"], parts["html"], parts["text"], data,
-                                      parts["amp"], parts["sources"])
+        hold, shown = messages._render_check(parts["subject"], parts["html"], parts["text"],
+                                             data, parts["amp"], parts["sources"])
         mid = uuid.uuid4().hex
         to = str(Address(display_name=contact.name or "", addr_spec=contact.email))
         rows.append(dict(
@@ -220,7 +220,7 @@ def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
             created_by=campaign.created_by, to_addr=to, from_addr=sender,
             subject_tpl=parts["subject"], html_tpl=parts["html"], text_tpl=parts["text"],
             amp_tpl=parts["amp"], sources=parts["sources"], template_id=parts["template_id"],
-            transactional=parts["transactional"],
+            subject=shown, transactional=parts["transactional"],
             tracking=parts["tracking"] and tracking_on, contact_id=contact.id, data=data,
             status="held" if hold else "scheduled", release_at=release_at, error=hold,
             hold_kind="missing_data" if hold else None, attempts=0, needs_reconcile=False,
@@ -238,9 +238,10 @@ def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
             at = at + dt.timedelta(seconds=step["after_seconds"])
             fid = uuid.uuid4().hex
             sparts = step["parts"]
-            shold = messages._render_check(sparts["subject"], sparts["html"], sparts["text"],
-                                           data, sparts["amp"], sparts["sources"])
-            rows.append({**base, "id": fid, "subject_tpl": sparts["subject"],
+            shold, sshown = messages._render_check(sparts["subject"], sparts["html"],
+                                                   sparts["text"], data, sparts["amp"],
+                                                   sparts["sources"])
+            rows.append({**base, "id": fid, "subject_tpl": sparts["subject"], "subject": sshown,
                          "html_tpl": sparts["html"], "text_tpl": sparts["text"],
                          "amp_tpl": sparts["amp"], "template_id": sparts["template_id"],
                          "status": "held" if shold else "scheduled", "release_at": at,
@@ -266,6 +267,8 @@ def _own(rows: list[dict], evts: list[dict], campaign_id: int) -> list[dict]:
         contact_id, step = row["origin_key"]
         row.update(campaign_id=campaign_id,
                    origin_key=origin_key(campaign_id, contact_id, step))
+        if "campaign" in row["subject_tpl"]:
+            row["subject"] = None  # rendered before the campaign had its id
         row["data"] = {**row["data"], "campaign": {**row["data"]["campaign"],
                                                    "id": campaign_id}}
     for evt in evts:

@@ -26,22 +26,26 @@ from scheduler.models import (
     MessageEvent,
     Team,
 )
-from scheduler.personalize import render_message, render_part
+from scheduler.personalize import render_message
 from scheduler.templates import check_parts
 from scheduler.timing import Recipient, plan
 
 def _render_check(subject: str, html: str, text: str | None, data: dict,
-                  amp: str | None = None, sources: list | None = None) -> str | None:
-    """Compile every part (422 on a syntax error); return why it must be held, if it must.
+                  amp: str | None = None, sources: list | None = None
+                  ) -> tuple[str | None, str | None]:
+    """Compile every part (422 on a syntax error); return (why it must be held, if it
+    must; its subject as the recipient will read it, when that is known before the
+    release).
 
-    Send-time content is not fetched here: its variables are stand-ins until the release.
+    Send-time content is not fetched here: its variables are stand-ins until the release,
+    so a message with sources shows its subject's template until it is sent.
     """
     check_parts(subject, html, text, amp)
     try:
-        _render_before_release(subject, html, text, data, amp, sources)
+        parts = _render_before_release(subject, html, text, data, amp, sources)
     except MissingData as exc:
-        return str(exc)
-    return None
+        return str(exc), None
+    return None, None if sources else " ".join(parts.subject.split())
 
 
 def _render_before_release(subject: str, html: str, text: str | None, data: dict,
@@ -183,8 +187,8 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None,
     release_at, timing_reason = plan(timing, now, recipient_timing(session, team_id, contact,
                                                                    timing))
     account, sender = pick_sender(session, team_id, user_id, command.sender)
-    hold_reason = _render_check(parts["subject"], parts["html"], parts["text"], data,
-                                parts["amp"], parts["sources"])
+    hold_reason, shown = _render_check(parts["subject"], parts["html"], parts["text"], data,
+                                       parts["amp"], parts["sources"])
     hold_kind = "missing_data" if hold_reason else None
     if origin.hold is not None and not hold_reason:
         hold_kind, hold_reason = origin.hold
@@ -195,7 +199,7 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None,
         id=message_id, team_id=team_id, account_id=account.id, created_by=user_id,
         to_addr=str(to), from_addr=sender, subject_tpl=parts["subject"],
         html_tpl=parts["html"], text_tpl=parts["text"], amp_tpl=parts["amp"],
-        sources=parts["sources"], template_id=parts["template_id"],
+        subject=shown, sources=parts["sources"], template_id=parts["template_id"],
         transactional=parts["transactional"],
         tracking=parts["tracking"] and _team_tracks(session, team_id),
         contact_id=contact.id if contact else None,
@@ -371,16 +375,23 @@ def settle_cancel(session: Session, team_id: int, doubt: SendInDoubt,
     return message
 
 
-def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
-             by: str) -> Message:
-    """Make an open message due immediately (a held one only if it can now be rendered)."""
+def check_send_now(session: Session, team_id: int, message_id: str) -> None:
+    """Before `send_now` (reading only): a message held for missing data goes only once
+    it can be rendered (422 naming what is still missing)."""
     message = get_message(session, team_id, message_id)
-    values = {}
     if message.status == "held" and message.hold_kind == "missing_data":
-        reason = _render_check(message.subject_tpl, message.html_tpl, message.text_tpl,
-                               message.data, message.amp_tpl, message.sources)
+        reason, _ = _render_check(message.subject_tpl, message.html_tpl, message.text_tpl,
+                                  message.data, message.amp_tpl, message.sources)
         if reason:
             raise InvalidInput(reason, field="data", code="missing_data")
+
+
+def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
+             by: str) -> Message:
+    """Make an open message due immediately (after `check_send_now`; a held one that still
+    lacks data would be held again at its release)."""
+    message = get_message(session, team_id, message_id)
+    values = {}
     if message.status == "held" and message.hold_kind == "account_gone":
         raise InvalidInput("the account this message was to go from left the team: edit it "
                            "to go from another account first", field="from")
@@ -441,7 +452,8 @@ def prepare_change(session: Session, team_id: int, message_id: str,
         contact = session.get(Contact, message.contact_id) if message.contact_id else None
         values["release_at"] = plan(timing, now, recipient_timing(session, team_id, contact,
                                                                   timing))[0]
-    hold_reason = _render_check(subject, html, text, data, amp_part, message.sources)
+    hold_reason, values["subject"] = _render_check(subject, html, text, data, amp_part,
+                                                   message.sources)
     draft = command.draft
     # A draft stays one until it is given a time or "draft": false.
     stays_draft = (message.status == "draft" and draft is not False
@@ -481,11 +493,8 @@ def message_as_dict(message: Message) -> dict:
     def iso(value):
         return value.isoformat() if value else None
 
-    try:
-        subject = message.subject or " ".join(
-            render_part("subject", message.subject_tpl, message.data).split())
-    except (MissingData, InvalidInput):
-        subject = message.subject_tpl  # a held message shows its template instead
+    # Rendered when it was queued (or sent); a held message shows its template instead.
+    subject = message.subject or message.subject_tpl
     return {
         "id": message.id,
         "status": message.status,
