@@ -55,7 +55,16 @@ def preview_problem(exc: DomainError):
     """A live preview's answer when the form cannot be rendered yet: 200 with the reason
     (while someone types, a missing subject is a state of the form, not a failed request)."""
     from flask import jsonify
-    return jsonify({"error": {"message": exc.message, "field": exc.field}})
+    # Not there (or another team's) is still a 404, as for the page itself.
+    return jsonify({"error": {"message": exc.message, "field": exc.field}}), (
+        404 if exc.status == 404 else 200)
+
+
+def not_found(exc: DomainError) -> None:
+    """A page action on an id that is not the team's: the 404 page (never a redirect
+    with a message, which would say the same as for an id that exists)."""
+    if exc.status == 404:
+        abort(404, exc.message)
 
 
 @bp.get("/favicon.ico")
@@ -169,6 +178,7 @@ def _action(message_id: str, action, verb: str):
     try:
         action(g.team_id, message_id, utcnow(), f"ui:{g.user_id}")
     except DomainError as exc:
+        not_found(exc)
         flash(exc.message, "error")
         audit.skip()
     else:

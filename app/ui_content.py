@@ -11,7 +11,7 @@ from app import audit, ctx
 from app.api_content import import_with_progress
 from app.progress import own_copy
 from app.auth import login_required, viewer_ok
-from app.ui import bp, json_field, preview_problem
+from app.ui import bp, json_field, not_found, preview_problem
 from scheduler import contacts, drafts, starters, templates
 from scheduler.commands import NewTemplate
 from scheduler.db import utcnow
@@ -140,6 +140,8 @@ def template_page(template_id):
                 flash("Template saved.", "ok")
                 return redirect(url_for("ui.template_page", template_id=tid))
         except DomainError as exc:
+            if exc.field == "template_id" or exc.field == "id":
+                not_found(exc)
             flash(exc.message, "error")
             error_field = exc.field
         values = dict(form)
@@ -223,6 +225,7 @@ def delete_contact(contact_id):
                                                 f"ui:{g.user_id}")
     except DomainError as exc:
         audit.skip()
+        not_found(exc)
         flash(exc.message, "error")
     else:
         flash(f"Contact deleted; {len(cancelled)} message(s) not yet sent were cancelled.",

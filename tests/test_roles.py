@@ -116,8 +116,9 @@ def _csrf(browser, url) -> str:
 def test_every_form_refuses_a_viewer_and_a_visitor_and_never_fails_its_owner(
         live_no_worker):
     """Each page's POST route: a viewer of the team gets 403 (previews excepted), someone
-    without a session is turned away, and the owner posting an empty or nonsense form gets
-    a page or an error that names the field, never a 500."""
+    without a session is turned away, another team's owner gets 404 for this team's ids,
+    and the owner posting an empty or nonsense form gets a page or an error that names the
+    field, never a 500."""
     from app import create_app
     live = live_no_worker
     app = create_app(live.settings, db=live.db)
@@ -128,6 +129,9 @@ def test_every_form_refuses_a_viewer_and_a_visitor_and_never_fails_its_owner(
     assert "You joined" in live.sign_in("vic@example.com", session=viewer).text
     owner = requests.Session()
     live.sign_in("ada@example.com", session=owner)
+    live.user("eve@example.com")  # the owner of another team
+    outsider = requests.Session()
+    live.sign_in("eve@example.com", session=outsider)
     template = ada.post(live.url + "/api/v1/templates", json={
         "name": "t", "subject": "S", "html": "h"}).json()["id"]
     values = {
@@ -145,7 +149,8 @@ def test_every_form_refuses_a_viewer_and_a_visitor_and_never_fails_its_owner(
     rules = [r for r in app.url_map.iter_rules()
              if r.endpoint.startswith("ui.") and "POST" in r.methods]
     assert len(rules) >= 20
-    tokens = {"viewer": _csrf(viewer, live.url + "/"), "owner": _csrf(owner, live.url + "/")}
+    tokens = {"viewer": _csrf(viewer, live.url + "/"), "owner": _csrf(owner, live.url + "/"),
+              "outsider": _csrf(outsider, live.url + "/")}
     nonsense = {"to": "a@x, b@y", "template_id": "abc", "in_minutes": "nan", "when": "in",
                 "cron": "x", "data": "[[[", "role": "king", "email": "nope", "name": "\x00",
                 "token_id": "³", "daily_cap": "-1", "next": "//evil.example", "file": ""}
@@ -163,6 +168,21 @@ def test_every_form_refuses_a_viewer_and_a_visitor_and_never_fails_its_owner(
         got = requests.post(live.url + path, data={}, allow_redirects=False).status_code
         if got not in (302, 400):  # sent to sign in, or refused for want of a CSRF token
             wrong.append(("nobody", path, got))
+        if rule.arguments - set(rule.defaults or ()):  # this team's ids: not there at all
+            # for another team
+            resp = outsider.post(live.url + path, data={"csrf_token": tokens["outsider"]},
+                                 allow_redirects=False)
+            if resp.status_code != 404:
+                # A form checked before any lookup may answer first, but then exactly as
+                # for ids that exist nowhere: nothing is learnt about this team's.
+                nowhere = rule.rule
+                for name in rule.arguments:
+                    nowhere = nowhere.replace(f"<int:{name}>", str(2 ** 31 - 1)).replace(
+                        f"<{name}>", "x" + str(2 ** 31 - 1))
+                other = outsider.post(live.url + nowhere, allow_redirects=False,
+                                      data={"csrf_token": tokens["outsider"]})
+                if (other.status_code, other.text) != (resp.status_code, resp.text):
+                    wrong.append(("outsider", path, resp.status_code))
         for form in ({}, nonsense):
             got = owner.post(live.url + path, data={"csrf_token": tokens["owner"], **form},
                              allow_redirects=False).status_code
