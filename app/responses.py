@@ -3,9 +3,11 @@ these, and under test every answer is checked against the one its route declares
 undocumented field, status or type fails the test that met it)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+
+from scheduler import replies
 
 from scheduler.models import MESSAGE_STATUSES
 
@@ -125,16 +127,10 @@ class Preview(Answer):
     best_hour: BestHour | None = None
 
 
-class Thread(Answer):
-    id: str
-    subject: str
-    customer_name: str
-    customer_email: str
-    last_message_id: str | None
-    references: str | None
-    messages: int
-    last_at_ms: int
-    snippet: str
+# The thread as the domain reads it (scheduler.replies.Thread), field for field.
+Thread = create_model("Thread", __base__=Answer, __doc__="A Gmail thread of the mailbox.",
+                      **{name: (kind, ...) for name, kind in
+                         get_type_hints(replies.Thread).items()})
 
 
 class ReplyPreview(Preview):
@@ -206,16 +202,22 @@ class WebhookSecret(Answer):
     header: str | None = None
 
 
-class RuleStats(Answer):
+class Outcomes(Answer):
+    """How many were queued and sent, and how many people opened, clicked, replied,
+    bounced and unsubscribed (machine opens and clicks left out); rates over sent."""
+
     queued: int
     sent: int
-    cancelled: int
     opened: int
     clicked: int
     replied: int
     bounced: int
     unsubscribed: int
     rates: dict[str, float | None]
+
+
+class RuleStats(Outcomes):
+    cancelled: int
 
 
 class Rule(Answer):
@@ -342,19 +344,11 @@ class AuditEntry(Answer):
     detail: dict[str, Any] | None
 
 
-class CampaignOutcomes(Answer):
+class CampaignOutcomes(Outcomes):
     id: int
     name: str
     status: str
     winner: str | None
-    queued: int
-    sent: int
-    opened: int
-    clicked: int
-    replied: int
-    bounced: int
-    unsubscribed: int
-    rates: dict[str, float | None]
     variants: dict[str, VariantStats]
     cancelled: int | None = None
 
