@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install install-test run sandbox test bench clean vendor
+.PHONY: install install-test run sandbox test test-fast bench clean vendor
 
 install: $(VENV)/.installed
 
@@ -36,7 +36,13 @@ $(AMP_VALIDATOR): tests/amp_validator/package-lock.json tests/amp_validator/setu
 	tests/amp_validator/setup.sh
 
 test: install-test $(AMP_VALIDATOR)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The unit tier alone (no sockets, no processes): seconds, for while you work.
+test-fast: install-test
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
 # Browser libraries are served from app/static/vendor (no CDN); this refreshes the copies
 # from the npm registry after a version change in app/static/vendor/package.json.

@@ -52,9 +52,26 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
         content=ContentFetcher(settings.content_hosts), worker=worker)
 
     # api_content and ui_content add their routes to the api and ui blueprints.
-    from app import (api, api_content, api_events, api_team, api_threads,  # noqa: F401
-                     audit, auth, health, links, ui, ui_campaigns, ui_content, ui_dashboard,
-                     ui_compose, ui_replies, ui_rules, ui_settings, ui_team)
+    from app import (  # noqa: F401
+        api,
+        api_content,
+        api_events,
+        api_team,
+        api_threads,
+        audit,
+        auth,
+        health,
+        links,
+        ui,
+        ui_campaigns,
+        ui_compose,
+        ui_content,
+        ui_dashboard,
+        ui_replies,
+        ui_rules,
+        ui_settings,
+        ui_team,
+    )
 
     _json_errors_under_api(app)
     audit.install(app)

@@ -11,15 +11,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from app import ctx, idempotent, responses
+from app.auth import READS
 from app.endpoint import Query, check_answer, checking, route
 from app.openapi import document
-from app.auth import READS
 from app.tokens import authenticate, needs_touch, touch
 from scheduler import cancelling, commands, idempotency, messages, teams
-from scheduler.models import MESSAGE_STATUSES
-from scheduler.typed import Id
 from scheduler.db import utcnow
 from scheduler.errors import DomainError
+from scheduler.models import MESSAGE_STATUSES
+from scheduler.typed import Id
 
 log = logging.getLogger("mailrelease.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -5,24 +5,31 @@ Routes live on the API blueprint (app.api.bp), with its authentication and error
 from __future__ import annotations
 
 import json
-
-from flask import Response, g, jsonify, request, stream_with_context
-
 from typing import Annotated, Literal
 
+from flask import Response, g, jsonify, request, stream_with_context
 from pydantic import Field
 
 from app import ctx, idempotent, responses
 from app.api import Listing, bp
 from app.endpoint import Query, route
 from app.progress import own_copy, with_progress
-from scheduler import (commands, contacts, drafts, idempotency, lookup, messages, sanity,
-                       starters, templates)
+from scheduler import (
+    commands,
+    contacts,
+    drafts,
+    idempotency,
+    lookup,
+    messages,
+    sanity,
+    starters,
+    templates,
+)
 from scheduler.addresses import parse_address
-from scheduler.typed import make, parse
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount
+from scheduler.typed import make, parse
 
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
 MAX_CONTACTS_PER_POST = 10_000

@@ -12,12 +12,10 @@ from sqlalchemy import select
 from app import ctx, idempotent, responses
 from app.api import bp, require_token
 from app.endpoint import json_object, route
-from scheduler import (campaigns, commands, events, idempotency, lookup, sanity,
-                       schedules)
-from scheduler.typed import parse
+from scheduler import campaigns, commands, events, idempotency, lookup, sanity, schedules
 from scheduler.db import utcnow
 from scheduler.models import Campaign, Rule, Schedule, Team
-
+from scheduler.typed import parse
 
 MAX_UNNAMED = 10
 

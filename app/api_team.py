@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from flask import g, jsonify
 
-from app import ctx
-from app import responses
+from app import ctx, responses
 from app.api import Listing, bp
 from app.endpoint import route
 from app.invitations import invitation_message, mail_invitation
-from scheduler import lookup, teams
-from scheduler.db import utcnow
-from scheduler import commands
+from scheduler import commands, lookup, teams
 from scheduler.accounts import account_states
+from scheduler.db import utcnow
 from scheduler.models import Team
 
 

@@ -11,8 +11,8 @@ from flask import Flask, g, request
 from app import ctx
 from app.auth import READS
 from scheduler import sanity, teams
-from scheduler.errors import DomainError
 from scheduler.db import utcnow
+from scheduler.errors import DomainError
 
 log = logging.getLogger("mailrelease.audit")
 
@@ -46,7 +46,8 @@ LABELS = {
     "ui.remove_member": "removed a member", "api.create_invitation": "invited someone",
     "ui.invite": "invited someone", "api.revoke_invitation": "withdrew an invitation",
     "ui.revoke_invitation": "withdrew an invitation", "api.share_account":
-    "changed an account's sharing", "api.unshare_account": "changed an account's sharing", "ui.share_account": "changed an account's sharing",
+    "changed an account's sharing", "api.unshare_account": "changed an account's sharing",
+    "ui.share_account": "changed an account's sharing",
     "ui.disconnect_account": "disconnected a Gmail account",
     "ui.account_cap": "changed an account's daily cap",
     "ui.settings_page": "changed settings", "api.reply_in_thread": "queued a thread reply",

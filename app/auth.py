@@ -5,12 +5,12 @@ import logging
 from functools import wraps
 
 from flask import Blueprint, abort, flash, g, redirect, request, session, url_for
-from sqlalchemy import select
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
+from sqlalchemy import select
 
 from app import ctx, web_sessions
-from gmail_client.errors import GmailError
 from gmail_client.api import GmailService
+from gmail_client.errors import GmailError
 from gmail_client.oauth import (
     CredentialsFileError,
     can_compose,
@@ -27,8 +27,8 @@ from gmail_client.oauth import (
 )
 from scheduler import teams
 from scheduler.accounts import sign_in
-from scheduler.models import Team, User
 from scheduler.db import utcnow
+from scheduler.models import Team, User
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 log = logging.getLogger("mailrelease.auth")

@@ -6,19 +6,19 @@ against them, so the document cannot drift from the code.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache, wraps
-from typing import Any, Callable
+from functools import cache, wraps
+from typing import Any
 
 from flask import Blueprint, Response, g, request
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from app import responses
 from scheduler import sanity, teams
 from scheduler.db import self_checking
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.typed import parse, refusal
-
-from app import responses
 
 # Every authenticated route can answer these (bad input, credentials, throttling, the
 # database down); each route adds its own (403, 404, 409, 413) by what it does.
@@ -171,7 +171,7 @@ def check_answer(resp: Response) -> Response:
     return resp
 
 
-@lru_cache(maxsize=None)
+@cache
 def _adapter(model) -> TypeAdapter:
     return TypeAdapter(model)
 

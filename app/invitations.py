@@ -8,10 +8,10 @@ from sqlalchemy.orm import Session
 from app import ctx
 from scheduler import messages
 from scheduler.commands import NewMessage, Origin
-from scheduler.typed import make
 from scheduler.db import utcnow
 from scheduler.errors import InvalidInput
 from scheduler.models import Team, User
+from scheduler.typed import make
 
 SUBJECT = "Join {{ team }} on mailrelease"
 HTML = """<p>Hello,</p>

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from scheduler import replies
-
 from scheduler.models import MESSAGE_STATUSES
 
 Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]

@@ -7,8 +7,18 @@ from functools import partial
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template,
-                   request, session, url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import select
 
 from app import audit, ctx
@@ -17,9 +27,9 @@ from gmail_client.oauth import CredentialsFileError, load_client_config
 from scheduler import cancelling, messages, sanity, teams
 from scheduler.commands import MessageChange
 from scheduler.db import utcnow
-from scheduler.typed import make
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.models import MESSAGE_STATUSES, GmailAccount
+from scheduler.typed import make
 
 bp = Blueprint("ui", __name__)
 
@@ -48,7 +58,7 @@ def _globals():
 @bp.app_template_filter("timestamp_iso")
 def timestamp_iso(seconds: int) -> str:
     """Unix seconds as ISO 8601 UTC (pages show it in the viewer's zone)."""
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat()
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat()
 
 
 def preview_problem(exc: DomainError):

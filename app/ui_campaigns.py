@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import json
 
-from flask import (Response, flash, g, redirect, render_template, request, stream_with_context,
-                   url_for)
+from flask import (
+    Response,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from sqlalchemy import select
 
 from app import ctx, idempotent
@@ -15,9 +23,9 @@ from app.ui import bp
 from scheduler import campaigns, idempotency, sanity, templates
 from scheduler.commands import NewCampaign
 from scheduler.db import utcnow
-from scheduler.typed import make
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.models import Campaign
+from scheduler.typed import make
 
 
 def _command(form) -> NewCampaign:

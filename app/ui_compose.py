@@ -10,12 +10,11 @@ from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from app import audit, ctx, idempotent
 from app.auth import login_required, viewer_ok
 from app.ui import bp, json_field, local_send_at, preview_problem
-from scheduler import (accounts, campaigns, idempotency, messages, sanity, schedules,
-                       templates)
+from scheduler import accounts, campaigns, idempotency, messages, sanity, schedules, templates
 from scheduler.commands import Content, NewCampaign, NewMessage, NewSchedule, Origin
 from scheduler.db import utcnow
-from scheduler.typed import make
 from scheduler.errors import DomainError, InvalidInput
+from scheduler.typed import make
 
 MAX_RECIPIENTS = 500
 

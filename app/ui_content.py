@@ -3,21 +3,29 @@ from __future__ import annotations
 
 import json
 
-from flask import (Response, flash, g, jsonify, redirect, render_template, request,
-                   stream_with_context,
-                   url_for)
+from flask import (
+    Response,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 
 from app import audit, ctx
 from app.api_content import import_with_progress
-from app.progress import own_copy
 from app.auth import login_required, viewer_ok
+from app.progress import own_copy
 from app.ui import bp, json_field, not_found, preview_problem
 from scheduler import contacts, drafts, starters, templates
 from scheduler.commands import NewTemplate
 from scheduler.db import utcnow
-from scheduler.typed import make
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.messages import pick_sender
+from scheduler.typed import make
 
 FORM_PARTS = ("name", "subject", "html", "text", "amp", "kind")
 

@@ -9,13 +9,13 @@ from pydantic import Field
 
 from app import ctx, responses
 from app.api import bp as api_bp
-from app.endpoint import Query, read_query, route
 from app.auth import login_required
+from app.endpoint import Query, read_query, route
 from app.ui import bp
 from scheduler import dashboard
-from scheduler.typed import Id
 from scheduler.db import utcnow
 from scheduler.errors import DomainError
+from scheduler.typed import Id
 
 
 class StatsQuery(Query):

@@ -30,8 +30,8 @@ def replies_page():
     except DomainError as exc:
         problem = exc.message
     with ctx().db.read() as s:
-        from scheduler import teams
         from gmail_client.oauth import can_read
+        from scheduler import teams
         mailboxes = [a for a in s.scalars(teams.usable_accounts(g.team_id, g.user_id))
                      if can_read(a.scope_list)]
         mailboxes = [{"id": a.id, "email": a.email} for a in mailboxes]

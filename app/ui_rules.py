@@ -1,7 +1,6 @@
 """The rules page: what each rule does and how it performs; ready-made sets; a new rule."""
 from __future__ import annotations
 
-
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
@@ -9,11 +8,11 @@ from app import audit, ctx
 from app.auth import login_required
 from app.ui import bp, json_field
 from scheduler import events, sanity, starters, templates
-from scheduler.db import utcnow
 from scheduler.commands import NewRule
+from scheduler.db import utcnow
 from scheduler.errors import DomainError, InvalidInput
-from scheduler.typed import make
 from scheduler.models import Rule
+from scheduler.typed import make
 
 
 def _rule(form) -> NewRule:

@@ -9,7 +9,7 @@ from app import audit, ctx
 from app.auth import login_required
 from app.ui import bp
 from gmail_client.oauth import CredentialsFileError, load_client_config, revoke
-from scheduler import accounts, events, teams
+from scheduler import accounts, events, lookup, teams
 from scheduler.db import utcnow
 from scheduler.errors import DomainError
 from scheduler.models import ApiToken, GmailAccount, Team, User
@@ -125,9 +125,8 @@ def settings_page():
                 flash("Token created: copy it now, it is not shown again.", "ok")
             elif action == "revoke_token":
                 raw_id = request.form.get("token_id", "")
-                token = s.scalar(_tokens().where(
-                    ApiToken.id == int(raw_id))) if raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 10 \
-                    else None
+                token_id = lookup.path_id(raw_id)
+                token = s.scalar(_tokens().where(ApiToken.id == token_id)) if token_id else None
                 if token is None or token.revoked_at is not None:
                     audit.skip()
                     abort(404)

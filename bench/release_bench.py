@@ -220,7 +220,7 @@ def steady(sandbox: Sandbox, n_accounts: int, latency: float, seconds: int) -> N
         settings, _, db = deployment(sandbox, Path(tmp), n_accounts)
         sandbox.latency(latency)
         t0 = utcnow() + dt.timedelta(seconds=3)
-        due = [(a, t0 + dt.timedelta(seconds=k / per_account_rate + a / n_accounts / per_account_rate))
+        due = [(a, t0 + dt.timedelta(seconds=(k + a / n_accounts) / per_account_rate))
                for a in range(n_accounts) for k in range(int(seconds * per_account_rate))]
         queue(db, due)
         run_until_sent(settings, db, len(due), seconds + 120)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import logging
 import email
 import email.policy
+import logging
 import re
 import sys
 import tempfile

@@ -10,7 +10,6 @@ import functools
 import http.client
 import json
 import logging
-import socket
 import ssl
 
 import google_auth_httplib2
@@ -168,8 +167,8 @@ class GmailService:
         except TransportError as exc:
             # Raised while refreshing the token, before the send request went out.
             raise TransientGmailError(f"token refresh failed: {exc}", reason="refresh") from exc
-        except (socket.timeout, TimeoutError, ConnectionError, ssl.SSLError,
-                httplib2.HttpLib2Error, http.client.HTTPException, OSError) as exc:
+        except (TimeoutError, ConnectionError, ssl.SSLError, httplib2.HttpLib2Error,
+                http.client.HTTPException, OSError) as exc:
             raise AmbiguousSendError(f"send outcome unknown: {exc!r}", reason="network") from exc
 
     def find_by_rfc822_id(self, message_id: str) -> list[dict]:

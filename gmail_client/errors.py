@@ -88,7 +88,7 @@ def _retry_after_seconds(exc: HttpError) -> float | None:
         try:
             from email.utils import parsedate_to_datetime
             when = parsedate_to_datetime(value)
-            return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+            return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
 
@@ -101,7 +101,7 @@ def _parse_retry_at(message: str) -> dt.datetime | None:
         when = dt.datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def from_http_error(exc: HttpError) -> GmailError:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 from jinja2 import ChainableUndefined
-from scheduler import budget
-from scheduler.budget import BudgetedEnvironment
 
-from scheduler import content, tracking
+from scheduler import budget, content, tracking
+from scheduler.budget import BudgetedEnvironment
 from scheduler.errors import InvalidInput
 
 MAX_CSS_BYTES = 50_000

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from gmail_client.mime import make_message_id
 from scheduler import events, lookup, messages, templates, tracking
-from scheduler.db import Database
 from scheduler.commands import ContactFilter, ContactIds, NewCampaign, Variant
+from scheduler.db import Database
 from scheduler.errors import InvalidInput
 from scheduler.models import Campaign, Contact, Message, MessageEvent
 from scheduler.timing import Recipient, plan
@@ -120,7 +120,7 @@ def _assign(contacts: list[Contact], variants: list[dict]) -> list[tuple[Contact
                     reverse=True)[:len(contacts) - sum(counts)]:
         counts[i] += 1
     out, at = [], 0
-    for variant, n in zip(variants, counts):
+    for variant, n in zip(variants, counts, strict=True):
         out += [(c, variant) for c in contacts[at:at + n]]
         at += n
     return out

@@ -14,8 +14,22 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from scheduler.errors import InvalidInput
-from scheduler.typed import (Address, Aware, Clock, Command, Data, Date, Email, GmailId, Id,
-                             Json, Line, Name, Part, Zone)
+from scheduler.typed import (
+    Address,
+    Aware,
+    Clock,
+    Command,
+    Data,
+    Date,
+    Email,
+    GmailId,
+    Id,
+    Json,
+    Line,
+    Name,
+    Part,
+    Zone,
+)
 
 MAX_DELAY_SECONDS = 5 * 366 * 24 * 3600
 MAX_CAP_SECONDS = 366 * 24 * 3600

@@ -4,9 +4,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
@@ -15,8 +16,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from scheduler import addresses, lookup, queue, sanity
-from scheduler.db import Database
 from scheduler.commands import NewContact
+from scheduler.db import Database
 from scheduler.errors import InvalidInput
 from scheduler.models import Contact, Message
 
@@ -255,13 +256,13 @@ def _from_fields(fields: list[str], kinds: list[str], names: list[str]) -> Conta
         raise RowError(f"{len(fields)} fields but the header names {len(kinds)} columns")
     if any(_has_bad_bytes(f) for f in fields):
         raise RowError("not valid UTF-8")
-    for name, value in zip(names, fields):
+    for name, value in zip(names, fields, strict=False):  # a short row: missing cells
         why = sanity.bad_text(value)  # the rule JSON bodies follow too
         if why:
             raise RowError(f"{name} {why}")
     item = ContactInput(email="")
     email = None
-    for kind, name, value in zip(kinds, names, fields):
+    for kind, name, value in zip(kinds, names, fields, strict=False):
         value = value.strip()
         if kind == "email":
             email = value

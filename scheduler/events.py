@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scheduler import contacts, lookup, messages, queue, templates, tracking
+from scheduler.commands import NewEvent, NewMessage, NewRule, NewTemplate, Origin
 from scheduler.crypto import TokenCipher
 from scheduler.errors import Conflict, DomainError, InvalidInput, NotFound
 from scheduler.models import Contact, Event, Message, Rule, Team, Template
-from scheduler.commands import NewEvent, NewMessage, NewRule, NewTemplate, Origin
 from scheduler.timing import Recipient, plan
 from scheduler.typed import make
 

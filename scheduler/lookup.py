@@ -8,7 +8,6 @@ from sqlalchemy.orm import Session
 
 from scheduler.errors import InvalidInput, NotFound
 
-
 # ASCII digits only: str.isdigit() also takes '³', which int() refuses.
 _DIGITS = re.compile(r"^[0-9]{1,10}$")
 

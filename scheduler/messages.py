@@ -6,8 +6,8 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 from email.headerregistry import Address
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
@@ -16,8 +16,8 @@ from gmail_client.mime import make_message_id
 from scheduler import amp, content, lookup, queue, teams, templates, tracking
 from scheduler.addresses import parse_address
 from scheduler.commands import API, MessageChange, NewMessage, Origin
-from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.db import utcnow
+from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.models import (
     MESSAGE_STATUSES,
     Contact,
@@ -29,6 +29,7 @@ from scheduler.models import (
 from scheduler.personalize import render_message
 from scheduler.templates import check_parts
 from scheduler.timing import Recipient, plan
+
 
 def _render_check(subject: str, html: str, text: str | None, data: dict,
                   amp: str | None = None, sources: list | None = None
@@ -122,7 +123,7 @@ def engaged_hours(session: Session, team_id: int, contact_id: int | None,
              .order_by(MessageEvent.id.desc()).limit(limit))
     if contact_id is not None:
         query = query.where(Message.contact_id == contact_id)
-    tz = ZoneInfo(zone) if zone else dt.timezone.utc
+    tz = ZoneInfo(zone) if zone else dt.UTC
     out = []
     for at in session.scalars(query):
         local = at.astimezone(tz)

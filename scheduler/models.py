@@ -6,11 +6,11 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
-    Boolean,
     Integer,
     LargeBinary,
     MetaData,
@@ -46,7 +46,7 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime refused: mailrelease stores aware UTC times only")
-        value = value.astimezone(dt.timezone.utc)
+        value = value.astimezone(dt.UTC)
         # SQLite has no time zone type; UTC text sorts correctly.
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
@@ -54,8 +54,8 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=dt.timezone.utc)
-        return value.astimezone(dt.timezone.utc)
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -446,7 +446,7 @@ class Message(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    events: Mapped[list["MessageEvent"]] = relationship(
+    events: Mapped[list[MessageEvent]] = relationship(
         order_by="MessageEvent.id", cascade="all, delete-orphan")
     account: Mapped[GmailAccount] = relationship(lazy="joined")
 

@@ -56,7 +56,8 @@ def _canonical_host(host: str) -> str:
     labels = host.split(".")
     # A numeric last label (no top-level domain is numeric) or hex labels: resolvers read
     # these as IPv4 in shorthand (127.1, 2130706433, 0x7f.0.0.1): only dotted quads pass.
-    if (labels[-1].isascii() and labels[-1].isdigit()) or all(_NUMERIC_LABEL.match(x) for x in labels):
+    if (labels[-1].isascii() and labels[-1].isdigit()) or all(
+            _NUMERIC_LABEL.match(x) for x in labels):
         try:
             address = ipaddress.IPv4Address(host)
         except ValueError:

@@ -35,7 +35,8 @@ _MINE = and_(_M.c.id == bindparam("b_mid"), _M.c.status == "sending",
              _M.c.claim_token == bindparam("b_tok"))
 _INSERT_EVENT = insert(_E)
 _MARK_SENT = update(_M).where(_MINE).values(
-    status=str(transitions.get("sent").target), sent_at=bindparam("b_now"), updated_at=bindparam("b_now"),
+    status=str(transitions.get("sent").target), sent_at=bindparam("b_now"),
+    updated_at=bindparam("b_now"),
     lease_until=None, claim_token=None, gmail_message_id=bindparam("b_gid"),
     gmail_thread_id=bindparam("b_tid"), subject=bindparam("b_subject"),
     needs_reconcile=False, error=None)
@@ -369,4 +370,4 @@ def _aware(value) -> dt.datetime:
     # func.min bypasses the column type on SQLite and returns text or a naive datetime.
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

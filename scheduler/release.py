@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from functools import lru_cache
 
+from prometheus_client import Counter, Histogram
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+
 from gmail_client.errors import (
     AmbiguousSendError,
     DailyLimitReached,
@@ -21,11 +26,6 @@ from gmail_client.errors import (
     ReconnectNeeded,
     TransientGmailError,
 )
-from prometheus_client import Counter, Histogram
-from sqlalchemy import bindparam, select
-from sqlalchemy.engine import Row
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-
 from gmail_client.mime import UnsendableAddress, build_message
 from gmail_client.oauth import ClientConfig, can_read
 from scheduler import accounts, queue, tracking
@@ -405,8 +405,9 @@ class Releaser:
         account = state.row
         check = self._cap_to_check(state, now)
         if check is False:
+            resumes = account.limited_until.isoformat()
             return account.limited_until, (f"Gmail's daily sending limit for {account.email} "
-                                           f"is reached; resumes {account.limited_until.isoformat()}")
+                                           f"is reached; resumes {resumes}")
         if check is None:
             return None
         cap = check[0]

@@ -11,10 +11,10 @@ from email.utils import formataddr, getaddresses, parseaddr
 from gmail_client.api import GmailService
 from scheduler import addresses
 from scheduler.commands import NewMessage, ThreadReply
-from scheduler.typed import make
 from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount, Template
 from scheduler.templates import REPLY_SUBJECT
+from scheduler.typed import make
 
 HEADERS = ("Subject", "From", "To", "Reply-To", "Message-ID", "References", "Date")
 MAX_THREADS = 50
@@ -145,7 +145,8 @@ def reply_message(thread: Thread, account: GmailAccount, command: ThreadReply,
     if not thread.customer_email:
         raise InvalidInput("the thread has no one to reply to", field="thread_id")
     return make(
-        NewMessage, to=str(Address(display_name=thread.customer_name, addr_spec=thread.customer_email)),
+        NewMessage,
+        to=str(Address(display_name=thread.customer_name, addr_spec=thread.customer_email)),
         subject=REPLY_SUBJECT, html=html, text=text,
         # A reply in a conversation: no tracking pixel, no unsubscribe headers.
         transactional=True, tracking=False,

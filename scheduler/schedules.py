@@ -13,9 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scheduler import lookup, messages, templates
+from scheduler.commands import NewMessage, NewSchedule, Origin
 from scheduler.db import Database
 from scheduler.errors import InvalidInput, NotFound
-from scheduler.commands import NewMessage, NewSchedule, Origin
 from scheduler.models import Schedule
 from scheduler.typed import make
 
@@ -53,9 +53,9 @@ def next_after(cron: str, timezone: str, after: dt.datetime) -> dt.datetime | No
     fire = trigger.get_next_fire_time(None, after + dt.timedelta(seconds=1))
     while fire is not None and wall_clock and _second_of_repeated(fire):
         # In UTC: local arithmetic would drop the fold and land before the repeat again.
-        fire = trigger.get_next_fire_time(None, fire.astimezone(dt.timezone.utc)
+        fire = trigger.get_next_fire_time(None, fire.astimezone(dt.UTC)
                                           + dt.timedelta(seconds=1))
-    return fire.astimezone(dt.timezone.utc) if fire else None
+    return fire.astimezone(dt.UTC) if fire else None
 
 
 def _second_of_repeated(fire: dt.datetime) -> bool:
@@ -63,7 +63,7 @@ def _second_of_repeated(fire: dt.datetime) -> bool:
     first = fire.replace(tzinfo=None).replace(tzinfo=fire.tzinfo, fold=0)
     # Compared in UTC: aware datetimes that share a tzinfo compare as wall times.
     return (first.utcoffset() != fire.utcoffset()
-            and first.astimezone(dt.timezone.utc) < fire.astimezone(dt.timezone.utc))
+            and first.astimezone(dt.UTC) < fire.astimezone(dt.UTC))
 
 
 def create_schedule(session: Session, team_id: int, user_id: int | None,

@@ -7,7 +7,6 @@ from collections import OrderedDict
 from gmail_client.api import GmailService
 from gmail_client.oauth import ClientConfig, credentials_from_info, credentials_to_info
 
-
 PER_THREAD_ACCOUNTS = 32
 
 

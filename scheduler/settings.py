@@ -72,7 +72,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, instance_path: str | Path | None = None, env: dict | None = None,
-                 **overrides) -> "Settings":
+                 **overrides) -> Settings:
         """Build settings from `env` (default: os.environ after reading `.env`)."""
         if env is None:
             load_dotenv(override=False)

@@ -176,7 +176,7 @@ class MailboxSync:
                                 resource.get("threadId"))
             if resource.get("internalDate"):
                 incoming.arrived_at = dt.datetime.fromtimestamp(
-                    int(resource["internalDate"]) / 1000, dt.timezone.utc)
+                    int(resource["internalDate"]) / 1000, dt.UTC)
             with self.db.write() as s:
                 self._apply(s, account, incoming, now)
             read += 1

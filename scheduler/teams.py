@@ -8,8 +8,18 @@ from sqlalchemy.orm import Session
 
 from scheduler import lookup, queue
 from scheduler.errors import Conflict, Forbidden, InvalidInput, NotFound
-from scheduler.models import (ROLES, AccountShare, ApiToken, AuditEntry, GmailAccount,
-                              Invitation, Membership, Message, Team, User)
+from scheduler.models import (
+    ROLES,
+    AccountShare,
+    ApiToken,
+    AuditEntry,
+    GmailAccount,
+    Invitation,
+    Membership,
+    Message,
+    Team,
+    User,
+)
 
 # What each role may do; the web app and the API ask these, not the role names.
 CAN_CHANGE = ("owner", "member")

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from scheduler import amp, content, lookup, starters, tracking
 from scheduler.commands import NewTemplate
-from scheduler.typed import make
 from scheduler.errors import Conflict, InvalidInput, MissingData
 from scheduler.models import Contact, Template
 from scheduler.personalize import check_template, render_message
+from scheduler.typed import make
 
 PARTS = ("subject", "html", "text", "amp")
 FIELDS = ("name", *PARTS, "sources", "transactional", "tracking", "kind")

@@ -34,7 +34,7 @@ def parse_aware(value, field: str) -> dt.datetime:
                            field=field)
     if not MIN_YEAR <= when.year <= MAX_YEAR:
         raise InvalidInput(f"{field} must be between {MIN_YEAR} and {MAX_YEAR}", field=field)
-    return when.astimezone(dt.timezone.utc)
+    return when.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def _recipient_zone(fields: dict, recipient: Recipient, field: str) -> ZoneInfo:
 def local_wall_time(day: dt.date, at: dt.time, zone: ZoneInfo) -> dt.datetime:
     """`at` on `day` in `zone`, as UTC. A time skipped by a DST change moves forward by the
     gap (02:30 on a spring-forward night is 03:30); a repeated one is its first occurrence."""
-    return dt.datetime.combine(day, at, tzinfo=zone).astimezone(dt.timezone.utc)
+    return dt.datetime.combine(day, at, tzinfo=zone).astimezone(dt.UTC)
 
 
 def next_local(at: dt.time, zone: ZoneInfo, now: dt.datetime,
@@ -200,7 +200,7 @@ def plan(fields: dict, now: dt.datetime,
     if fields.get("window") is not None:
         zone = _recipient_zone(fields, recipient, "window") if recipient.timezone or (
             isinstance(fields["window"], dict) and fields["window"].get("fallback_timezone")
-        ) else dt.timezone.utc
+        ) else dt.UTC
         moved = apply_window(when, fields["window"], zone)
         if moved != when:
             reason = ((reason + "; ") if reason else "") + "moved into the send window"

@@ -60,7 +60,7 @@ class ReleaseWorker:
         self._senders = ThreadPoolExecutor(max_workers=max_threads or settings.send_threads,
                                            thread_name_prefix="mailrelease-send")
         self._scheduler = BackgroundScheduler(
-            timezone=dt.timezone.utc,
+            timezone=dt.UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self._wake_pending = threading.Event()

@@ -99,7 +99,7 @@ def official():
     done = subprocess.run([node, str(VALIDATOR / "check.js"), str(wasm)], cwd=VALIDATOR,
                           input=json.dumps(list(docs.values())), capture_output=True,
                           text=True, timeout=120, check=True)
-    return dict(zip(docs, json.loads(done.stdout)))
+    return dict(zip(docs, json.loads(done.stdout), strict=True))
 
 
 @pytest.mark.parametrize("name", sorted(VALID))

@@ -15,7 +15,7 @@ def _count(live, model=Message) -> int:
 
 
 def _later(seconds: float) -> str:
-    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)).isoformat()
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat()
 
 
 MESSAGE = {"to": "Grace Hopper <grace@example.org>", "subject": "Hello {{ first_name }}",
@@ -42,7 +42,7 @@ def test_create__returns_the_scheduled_message(live_no_worker):
 
 def test_create__past_time_is_due_now(live_no_worker):
     api = live_no_worker.user()
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     body = api.post(live_no_worker.url + "/api/v1/messages",
                     json={**MESSAGE, "send_at": "2020-01-01T00:00:00Z"}).json()
     assert dt.datetime.fromisoformat(body["release_at"]) >= before
@@ -118,7 +118,7 @@ def test_auth__missing_forged_or_revoked_token_is_401(live_no_worker):
     _assert_error(requests.get(url, headers={"Authorization": token[:-2] + "xx"}, timeout=10),
                   401)
     with live.db.write() as s:
-        s.execute(ApiToken.__table__.update().values(revoked_at=dt.datetime.now(dt.timezone.utc)))
+        s.execute(ApiToken.__table__.update().values(revoked_at=dt.datetime.now(dt.UTC)))
     _assert_error(requests.get(url, headers={"Authorization": token}, timeout=10), 401)
 
 
@@ -164,7 +164,8 @@ def test_list__paginates_with_a_cursor_and_filters_by_status(live_no_worker):
 def test_cancel__then_again_is_409(live_no_worker):
     live = live_no_worker
     api = live.user()
-    mid = api.post(live.url + "/api/v1/messages", json={**MESSAGE, "delay_seconds": 600}).json()["id"]
+    mid = api.post(live.url + "/api/v1/messages",
+                   json={**MESSAGE, "delay_seconds": 600}).json()["id"]
     first = api.post(f"{live.url}/api/v1/messages/{mid}/cancel")
     assert first.status_code == 200 and first.json()["status"] == "cancelled"
     _assert_error(api.post(f"{live.url}/api/v1/messages/{mid}/cancel"), 409)
@@ -176,7 +177,8 @@ def test_cancel__then_again_is_409(live_no_worker):
 def test_patch__reschedules_and_edits_and_validates(live_no_worker):
     live = live_no_worker
     api = live.user()
-    mid = api.post(live.url + "/api/v1/messages", json={**MESSAGE, "delay_seconds": 600}).json()["id"]
+    mid = api.post(live.url + "/api/v1/messages",
+                   json={**MESSAGE, "delay_seconds": 600}).json()["id"]
     url = f"{live.url}/api/v1/messages/{mid}"
     new_time = "2032-05-01T08:30:00-04:00"
     resp = api.patch(url, json={"send_at": new_time, "subject": "Changed {{ first_name }}"})
@@ -243,4 +245,4 @@ def test_auth__records_when_a_token_was_last_used(live_no_worker):
     assert api.get(live.url + "/api/v1/messages").status_code == 200
     with live.db.read() as s:
         used = s.scalar(sel(ApiToken.last_used_at))
-    assert used is not None and (dt.datetime.now(dt.timezone.utc) - used).total_seconds() < 10
+    assert used is not None and (dt.datetime.now(dt.UTC) - used).total_seconds() < 10

@@ -8,8 +8,8 @@ import signal
 import pytest
 from sqlalchemy import func, select
 
-from scheduler.commands import NewMessage
 from scheduler import messages
+from scheduler.commands import NewMessage
 from scheduler.db import utcnow
 from scheduler.models import Message, User
 from tests.helpers import start_worker, wait_for, worker_env
@@ -64,7 +64,7 @@ def crash_and_recover(live, ids, tmp_path, workers=2, kills=2, **env):
         procs = [start_worker(envs, tmp_path / f"worker{i}.log") for i in range(workers)]
         target = total * (round_ + 1) // (kills + 1)
         try:
-            wait_for(lambda: live.sandbox.count() >= target, 120, 0.02)
+            wait_for(lambda target=target: live.sandbox.count() >= target, 120, 0.02)
         finally:
             for proc in procs:
                 os.kill(proc.pid, signal.SIGKILL)

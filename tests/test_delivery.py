@@ -15,7 +15,6 @@ from sqlalchemy import update
 
 from scheduler.db import utcnow
 from scheduler.models import Message
-
 from tests.helpers import ServerThread, wait_for
 
 

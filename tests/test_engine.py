@@ -113,7 +113,7 @@ def test_ambiguous_send_without_read_scope_is_held_as_delivery_unknown(live):
 
 def test_gmail_daily_limit_holds_until_its_reset_then_releases(live):
     api = live.user()
-    reset_at = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=3)).replace(microsecond=0)
+    reset_at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)).replace(microsecond=0)
     live.sandbox.fault(method="send", status=429, reason="rateLimitExceeded",
                        message=f"User-rate limit exceeded.  Retry after "
                                f"{reset_at.strftime('%Y-%m-%dT%H:%M:%S.000Z')} (Mail sending)")

@@ -9,7 +9,6 @@ from sqlalchemy import select
 from gmail_client.oauth import SCOPE_COMPOSE, SCOPE_READONLY, SCOPE_SEND
 from scheduler.models import GmailAccount, User
 
-
 GMAIL = {SCOPE_SEND, SCOPE_COMPOSE, SCOPE_READONLY}
 
 

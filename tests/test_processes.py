@@ -1,4 +1,5 @@
-"""Acceptance: separate `mailrelease web` and `mailrelease worker` processes, as a user runs them."""
+"""Acceptance: separate `mailrelease web` and `mailrelease worker` processes, as a user runs
+them."""
 from __future__ import annotations
 
 import datetime as dt
@@ -70,7 +71,7 @@ def test_web_and_worker_processes_release_a_message_on_time(processes, sandbox):
 
     api = requests.Session()
     api.headers["Authorization"] = f"Bearer {token}"
-    due = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=4)
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
     mid = api.post(url + "/api/v1/messages", json={
         "to": "grace@example.org", "subject": "Hello {{ n }}", "html": "<p>{{ n }}</p>",
         "data": {"n": "Grace"}, "send_at": due.isoformat()}).json()["id"]

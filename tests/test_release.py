@@ -26,7 +26,7 @@ def _status(api, live, mid):
 
 def test_scheduled_message_leaves_on_time_once_with_right_headers(live):
     api = live.user("ada@example.com")
-    due = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     resp = api.post(live.url + "/api/v1/messages", json={
         "to": "Grace Hopper <grace@example.org>",
         "subject": "Your order {{ order }}",
@@ -115,7 +115,7 @@ def test_reschedule_earlier_wakes_the_worker_at_the_new_time(live):
     mid = api.post(live.url + "/api/v1/messages", json={
         "to": "x@example.org", "subject": "S", "html": "<p>h</p>",
         "delay_seconds": 3600}).json()["id"]
-    due = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1.5)
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
     api.patch(f"{live.url}/api/v1/messages/{mid}", json={"send_at": due.isoformat()})
     body = wait_for(lambda: (b := _status(api, live, mid))["status"] == "sent" and b, 6)
     assert 0 <= (dt.datetime.fromisoformat(body["sent_at"]) - due).total_seconds() < 1.0

@@ -35,7 +35,7 @@ def test_internationalized_domains_are_sent_as_idna(live):
     ids = [_queue(live, api, to="José <jose@exämple.org>"),
            _queue(live, api, to="bob@xn--exmple-cua.org")]
     for mid in ids:
-        body = wait_for(lambda: (m := _msg(live, api, mid))["status"] == "sent" and m)
+        body = wait_for(lambda mid=mid: (m := _msg(live, api, mid))["status"] == "sent" and m)
         assert "xn--exmple-cua.org" in body["to"]
     heads = [email.message_from_bytes(m.raw, policy=email.policy.default)["To"]
              for m in live.sandbox.state.messages.values()]

@@ -371,7 +371,8 @@ def test_signing_out_ends_the_session_on_the_server_and_everywhere(live_no_worke
     copied = requests.Session()
     copied.cookies.update(first.cookies)  # a stolen copy of the first browser's cookie
     assert "Compose" in copied.get(live.url + "/compose").text
-    first.post(live.url + "/auth/logout", data={"csrf_token": _csrf(first.get(live.url + "/").text)})
+    first.post(live.url + "/auth/logout",
+               data={"csrf_token": _csrf(first.get(live.url + "/").text)})
     ended = copied.get(live.url + "/compose")
     assert "Your session has ended" in ended.text and 'name="to"' not in ended.text
     assert 'name="to"' in second.get(live.url + "/compose").text  # another browser stays

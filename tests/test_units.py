@@ -24,7 +24,7 @@ from scheduler.errors import InvalidInput, MissingData, TemplateError
 from scheduler.personalize import check_template, render_message
 from scheduler.timing import release_time
 
-NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
 
 def _http_error(status: int, message: str, reason: str = "", headers: dict | None = None):
@@ -147,7 +147,7 @@ def test_from_http_error__maps_to_the_hierarchy(status, message, reason, expecte
 def test_from_http_error__daily_limit_reads_the_retry_time():
     mapped = from_http_error(_http_error(
         429, "User-rate limit exceeded.  Retry after 2026-11-23T00:00:00.000Z (Mail sending)"))
-    assert mapped.retry_at == dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc)
+    assert mapped.retry_at == dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 
 
 def test_from_http_error__honours_retry_after_header():
@@ -158,7 +158,7 @@ def test_from_http_error__honours_retry_after_header():
 
 def test_release_time__offsets_past_and_naive():
     assert release_time({"send_at": "2026-11-23T09:00:00+09:00"}, NOW) == dt.datetime(
-        2026, 11, 23, 0, 0, tzinfo=dt.timezone.utc)
+        2026, 11, 23, 0, 0, tzinfo=dt.UTC)
     assert release_time({"send_at": "2020-01-01T00:00:00Z"}, NOW) == NOW
     assert release_time({}, NOW) == NOW
     assert release_time({"delay_seconds": 90}, NOW) == NOW + dt.timedelta(seconds=90)
@@ -211,13 +211,13 @@ def test_settings__gmail_endpoint_keeps_its_path_prefix(tmp_path):
 
 def test_local_time_is_the_next_wall_clock_time_in_the_zone_across_dst():
     from scheduler.timing import Recipient, plan
-    sunday_noon = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+    sunday_noon = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
     tokyo = plan({"local_time": {"time": "09:00"}}, sunday_noon, Recipient("Asia/Tokyo"))[0]
-    assert tokyo == dt.datetime(2026, 11, 23, 0, 0, tzinfo=dt.timezone.utc)
+    assert tokyo == dt.datetime(2026, 11, 23, 0, 0, tzinfo=dt.UTC)
     # 02:30 does not exist in New York on 2027-03-14: it moves forward by the gap.
     gap = plan({"local_time": {"time": "02:30", "date": "2027-03-14"}}, sunday_noon,
                Recipient("America/New_York"))[0]
-    assert gap == dt.datetime(2027, 3, 14, 7, 30, tzinfo=dt.timezone.utc)
+    assert gap == dt.datetime(2027, 3, 14, 7, 30, tzinfo=dt.UTC)
     # 09:00 in Paris: UTC+1 in November, UTC+2 after the change in March.
     summer = plan({"local_time": {"time": "09:00", "date": "2027-04-01"}}, sunday_noon,
                   Recipient("Europe/Paris"))[0]
@@ -229,25 +229,25 @@ def test_local_time_is_the_next_wall_clock_time_in_the_zone_across_dst():
 
 def test_best_hour_from_history_then_the_team_then_a_default_with_its_reason():
     from scheduler.timing import Recipient, plan
-    now = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)  # Sunday
+    now = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)  # Sunday
     tuesday_14 = 1 * 24 + 14
     own = plan({"best_hour": True}, now, Recipient("Europe/Paris", (tuesday_14,) * 3))
-    assert own[0] == dt.datetime(2026, 11, 24, 13, 0, tzinfo=dt.timezone.utc)
+    assert own[0] == dt.datetime(2026, 11, 24, 13, 0, tzinfo=dt.UTC)
     assert own[1].startswith("their most frequent") and "Tue 14:00" in own[1]
     team = plan({"best_hour": True}, now, Recipient("Europe/Paris", (5,), (30, 30, 30)))
     assert team[1].startswith("the team's")
     default = plan({"best_hour": True}, now, Recipient("Europe/Paris"))
-    assert default[0] == dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.timezone.utc)
+    assert default[0] == dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
     assert "too little" in default[1]
 
 
 def test_a_send_window_moves_a_time_to_the_next_allowed_moment():
     from scheduler.timing import Recipient, plan
-    saturday_eve = dt.datetime(2026, 11, 28, 20, 0, tzinfo=dt.timezone.utc)
+    saturday_eve = dt.datetime(2026, 11, 28, 20, 0, tzinfo=dt.UTC)
     when, why = plan({"window": {"days": ["mon", "tue", "wed", "thu", "fri"],
                                  "start": "09:00", "end": "17:00"}}, saturday_eve,
                      Recipient("America/New_York"))
-    assert when == dt.datetime(2026, 11, 30, 14, 0, tzinfo=dt.timezone.utc)  # Mon 09:00 EST
+    assert when == dt.datetime(2026, 11, 30, 14, 0, tzinfo=dt.UTC)  # Mon 09:00 EST
     assert "window" in why
-    inside = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.timezone.utc)
+    inside = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC)
     assert plan({"window": {}}, inside, Recipient("America/New_York"))[0] == inside

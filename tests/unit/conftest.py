@@ -9,7 +9,7 @@ import pytest
 from scheduler.db import Database
 from scheduler.models import Base, GmailAccount, Message, Team, User
 
-T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture

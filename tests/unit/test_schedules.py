@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from scheduler.schedules import _due_occurrences, next_after
 
 PARIS = ZoneInfo("Europe/Paris")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _walk(cron: str, start: dt.datetime, n: int) -> list[str]:

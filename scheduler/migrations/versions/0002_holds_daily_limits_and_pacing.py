@@ -4,10 +4,10 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-22 22:04:54.905772
 """
-from alembic import op
 import sqlalchemy as sa
-import scheduler.models
+from alembic import op
 
+import scheduler.models
 
 revision = '0002'
 down_revision = '0001'

@@ -4,10 +4,10 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-23 01:01:29.134055
 """
-from alembic import op
 import sqlalchemy as sa
-import scheduler.models
+from alembic import op
 
+import scheduler.models
 
 revision = '0005'
 down_revision = '0004'

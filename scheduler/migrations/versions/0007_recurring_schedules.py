@@ -4,10 +4,10 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-23 01:15:43.995409
 """
-from alembic import op
 import sqlalchemy as sa
-import scheduler.models
+from alembic import op
 
+import scheduler.models
 
 revision = '0007'
 down_revision = '0006'

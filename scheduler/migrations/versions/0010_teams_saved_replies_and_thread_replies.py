@@ -4,10 +4,10 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-11-23 02:43:19.963789
 """
-from alembic import op
 import sqlalchemy as sa
-import scheduler.models
+from alembic import op
 
+import scheduler.models
 
 revision = '0010'
 down_revision = '0009'

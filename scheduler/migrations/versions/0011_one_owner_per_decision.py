@@ -4,10 +4,10 @@ Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-01 10:30:00
 """
-from alembic import op
 import sqlalchemy as sa
-import scheduler.models
+from alembic import op
 
+import scheduler.models
 
 _HOLD_KINDS = "hold_kind IS NULL OR hold_kind IN ({kinds})"
 _OLD_KINDS = ("'missing_data', 'reconnect', 'daily_limit', 'delivery_unknown', 'too_late', "
