@@ -37,11 +37,13 @@ $(AMP_VALIDATOR): tests/amp_validator/package-lock.json tests/amp_validator/setu
 
 test: install-test $(AMP_VALIDATOR)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The unit tier alone (no sockets, no processes): seconds, for while you work.
 test-fast: install-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
 # Browser libraries are served from app/static/vendor (no CDN); this refreshes the copies

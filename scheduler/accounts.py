@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from scheduler import queue, teams
 from scheduler.crypto import TokenCipher
+from scheduler.db import rowcount
 from scheduler.models import GmailAccount, Membership, Team, User
 
 
@@ -42,6 +43,8 @@ def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: di
         session.add(Membership(team_id=team.id, user_id=user.id, role="owner"))
     joined = tuple(teams.accept_invitations(session, user, now))
     team_id = user.personal_team_id
+    if team_id is None:  # every user is made with a personal team
+        raise LookupError(f"user {user.id} has no personal team")
     account = session.scalar(select(GmailAccount).where(GmailAccount.email == email))
     if account is not None and not token_info.get("refresh_token"):
         # Google omits the refresh token on a repeat consent; keep the one we have.
@@ -88,8 +91,8 @@ def mark_reconnect_needed(session: Session, account_id: int, reason: str,
     stmt = update(GmailAccount).where(GmailAccount.id == account_id)
     if grant is not None:
         stmt = stmt.where(GmailAccount.token_blob == grant)
-    return session.execute(stmt.values(status="reconnect", status_reason=reason,
-                                       updated_at=now)).rowcount == 1
+    return rowcount(session.execute(stmt.values(status="reconnect", status_reason=reason,
+                                       updated_at=now))) == 1
 
 
 def mark_daily_limited(session: Session, account_id: int, until: dt.datetime,
@@ -111,11 +114,11 @@ def disconnect(session: Session, cipher: TokenCipher, account_id: int, seen_blob
     outside any transaction). Its queued messages are held until someone connects it
     again. False when its owner signed in again meanwhile (`seen_blob` changed): that new
     grant is kept."""
-    return session.execute(update(GmailAccount).where(
+    return rowcount(session.execute(update(GmailAccount).where(
         GmailAccount.id == account_id, GmailAccount.token_blob == seen_blob).values(
         token_blob=cipher.encrypt({}), status="disconnected",
         status_reason=f"disconnected by its owner on {now.date().isoformat()}",
-        updated_at=now)).rowcount == 1
+        updated_at=now))) == 1
 
 
 DAY = dt.timedelta(hours=24)

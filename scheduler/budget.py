@@ -86,7 +86,7 @@ def _guard_filter(name: str, func):
                              f"{MAX_OUTPUT:,}-character output limit")
         return func(*args, **kwargs)
     if hasattr(func, "jinja_pass_arg"):  # keep how Jinja passes context/environment
-        guarded.jinja_pass_arg = func.jinja_pass_arg
+        guarded.jinja_pass_arg = func.jinja_pass_arg  # type: ignore[attr-defined]
     return guarded
 
 

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from gmail_client.mime import make_message_id
 from scheduler import events, lookup, messages, templates, tracking
 from scheduler.commands import ContactFilter, ContactIds, NewCampaign, Variant
-from scheduler.db import Database
+from scheduler.db import Database, rowcount
 from scheduler.errors import InvalidInput
-from scheduler.models import Campaign, Contact, Message, MessageEvent
+from scheduler.models import Campaign, Contact, Message, MessageEvent, table
 from scheduler.timing import Recipient, plan
 
 log = logging.getLogger("mailrelease.campaigns")
@@ -184,7 +184,7 @@ def store_campaign(session: Session, prepared: PreparedCampaign) -> Campaign:
     session.add(campaign)
     session.flush()
     queued = _insert(session, _own(prepared.rows, prepared.evts, campaign.id), prepared.evts)
-    campaign.counts = {**campaign.counts, "queued": queued}
+    campaign.counts = {**(campaign.counts or {}), "queued": queued}
     return campaign
 
 
@@ -283,9 +283,9 @@ def origin_key(campaign_id: int, contact_id: int, step: int) -> str:
 
 def _insert(session: Session, rows: list[dict], evts: list[dict]) -> int:
     for at in range(0, len(rows), CHUNK):
-        session.execute(Message.__table__.insert(), rows[at:at + CHUNK])
+        session.execute(table(Message).insert(), rows[at:at + CHUNK])
     for at in range(0, len(evts), CHUNK):
-        session.execute(MessageEvent.__table__.insert(), evts[at:at + CHUNK])
+        session.execute(table(MessageEvent).insert(), evts[at:at + CHUNK])
     return len(rows)
 
 
@@ -351,7 +351,7 @@ def plan_decision(session: Session, campaign_id: int, now: dt.datetime) -> Decis
     """Pick the winner (explained) and render it for the rest of the audience, reading
     only; None when the campaign is no longer being tested."""
     campaign = session.get(Campaign, campaign_id, populate_existing=True)
-    if campaign is None or campaign.status != "testing":
+    if campaign is None or campaign.status != "testing" or not campaign.ab:
         return None
     metric, need = campaign.ab["metric"], campaign.ab["min_per_variant"]
     stats = variant_stats(session, campaign)
@@ -388,16 +388,17 @@ def store_decision(session: Session, planned: Decision, now: dt.datetime) -> boo
     nothing (False: someone else decided). The messages' origin keys are unique per
     (campaign, contact, step), so even a wrong claim could not queue anyone twice.
     """
-    moved = session.execute(update(Campaign).where(
+    moved = rowcount(session.execute(update(Campaign).where(
         Campaign.id == planned.campaign_id, Campaign.status == "testing").values(
-        status="done", decided_at=now).execution_options(synchronize_session=False)).rowcount
+        status="done", decided_at=now).execution_options(synchronize_session=False)))
     if moved != 1:
         return False
-    campaign = session.get(Campaign, planned.campaign_id, populate_existing=True)
+    campaign = session.get_one(Campaign, planned.campaign_id, populate_existing=True)
     campaign.winner, campaign.decision = planned.winner, planned.decision
     queued = _insert(session, planned.rows, planned.evts)
     campaign.pending = []
-    campaign.counts = {**campaign.counts, "queued": campaign.counts.get("queued", 0) + queued}
+    counts = campaign.counts or {}
+    campaign.counts = {**counts, "queued": counts.get("queued", 0) + queued}
     return True
 
 

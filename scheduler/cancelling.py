@@ -41,7 +41,7 @@ def _look_up(db: Database, settings: Settings, cipher: TokenCipher,
              doubt: messages.SendInDoubt) -> list[dict] | None:
     """Gmail's messages with that Message-ID, or None when the account cannot be read."""
     with db.read() as s:
-        account = s.get(GmailAccount, doubt.account_id)
+        account = s.get_one(GmailAccount, doubt.account_id)
         s.expunge(account)
     if account.status != "connected" or not can_read(account.scope_list):
         return None

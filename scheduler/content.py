@@ -238,7 +238,7 @@ class ContentFetcher:
             FETCHES.labels("hit").inc()
             return cached, "hit", None
         deadline = time.monotonic() + source.timeout_ms / 1000
-        error = None
+        error = "not fetched"
         for attempt in (1, 2):
             try:
                 value = self._within_budget(url, deadline, team)
@@ -360,7 +360,8 @@ class ContentFetcher:
 
     @staticmethod
     def _read(resp, deadline: float) -> bytes:
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         try:
             while True:
                 if time.monotonic() > deadline:

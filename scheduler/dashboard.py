@@ -75,7 +75,7 @@ def by_campaign(session: Session, team_id: int) -> list[dict]:
         entry = {"id": row.id, "name": row.name, "status": row.status, "winner": row.winner,
                  **{k: found[k] for k in ("queued", *SERIES)}}
         entry["rates"] = _rates(entry)
-        campaign = session.get(Campaign, row.id)
+        campaign = session.get_one(Campaign, row.id)
         entry["variants"] = campaigns.variant_stats(session, campaign) if len(
             campaign.variants) > 1 else {}
         out.append(entry)

@@ -7,9 +7,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any, cast
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -82,6 +83,12 @@ def writing() -> bool:
     """Whether this thread is inside a write transaction (renders must not be: on SQLite
     every other writer would wait for them)."""
     return getattr(_writes, "depth", 0) > 0
+
+
+def rowcount(result: Any) -> int:
+    """How many rows an UPDATE or DELETE matched (Session.execute is typed as returning
+    Result; a DML statement's result is a CursorResult)."""
+    return cast(CursorResult, result).rowcount
 
 
 def self_checking() -> bool:

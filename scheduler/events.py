@@ -45,7 +45,7 @@ class Unauthorized(DomainError):
 def webhook_secrets(session: Session, cipher: TokenCipher, team_id: int,
                     now: dt.datetime) -> tuple[str, str | None, dt.datetime | None]:
     """(current secret, previous secret still accepted or None, until when); made on first use."""
-    team = session.get(Team, team_id)
+    team = session.get_one(Team, team_id)
     if team.webhook_secret is None:
         team.webhook_secret = cipher.encrypt({"secret": "whsec_" + secrets.token_hex(24)})
         session.flush()
@@ -61,7 +61,7 @@ def webhook_secrets(session: Session, cipher: TokenCipher, team_id: int,
 def rotate_secret(session: Session, cipher: TokenCipher, team_id: int, now: dt.datetime) -> None:
     """A new secret; the old one stays valid for ROTATION_GRACE so senders can switch."""
     webhook_secrets(session, cipher, team_id, now)
-    team = session.get(Team, team_id)
+    team = session.get_one(Team, team_id)
     team.webhook_secret_previous = team.webhook_secret
     team.webhook_secret = cipher.encrypt({"secret": "whsec_" + secrets.token_hex(24)})
     team.webhook_rotated_at = now
@@ -181,7 +181,7 @@ def matches(conditions: list[dict], event_data: dict, contact: Contact) -> bool:
                 str(wanted).lower() in str(value).lower()
         else:
             try:
-                a, b = float(value), float(wanted)
+                a, b = float(value), float(wanted)  # type: ignore[arg-type]  # refused below
             except (TypeError, ValueError):
                 return False
             ok = a > b if op == "greater" else a < b

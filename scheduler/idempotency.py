@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from scheduler.db import rowcount
 from scheduler.errors import Conflict, InvalidInput
 from scheduler.models import IdempotencyKey
 
@@ -121,5 +122,5 @@ def forget(session: Session, held: Claimed | None) -> None:
 
 def purge(session: Session, now: dt.datetime) -> int:
     """Delete keys older than 24 h; returns how many."""
-    return session.execute(delete(IdempotencyKey).where(
-        IdempotencyKey.created_at < now - KEEP)).rowcount
+    return rowcount(session.execute(delete(IdempotencyKey).where(
+        IdempotencyKey.created_at < now - KEEP)))

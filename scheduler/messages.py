@@ -7,6 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from email.headerregistry import Address
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, tuple_
@@ -285,8 +286,8 @@ def list_messages(session: Session, team_id: int, *, status: str | None = None,
     if cursor:
         created, mid = _decode_cursor(cursor)
         query = query.where(tuple_(Message.created_at, Message.id) < (created, mid))
-    rows = session.scalars(query.order_by(Message.created_at.desc(), Message.id.desc())
-                           .limit(limit + 1)).all()
+    rows = list(session.scalars(query.order_by(Message.created_at.desc(),
+                                               Message.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (_encode_cursor(rows[-1]) if more and rows else None)
@@ -360,8 +361,8 @@ def settle_cancel(session: Session, team_id: int, doubt: SendInDoubt,
     if not _stuck(message, now) or message.claim_token != doubt.claim_token:
         raise _not_open(message, "cancel")
     if found:
-        claim = queue.Claim(message.id, message.claim_token, message.lease_until, True,
-                            message.attempts, message.account_id)
+        claim = queue.Claim(message.id, message.claim_token or "", message.lease_until or now,
+                            True, message.attempts, message.account_id)
         queue.mark_sent(session, claim, now, found[0]["id"], found[0].get("threadId", ""),
                         message.subject or message.subject_tpl, reconciled=True)
         session.refresh(message)
@@ -464,9 +465,9 @@ def prepare_change(session: Session, team_id: int, message_id: str,
         raise InvalidInput("only a draft can stay a draft: a queued message cannot go back",
                            field="draft")
     if message.status == "draft" and change == "schedule" and "release_at" not in values:
-        values["release_at"] = max(message.release_at, now)  # its time, or now if passed
+        values["release_at"] = max(message.release_at or now, now)  # its time, or now
     names = sorted(command.model_dump(by_alias=True, include=given))
-    detail = {"changed": names}
+    detail: dict[str, Any] = {"changed": names}
     if "release_at" in values:
         detail["release_at"] = values["release_at"].isoformat()
     if hold_reason:

@@ -59,11 +59,11 @@ def _canonical_host(host: str) -> str:
     if (labels[-1].isascii() and labels[-1].isdigit()) or all(
             _NUMERIC_LABEL.match(x) for x in labels):
         try:
-            address = ipaddress.IPv4Address(host)
+            quad = ipaddress.IPv4Address(host)
         except ValueError:
             raise UnsafeURL(f"{host} is not a dotted-quad IPv4 address") from None
-        if str(address) != host:
-            raise UnsafeURL(f"write the address as {address}")
+        if str(quad) != host:
+            raise UnsafeURL(f"write the address as {quad}")
         return host
     if not _DNS_NAME.match(host):
         raise UnsafeURL(f"{host!r} is not a host name")
@@ -124,7 +124,7 @@ def resolve(target: Target, allowed: tuple[str, ...]) -> str:
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeURL(f"{target.host} does not resolve ({exc})") from None
     exact = f"{target.host}:{target.port}" in allowed
-    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     for address in addresses:
         if _internal(address) and not exact:
             raise UnsafeURL(f"{target.host} resolves to {address}, an internal address; "

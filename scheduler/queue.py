@@ -8,13 +8,15 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, true, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from scheduler import transitions
-from scheduler.models import Contact, GmailAccount, Message, MessageEvent
+from scheduler.db import rowcount
+from scheduler.models import Contact, GmailAccount, Message, MessageEvent, table
 from scheduler.transitions import Status
 
 # Queue operations run on an ORM Session (API) or a Core Connection (the worker's hot path).
@@ -28,9 +30,9 @@ OPEN_STATUSES = tuple(str(s) for s in transitions.OPEN)
 # The release hot path runs these once per message: built once on the Core tables, with
 # bind parameters (named b_* so they never clash with column names), they skip per-call
 # statement construction and the ORM's bulk machinery.
-_M = Message.__table__
-_E = MessageEvent.__table__
-_A = GmailAccount.__table__
+_M = table(Message)
+_E = table(MessageEvent)
+_A = table(GmailAccount)
 _MINE = and_(_M.c.id == bindparam("b_mid"), _M.c.status == "sending",
              _M.c.claim_token == bindparam("b_tok"))
 _INSERT_EVENT = insert(_E)
@@ -72,6 +74,13 @@ class Claim:
     # The message's columns as the claim returned them: while 'sending' nobody else may
     # change the row, so this snapshot is what goes out (no second read per message).
     message: Row | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def row(self) -> Row:
+        """The claimed message's columns (every claim the release gets carries them)."""
+        if self.message is None:
+            raise LookupError(f"claim of {self.message_id} carries no row")
+        return self.message
 
 
 def record_event(session: Executor, message_id: str, type_: str,
@@ -150,8 +159,8 @@ def _finish(session: Executor, claim: Claim, now: dt.datetime, change: str, even
     assert Status.SENDING in step.sources, change
     stmt = update(_M).where(_MINE).values(lease_until=None, claim_token=None, updated_at=now,
                                           status=str(step.target), **values)
-    moved = session.execute(stmt, {"b_mid": claim.message_id,
-                                   "b_tok": claim.token}).rowcount == 1
+    moved = rowcount(session.execute(stmt, {"b_mid": claim.message_id,
+                                   "b_tok": claim.token})) == 1
     if moved:
         record_event(session, claim.message_id, event, now, detail)
     return moved
@@ -160,11 +169,11 @@ def _finish(session: Executor, claim: Claim, now: dt.datetime, change: str, even
 def mark_sent(session: Executor, claim: Claim, now: dt.datetime, gmail_id: str,
               thread_id: str, subject: str, reconciled: bool = False) -> bool:
     """sending → sent, with Gmail's ids."""
-    moved = session.execute(_MARK_SENT, {
+    moved = rowcount(session.execute(_MARK_SENT, {
         "b_mid": claim.message_id, "b_tok": claim.token, "b_now": now, "b_gid": gmail_id,
-        "b_tid": thread_id, "b_subject": subject}).rowcount == 1
+        "b_tid": thread_id, "b_subject": subject})) == 1
     if moved:
-        detail = {"gmail_message_id": gmail_id, "thread_id": thread_id}
+        detail: dict[str, str | bool] = {"gmail_message_id": gmail_id, "thread_id": thread_id}
         if reconciled:
             detail["reconciled"] = True
         record_event(session, claim.message_id, "sent", now, detail)
@@ -211,15 +220,15 @@ def extend_lease(session: Executor, claim: Claim, until: dt.datetime,
                  in_flight: bool = False) -> bool:
     """Keep a claim while it waits for its pacing slot, and for the send itself
     (`in_flight`: the send follows at once, so from here on it may have left)."""
-    return session.execute(_IN_FLIGHT if in_flight else _EXTEND_LEASE,
+    return rowcount(session.execute(_IN_FLIGHT if in_flight else _EXTEND_LEASE,
                            {"b_mid": claim.message_id, "b_tok": claim.token,
-                            "b_until": until}).rowcount == 1
+                            "b_until": until})) == 1
 
 
 _SENT_EARLIER = _M.alias("earlier")
-_C = Contact.__table__
+_C = table(Contact)
 # The variants of the last check before a send, by (recipient checked, cap checked).
-_CLEAR: dict[tuple[bool, bool], object] = {}
+_CLEAR: dict[tuple[bool, bool, bool], Any] = {}
 
 
 def _clear_statement(check_recipient: bool, check_cap: bool, in_flight: bool):
@@ -235,7 +244,7 @@ def _clear_statement(check_recipient: bool, check_cap: bool, in_flight: bool):
                 _SENT_EARLIER.c.account_id == _M.c.account_id,
                 _SENT_EARLIER.c.sent_at >= bindparam("b_since")).scalar_subquery()
                 < bindparam("b_cap"))
-        values = {"lease_until": bindparam("b_until")}
+        values: dict[str, Any] = {"lease_until": bindparam("b_until")}
         if in_flight:
             values["needs_reconcile"] = True
         statement = _CLEAR[(check_recipient, check_cap, in_flight)] = (
@@ -260,7 +269,7 @@ def clear_to_send(session: Executor, claim: Claim, until: dt.datetime,
     if cap is not None:
         params["b_cap"], params["b_since"] = cap
     statement = _clear_statement(recipient is not None, cap is not None, in_flight)
-    return session.execute(statement, params).rowcount == 1
+    return rowcount(session.execute(statement, params)) == 1
 
 
 def reserve_send_slot(session: Executor, account_id: int, now: dt.datetime,
@@ -278,7 +287,8 @@ def reserve_send_slot(session: Executor, account_id: int, now: dt.datetime,
 
 def sent_since(session: Executor, account_id: int, since: dt.datetime) -> int:
     """How many messages the account has sent since `since`."""
-    return session.execute(_SENT_SINCE, {"b_account": account_id, "b_since": since}).scalar()
+    return session.execute(_SENT_SINCE, {"b_account": account_id,
+                                         "b_since": since}).scalar() or 0
 
 
 def window_reopens(session: Executor, account_id: int, now: dt.datetime,
@@ -342,7 +352,7 @@ def transition(session: Executor, message_id: str, team_id: int, change: str,
         .values(status=str(step.target), updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
-    moved = session.execute(stmt).rowcount == 1
+    moved = rowcount(session.execute(stmt)) == 1
     if moved:
         record_event(session, message_id, str(step.target), now, detail)
     return moved
@@ -351,7 +361,7 @@ def transition(session: Executor, message_id: str, team_id: int, change: str,
 def crash_count(session: Executor, message_id: str) -> int:
     """How many times releasing this message crashed (its 'crashed' events)."""
     return session.execute(select(func.count()).where(
-        _E.c.message_id == message_id, _E.c.type == "crashed")).scalar()
+        _E.c.message_id == message_id, _E.c.type == "crashed")).scalar() or 0
 
 
 def next_wakeup(session: Executor) -> dt.datetime | None:

@@ -33,7 +33,7 @@ from scheduler.content import ContentFetcher, ContentUnavailable
 from scheduler.crypto import TokenCipher
 from scheduler.db import Database, utcnow
 from scheduler.errors import MissingData, RenderError, TemplateError
-from scheduler.models import GmailAccount, Message, MessageEvent
+from scheduler.models import GmailAccount, Message, MessageEvent, table
 from scheduler.personalize import render_message
 from scheduler.sender import ServicePool
 from scheduler.settings import Settings
@@ -65,7 +65,7 @@ def backoff(attempt: int, retry_after: float | None, rng: random.Random,
     return max(delay, retry_after or 0.0)
 
 
-_ACCOUNT = select(GmailAccount.__table__).where(GmailAccount.id == bindparam("b_account"))
+_ACCOUNT = select(table(GmailAccount)).where(GmailAccount.id == bindparam("b_account"))
 
 # A thread reuses what it read of an account for this long across its batch of claims.
 ACCOUNT_REFRESH_SECONDS = 5.0
@@ -266,7 +266,7 @@ class Releaser:
 
     def _release(self, claim: queue.Claim, known: dict[int, AccountState] | None,
                  more: bool) -> str:
-        message = claim.message
+        message = claim.row
         state = self._account(claim.account_id, known)
         account = state.row
         now = self.clock()
@@ -430,7 +430,7 @@ class Releaser:
         The renewed lease outlives the Gmail timeout, so nobody can take over a send in
         flight. None means: send now; otherwise the status the claim ended in.
         """
-        message = claim.message
+        message = claim.row
         rate = self.settings.sends_per_second
         cover = dt.timedelta(seconds=max(self.settings.lease_seconds,
                                          2 * self.settings.gmail_timeout_seconds + 5))

@@ -138,6 +138,7 @@ def reply_message(thread: Thread, account: GmailAccount, command: ThreadReply,
     """The message replying in `thread` from `account` (or one of its aliases): the saved
     reply's (or the inline) HTML and text, the thread's "Re:" subject, headers that keep
     it in the thread, and timing and data from the command."""
+    html: str | None
     if template is not None:
         html, text = template.html, template.text
     else:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from scheduler import lookup, messages, templates
 from scheduler.commands import NewMessage, NewSchedule, Origin
-from scheduler.db import Database
+from scheduler.db import Database, rowcount
 from scheduler.errors import InvalidInput, NotFound
 from scheduler.models import Schedule
 from scheduler.typed import make
@@ -187,11 +187,11 @@ def store_round(s: Session, planned: Round) -> int:
                                          Schedule.next_at == planned.first)
                   .values(active=False))
         return 0
-    moved = s.execute(update(Schedule).where(Schedule.id == planned.schedule_id,
+    moved = rowcount(s.execute(update(Schedule).where(Schedule.id == planned.schedule_id,
                                              Schedule.next_at == planned.first)
                       .values(next_at=planned.following,
                               occurrences=Schedule.occurrences + len(planned.prepared))
-                      .execution_options(synchronize_session=False)).rowcount
+                      .execution_options(synchronize_session=False)))
     if not moved:
         return 0
     for prepared in planned.prepared:

@@ -28,7 +28,7 @@ from gmail_client.errors import GmailError, HistoryExpired
 from gmail_client.oauth import can_read, credentials_from_info
 from scheduler import accounts, queue, replies, teams, tracking
 from scheduler.crypto import TokenCipher
-from scheduler.db import Database, utcnow
+from scheduler.db import Database, rowcount, utcnow
 from scheduler.models import GmailAccount, Message, MessageEvent
 from scheduler.sender import ServicePool
 
@@ -108,7 +108,7 @@ def _bounce(msg, sender: str, refs: set[str], thread_id: str | None) -> Incoming
 
 
 def _hard(status: str | None) -> bool:
-    return bool(status) and status.startswith("5")
+    return bool(status) and str(status).startswith("5")
 
 
 class MailboxSync:
@@ -145,9 +145,9 @@ class MailboxSync:
                 GmailAccount.id == account_id))
             due = or_(GmailAccount.synced_at.is_(None), GmailAccount.synced_at < before,
                       true() if force else false())
-            moved = s.execute(update(GmailAccount).where(
+            moved = rowcount(s.execute(update(GmailAccount).where(
                 GmailAccount.id == account_id, GmailAccount.status == "connected", due)
-                .values(synced_at=now).execution_options(synchronize_session=False)).rowcount
+                .values(synced_at=now).execution_options(synchronize_session=False)))
             if not moved:
                 return None, None
             account = s.get(GmailAccount, account_id)

@@ -39,7 +39,7 @@ def teams_of(session: Session, user_id: int) -> list[dict]:
         .join(Membership, Membership.team_id == Team.id)
         .join(User, User.id == Membership.user_id)
         .where(Membership.user_id == user_id).order_by(Team.id)).all()
-    rows.sort(key=lambda r: (r.id != r.personal_team_id, r.id))
+    rows = sorted(rows, key=lambda r: (r.id != r.personal_team_id, r.id))
     return [{"id": r.id, "name": r.name, "role": r.role, "personal": r.id == r.personal_team_id}
             for r in rows]
 
@@ -137,7 +137,7 @@ def _member(session: Session, team_id: int, user_id) -> Membership:
 
 def _owners(session: Session, team_id: int) -> int:
     return session.scalar(select(func.count()).select_from(Membership).where(
-        Membership.team_id == team_id, Membership.role == "owner"))
+        Membership.team_id == team_id, Membership.role == "owner")) or 0
 
 
 def set_role(session: Session, team_id: int, user_id, role) -> Membership:

@@ -36,8 +36,8 @@ def template_values(command: NewTemplate, allowed_hosts: tuple[str, ...],
     transaction. A `starter` is that starter's content under what else is given."""
     if command.starter is not None:
         base = starters.template_body(starters.starter(command.starter))
-        given = command.model_dump(include=command.model_fields_set - {"starter"})
-        command = make(NewTemplate, **{**base, **given})
+        overrides = command.model_dump(include=command.model_fields_set - {"starter"})
+        command = make(NewTemplate, **{**base, **overrides})
     given = command.model_fields_set
 
     def pick(name: str):
@@ -169,7 +169,8 @@ def preview(template_parts: dict, data: dict, fetcher: content.ContentFetcher) -
     A variable with no value and no fallback is a 422 naming it, as it would hold the
     message.
     """
-    values, report = ({}, [])
+    values: dict = {}
+    report: list = []
     try:
         values, report = fetcher.fetch(template_parts.get("sources"), data)
     except content.ContentUnavailable as exc:

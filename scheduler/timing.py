@@ -53,7 +53,7 @@ MIN_HISTORY = 3
 
 def _zone(name: str | None, field: str) -> ZoneInfo:
     try:
-        return ZoneInfo(name)
+        return ZoneInfo(name or "")
     except (ZoneInfoNotFoundError, ValueError, TypeError):
         raise InvalidInput(f"{field}: unknown time zone {name!r}", field=field) from None
 
@@ -66,7 +66,8 @@ def _clock(value, field: str) -> dt.time:
 
 
 def _recipient_zone(fields: dict, recipient: Recipient, field: str) -> ZoneInfo:
-    spec = fields.get(field) if isinstance(fields.get(field), dict) else {}
+    given = fields.get(field)
+    spec: dict = given if isinstance(given, dict) else {}
     name = recipient.timezone or spec.get("fallback_timezone")
     if not name:
         raise InvalidInput(f"{field} needs the recipient's time zone: add one to the contact "
@@ -74,7 +75,7 @@ def _recipient_zone(fields: dict, recipient: Recipient, field: str) -> ZoneInfo:
     return _zone(name, f"{field}.fallback_timezone" if not recipient.timezone else field)
 
 
-def local_wall_time(day: dt.date, at: dt.time, zone: ZoneInfo) -> dt.datetime:
+def local_wall_time(day: dt.date, at: dt.time, zone: dt.tzinfo) -> dt.datetime:
     """`at` on `day` in `zone`, as UTC. A time skipped by a DST change moves forward by the
     gap (02:30 on a spring-forward night is 03:30); a repeated one is its first occurrence."""
     return dt.datetime.combine(day, at, tzinfo=zone).astimezone(dt.UTC)
@@ -135,7 +136,7 @@ def best_hour(now: dt.datetime, zone: ZoneInfo, recipient: Recipient) -> tuple[d
                   f" the default, {DEFAULT_BEST_HOUR:02d}:00 in the recipient's zone")
 
 
-def apply_window(when: dt.datetime, spec, zone: ZoneInfo) -> dt.datetime:
+def apply_window(when: dt.datetime, spec, zone: dt.tzinfo) -> dt.datetime:
     """Move `when` into the next allowed window, e.g. {"days": ["mon".."fri"], "start":
     "09:00", "end": "17:00"} in the recipient's zone."""
     if not isinstance(spec, dict):
@@ -195,10 +196,10 @@ def plan(fields: dict, now: dt.datetime,
     else:
         if fields["best_hour"] is not True and not isinstance(fields["best_hour"], dict):
             raise InvalidInput("best_hour must be true", field="best_hour")
-        zone = _recipient_zone(fields, recipient, "best_hour")
-        when, reason = best_hour(now, zone, recipient)
+        when, reason = best_hour(now, _recipient_zone(fields, recipient, "best_hour"),
+                                 recipient)
     if fields.get("window") is not None:
-        zone = _recipient_zone(fields, recipient, "window") if recipient.timezone or (
+        zone: dt.tzinfo = _recipient_zone(fields, recipient, "window") if recipient.timezone or (
             isinstance(fields["window"], dict) and fields["window"].get("fallback_timezone")
         ) else dt.UTC
         moved = apply_window(when, fields["window"], zone)

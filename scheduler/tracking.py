@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler import queue
-from scheduler.models import Contact, Message, MessageEvent
+from scheduler.models import Contact, Message, MessageEvent, table
 
 OPENS = Counter("mailrelease_opens", "Opens of sent mail", ["kind"])
 CLICKS = Counter("mailrelease_clicks", "Clicks in sent mail", ["kind"])
@@ -210,7 +210,7 @@ def unsubscribe(session: Session, message_id: str, how: str, now: dt.datetime) -
     return message
 
 
-_C = Contact.__table__
+_C = table(Contact)
 # Read before every non-transactional send: built once, with bind parameters.
 _SUBSCRIPTION = select(_C.c.subscription, _C.c.subscription_reason).where(
     _C.c.team_id == bindparam("b_team"), _C.c.email == bindparam("b_email"))
@@ -236,7 +236,7 @@ def live_url_function(links: Links | None, message_id: str | None, sources: list
             from scheduler.errors import TemplateError
             raise TemplateError(f"live_url('{name}'): the template has no source named "
                                 f"'{name}'", field="amp")
-        if links is None:
+        if links is None or message_id is None:
             return f"https://live.invalid/{name}"
         return links.live_url(message_id, name)
     return live_url

@@ -98,6 +98,7 @@ def _json_problem(value: Any, where: str, depth: int = 0) -> Inside | None:
         return Inside(where, why) if why else None
     if isinstance(value, float) and not math.isfinite(value):
         return Inside(where, "must be a finite number")
+    items: Any
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, (list, tuple)):
@@ -126,7 +127,7 @@ def _json_value(value: Any) -> Any:
 def _zone(value: str) -> str:
     from scheduler.contacts import RowError, normalize_timezone
     try:
-        return normalize_timezone(value)
+        return normalize_timezone(value) or value
     except RowError:
         raise ValueError(f"is not an IANA time zone (like Europe/Paris): {value[:64]!r}"
                          ) from None
@@ -203,7 +204,8 @@ Data = Annotated[dict[str, Json], AfterValidator(_data_size)]
 
 
 def _models(base: type) -> set[str]:
-    found = set()
+    found: set[str] = set()
+    sub: type
     for sub in base.__subclasses__():
         found |= {sub.__name__} | _models(sub)
     return found

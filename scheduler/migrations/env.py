@@ -16,7 +16,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(url)
+    engine = make_engine(str(url))
     try:
         with engine.connect() as conn:
             if conn.dialect.name == "postgresql":
