@@ -12,11 +12,11 @@ from werkzeug.exceptions import HTTPException
 
 from app import ctx, idempotent, responses
 from app.auth import READS
-from app.endpoint import Query, check_answer, checking, route
+from app.endpoint import Query, check_answer, route
 from app.openapi import document
 from app.tokens import authenticate, needs_touch, touch
 from scheduler import cancelling, commands, idempotency, messages, teams
-from scheduler.db import utcnow
+from scheduler.db import self_checking, utcnow
 from scheduler.errors import DomainError
 from scheduler.models import MESSAGE_STATUSES
 from scheduler.typed import Id
@@ -55,7 +55,7 @@ def _replay(exc: idempotency.Replay):
 @bp.after_request
 def _idempotency_header(resp):
     resp = idempotent.mark_fresh(resp)
-    return check_answer(resp) if checking() else resp
+    return check_answer(resp) if self_checking() else resp
 
 
 @bp.errorhandler(IntegrityError)

@@ -57,7 +57,7 @@ def _signed_team(header: str, body: bytes) -> int:
 
 
 @route(bp, "POST", "/events", body=commands.NewEvent, body_kind="raw",
-       answers={202: responses.EventAnswer}, auth="token_or_signature", errors=(401, 409, 413))
+       answers={202: responses.EventAnswer}, auth="token_or_signature")
 def receive_event():
     """An event from the user's systems: queues what its rules say, cancels what it cancels.
 

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from app import responses
 from scheduler import sanity, teams
-from scheduler.db import self_checking
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.typed import parse, refusal
 
@@ -48,7 +47,6 @@ class Operation:
     errors: tuple[int, ...] = ()
     role: str = "viewer"
     auth: str = "token"  # "token", "token_or_signature", "none"
-    tag: str = "api"
 
     @property
     def path(self) -> str:
@@ -61,11 +59,6 @@ class Operation:
 
 
 OPERATIONS: list[Operation] = []
-
-
-def checking() -> bool:
-    """Whether answers are checked against their declaration (tests)."""
-    return self_checking()
 
 
 def json_object() -> dict:
@@ -87,11 +80,27 @@ def read_query(model: type[BaseModel]):
         raise refusal(exc) from None
 
 
+def _error_statuses(method: str, rule: str, body: Any, body_kind: str, role: str,
+                    auth: str, extra: tuple[int, ...]) -> tuple[int, ...]:
+    """Every error status a route can answer, from what it does."""
+    found = set(extra) | (set(COMMON_ERRORS) if auth != "none" else set())
+    writes = method not in ("GET", "HEAD")
+    if writes:
+        found |= {409}  # a state that does not allow it, or a concurrent change
+    if writes or role != "viewer":
+        found |= {403}
+    if "<" in rule or body is not None:
+        found |= {404}  # ids in the path or the body name rows
+    if body is not None or body_kind == "csv":
+        found |= {413}
+    return tuple(sorted(found))
+
+
 def route(bp: Blueprint, method: str, rule: str, *, answers: dict,
           body: Any = None, body_kind: str = "json",
           query: type[BaseModel] | None = None, errors: tuple[int, ...] = (),
-          role: str = "viewer", action: str | None = None, auth: str = "token",
-          tag: str = "api") -> Callable:
+          role: str = "viewer", action: str | None = None,
+          auth: str = "token") -> Callable:
     """Declare an API route. The view gets `body=` and `query=` already typed; `role` is
     checked before it runs (`action` says what was refused); `answers` maps each success
     status to its model (None: no body)."""
@@ -100,16 +109,9 @@ def route(bp: Blueprint, method: str, rule: str, *, answers: dict,
         summary, _, description = doc.partition("\n")
         op = Operation(method.upper(), rule, view.__name__, summary.strip(),
                        " ".join(description.split()), body, body_kind, query, answers,
-                       tuple(sorted(set(errors) | set(COMMON_ERRORS if auth != "none"
-                                                      else ())
-                                    | ({409} if method.upper() not in ("GET", "HEAD")
-                                       else set())
-                                    | ({403} if role != "viewer" or method.upper() not in
-                                       ("GET", "HEAD") else set())
-                                    # ids in the path or the body name rows
-                                    | ({404} if "<" in rule or body is not None
-                                       else set()))),
-                       role, auth, tag)
+                       _error_statuses(method.upper(), rule, body, body_kind, role, auth,
+                                       errors),
+                       role, auth)
         OPERATIONS.append(op)
 
         @wraps(view)
@@ -154,7 +156,7 @@ def check_answer(resp: Response) -> Response:
     status = resp.status_code
     if status in op.answers:
         model = op.answers[status]
-    elif status in op.errors or status in (405, 413, 415):
+    elif status in op.errors or status == 405:  # 405: of the path, not the operation
         model = responses.Error
     else:
         raise Undeclared(f"{op.method} {op.rule} answered {status}, which it does not "
@@ -176,5 +178,4 @@ def _adapter(model) -> TypeAdapter:
     return TypeAdapter(model)
 
 
-__all__ = ["Operation", "OPERATIONS", "Query", "check_answer",
-           "checking", "route"]
+__all__ = ["Operation", "OPERATIONS", "Query", "check_answer", "route"]

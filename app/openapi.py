@@ -24,10 +24,6 @@ ERRORS = {400: "Malformed: not JSON, or nested too deep",
 REF = "#/components/schemas/{model}"
 
 
-def _name(kind: Any) -> str:
-    return getattr(kind, "__name__", None) or str(kind)
-
-
 def _parameters(op: Operation, schemas: dict) -> list[dict]:
     out = [{"name": name, "in": "path", "required": True,
             "schema": {"type": "string", "maxLength": 64}} for name in op.path_params]
@@ -100,7 +96,7 @@ def document() -> dict:
             schemas[key] = defs["$defs"].pop(schema["$ref"].rsplit("/", 1)[1])
     paths: dict[str, dict] = {}
     for op in OPERATIONS:
-        entry = {"operationId": op.name, "summary": op.summary, "tags": [op.tag],
+        entry = {"operationId": op.name, "summary": op.summary,
                  "parameters": _parameters(op, schemas),
                  "responses": _responses(op, schemas), "security": _security(op)}
         if op.description:

@@ -22,7 +22,14 @@ from sqlalchemy.orm import Session
 
 from gmail_client.mime import make_message_id
 from scheduler import events, lookup, messages, templates, tracking
-from scheduler.commands import ContactFilter, ContactIds, NewCampaign, Variant
+from scheduler.commands import (
+    TIMING,
+    ContactFilter,
+    ContactIds,
+    FollowUp,
+    NewCampaign,
+    Variant,
+)
 from scheduler.db import Database, rowcount
 from scheduler.errors import InvalidInput
 from scheduler.models import Campaign, Contact, Message, MessageEvent, table
@@ -43,6 +50,20 @@ def _template_parts(template) -> dict:
             "tracking": template.tracking}
 
 
+def _overridden(parts: dict, given: Variant | FollowUp, where: str) -> dict:
+    """A variant's or a step's parts: its template's, with the subject or HTML it gives
+    instead, compiled (422 naming the part and line)."""
+    for name in ("subject", "html"):
+        value = getattr(given, name)
+        if value is not None:
+            if not value.strip():
+                raise InvalidInput(f"{where}.{name} must not be empty",
+                                   field=f"{where}.{name}")
+            parts[name] = value
+    templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
+    return parts
+
+
 def _variants(session: Session, team_id: int, command: NewCampaign) -> list[dict]:
     out, keys = [], set()
     for i, v in enumerate(command.variants or [Variant(key="A")]):
@@ -55,14 +76,8 @@ def _variants(session: Session, team_id: int, command: NewCampaign) -> list[dict
         if template_id is None:
             raise InvalidInput(f"{where}.template_id is required (or the campaign's "
                                f"template_id)", field=f"{where}.template_id")
-        parts = _template_parts(templates.get_template(session, team_id, template_id))
-        for name in ("subject", "html"):
-            if getattr(v, name) is not None:
-                if not getattr(v, name).strip():
-                    raise InvalidInput(f"{where}.{name} must not be empty",
-                                       field=f"{where}.{name}")
-                parts[name] = getattr(v, name)
-        templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
+        parts = _overridden(_template_parts(templates.get_template(session, team_id,
+                                                                   template_id)), v, where)
         out.append({"key": key, "weight": float(v.weight), "parts": parts})
     return out
 
@@ -79,13 +94,7 @@ def _follow_ups(session: Session, team_id: int, command: NewCampaign,
             template = templates.get_template(session, team_id, step.template_id)
             parts.update(subject=template.subject, html=template.html, text=template.text,
                          amp=template.amp, template_id=template.id)
-        for name in ("subject", "html"):
-            if getattr(step, name) is not None:
-                if not getattr(step, name).strip():
-                    raise InvalidInput(f"{where}.{name} must not be empty",
-                                       field=f"{where}.{name}")
-                parts[name] = getattr(step, name)
-        templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
+        parts = _overridden(parts, step, where)
         steps.append({"after_seconds": float(step.after_seconds), "unless": step.unless,
                       "parts": parts})
     return steps
@@ -141,10 +150,8 @@ def prepare_campaign(session: Session, team_id: int, user_id: int, command: NewC
     reading only: a web request does this before its write transaction, so that rendering
     thousands of messages never holds the database's write lock."""
     variants = _variants(session, team_id, command)
-    timing = {k: v.model_dump(exclude_none=True) if hasattr(v, "model_dump") else
-              v.isoformat() if isinstance(v, dt.datetime) else v
-              for k in ("send_at", "delay_seconds", "local_time", "window")
-              if (v := getattr(command, k)) is not None}
+    # Kept as JSON on the campaign, read by timing.plan for each recipient.
+    timing = command.model_dump(mode="json", include=set(TIMING), exclude_none=True)
     ab = None
     if command.ab is not None:
         if len(variants) < 2:

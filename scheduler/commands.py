@@ -35,6 +35,7 @@ MAX_DELAY_SECONDS = 5 * 366 * 24 * 3600
 MAX_CAP_SECONDS = 366 * 24 * 3600
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 EventName = Annotated[Line, Field(min_length=1, max_length=100, pattern=r"\S")]
+TIMING = ("send_at", "delay_seconds", "local_time", "best_hour", "window")
 Seconds = Annotated[float, Field(ge=0, le=MAX_DELAY_SECONDS)]
 
 
@@ -84,14 +85,7 @@ class Timing(Command):
 
     def timing(self) -> dict:
         """The timing fields given, as `timing.plan` reads them."""
-        out = {}
-        for name in ("send_at", "delay_seconds", "local_time", "best_hour", "window"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            out[name] = value.model_dump(exclude_none=True) if isinstance(
-                value, Command) else value
-        return out
+        return self.model_dump(include=set(TIMING), exclude_none=True)
 
 
 # -- messages ----------------------------------------------------------------------------

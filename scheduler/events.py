@@ -101,9 +101,8 @@ def create_rule(session: Session, team_id: int, command: NewRule, now: dt.dateti
     """Check and store a rule: event, conditions, template_id, delay_seconds, cancel_on,
     frequency_cap {"max", "seconds"}, timing and data."""
     template = templates.get_template(session, team_id, command.template_id)
-    timing = {k: v.model_dump(exclude_none=True) if hasattr(v, "model_dump") else v
-              for k in ("local_time", "best_hour", "window")
-              if (v := getattr(command, k)) is not None}
+    timing = command.model_dump(mode="json", include={"local_time", "best_hour", "window"},
+                                exclude_none=True)
     delay = command.delay_seconds
     if timing:
         if delay and set(timing) - {"window"}:

@@ -439,12 +439,11 @@ def prepare_change(session: Session, team_id: int, message_id: str,
                            "another one (from)", field="from")
 
     def part(name: str, current):
-        if name not in given:
-            return current
-        return getattr(command, name) or None
+        # Given: the new one ("" clears an optional part; subject and html cannot be
+        # empty, the command refused that); left out: the current one.
+        return (getattr(command, name) or None) if name in given else current
 
-    subject = part("subject", message.subject_tpl) or message.subject_tpl
-    html = part("html", message.html_tpl) or message.html_tpl
+    subject, html = part("subject", message.subject_tpl), part("html", message.html_tpl)
     text, amp_part = part("text", message.text_tpl), part("amp", message.amp_tpl)
     data = command.data if "data" in given and command.data is not None else message.data
     values.update(subject_tpl=subject, html_tpl=html, text_tpl=text, amp_tpl=amp_part,

@@ -14,7 +14,7 @@ from scheduler.commands import NewMessage, ThreadReply
 from scheduler.errors import InvalidInput
 from scheduler.models import GmailAccount, Template
 from scheduler.templates import REPLY_SUBJECT
-from scheduler.typed import make
+from scheduler.typed import GMAIL_ID, make
 
 HEADERS = ("Subject", "From", "To", "Reply-To", "Message-ID", "References", "Date")
 MAX_THREADS = 50
@@ -121,7 +121,7 @@ def recent_threads(service: GmailService, account: GmailAccount, query: str = ""
 
 def read_thread(service: GmailService, account: GmailAccount, thread_id: str) -> Thread:
     """One thread of the mailbox (404 from Gmail when it is not there)."""
-    if not isinstance(thread_id, str) or not re.fullmatch(r"[0-9A-Za-z_-]{1,100}", thread_id):
+    if not isinstance(thread_id, str) or not GMAIL_ID.fullmatch(thread_id):
         raise InvalidInput("thread_id is not a Gmail thread id", field="thread_id")
     return summarize(service.get_thread(thread_id, HEADERS), own_addresses(account))
 

@@ -7,6 +7,7 @@ is refused with the path of the value, like `data.items[3].name`.
 from __future__ import annotations
 
 import json
+import math
 
 from scheduler.errors import DomainError, InvalidInput
 
@@ -51,21 +52,37 @@ def bad_text(value: str) -> str | None:
     return None
 
 
-def check(value, path: str = "") -> None:
-    """InvalidInput naming the first string in `value` (keys included) that bad_text
-    refuses."""
+def problem(value, path: str = "", depth: int = 0) -> tuple[str, str] | None:
+    """(path, why) of the first value in `value` that cannot be taken: a string (keys
+    included) that bad_text refuses, a number that is not finite, or nesting deeper than
+    MAX_DEPTH; None when all is well."""
+    if depth > MAX_DEPTH:
+        return path, f"nests deeper than {MAX_DEPTH} levels"
     if isinstance(value, str):
         why = bad_text(value)
-        if why:
-            raise InvalidInput(f"{path or 'the body'} {why}", field=path or None)
-    elif isinstance(value, dict):
+        return (path, why) if why else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, "must be a finite number"
+    if isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            check(key, where)
-            check(item, where)
-    elif isinstance(value, list):
+            found = problem(key, where, depth) or problem(item, where, depth + 1)
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            check(item, f"{path}[{i}]")
+            found = problem(item, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+    return None
+
+
+def check(value, path: str = "") -> None:
+    """InvalidInput naming the first value in `value` that `problem` refuses."""
+    found = problem(value, path)
+    if found:
+        where, why = found
+        raise InvalidInput(f"{where or 'the body'} {why}", field=where or None)
 
 
 def _no_constant(name: str):

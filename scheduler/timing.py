@@ -10,7 +10,7 @@ from scheduler.errors import InvalidInput
 
 TIMING_FIELDS = ("send_at", "delay_seconds", "local_time", "best_hour")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 MAX_DELAY_SECONDS = 5 * 366 * 24 * 3600
 
 
@@ -59,7 +59,7 @@ def _zone(name: str | None, field: str) -> ZoneInfo:
 
 
 def _clock(value, field: str) -> dt.time:
-    match = _HHMM.match(value.strip()) if isinstance(value, str) else None
+    match = HHMM.match(value.strip()) if isinstance(value, str) else None
     if not match:
         raise InvalidInput(f"{field} must be a time like 09:00", field=field)
     return dt.time(int(match.group(1)), int(match.group(2)))

@@ -8,7 +8,8 @@ domain then works with typed values. A refusal names the value by its path
 from __future__ import annotations
 
 import datetime as dt
-import math
+import json
+import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -25,6 +26,7 @@ from pydantic import (
 from scheduler import sanity
 from scheduler.addresses import AddressError, normalize_email, parse_address
 from scheduler.errors import InvalidInput
+from scheduler.timing import HHMM, parse_aware
 
 MAX_ID = 2 ** 31 - 1
 MAX_PART_BYTES = 2_000_000
@@ -74,7 +76,6 @@ def _bare_email(value: str) -> str:
 
 
 def _aware(value: Any) -> dt.datetime:
-    from scheduler.timing import parse_aware  # timing imports this module's types
     try:
         return parse_aware(value, "time")
     except InvalidInput as exc:
@@ -90,37 +91,12 @@ class Inside(ValueError):
         self.where, self.why = where, why
 
 
-def _json_problem(value: Any, where: str, depth: int = 0) -> Inside | None:
-    if depth > sanity.MAX_DEPTH:
-        return Inside(where, f"nests deeper than {sanity.MAX_DEPTH} levels")
-    if isinstance(value, str):
-        why = sanity.bad_text(value)
-        return Inside(where, why) if why else None
-    if isinstance(value, float) and not math.isfinite(value):
-        return Inside(where, "must be a finite number")
-    items: Any
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = ((f"[{i}]", v) for i, v in enumerate(value))
-    else:
-        return None
-    for key, item in items:
-        name = key if str(key).startswith("[") else f".{key}" if where else str(key)
-        if isinstance(key, str) and (why := sanity.bad_text(key)):
-            return Inside(where, f"has a name that {why}")
-        problem = _json_problem(item, f"{where}{name}", depth + 1)
-        if problem:
-            return problem
-    return None
-
-
 def _json_value(value: Any) -> Any:
     # JSON bodies were checked by sanity.loads already; forms, CSV rows and rules reach
     # here too, so the same rule holds for them.
-    problem = _json_problem(value, "")
-    if problem:
-        raise problem
+    found = sanity.problem(value)
+    if found:
+        raise Inside(*found)
     return value
 
 
@@ -134,8 +110,7 @@ def _zone(value: str) -> str:
 
 
 def _clock(value: str) -> str:
-    import re
-    if not re.match(r"^([01]?\d|2[0-3]):([0-5]\d)$", value):
+    if not HHMM.match(value):
         raise ValueError("must be a time of day like 09:00")
     return value
 
@@ -151,7 +126,6 @@ def _date(value: str) -> str:
 
 
 def _data_size(value: dict) -> dict:
-    import json
     if len(json.dumps(value, default=str)) > MAX_DATA_BYTES:
         raise ValueError(f"it is larger than {MAX_DATA_BYTES} bytes as JSON")
     return value
@@ -180,19 +154,21 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Aware = Annotated[dt.datetime, BeforeValidator(_aware),
                   WithJsonSchema({"type": "string", "format": "date-time"})]
 """ISO 8601 with a UTC offset, years 1970 to 2100; kept in UTC."""
+GMAIL_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
 def _gmail_id(value: str) -> str:
-    import re
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,200}", value):
+    if not GMAIL_ID.fullmatch(value):
         raise ValueError("is not a Gmail id (letters, digits, _ and -)")
     return value
 
 
 GmailId = Annotated[str, AfterValidator(_gmail_id),
-                    WithJsonSchema({"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,200}$"})]
+                    WithJsonSchema({"type": "string", "pattern": f"^{GMAIL_ID.pattern}$"})]
 """An id Gmail gave out (a draft, a message, a thread): letters, digits, _ and -."""
 Json = Annotated[Any, AfterValidator(_json_value)]
 Clock = Annotated[str, AfterValidator(_clock),
-                  WithJsonSchema({"type": "string", "pattern": r"^([01]?\d|2[0-3]):([0-5]\d)$",
+                  WithJsonSchema({"type": "string", "pattern": HHMM.pattern,
                                   "description": "a time of day like 09:00"})]
 Zone = Annotated[str, AfterValidator(_clean_text), AfterValidator(_zone),
                  WithJsonSchema({"type": "string", "maxLength": 64,
