@@ -8,10 +8,10 @@ from flask import Flask, current_app
 from flask_wtf.csrf import CSRFProtect
 
 from app.throttle import Throttle
-from scheduler.content import ContentFetcher
-from scheduler.crypto import TokenCipher
-from scheduler.db import Database
+from scheduler.content.sources import ContentFetcher
 from scheduler.settings import Settings
+from scheduler.store.crypto import TokenCipher
+from scheduler.store.db import Database
 
 csrf = CSRFProtect()
 

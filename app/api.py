@@ -15,10 +15,13 @@ from app.auth import READS
 from app.endpoint import Query, check_answer, route
 from app.openapi import document
 from app.tokens import authenticate, needs_touch, touch
-from scheduler import cancelling, commands, idempotency, messages, teams
-from scheduler.db import self_checking, utcnow
+from scheduler import commands
+from scheduler.audience import teams
+from scheduler.engine import cancelling, messages
 from scheduler.errors import DomainError
-from scheduler.models import MESSAGE_STATUSES
+from scheduler.store import idempotency
+from scheduler.store.db import self_checking, utcnow
+from scheduler.store.models import MESSAGE_STATUSES
 from scheduler.typed import Id
 
 log = logging.getLogger("mailrelease.api")

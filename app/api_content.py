@@ -14,21 +14,15 @@ from app import ctx, idempotent, responses
 from app.api import Listing, bp
 from app.endpoint import Query, route
 from app.progress import own_copy, with_progress
-from scheduler import (
-    commands,
-    contacts,
-    drafts,
-    idempotency,
-    lookup,
-    messages,
-    sanity,
-    starters,
-    templates,
-)
+from scheduler import commands, sanity
 from scheduler.addresses import parse_address
-from scheduler.db import utcnow
+from scheduler.audience import contacts
+from scheduler.content import drafts, starters, templates
+from scheduler.engine import messages
 from scheduler.errors import InvalidInput
-from scheduler.models import GmailAccount
+from scheduler.store import idempotency, lookup
+from scheduler.store.db import utcnow
+from scheduler.store.models import GmailAccount
 from scheduler.typed import make, parse
 
 MAX_IMPORT_BYTES = 256 * 1024 * 1024

@@ -12,9 +12,11 @@ from sqlalchemy import select
 from app import ctx, idempotent, responses
 from app.api import bp, require_token
 from app.endpoint import json_object, route
-from scheduler import campaigns, commands, events, idempotency, lookup, sanity, schedules
-from scheduler.db import utcnow
-from scheduler.models import Campaign, Rule, Schedule, Team
+from scheduler import commands, sanity
+from scheduler.automation import campaigns, events, schedules
+from scheduler.store import idempotency, lookup
+from scheduler.store.db import utcnow
+from scheduler.store.models import Campaign, Rule, Schedule, Team
 from scheduler.typed import parse
 
 MAX_UNNAMED = 10

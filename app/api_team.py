@@ -8,10 +8,12 @@ from app import ctx, responses
 from app.api import Listing, bp
 from app.endpoint import route
 from app.invitations import invitation_message, mail_invitation
-from scheduler import commands, lookup, teams
-from scheduler.accounts import account_states
-from scheduler.db import utcnow
-from scheduler.models import Team
+from scheduler import commands
+from scheduler.audience import teams
+from scheduler.audience.accounts import account_states
+from scheduler.store import lookup
+from scheduler.store.db import utcnow
+from scheduler.store.models import Team
 
 
 def _team_dict(team: Team) -> dict:

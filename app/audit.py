@@ -10,9 +10,10 @@ from flask import Flask, g, request
 
 from app import ctx
 from app.auth import READS
-from scheduler import sanity, teams
-from scheduler.db import utcnow
+from scheduler import sanity
+from scheduler.audience import teams
 from scheduler.errors import DomainError
+from scheduler.store.db import utcnow
 
 log = logging.getLogger("mailrelease.audit")
 

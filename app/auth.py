@@ -25,10 +25,10 @@ from gmail_client.oauth import (
     scopes_for,
     start_authorization,
 )
-from scheduler import teams
-from scheduler.accounts import sign_in
-from scheduler.db import utcnow
-from scheduler.models import Team, User
+from scheduler.audience import teams
+from scheduler.audience.accounts import sign_in
+from scheduler.store.db import utcnow
+from scheduler.store.models import Team, User
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 log = logging.getLogger("mailrelease.auth")

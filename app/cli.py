@@ -12,10 +12,10 @@ from dataclasses import replace
 
 import click
 
-from scheduler.db import Database, utcnow
-from scheduler.migrate import upgrade as upgrade_db
 from scheduler.redact import RedactingFormatter
 from scheduler.settings import Settings
+from scheduler.store.db import Database, utcnow
+from scheduler.store.migrate import upgrade as upgrade_db
 
 log = logging.getLogger("mailrelease")
 SANDBOX_PREFIX = "/sandbox-google"
@@ -225,9 +225,9 @@ def contacts_import(file: str, email: str) -> None:
 
     from sqlalchemy import select
 
-    from scheduler import contacts as contacts_mod
+    from scheduler.audience import contacts as contacts_mod
     from scheduler.errors import InvalidInput
-    from scheduler.models import User
+    from scheduler.store.models import User
 
     database = _migrated_database()
     try:

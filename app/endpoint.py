@@ -15,7 +15,8 @@ from flask import Blueprint, Response, g, request
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from app import responses
-from scheduler import sanity, teams
+from scheduler import sanity
+from scheduler.audience import teams
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.typed import parse, refusal
 

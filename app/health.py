@@ -8,8 +8,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select, text
 
 from app import ctx
-from scheduler.db import utcnow
-from scheduler.models import WorkerHeartbeat
+from scheduler.store.db import utcnow
+from scheduler.store.models import WorkerHeartbeat
 
 bp = Blueprint("health", __name__)
 WORKER_STALE_AFTER = dt.timedelta(seconds=60)

@@ -6,8 +6,8 @@ import hashlib
 from flask import Response, g, jsonify, request
 from sqlalchemy.orm import Session
 
-from scheduler import idempotency
-from scheduler.db import utcnow
+from scheduler.store import idempotency
+from scheduler.store.db import utcnow
 
 
 def claim(session: Session, body_digest: str | None = None) -> idempotency.Claimed | None:

@@ -6,11 +6,11 @@ from urllib.parse import urlencode
 from sqlalchemy.orm import Session
 
 from app import ctx
-from scheduler import messages
 from scheduler.commands import NewMessage, Origin
-from scheduler.db import utcnow
+from scheduler.engine import messages
 from scheduler.errors import InvalidInput
-from scheduler.models import Team, User
+from scheduler.store.db import utcnow
+from scheduler.store.models import Team, User
 from scheduler.typed import make
 
 SUBJECT = "Join {{ team }} on mailrelease"

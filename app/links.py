@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
 
 from app import csrf, ctx
-from scheduler import content, tracking
-from scheduler.db import utcnow
-from scheduler.models import Message
+from scheduler.content import sources as content
+from scheduler.delivery import tracking
+from scheduler.store.db import utcnow
+from scheduler.store.models import Message
 
 bp = Blueprint("links", __name__)
 log = logging.getLogger("mailrelease.links")
@@ -128,7 +129,7 @@ def amp_data(token):
     if request.method == "POST":
         fields = {k: v[:1000] for k, v in request.form.items()}
         with c.db.write() as s:
-            from scheduler import queue
+            from scheduler.store import queue
             queue.record_event(s, message_id, "amp_form", utcnow(),
                                {"source": name, "fields": fields})
         resp = _amp_cors(jsonify({"ok": True}), sender)

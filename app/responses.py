@@ -7,8 +7,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
-from scheduler import replies
-from scheduler.models import MESSAGE_STATUSES
+from scheduler.delivery import replies
+from scheduler.store.models import MESSAGE_STATUSES
 
 Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Status = Literal[tuple(MESSAGE_STATUSES)]  # type: ignore[valid-type]
@@ -126,7 +126,7 @@ class Preview(Answer):
     best_hour: BestHour | None = None
 
 
-# The thread as the domain reads it (scheduler.replies.Thread), field for field.
+# The thread as the domain reads it (scheduler.delivery.replies.Thread), field for field.
 Thread = create_model("Thread", __base__=Answer, __doc__="A Gmail thread of the mailbox.",
                       **{name: (kind, ...) for name, kind in
                          get_type_hints(replies.Thread).items()})

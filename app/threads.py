@@ -7,11 +7,15 @@ from app import ctx, idempotent
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError
 from gmail_client.oauth import can_read
-from scheduler import drafts, idempotency, messages, replies, teams, templates
+from scheduler.audience import teams
 from scheduler.commands import Origin, ThreadReply
-from scheduler.db import utcnow
+from scheduler.content import drafts, templates
+from scheduler.delivery import replies
+from scheduler.engine import messages
 from scheduler.errors import InvalidInput, NotFound
-from scheduler.models import GmailAccount
+from scheduler.store import idempotency
+from scheduler.store.db import utcnow
+from scheduler.store.models import GmailAccount
 
 
 def aliases(service: GmailService) -> list[dict]:

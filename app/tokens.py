@@ -8,7 +8,7 @@ import secrets
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scheduler.models import ApiToken, Membership, User
+from scheduler.store.models import ApiToken, Membership, User
 
 PREFIX = "mr_"
 

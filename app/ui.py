@@ -24,11 +24,13 @@ from sqlalchemy import select
 from app import audit, ctx
 from app.auth import login_required, redirect_uri
 from gmail_client.oauth import CredentialsFileError, load_client_config
-from scheduler import cancelling, messages, sanity, teams
+from scheduler import sanity
+from scheduler.audience import teams
 from scheduler.commands import MessageChange
-from scheduler.db import utcnow
+from scheduler.engine import cancelling, messages
 from scheduler.errors import DomainError, InvalidInput
-from scheduler.models import MESSAGE_STATUSES, GmailAccount
+from scheduler.store.db import utcnow
+from scheduler.store.models import MESSAGE_STATUSES, GmailAccount
 from scheduler.typed import make
 
 bp = Blueprint("ui", __name__)
@@ -109,7 +111,7 @@ def queue_page():
             items, cursor = messages.list_messages(s, g.team_id, status=status,
                                                    cursor=request.args.get("cursor"),
                                                    limit=50, filters=filters)
-            from scheduler.models import Campaign, Rule
+            from scheduler.store.models import Campaign, Rule
             campaigns = s.execute(select(Campaign.id, Campaign.name).where(
                 Campaign.team_id == g.team_id).order_by(Campaign.id.desc())).all()
             rules = s.execute(select(Rule.id, Rule.name).where(

@@ -20,11 +20,14 @@ from app import ctx, idempotent
 from app.auth import login_required
 from app.progress import with_progress
 from app.ui import bp
-from scheduler import campaigns, idempotency, sanity, templates
+from scheduler import sanity
+from scheduler.automation import campaigns
 from scheduler.commands import NewCampaign
-from scheduler.db import utcnow
+from scheduler.content import templates
 from scheduler.errors import DomainError, InvalidInput
-from scheduler.models import Campaign
+from scheduler.store import idempotency
+from scheduler.store.db import utcnow
+from scheduler.store.models import Campaign
 from scheduler.typed import make
 
 

@@ -10,10 +10,15 @@ from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from app import audit, ctx, idempotent
 from app.auth import login_required, viewer_ok
 from app.ui import bp, json_field, local_send_at, preview_problem
-from scheduler import accounts, campaigns, idempotency, messages, sanity, schedules, templates
+from scheduler import sanity
+from scheduler.audience import accounts
+from scheduler.automation import campaigns, schedules
 from scheduler.commands import Content, NewCampaign, NewMessage, NewSchedule, Origin
-from scheduler.db import utcnow
+from scheduler.content import templates
+from scheduler.engine import messages
 from scheduler.errors import DomainError, InvalidInput
+from scheduler.store import idempotency
+from scheduler.store.db import utcnow
 from scheduler.typed import make
 
 MAX_RECIPIENTS = 500

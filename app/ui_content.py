@@ -20,11 +20,12 @@ from app.api_content import import_with_progress
 from app.auth import login_required, viewer_ok
 from app.progress import own_copy
 from app.ui import bp, json_field, not_found, preview_problem
-from scheduler import contacts, drafts, starters, templates
+from scheduler.audience import contacts
 from scheduler.commands import NewTemplate
-from scheduler.db import utcnow
+from scheduler.content import drafts, starters, templates
+from scheduler.engine.messages import pick_sender
 from scheduler.errors import DomainError, InvalidInput
-from scheduler.messages import pick_sender
+from scheduler.store.db import utcnow
 from scheduler.typed import make
 
 FORM_PARTS = ("name", "subject", "html", "text", "amp", "kind")
@@ -140,7 +141,7 @@ def template_page(template_id):
                 parts = _form_body(form)
                 templates.check_parts(parts["subject"], parts["html"], parts["text"],
                                       parts["amp"])
-                from scheduler.content import check_sources
+                from scheduler.content.sources import check_sources
                 parts["sources"] = check_sources(parts["sources"], c.settings.content_hosts)
                 preview = _preview(parts, form)
             else:
@@ -185,7 +186,7 @@ def template_live_preview():
     try:
         parts = _form_body(form)
         templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
-        from scheduler.content import check_sources
+        from scheduler.content.sources import check_sources
         parts["sources"] = check_sources(parts["sources"], ctx().settings.content_hosts)
         out = _preview(parts, form)
     except DomainError as exc:
@@ -201,7 +202,7 @@ def _preview(parts: dict, form) -> dict:
     to = form.get("preview_to", "").strip()
     best = None
     if to:
-        from scheduler.messages import best_hour_for
+        from scheduler.engine.messages import best_hour_for
         with c.db.read() as s:
             contact = templates.find_contact(s, g.team_id, to)
             data = {**templates.contact_data(contact, to.lower()), **data}

@@ -12,9 +12,9 @@ from app.api import bp as api_bp
 from app.auth import login_required
 from app.endpoint import Query, read_query, route
 from app.ui import bp
-from scheduler import dashboard
-from scheduler.db import utcnow
+from scheduler.delivery import statistics as dashboard
 from scheduler.errors import DomainError
+from scheduler.store.db import utcnow
 from scheduler.typed import Id
 
 

@@ -7,9 +7,11 @@ from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from app import audit, ctx, idempotent, threads
 from app.auth import login_required, viewer_ok
 from app.ui import bp, local_send_at, preview_problem
-from scheduler import idempotency, sanity, templates
+from scheduler import sanity
 from scheduler.commands import ThreadReply
+from scheduler.content import templates
 from scheduler.errors import DomainError
+from scheduler.store import idempotency
 from scheduler.typed import make
 
 
@@ -31,7 +33,7 @@ def replies_page():
         problem = exc.message
     with ctx().db.read() as s:
         from gmail_client.oauth import can_read
-        from scheduler import teams
+        from scheduler.audience import teams
         mailboxes = [a for a in s.scalars(teams.usable_accounts(g.team_id, g.user_id))
                      if can_read(a.scope_list)]
         mailboxes = [{"id": a.id, "email": a.email} for a in mailboxes]

@@ -7,11 +7,13 @@ from sqlalchemy import select
 from app import audit, ctx
 from app.auth import login_required
 from app.ui import bp, json_field
-from scheduler import events, sanity, starters, templates
+from scheduler import sanity
+from scheduler.automation import events
 from scheduler.commands import NewRule
-from scheduler.db import utcnow
+from scheduler.content import starters, templates
 from scheduler.errors import DomainError, InvalidInput
-from scheduler.models import Rule
+from scheduler.store.db import utcnow
+from scheduler.store.models import Rule
 from scheduler.typed import make
 
 

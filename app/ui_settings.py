@@ -9,10 +9,12 @@ from app import audit, ctx
 from app.auth import login_required
 from app.ui import bp
 from gmail_client.oauth import CredentialsFileError, load_client_config, revoke
-from scheduler import accounts, events, lookup, teams
-from scheduler.db import utcnow
+from scheduler.audience import accounts, teams
+from scheduler.automation import events
 from scheduler.errors import DomainError
-from scheduler.models import ApiToken, GmailAccount, Team, User
+from scheduler.store import lookup
+from scheduler.store.db import utcnow
+from scheduler.store.models import ApiToken, GmailAccount, Team, User
 
 
 @bp.get("/accounts")

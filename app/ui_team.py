@@ -7,11 +7,11 @@ from app import audit, ctx
 from app.auth import login_required, viewer_ok
 from app.invitations import invitation_message, mail_invitation
 from app.ui import bp
-from scheduler import teams
 from scheduler.addresses import AddressError, normalize_email
-from scheduler.db import utcnow
+from scheduler.audience import teams
 from scheduler.errors import DomainError
-from scheduler.models import ROLES, Team
+from scheduler.store.db import utcnow
+from scheduler.store.models import ROLES, Team
 
 
 @bp.get("/team")

@@ -10,7 +10,7 @@ import secrets
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scheduler.models import WebSession
+from scheduler.store.models import WebSession
 
 
 def _key(token: str) -> str:

@@ -19,11 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scheduler import accounts  # noqa: E402
-from scheduler.crypto import TokenCipher  # noqa: E402
-from scheduler.db import Database, utcnow  # noqa: E402
-from scheduler.migrate import upgrade  # noqa: E402
-from scheduler.settings import Settings  # noqa: E402
+from scheduler.audience import accounts
+from scheduler.settings import Settings
+from scheduler.store.crypto import TokenCipher
+from scheduler.store.db import Database, utcnow
+from scheduler.store.migrate import upgrade
 
 
 def write_csv(path: Path, rows: int) -> None:

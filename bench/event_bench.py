@@ -29,8 +29,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scheduler.events import sign  # noqa: E402
-from tests.helpers import parse_form  # noqa: E402
+from scheduler.automation.events import sign
+from tests.helpers import parse_form
 
 
 def free_port() -> int:

@@ -6,7 +6,7 @@
 Both sides run pinned to one core, and do the same work per recipient: read the CSV row,
 render a subject, a plain-text and an HTML part with Jinja2, and produce the complete
 RFC 5322 message.
-  mailrelease  scheduler.personalize.render_message + gmail_client.mime.build_message,
+  mailrelease  scheduler.content.personalize.render_message + gmail_client.mime.build_message,
                with the sandboxed environment, autoescaping and StrictUndefined on.
   mailmerge    the mail-merge CLI from PyPI (installed into bench/.mailmerge-venv on first
                use), `--dry-run --no-limit --output-format raw`, output to /dev/null.
@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gmail_client.mime import build_message  # noqa: E402
-from scheduler.personalize import render_message  # noqa: E402
+from gmail_client.mime import build_message
+from scheduler.content.personalize import render_message
 
 MAILMERGE_VENV = ROOT / "bench" / ".mailmerge-venv"
 MAILMERGE_SPEC = "mailmerge>=2.2,<3"

@@ -35,17 +35,17 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert, select  # noqa: E402
+from sqlalchemy import insert, select
 
-from gmail_client import api as gmail_api  # noqa: E402
-from gmail_client.oauth import SCOPE_READONLY, SCOPE_SEND  # noqa: E402
-from scheduler import accounts  # noqa: E402
-from scheduler.crypto import TokenCipher  # noqa: E402
-from scheduler.db import Database, utcnow  # noqa: E402
-from scheduler.migrate import upgrade  # noqa: E402
-from scheduler.models import GmailAccount, Message  # noqa: E402
-from scheduler.settings import Settings  # noqa: E402
-from scheduler.worker import ReleaseWorker  # noqa: E402
+from gmail_client import api as gmail_api
+from gmail_client.oauth import SCOPE_READONLY, SCOPE_SEND
+from scheduler.audience import accounts
+from scheduler.settings import Settings
+from scheduler.store.crypto import TokenCipher
+from scheduler.store.db import Database, utcnow
+from scheduler.store.migrate import upgrade
+from scheduler.store.models import GmailAccount, Message
+from scheduler.worker import ReleaseWorker
 
 CLIENT_ID, CLIENT_SECRET = "bench.apps.googleusercontent.com", "bench-secret"
 REDIRECT = "http://127.0.0.1:9/auth/callback"

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 from app import create_app  # noqa: E402
 from app.sandbox import SandboxState, create_sandbox_app  # noqa: E402
 from app.tokens import create_token  # noqa: E402
-from scheduler.db import Database, utcnow  # noqa: E402
-from scheduler.migrate import upgrade  # noqa: E402
 from scheduler.settings import Settings  # noqa: E402
+from scheduler.store.db import Database, utcnow  # noqa: E402
+from scheduler.store.migrate import upgrade  # noqa: E402
 from scheduler.worker import ReleaseWorker  # noqa: E402
 from tests.helpers import ServerThread, free_port, google_sign_in, wait_for, write_credentials  # noqa: E402,E501
 

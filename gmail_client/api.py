@@ -1,7 +1,7 @@
 """The Gmail API calls mailrelease makes, through google-api-python-client.
 
 One `GmailService` wraps one account's credentials. httplib2 is not thread-safe, so every
-thread that uses an account must hold its own instance (see `scheduler.sender`).
+thread that uses an account must hold its own instance (see `scheduler.engine.connections`).
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from pydantic import (
 from scheduler import sanity
 from scheduler.addresses import AddressError, normalize_email, parse_address
 from scheduler.errors import InvalidInput
-from scheduler.timing import HHMM, parse_aware
+from scheduler.timing.release_at import HHMM, parse_aware
 
 MAX_ID = 2 ** 31 - 1
 MAX_PART_BYTES = 2_000_000
@@ -101,7 +101,7 @@ def _json_value(value: Any) -> Any:
 
 
 def _zone(value: str) -> str:
-    from scheduler.contacts import RowError, normalize_timezone
+    from scheduler.audience.contacts import RowError, normalize_timezone
     try:
         return normalize_timezone(value) or value
     except RowError:

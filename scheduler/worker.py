@@ -19,13 +19,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
 
 from gmail_client.oauth import CredentialsFileError, load_client_config
-from scheduler import campaigns, idempotency, queue, schedules
-from scheduler.crypto import TokenCipher
-from scheduler.db import Database, utcnow
-from scheduler.models import WorkerHeartbeat
-from scheduler.release import AccountState, Releaser
+from scheduler.automation import campaigns, schedules
+from scheduler.delivery.mailbox_sync import MailboxSync
+from scheduler.engine.release import AccountState, Releaser
 from scheduler.settings import Settings
-from scheduler.sync import MailboxSync
+from scheduler.store import idempotency, queue
+from scheduler.store.crypto import TokenCipher
+from scheduler.store.db import Database, utcnow
+from scheduler.store.models import WorkerHeartbeat
 
 log = logging.getLogger("mailrelease.worker")
 

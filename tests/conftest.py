@@ -16,9 +16,9 @@ import requests
 from app import create_app
 from app.sandbox import SandboxState, create_sandbox_app
 from app.tokens import create_token
-from scheduler.db import Database, utcnow
-from scheduler.migrate import upgrade
 from scheduler.settings import Settings
+from scheduler.store.db import Database, utcnow
+from scheduler.store.migrate import upgrade
 from scheduler.worker import ReleaseWorker
 from tests.helpers import ServerThread, free_port, google_sign_in, write_credentials
 

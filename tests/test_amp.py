@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.amp import find_problems
-from scheduler.personalize import render_message
-from scheduler.starters import starters
+from scheduler.content.amp import find_problems
+from scheduler.content.personalize import render_message
+from scheduler.content.starters import starters
 
 VALIDATOR = Path(__file__).resolve().parent / "amp_validator"
 

@@ -6,7 +6,7 @@ import datetime as dt
 import requests
 from sqlalchemy import func, select
 
-from scheduler.models import ApiToken, Message, MessageEvent
+from scheduler.store.models import ApiToken, Message, MessageEvent
 
 
 def _count(live, model=Message) -> int:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from scheduler import campaigns
-from scheduler.db import utcnow
-from scheduler.models import Message
+from scheduler.automation import campaigns
+from scheduler.store.db import utcnow
+from scheduler.store.models import Message
 from tests.helpers import wait_for
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask, jsonify, redirect
 
-from scheduler.content import ContentFetcher
+from scheduler.content.sources import ContentFetcher
 from tests.helpers import ServerThread, wait_for
 
 

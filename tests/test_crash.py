@@ -8,10 +8,10 @@ import signal
 import pytest
 from sqlalchemy import func, select
 
-from scheduler import messages
 from scheduler.commands import NewMessage
-from scheduler.db import utcnow
-from scheduler.models import Message, User
+from scheduler.engine import messages
+from scheduler.store.db import utcnow
+from scheduler.store.models import Message, User
 from tests.helpers import start_worker, wait_for, worker_env
 
 pytestmark = pytest.mark.slow

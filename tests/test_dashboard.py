@@ -9,8 +9,8 @@ import time
 import requests
 from sqlalchemy import update
 
-from scheduler.db import utcnow
-from scheduler.models import MessageEvent
+from scheduler.store.db import utcnow
+from scheduler.store.models import MessageEvent
 from tests.helpers import wait_for
 from tests.test_delivery import _bounce, _delivered, _html, _reply, _send
 

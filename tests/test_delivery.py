@@ -13,8 +13,8 @@ import requests
 from flask import Flask, jsonify
 from sqlalchemy import update
 
-from scheduler.db import utcnow
-from scheduler.models import Message
+from scheduler.store.db import utcnow
+from scheduler.store.models import Message
 from tests.helpers import ServerThread, wait_for
 
 

@@ -7,9 +7,9 @@ import time
 from sqlalchemy import select, update
 
 from gmail_client.oauth import SCOPE_COMPOSE, SCOPE_READONLY
-from scheduler import queue
-from scheduler.db import utcnow
-from scheduler.models import GmailAccount, Message
+from scheduler.store import queue
+from scheduler.store.db import utcnow
+from scheduler.store.models import GmailAccount, Message
 from scheduler.worker import ReleaseWorker
 from tests.helpers import wait_for
 
@@ -145,7 +145,7 @@ def test_configured_daily_cap_holds_the_rest_over_a_rolling_day(serve):
 
 
 def test_default_daily_caps_are_500_for_gmail_and_2000_for_workspace():
-    from scheduler.accounts import default_daily_cap
+    from scheduler.audience.accounts import default_daily_cap
     assert default_daily_cap("a@gmail.com") == 500
     assert default_daily_cap("a@googlemail.com") == 500
     assert default_daily_cap("a@company.example") == 2000

@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from scheduler.events import sign
+from scheduler.automation.events import sign
 from tests.helpers import wait_for
 
 
@@ -169,8 +169,8 @@ def test_seeded_cart_rules_queue_two_reminders_that_a_purchase_cancels(live):
 def test_a_cron_schedule_makes_one_message_per_occurrence_once(live):
     import datetime as dt
 
-    from scheduler import schedules
-    from scheduler.db import utcnow
+    from scheduler.automation import schedules
+    from scheduler.store.db import utcnow
     api, _, welcome, _ = _setup(live)
     bad = api.post(f"{live.url}/api/v1/schedules", json={
         "cron": "every monday", "template_id": welcome["id"], "to": "r@example.org"})

@@ -5,9 +5,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from scheduler.db import make_engine
-from scheduler.migrate import upgrade
-from scheduler.models import Base
+from scheduler.store.db import make_engine
+from scheduler.store.migrate import upgrade
+from scheduler.store.models import Base
 
 
 def test_migrations_match_models(tmp_path):
@@ -39,7 +39,7 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
 def test_every_migration_downgrades_and_upgrades_again(tmp_path):
     from alembic import command
 
-    from scheduler.migrate import alembic_config
+    from scheduler.store.migrate import alembic_config
     url = f"sqlite:///{tmp_path / 'm.db'}"
     upgrade(url)
     command.downgrade(alembic_config(url), "base")
@@ -58,7 +58,7 @@ def test_contacts_at_internationalized_domains_are_migrated_to_idna(tmp_path):
     from alembic import command
     from sqlalchemy import text
 
-    from scheduler.migrate import alembic_config
+    from scheduler.store.migrate import alembic_config
     url = f"sqlite:///{tmp_path / 'm.db'}"
     cfg = alembic_config(url)
     command.upgrade(cfg, "0010")

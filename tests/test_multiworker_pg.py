@@ -12,9 +12,9 @@ import time
 import pytest
 from sqlalchemy import func, select, update
 
-from scheduler import schedules
-from scheduler.db import utcnow
-from scheduler.models import Campaign, Message, Schedule
+from scheduler.automation import schedules
+from scheduler.store.db import utcnow
+from scheduler.store.models import Campaign, Message, Schedule
 from tests.helpers import start_worker, wait_for, worker_env
 from tests.test_crash import queue_messages, statuses
 from tests.test_trust import signup_burst

@@ -7,7 +7,7 @@ import requests
 from sqlalchemy import select
 
 from gmail_client.oauth import SCOPE_COMPOSE, SCOPE_READONLY, SCOPE_SEND
-from scheduler.models import GmailAccount, User
+from scheduler.store.models import GmailAccount, User
 
 GMAIL = {SCOPE_SEND, SCOPE_COMPOSE, SCOPE_READONLY}
 

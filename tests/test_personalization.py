@@ -15,9 +15,9 @@ import pytest
 import requests
 from flask import Flask, jsonify, redirect, request
 
-from scheduler.personalize import render_message
-from scheduler.starters import starters
-from scheduler.templates import check_parts
+from scheduler.content.personalize import render_message
+from scheduler.content.starters import starters
+from scheduler.content.templates import check_parts
 from tests.helpers import ServerThread, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -391,7 +391,7 @@ def _source(server, path, **extra):
 
 def _hosts(server, *names) -> str:
     """The allowlist entry for a test server on loopback: its exact host:port (a bare
-    loopback host is not enough, see scheduler/outbound.py)."""
+    loopback host is not enough, see scheduler/content/outbound.py)."""
     port = server.url.rsplit(":", 1)[1]
     return ",".join(f"{name}:{port}" for name in names or ("127.0.0.1",))
 

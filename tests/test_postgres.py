@@ -7,10 +7,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from scheduler import queue
-from scheduler.db import Database, utcnow
-from scheduler.migrate import upgrade
-from scheduler.models import Base
+from scheduler.store import queue
+from scheduler.store.db import Database, utcnow
+from scheduler.store.migrate import upgrade
+from scheduler.store.models import Base
 from tests.test_crash import assert_exactly_once, crash_and_recover, queue_messages
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ import time
 
 from sqlalchemy import select, update
 
-from scheduler import queue
-from scheduler.db import utcnow
-from scheduler.models import GmailAccount, Message
+from scheduler.store import queue
+from scheduler.store.db import utcnow
+from scheduler.store.models import GmailAccount, Message
 from tests.helpers import wait_for
 
 
@@ -141,7 +141,7 @@ def test_expired_access_token_is_refreshed_silently_and_stored_encrypted(live):
     with live.db.read() as s:
         after = s.scalar(select(GmailAccount.token_blob))
     assert after != before
-    from scheduler.crypto import TokenCipher
+    from scheduler.store.crypto import TokenCipher
     info = TokenCipher(live.settings.token_key).decrypt(after)
     assert info["token"] in new_tokens and info["refresh_token"] == grant.refresh_token
 

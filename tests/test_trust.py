@@ -11,9 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from sqlalchemy import select, update
 
-from scheduler import queue, schedules
-from scheduler.db import utcnow
-from scheduler.models import Message, Schedule
+from scheduler.automation import schedules
+from scheduler.store import queue
+from scheduler.store.db import utcnow
+from scheduler.store.models import Message, Schedule
 from tests.helpers import wait_for
 
 

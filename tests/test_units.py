@@ -19,10 +19,10 @@ from gmail_client.errors import (
     from_http_error,
 )
 from gmail_client.mime import build_message
-from scheduler.crypto import TokenCipher
+from scheduler.content.personalize import check_template, render_message
 from scheduler.errors import InvalidInput, MissingData, TemplateError
-from scheduler.personalize import check_template, render_message
-from scheduler.timing import release_time
+from scheduler.store.crypto import TokenCipher
+from scheduler.timing.release_at import release_time
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
@@ -210,7 +210,7 @@ def test_settings__gmail_endpoint_keeps_its_path_prefix(tmp_path):
 
 
 def test_local_time_is_the_next_wall_clock_time_in_the_zone_across_dst():
-    from scheduler.timing import Recipient, plan
+    from scheduler.timing.release_at import Recipient, plan
     sunday_noon = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
     tokyo = plan({"local_time": {"time": "09:00"}}, sunday_noon, Recipient("Asia/Tokyo"))[0]
     assert tokyo == dt.datetime(2026, 11, 23, 0, 0, tzinfo=dt.UTC)
@@ -228,7 +228,7 @@ def test_local_time_is_the_next_wall_clock_time_in_the_zone_across_dst():
 
 
 def test_best_hour_from_history_then_the_team_then_a_default_with_its_reason():
-    from scheduler.timing import Recipient, plan
+    from scheduler.timing.release_at import Recipient, plan
     now = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)  # Sunday
     tuesday_14 = 1 * 24 + 14
     own = plan({"best_hour": True}, now, Recipient("Europe/Paris", (tuesday_14,) * 3))
@@ -242,7 +242,7 @@ def test_best_hour_from_history_then_the_team_then_a_default_with_its_reason():
 
 
 def test_a_send_window_moves_a_time_to_the_next_allowed_moment():
-    from scheduler.timing import Recipient, plan
+    from scheduler.timing.release_at import Recipient, plan
     saturday_eve = dt.datetime(2026, 11, 28, 20, 0, tzinfo=dt.UTC)
     when, why = plan({"window": {"days": ["mon", "tue", "wed", "thu", "fri"],
                                  "start": "09:00", "end": "17:00"}}, saturday_eve,

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from scheduler.db import Database
-from scheduler.models import Base, GmailAccount, Message, Team, User
+from scheduler.store.db import Database
+from scheduler.store.models import Base, GmailAccount, Message, Team, User
 
 T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 

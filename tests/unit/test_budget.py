@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from scheduler.content.personalize import render_message
 from scheduler.errors import MissingData, RenderError
-from scheduler.personalize import render_message
 
 HOSTILE = {
     "nested loops": "{% for i in range(100000) %}{% for j in range(1200) %}{% endfor %}"

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from scheduler import campaigns
+from scheduler.automation import campaigns
 from scheduler.commands import NewCampaign
-from scheduler.models import Campaign, Contact, Message, Template
+from scheduler.store.models import Campaign, Contact, Message, Template
 from tests.unit.conftest import T0
 
 

@@ -37,7 +37,7 @@ def test_imports_go_one_way(package):
 
 
 def test_the_architecture_page_shows_the_state_machine_as_the_code_has_it():
-    from scheduler.transitions import TRANSITIONS
+    from scheduler.store.transitions import TRANSITIONS
     page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     rows = {}
     for line in page.splitlines():

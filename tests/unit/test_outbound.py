@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler import outbound
+from scheduler.content import outbound
 
 REFUSED = [
     "http://127.0.0.1:37863\\@127.0.0.1:33865/x",   # urllib3 connects before the backslash

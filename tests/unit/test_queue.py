@@ -1,6 +1,6 @@
 """The queue's invariants, in milliseconds: leases, claim tokens, and the transitions table.
 
-Each test drives scheduler.queue directly on a SQLite file with an explicit clock, so a
+Each test drives scheduler.store.queue directly on a SQLite file with an explicit clock, so a
 broken lease check or claim-token check fails here, not only in the SIGKILL acceptance
 tests that take minutes.
 """
@@ -11,9 +11,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select, update
 
-from scheduler import queue, transitions
-from scheduler.models import MESSAGE_STATUSES, Message, MessageEvent
-from scheduler.transitions import Status
+from scheduler.store import queue, transitions
+from scheduler.store.models import MESSAGE_STATUSES, Message, MessageEvent
+from scheduler.store.transitions import Status
 from tests.unit.conftest import T0, add_message, row
 
 LEASE = 60

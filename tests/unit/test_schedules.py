@@ -5,7 +5,7 @@ import datetime as dt
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from scheduler.schedules import _due_occurrences, next_after
+from scheduler.automation.schedules import _due_occurrences, next_after
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = dt.UTC

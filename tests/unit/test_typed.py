@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler import commands, lookup
+from scheduler import commands
 from scheduler.errors import InvalidInput
+from scheduler.store import lookup
 from scheduler.typed import make, parse
 
 OK = {"to": "a@example.org", "subject": "S", "html": "<p>h</p>"}

@@ -1,0 +1,228 @@
+"""Recurring sends: a cron expression in a time zone (APScheduler's cron trigger computes
+the occurrences); each occurrence becomes its own message a little ahead of its time."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from scheduler.commands import NewMessage, NewSchedule, Origin
+from scheduler.content import templates
+from scheduler.engine import messages
+from scheduler.errors import InvalidInput, NotFound
+from scheduler.store import lookup
+from scheduler.store.db import Database, rowcount
+from scheduler.store.models import Schedule
+from scheduler.typed import make
+
+log = logging.getLogger("mailrelease.schedules")
+
+# Occurrences are queued this far ahead, so a worker's round is never late for one.
+LOOKAHEAD = dt.timedelta(minutes=5)
+MAX_PER_ROUND = 50  # occurrences one schedule may queue in one round (catch-up included)
+MAX_STEPS = 20_000  # occurrences one round may look at (a minutely cron down for 2 weeks)
+CATCH_UP = ("latest", "all", "hold")
+
+
+def _trigger(cron: str, timezone: str) -> CronTrigger:
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise InvalidInput(f"timezone: unknown time zone {timezone!r}", field="timezone") from None
+    try:
+        return CronTrigger.from_crontab(cron, timezone=zone)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"cron is not a crontab expression (minute hour day month "
+                           f"weekday): {exc}", field="cron") from None
+
+
+def next_after(cron: str, timezone: str, after: dt.datetime) -> dt.datetime | None:
+    """The first occurrence strictly after `after`, in UTC.
+
+    As for local_time: a wall-clock time that a DST change skips moves forward by the gap
+    (APScheduler's cron trigger does this), and one that it repeats fires once, the
+    first time. A cron with a wildcard or step in its hour field (every hour, every 15
+    minutes) is a rhythm, not a wall-clock time, and keeps running through the repeat.
+    """
+    trigger = _trigger(cron, timezone)
+    wall_clock = not any(c in cron.split()[1] for c in "*/") if len(cron.split()) > 1 else False
+    fire = trigger.get_next_fire_time(None, after + dt.timedelta(seconds=1))
+    while fire is not None and wall_clock and _second_of_repeated(fire):
+        # In UTC: local arithmetic would drop the fold and land before the repeat again.
+        fire = trigger.get_next_fire_time(None, fire.astimezone(dt.UTC)
+                                          + dt.timedelta(seconds=1))
+    return fire.astimezone(dt.UTC) if fire else None
+
+
+def _second_of_repeated(fire: dt.datetime) -> bool:
+    """Whether this local time already happened an hour earlier (a fall-back night)."""
+    first = fire.replace(tzinfo=None).replace(tzinfo=fire.tzinfo, fold=0)
+    # Compared in UTC: aware datetimes that share a tzinfo compare as wall times.
+    return (first.utcoffset() != fire.utcoffset()
+            and first.astimezone(dt.UTC) < fire.astimezone(dt.UTC))
+
+
+def create_schedule(session: Session, team_id: int, user_id: int | None,
+                    command: NewSchedule, now: dt.datetime) -> Schedule:
+    """Check and store a schedule: cron, timezone, template_id, to, optional data, name."""
+    first = next_after(command.cron.strip(), command.timezone, now)
+    template = templates.get_template(session, team_id, command.template_id)
+    schedule = Schedule(catch_up=command.catch_up, team_id=team_id, created_by=user_id,
+                        name=command.name or template.name[:200], cron=command.cron.strip(),
+                        timezone=command.timezone, template_id=template.id,
+                        to_addr=command.to, data=command.data, next_at=first, active=True,
+                        created_at=now)
+    session.add(schedule)
+    session.flush()
+    return schedule
+
+
+def queue_due(db: Database, now: dt.datetime,
+              max_lateness: dt.timedelta = dt.timedelta(days=1)) -> int:
+    """Turn every occurrence due within LOOKAHEAD into a message; returns how many.
+
+    Each schedule in its own transaction: a failure (a duplicate the database refused,
+    say) costs that schedule's round, not the others'.
+    """
+    with db.read() as s:
+        ids = s.scalars(select(Schedule.id).where(
+            Schedule.active, Schedule.next_at.is_not(None),
+            Schedule.next_at <= now + LOOKAHEAD)).all()
+    made = 0
+    for schedule_id in ids:
+        try:
+            made += queue_round(db, schedule_id, now, max_lateness)
+        except IntegrityError:
+            # Another worker made these occurrences' messages (the origin keys are unique).
+            log.warning("action=schedule_duplicate_refused schedule=%s", schedule_id)
+        except Exception:  # noqa: BLE001 - one schedule must not stop the others
+            log.exception("action=schedule_round_failed schedule=%s", schedule_id)
+    return made
+
+
+def _due_occurrences(schedule: Schedule, now: dt.datetime, max_lateness: dt.timedelta):
+    """([(occurrence, how)], the next occurrence to look at): how is None (on time),
+    "catch_up" (missed, send now) or "hold" (missed, held for a person)."""
+    horizon, late_before = now + LOOKAHEAD, now - max_lateness
+    made: list[tuple[dt.datetime, str | None]] = []
+    at, steps, latest_missed = schedule.next_at, 0, None
+    while (at is not None and at <= horizon and len(made) < MAX_PER_ROUND
+           and steps < MAX_STEPS):
+        steps += 1
+        if at < late_before and schedule.catch_up == "latest":
+            latest_missed = at  # only the most recent missed one goes
+        else:
+            if latest_missed is not None:
+                made.append((latest_missed, "catch_up"))
+                latest_missed = None
+            made.append((at, None if at >= late_before else
+                         "catch_up" if schedule.catch_up == "all" else "hold"))
+        at = next_after(schedule.cron, schedule.timezone, at)
+    # Stopped inside the missed stretch (MAX_STEPS): a later round finds a later one.
+    if latest_missed is not None and (at is None or at > horizon):
+        made.append((latest_missed, "catch_up"))
+    return made, at
+
+
+@dataclass(frozen=True)
+class Round:
+    """One schedule's due occurrences, checked and rendered, before anything is written."""
+
+    schedule_id: int
+    first: dt.datetime  # next_at as read: the round is stored only if it is still that
+    following: dt.datetime | None
+    prepared: tuple = ()
+    stop: str | None = None  # why the schedule must stop (its template is gone, say)
+
+
+def plan_round(s: Session, schedule_id: int, now: dt.datetime,
+               max_lateness: dt.timedelta = dt.timedelta(days=1)) -> Round | None:
+    """Read and render one schedule's occurrences due within LOOKAHEAD (a read
+    transaction is enough: nothing is written here).
+
+    Occurrences missed by more than `max_lateness` (the workers were down) follow the
+    schedule's `catch_up`: "latest" sends the most recent one now, "all" each of them
+    now, "hold" holds them for a person to send or cancel.
+    """
+    schedule = s.get(Schedule, schedule_id)
+    if schedule is None or not schedule.active or schedule.next_at is None:
+        return None
+    due, following = _due_occurrences(schedule, now, max_lateness)
+    prepared = []
+    for at, how in due:
+        hold = None
+        if how == "hold":
+            hold = ("too_late", f"the {at.isoformat()} occurrence was missed (no worker was "
+                                f"running); send now or cancel")
+        try:
+            command = make(NewMessage, to=schedule.to_addr, template_id=schedule.template_id,
+                           data={**schedule.data, "occurrence": at.isoformat()},
+                           send_at=at if how is None else None)
+            prepared.append(messages.prepare_message(
+                s, team_id=schedule.team_id, user_id=schedule.created_by, command=command,
+                now=now, origin=Origin(
+                    kind="schedule", key=f"schedule:{schedule.id}:{at.isoformat()}",
+                    schedule_id=schedule.id, hold=hold,
+                    note={"schedule_id": schedule.id, "occurrence": at.isoformat(),
+                          **({"caught_up": True} if how == "catch_up" else {})})))
+        except (InvalidInput, NotFound) as exc:  # the template is gone, say
+            return Round(schedule.id, schedule.next_at, following, stop=str(exc))
+    return Round(schedule.id, schedule.next_at, following, tuple(prepared))
+
+
+def store_round(s: Session, planned: Round) -> int:
+    """Write a planned round; returns how many messages it queued.
+
+    next_at advances only from the value the round was planned from: two workers cannot
+    queue it twice (and the messages' origin keys would refuse it if they did).
+    """
+    if planned.stop is not None:
+        log.warning("action=schedule_stopped schedule=%s reason=%s", planned.schedule_id,
+                    planned.stop)
+        s.execute(update(Schedule).where(Schedule.id == planned.schedule_id,
+                                         Schedule.next_at == planned.first)
+                  .values(active=False))
+        return 0
+    moved = rowcount(s.execute(update(Schedule).where(Schedule.id == planned.schedule_id,
+                                             Schedule.next_at == planned.first)
+                      .values(next_at=planned.following,
+                              occurrences=Schedule.occurrences + len(planned.prepared))
+                      .execution_options(synchronize_session=False)))
+    if not moved:
+        return 0
+    for prepared in planned.prepared:
+        messages.store_message(s, prepared)
+    s.flush()
+    return len(planned.prepared)
+
+
+def queue_round(db: Database, schedule_id: int, now: dt.datetime,
+                max_lateness: dt.timedelta = dt.timedelta(days=1)) -> int:
+    """plan_round in a read transaction, store_round in a write one."""
+    with db.read() as s:
+        planned = plan_round(s, schedule_id, now, max_lateness)
+    if planned is None:
+        return 0
+    with db.write() as s:
+        return store_round(s, planned)
+
+
+def schedule_as_dict(schedule: Schedule) -> dict:
+    """The API representation."""
+    return {"id": schedule.id, "name": schedule.name, "cron": schedule.cron,
+            "timezone": schedule.timezone, "template_id": schedule.template_id,
+            "to": schedule.to_addr, "data": schedule.data, "active": schedule.active,
+            "next_at": schedule.next_at.isoformat() if schedule.next_at else None,
+            "occurrences": schedule.occurrences, "catch_up": schedule.catch_up,
+            "created_at": schedule.created_at.isoformat()}
+
+
+def get_schedule(session: Session, team_id: int, schedule_id) -> Schedule:
+    """The team's schedule, or NotFound."""
+    return lookup.team_row(session, Schedule, team_id, schedule_id, "schedule")

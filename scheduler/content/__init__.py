@@ -1,0 +1,5 @@
+"""What a message says: templates and their parts, sandboxed personalization with a budget,
+send-time sources (outbound URLs checked), AMP checks, starters, Gmail drafts, signed links.
+
+May import: the shared words, `store`, `timing`.
+"""

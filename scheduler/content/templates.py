@@ -1,0 +1,200 @@
+"""Templates: save (checked), read, change, delete, preview."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from scheduler.commands import NewTemplate
+from scheduler.content import amp, starters
+from scheduler.content import sources as content
+from scheduler.content.personalize import check_template, render_message
+from scheduler.delivery import tracking
+from scheduler.errors import Conflict, InvalidInput, MissingData
+from scheduler.store import lookup
+from scheduler.store.models import Contact, Template
+from scheduler.typed import make
+
+PARTS = ("subject", "html", "text", "amp")
+FIELDS = ("name", *PARTS, "sources", "transactional", "tracking", "kind")
+# "reply": a saved reply for support threads; its subject is the thread's ("Re: ...").
+KINDS = ("email", "reply")
+REPLY_SUBJECT = "Re: {{ thread_subject }}"
+
+
+def check_parts(subject: str, html: str, text: str | None, amp: str | None) -> None:
+    """Compile every part: a syntax error is a 422 naming the part and its line."""
+    for name, source in (("subject", subject), ("html", html), ("text", text),
+                         ("amp", amp)):
+        if source is not None:
+            check_template(name, source)
+
+
+def template_values(command: NewTemplate, allowed_hosts: tuple[str, ...],
+                    current: dict | None = None) -> dict:
+    """A template's checked columns from a command (PUT: `current` fills what it leaves
+    out). Compiles every part and checks AMP and sources: call it outside any write
+    transaction. A `starter` is that starter's content under what else is given."""
+    if command.starter is not None:
+        base = starters.template_body(starters.starter(command.starter))
+        overrides = command.model_dump(include=command.model_fields_set - {"starter"})
+        command = make(NewTemplate, **{**base, **overrides})
+    given = command.model_fields_set
+
+    def pick(name: str):
+        if current is not None and name not in given:
+            return current[name]
+        return getattr(command, name)
+
+    name, kind = pick("name"), pick("kind") or "email"
+    subject, html = pick("subject"), pick("html")
+    if kind == "reply" and not subject and current is None:
+        subject = REPLY_SUBJECT
+    for field, value in (("name", name), ("subject", subject), ("html", html)):
+        if not (value or "").strip():
+            raise InvalidInput(f"{field} is required", field=field)
+    values = {"kind": kind, "name": name.strip(), "subject": subject, "html": html,
+              "text": pick("text") or None, "amp": pick("amp") or None}
+    check_parts(values["subject"], values["html"], values["text"], values["amp"])
+    if current is not None and "sources" not in given:
+        values["sources"] = current["sources"]
+    else:
+        values["sources"] = content.check_sources(
+            [x.model_dump(exclude_unset=True) for x in command.sources or ()], allowed_hosts)
+    if values["amp"]:
+        amp.check_amp(values["amp"], values["sources"])
+    transactional, track = pick("transactional"), pick("tracking")
+    values["transactional"] = bool(transactional)
+    values["tracking"] = track is not False
+    return values
+
+
+def store_template(session: Session, *, team_id: int, user_id: int | None, values: dict,
+                   now: dt.datetime, origin: str | None = None) -> Template:
+    """Store checked values (`template_values`) as a new template; 409 if the name is
+    taken."""
+    template = Template(team_id=team_id, created_by=user_id, origin=origin, created_at=now,
+                        updated_at=now, **values)
+    session.add(template)
+    _flush_unique(session, values["name"])
+    return template
+
+
+def create_template(session: Session, *, team_id: int, user_id: int | None,
+                    command: NewTemplate, allowed_hosts: tuple[str, ...], now: dt.datetime,
+                    origin: str | None = None) -> Template:
+    """template_values and store_template in one session (for code already writing)."""
+    return store_template(session, team_id=team_id, user_id=user_id, now=now, origin=origin,
+                          values=template_values(command, allowed_hosts))
+
+
+def _flush_unique(session: Session, name: str) -> None:
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"a template named {name!r} exists already", field="name",
+                       code="name_taken") from None
+
+
+def get_template(session: Session, team_id: int, template_id) -> Template:
+    """The team's template, or NotFound (also for another team's)."""
+    return lookup.team_row(session, Template, team_id, template_id, "template",
+                           field="template_id")
+
+
+def list_templates(session: Session, team_id: int, kind: str | None = None
+                   ) -> list[Template]:
+    """The team's templates by name (only one kind: "email" or "reply", when given)."""
+    query = select(Template).where(Template.team_id == team_id).order_by(Template.name)
+    if kind is not None:
+        if kind not in KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(KINDS)}", field="kind")
+        query = query.where(Template.kind == kind)
+    return list(session.scalars(query))
+
+
+def current_values(template: Template) -> dict:
+    """What a PUT leaves alone, read before its write transaction."""
+    return {name: getattr(template, name) for name in FIELDS}
+
+
+def update_template(session: Session, team_id: int, template_id, values: dict,
+                    now: dt.datetime) -> Template:
+    """PUT: store checked values (`template_values` with `current_values`).
+
+    Messages already queued keep the content they were queued with.
+    """
+    template = get_template(session, team_id, template_id)
+    for key, value in values.items():
+        setattr(template, key, value)
+    template.updated_at = now
+    _flush_unique(session, values["name"])
+    return template
+
+
+def delete_template(session: Session, team_id: int, template_id) -> None:
+    """Delete; queued messages keep their copy of its content."""
+    session.delete(get_template(session, team_id, template_id))
+
+
+def contact_data(contact: Contact | None, email: str | None) -> dict:
+    """What a template sees of a recipient: attributes, then email, name, time zone."""
+    if contact is None:
+        return {"email": email} if email else {}
+    data = dict(contact.attributes or {})
+    data.update(email=contact.email, name=contact.name or data.get("name"),
+                timezone=contact.timezone)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def recipient(session: Session, team_id: int, address) -> tuple[Contact | None, dict]:
+    """The contact behind an address (an email.headerregistry.Address) and what a
+    template sees of them; without a contact, the address and its display name."""
+    contact = find_contact(session, team_id, address.addr_spec)
+    data = contact_data(contact, address.addr_spec.lower())
+    if contact is None and address.display_name:
+        data["name"] = address.display_name
+    return contact, data
+
+
+def find_contact(session: Session, team_id: int, email: str) -> Contact | None:
+    """The team's contact with this address (addresses are stored lower-cased)."""
+    return session.scalar(select(Contact).where(Contact.team_id == team_id,
+                                                Contact.email == email.strip().lower()))
+
+
+def preview(template_parts: dict, data: dict, fetcher: content.ContentFetcher) -> dict:
+    """Render every part for one recipient, fetching send-time content as a release would.
+
+    A variable with no value and no fallback is a 422 naming it, as it would hold the
+    message.
+    """
+    values: dict = {}
+    report: list = []
+    try:
+        values, report = fetcher.fetch(template_parts.get("sources"), data)
+    except content.ContentUnavailable as exc:
+        raise InvalidInput(str(exc), field="sources", code="missing_data") from None
+    try:
+        parts = render_message(template_parts["subject"], template_parts["html"],
+                               template_parts.get("text"),
+                               {**data, **values,
+                                **tracking.stand_in_links(template_parts.get("sources"))},
+                               amp=template_parts.get("amp"))
+    except MissingData as exc:
+        raise InvalidInput(str(exc), field=exc.part, code="missing_data") from None
+    return {"subject": parts.subject, "html": parts.html, "text": parts.text,
+            "amp": parts.amp, "data": data, "sources": report}
+
+
+def template_as_dict(template: Template) -> dict:
+    """The API representation."""
+    return {"id": template.id, "name": template.name, "subject": template.subject,
+            "html": template.html, "text": template.text, "amp": template.amp,
+            "sources": template.sources or [], "transactional": template.transactional,
+            "tracking": template.tracking, "kind": template.kind,
+            "origin": template.origin, "created_at": template.created_at.isoformat(),
+            "updated_at": template.updated_at.isoformat()}

@@ -1,0 +1,276 @@
+"""Reading each sending mailbox for what came back: bounces, replies, unsubscribe mails.
+
+Every MAILRELEASE_SYNC_SECONDS a worker takes each connected account that granted read
+access (one worker per account per round: the round is claimed in the database), asks
+Gmail's history API what was added since last time (a search when that history is too
+old), and records on the sent message:
+  bounced        a delivery status notification naming it (hard bounces suppress the address)
+  replied        a message from the recipient in its thread or naming it in In-Reply-To
+  auto_replied   the same but automatic (Auto-Submitted, out-of-office): not a reply
+  unsubscribed   a mail to the account with the subject "unsubscribe" (List-Unsubscribe mailto)
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email
+import email.policy
+import logging
+import re
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+
+from prometheus_client import Counter
+from sqlalchemy import false, or_, select, true, update
+
+from gmail_client.api import GmailService
+from gmail_client.errors import GmailError, HistoryExpired
+from gmail_client.oauth import can_read, credentials_from_info
+from scheduler.audience import accounts, teams
+from scheduler.delivery import replies, tracking
+from scheduler.engine.connections import ServicePool
+from scheduler.store import queue
+from scheduler.store.crypto import TokenCipher
+from scheduler.store.db import Database, rowcount, utcnow
+from scheduler.store.models import GmailAccount, Message, MessageEvent
+
+log = logging.getLogger("mailrelease.sync")
+
+BOUNCES = Counter("mailrelease_bounces", "Bounces read back from mailboxes", ["kind"])
+REPLIES = Counter("mailrelease_replies", "Replies read back from mailboxes", ["kind"])
+
+_MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+_AUTO_SUBJECTS = ("auto:", "automatic reply", "autoreply", "auto-reply", "out of office",
+                  "out of the office", "abwesenheitsnotiz", "réponse automatique")
+_DAEMONS = ("mailer-daemon@", "postmaster@")
+
+
+@dataclass
+class Incoming:
+    """What one received message means for the messages we sent."""
+
+    kind: str | None  # bounce, reply, auto_reply, unsubscribe, or None (unrelated)
+    refs: set[str] = field(default_factory=set)  # Message-IDs it names
+    thread_id: str | None = None
+    sender: str = ""
+    status: str | None = None  # a bounce's enhanced status code (5.1.1)
+    diagnostic: str | None = None
+    arrived_at: dt.datetime | None = None  # Gmail's internalDate
+
+
+def _refs(value: str | None) -> set[str]:
+    return set(_MESSAGE_ID.findall(value or ""))
+
+
+def classify(raw: bytes, thread_id: str | None = None) -> Incoming:
+    """Read one received message (RFC 5322 bytes)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    sender = parseaddr(msg.get("From", ""))[1].lower()
+    subject = (msg.get("Subject") or "").strip().lower()
+    refs = _refs(msg.get("In-Reply-To")) | _refs(msg.get("References"))
+    if msg.get_content_type() == "multipart/report" or sender.startswith(_DAEMONS):
+        return _bounce(msg, sender, refs, thread_id)
+    if subject == "unsubscribe":
+        return Incoming("unsubscribe", refs, thread_id, sender)
+    auto = (msg.get("Auto-Submitted", "no").strip().lower() != "no"
+            or msg.get("X-Autoreply") or msg.get("X-Autorespond")
+            or (msg.get("Precedence") or "").strip().lower() in ("auto_reply", "bulk", "junk")
+            or subject.startswith(_AUTO_SUBJECTS))
+    return Incoming("auto_reply" if auto else "reply", refs, thread_id, sender)
+
+
+def _bounce(msg, sender: str, refs: set[str], thread_id: str | None) -> Incoming:
+    found = Incoming("bounce", set(refs), thread_id, sender)
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        if ctype == "message/delivery-status":
+            for block in part.get_payload():
+                status = block.get("Status")
+                if status and not found.status:
+                    found.status = status.strip().split()[0]
+                diagnostic = block.get("Diagnostic-Code")
+                if diagnostic and not found.diagnostic:
+                    found.diagnostic = " ".join(diagnostic.split())[:300]
+        elif ctype in ("message/rfc822", "text/rfc822-headers"):
+            original = part.get_payload()
+            if isinstance(original, list):
+                original = original[0]
+            if isinstance(original, str):
+                original = email.message_from_string(original, policy=email.policy.compat32)
+            found.refs |= _refs(original.get("Message-ID"))
+        elif ctype == "text/plain" and not found.status:
+            # Some servers write only prose: take the first status code and Message-ID.
+            text = part.get_payload(decode=True) or b""
+            body = text.decode("utf-8", "replace")
+            if match := _STATUS.search(body):
+                found.status = match.group(1)
+            found.refs |= _refs(body) if "message-id" in body.lower() else set()
+    return found
+
+
+def _hard(status: str | None) -> bool:
+    return bool(status) and str(status).startswith("5")
+
+
+class MailboxSync:
+    """One round over every account that may be read."""
+
+    def __init__(self, db: Database, cipher: TokenCipher, client, settings, clock=utcnow):
+        self.db = db
+        self.cipher = cipher
+        self.client = client
+        self.settings = settings
+        self.clock = clock
+
+    def run(self) -> int:
+        """Sync every due account; returns how many messages were read."""
+        if self.client is None:
+            return 0
+        with self.db.read() as s:
+            ids = s.scalars(select(GmailAccount.id).where(GmailAccount.status == "connected")
+                            ).all()
+        total = 0
+        for account_id in ids:
+            try:
+                total += self.sync_account(account_id)
+            except GmailError as exc:
+                log.warning("action=sync_failed account=%s reason=%s", account_id, exc)
+        return total
+
+    def _claim(self, account_id: int, now: dt.datetime, force: bool = False):
+        """(account, when its previous round was) if this worker takes this round, else
+        (None, None): one worker per account per round, whatever the number of workers."""
+        before = now - dt.timedelta(seconds=self.settings.sync_seconds / 2)
+        with self.db.write() as s:
+            previous = s.scalar(select(GmailAccount.synced_at).where(
+                GmailAccount.id == account_id))
+            due = or_(GmailAccount.synced_at.is_(None), GmailAccount.synced_at < before,
+                      true() if force else false())
+            moved = rowcount(s.execute(update(GmailAccount).where(
+                GmailAccount.id == account_id, GmailAccount.status == "connected", due)
+                .values(synced_at=now).execution_options(synchronize_session=False)))
+            if not moved:
+                return None, None
+            account = s.get(GmailAccount, account_id)
+            s.expunge(account)
+            return account, previous
+
+    def sync_account(self, account_id: int, force: bool = False) -> int:
+        """Read what arrived in one mailbox since the last round (`force`: even if another
+        round was this recent)."""
+        now = self.clock()
+        account, previous = self._claim(account_id, now, force)
+        if account is None or not can_read(account.scope_list):
+            return 0
+        info = self.cipher.decrypt(account.token_blob)
+        service = GmailService(credentials_from_info(info, self.client),
+                               api_endpoint=self.settings.gmail_api_endpoint,
+                               timeout=self.settings.gmail_timeout_seconds)
+        ids, latest = self._new_ids(service, account, previous)
+        read = 0
+        for gmail_id in ids:
+            resource = service.get_message(gmail_id, "raw")
+            if "SENT" in resource.get("labelIds", []) or "DRAFT" in resource.get("labelIds", []):
+                continue
+            raw = resource.get("raw", "")
+            incoming = classify(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)),
+                                resource.get("threadId"))
+            if resource.get("internalDate"):
+                incoming.arrived_at = dt.datetime.fromtimestamp(
+                    int(resource["internalDate"]) / 1000, dt.UTC)
+            with self.db.write() as s:
+                self._apply(s, account, incoming, now)
+            read += 1
+        with self.db.write() as s:
+            values = {"history_id": latest} if latest else {}
+            fresh = ServicePool.refreshed_info(service, info)
+            if fresh is not None:
+                accounts.save_refreshed_token(s, self.cipher, account.id, fresh, now)
+            if values:
+                s.execute(update(GmailAccount).where(GmailAccount.id == account.id)
+                          .values(**values))
+        log.info("action=synced account=%s read=%d", account.id, read)
+        return read
+
+    def _new_ids(self, service: GmailService, account: GmailAccount,
+                 previous: dt.datetime | None):
+        if account.history_id:
+            try:
+                return service.history(account.history_id)
+            except HistoryExpired:
+                log.info("action=history_expired account=%s", account.id)
+        # First round, or history gone: search what arrived since the last round (or since
+        # the account was connected), a minute's overlap for clock differences.
+        since = previous or account.created_at
+        latest = service.profile().get("historyId")
+        query = f"-in:sent -in:drafts after:{int(since.timestamp()) - 60}"
+        return list(reversed(service.search(query))), latest
+
+    def _apply(self, s, account: GmailAccount, incoming: Incoming, now: dt.datetime) -> None:
+        if incoming.kind is None:
+            return
+        if incoming.kind == "unsubscribe":
+            # Every team that sends from this mailbox: its owner's and those it is shared with.
+            for team_id in {account.team_id, *teams.shared_with(s, account.id)}:
+                if tracking.suppress(s, team_id, incoming.sender, "unsubscribed",
+                                     "asked by email", now):
+                    tracking.UNSUBSCRIBES.labels("mail").inc()
+            return
+        message = self._match(s, account, incoming)
+        if message is None:
+            return
+        if incoming.kind == "bounce":
+            hard = _hard(incoming.status)
+            detail = {"status": incoming.status, "diagnostic": incoming.diagnostic,
+                      "hard": hard}
+            if self._first(s, message.id, "bounced"):
+                queue.record_event(s, message.id, "bounced", now, detail)
+                BOUNCES.labels("hard" if hard else "soft").inc()
+            if hard:
+                tracking.suppress(s, message.team_id, parseaddr(message.to_addr)[1], "bounced",
+                                  f"hard bounce {incoming.status}", now)
+            return
+        if not self._answers(account, message, incoming):
+            return
+        event = "replied" if incoming.kind == "reply" else "auto_replied"
+        if self._first(s, message.id, event):
+            queue.record_event(s, message.id, event, now, {"from": incoming.sender})
+            REPLIES.labels("human" if event == "replied" else "automatic").inc()
+
+    @staticmethod
+    def _answers(account: GmailAccount, message: Message, incoming: Incoming) -> bool:
+        """A reply to ours is one that arrived after ours, from someone other than us.
+
+        Thread order matters: the customer's own message that a support reply answers is
+        in the same thread, but it came first.
+        """
+        ours = replies.own_addresses(account) | {parseaddr(message.from_addr)[1].lower()}
+        if incoming.sender in ours:
+            return False
+        return not (incoming.arrived_at is not None and message.sent_at is not None
+                    and incoming.arrived_at <= message.sent_at)
+
+    @staticmethod
+    def _first(s, message_id: str, event: str) -> bool:
+        return s.scalar(select(MessageEvent.id).where(MessageEvent.message_id == message_id,
+                                                      MessageEvent.type == event)) is None
+
+    @staticmethod
+    def _match(s, account: GmailAccount, incoming: Incoming) -> Message | None:
+        if incoming.refs:
+            found = s.scalar(select(Message).where(Message.account_id == account.id,
+                                                   Message.rfc822_id.in_(incoming.refs))
+                             .order_by(Message.sent_at.desc()).limit(1))
+            if found is not None:
+                return found
+        if incoming.thread_id:
+            # The latest of ours that it could answer: sent before it arrived.
+            query = select(Message).where(
+                Message.account_id == account.id, Message.gmail_thread_id == incoming.thread_id,
+                Message.status == "sent")
+            if incoming.arrived_at is not None:
+                query = query.where(Message.sent_at < incoming.arrived_at)
+            return s.scalar(query.order_by(Message.sent_at.desc()).limit(1))
+        return None
+

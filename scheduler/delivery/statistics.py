@@ -1,0 +1,83 @@
+"""What the dashboard shows: delivery outcomes per day, per campaign and per A/B variant."""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scheduler.automation import campaigns
+from scheduler.delivery import tracking
+from scheduler.errors import InvalidInput
+from scheduler.store.models import Campaign, Message, MessageEvent
+
+SERIES = ("sent", "opened", "clicked", "replied", "bounced", "unsubscribed")
+MAX_DAYS = 366
+MAX_CAMPAIGNS = 20
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown time zone {name!r}", field="tz") from None
+
+
+def over_time(session: Session, team_id: int, *, days: int, zone: str | None,
+              now: dt.datetime, campaign_id: int | None = None) -> dict:
+    """Per local day of the last `days` (today included): how many messages were sent,
+    and how many got their first (human) open, click, reply, bounce or unsubscribe."""
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidInput(f"days must be between 1 and {MAX_DAYS}", field="days")
+    tz = _zone(zone)
+    today = now.astimezone(tz).date()
+    first = today - dt.timedelta(days=days - 1)
+    start = dt.datetime.combine(first, dt.time(), tz)
+    query = (select(MessageEvent.type, MessageEvent.at, MessageEvent.message_id)
+             .join(Message, Message.id == MessageEvent.message_id)
+             .where(Message.team_id == team_id, MessageEvent.at >= start,
+                    MessageEvent.type.in_(SERIES)))
+    if campaign_id is not None:
+        query = query.where(Message.campaign_id == campaign_id)
+    seen: dict[tuple[str, dt.date], set] = defaultdict(set)
+    for kind, at, message_id in session.execute(query):
+        # A message counts once per day and outcome (several clicks are one clicker).
+        seen[(kind, at.astimezone(tz).date())].add(message_id)
+    dates = [first + dt.timedelta(days=i) for i in range(days)]
+    series = {kind: [len(seen.get((kind, d), ())) for d in dates] for kind in SERIES}
+    return {"days": [d.isoformat() for d in dates], "series": series,
+            "totals": {kind: sum(values) for kind, values in series.items()},
+            "timezone": tz.key}
+
+
+def _rates(entry: dict) -> dict:
+    sent = entry["sent"]
+    return {m: round(entry[k] / sent, 4) if sent else None
+            for m, k in (("open", "opened"), ("click", "clicked"), ("reply", "replied"),
+                         ("bounce", "bounced"))}
+
+
+def by_campaign(session: Session, team_id: int) -> list[dict]:
+    """The latest campaigns with their counts and rates, and each one's variants."""
+    rows = session.execute(select(Campaign.id, Campaign.name, Campaign.status,
+                                  Campaign.winner)
+                           .where(Campaign.team_id == team_id)
+                           .order_by(Campaign.id.desc()).limit(MAX_CAMPAIGNS)).all()
+    if not rows:
+        return []
+    counts = tracking.engagement_counts(session, Message.campaign_id,
+                                        Message.team_id == team_id,
+                                        Message.campaign_id.in_([r.id for r in rows]))
+    out = []
+    for row in rows:
+        found = counts.get(row.id) or dict.fromkeys(tracking.ENGAGEMENT_COUNTS, 0)
+        entry = {"id": row.id, "name": row.name, "status": row.status, "winner": row.winner,
+                 **{k: found[k] for k in ("queued", *SERIES)}}
+        entry["rates"] = _rates(entry)
+        campaign = session.get_one(Campaign, row.id)
+        entry["variants"] = campaigns.variant_stats(session, campaign) if len(
+            campaign.variants) > 1 else {}
+        out.append(entry)
+    return out

@@ -1,0 +1,54 @@
+"""Cancel, including a message that a stopped worker left 'sending'.
+
+Such a message is looked up in Gmail by its Message-ID first, outside any database
+transaction (a Gmail call must not hold SQLite's write lock): found, it becomes sent
+and the cancel is refused; not found, it is cancelled.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from gmail_client.errors import GmailError
+from gmail_client.oauth import can_read
+from scheduler.content import drafts
+from scheduler.engine import messages
+from scheduler.errors import Conflict
+from scheduler.settings import Settings
+from scheduler.store.crypto import TokenCipher
+from scheduler.store.db import Database
+from scheduler.store.models import GmailAccount
+
+
+def cancel(db: Database, settings: Settings, cipher: TokenCipher, team_id: int,
+           message_id: str, now: dt.datetime, by: str) -> dict:
+    """Cancel the team's message; returns its API representation (DomainError otherwise)."""
+    try:
+        with db.write() as s:
+            return messages.message_as_dict(
+                messages.cancel_message(s, team_id, message_id, now, by))
+    except messages.SendInDoubt as exc:
+        doubt = exc
+    found = _look_up(db, settings, cipher, doubt)
+    with db.write() as s:
+        message = messages.settle_cancel(s, team_id, doubt, found, now, by)
+        out = messages.message_as_dict(message)
+    if out["status"] == "sent":
+        raise Conflict("cannot cancel: Gmail shows this message was already sent",
+                       field="status", code="not_cancelable")
+    return out
+
+
+def _look_up(db: Database, settings: Settings, cipher: TokenCipher,
+             doubt: messages.SendInDoubt) -> list[dict] | None:
+    """Gmail's messages with that Message-ID, or None when the account cannot be read."""
+    with db.read() as s:
+        account = s.get_one(GmailAccount, doubt.account_id)
+        s.expunge(account)
+    if account.status != "connected" or not can_read(account.scope_list):
+        return None
+    try:
+        service = drafts.open_service(settings, cipher, account)
+        return service.find_by_rfc822_id(doubt.rfc822_id)
+    except GmailError as exc:
+        raise Conflict(f"cannot cancel yet: Gmail could not be asked whether it was sent "
+                       f"({exc}); try again", field="status", code="send_in_doubt") from None

@@ -1,0 +1,556 @@
+"""Releasing one claimed message: render, build MIME, reconcile if needed, send, record."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import random
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import parseaddr
+from functools import lru_cache
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+
+from gmail_client.errors import (
+    AmbiguousSendError,
+    DailyLimitReached,
+    GmailError,
+    PermanentGmailError,
+    ReconnectNeeded,
+    TransientGmailError,
+)
+from gmail_client.mime import UnsendableAddress, build_message
+from gmail_client.oauth import ClientConfig, can_read
+from scheduler.audience import accounts
+from scheduler.content.personalize import render_message
+from scheduler.content.sources import ContentFetcher, ContentUnavailable
+from scheduler.delivery import tracking
+from scheduler.engine.connections import ServicePool
+from scheduler.errors import MissingData, RenderError, TemplateError
+from scheduler.settings import Settings
+from scheduler.store import queue
+from scheduler.store.crypto import TokenCipher
+from scheduler.store.db import Database, utcnow
+from scheduler.store.models import GmailAccount, Message, MessageEvent, table
+
+log = logging.getLogger("mailrelease.release")
+
+RELEASES = Counter("mailrelease_releases", "Claims released, by the status they ended in",
+                   ["outcome"])
+HOLDS = Counter("mailrelease_holds", "Messages held, by why", ["kind"])
+GMAIL_ERRORS = Counter("mailrelease_gmail_errors", "Gmail errors on send", ["kind"])
+CRASHES = Counter("mailrelease_release_crashes", "Unexpected errors while releasing a "
+                  "message, by exception class", ["class"])
+EVENT_TO_SEND = Histogram(
+    "mailrelease_event_to_send_seconds", "From an event's arrival to Gmail's answer, for "
+    "messages a rule queued with no delay", buckets=(0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30))
+LAG = Histogram("mailrelease_release_lag_seconds", "Gmail's answer minus the due time",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600))
+
+BACKOFF_MAX_SECONDS = 3600.0
+FOLLOW_UP_RECHECK = dt.timedelta(hours=1)
+FOLLOW_UP_SOON = dt.timedelta(seconds=10)
+
+
+def backoff(attempt: int, retry_after: float | None, rng: random.Random,
+            base: float = 30.0) -> float:
+    """Seconds to wait: exponential with jitter, but never less than Retry-After."""
+    ceiling = min(BACKOFF_MAX_SECONDS, base * 2 ** max(0, attempt - 1))
+    delay = rng.uniform(ceiling / 2, ceiling)
+    return max(delay, retry_after or 0.0)
+
+
+_ACCOUNT = select(table(GmailAccount)).where(GmailAccount.id == bindparam("b_account"))
+
+# A thread reuses what it read of an account for this long across its batch of claims.
+ACCOUNT_REFRESH_SECONDS = 5.0
+
+
+@dataclass
+class AccountState:
+    """An account as a sender thread sees it: its row, decrypted grant, sends in 24 h.
+
+    Read once and reused for the thread's batch of that account's claims (refreshed after
+    ACCOUNT_REFRESH_SECONDS or after an error changed the account), instead of per message.
+    """
+
+    row: Row
+    token_info: dict
+    token_blob: bytes  # the stored (encrypted) grant token_info came from
+    sent_today: int
+    loaded: float  # time.monotonic() when read
+
+
+DAY = accounts.DAY
+
+
+# A batch sends from a few addresses, often to repeated ones: parse each once.
+_parsed = lru_cache(maxsize=4096)(parseaddr)
+
+
+def _address_of(header: str) -> str:
+    """The address in a To header, as contacts store it (lower case)."""
+    return _parsed(header)[1].strip().lower()
+
+
+class Releaser:
+    """Sends claimed messages through the sender's Gmail account."""
+
+    def __init__(self, db: Database, cipher: TokenCipher, client: ClientConfig | None,
+                 settings: Settings, clock=utcnow, stop: threading.Event | None = None):
+        self.db = db
+        self.cipher = cipher
+        self.client = client
+        self.settings = settings
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.pool = (ServicePool(client, settings.gmail_api_endpoint,
+                                 settings.gmail_timeout_seconds) if client else None)
+        self._rng = random.Random()
+        self.content = ContentFetcher(settings.content_hosts)
+        self.links = tracking.Links(settings.secret_key, settings.public_url)
+        self._local = threading.local()  # each sender thread's sends not yet written
+        # Claims a database outage kept from being given back (see _crashed).
+        self.pending: deque[tuple[queue.Claim, str]] = deque()
+        self._pending_lock = threading.Lock()
+        # How many sends all workers together can make for one account between two reads
+        # of its count; with pacing off, nothing bounds that, so the count is always read.
+        rate = settings.sends_per_second
+        self._count_margin = (math.ceil(rate * ACCOUNT_REFRESH_SECONDS) + 1 if rate > 0
+                              else 10 ** 9)
+
+    def load_account(self, account_id: int) -> AccountState:
+        """The account's row, its decrypted grant and how many it sent in the last 24 h."""
+        with self.db.core_read() as conn:
+            row = conn.execute(_ACCOUNT, {"b_account": account_id}).one()
+            count = queue.sent_since(conn, account_id, self.clock() - DAY)
+        return AccountState(row, self.cipher.decrypt(row.token_blob), row.token_blob, count,
+                            time.monotonic())
+
+    def _account(self, account_id: int, known: dict[int, AccountState] | None) -> AccountState:
+        state = known.get(account_id) if known is not None else None
+        # An account that was not connected is read again: its owner may have signed in.
+        if (state is None or state.row.status != "connected"
+                or time.monotonic() - state.loaded > ACCOUNT_REFRESH_SECONDS):
+            state = self.load_account(account_id)
+            if known is not None:
+                known[account_id] = state
+        return state
+
+    def release(self, claim: queue.Claim, known: dict[int, AccountState] | None = None,
+                more: bool = False) -> str:
+        """Do everything for one claim; returns the status it ended in.
+
+        `known` carries account state between the claims of one thread's batch. `more`
+        says this thread releases another claim next: the record of a send is then written
+        in that claim's first transaction instead of one of its own (call `flush` at the
+        end). Until then the message stays `sending` under its lease, so a crash in between
+        is reconciled (found by its Message-ID), never sent twice.
+        """
+        self._local.in_flight = False
+        try:
+            outcome = self._release(claim, known, more)
+        except Exception as exc:  # noqa: BLE001 - every error has an exit (see _crashed)
+            outcome = self._crashed(claim, exc, in_flight=self._local.in_flight)
+        RELEASES.labels(outcome).inc()
+        return outcome
+
+    def _crashed(self, claim: queue.Claim, exc: Exception, in_flight: bool) -> str:
+        """Record an unexpected error on the message: never leave it `sending`.
+
+        A database error before the Gmail request gives the claim back at once (not
+        an attempt); if the database is down, the give-back waits in `pending` and is
+        retried by the worker's next pass, so releases resume within seconds of its
+        return. Any other error is written on the message's timeline with its class and
+        text and retried with backoff, up to `max_attempts` crashes, then `failed`. Only
+        an error during the Gmail request itself leaves the send in doubt (reconciled).
+        """
+        kind = type(exc).__name__
+        CRASHES.labels(kind).inc()
+        log.error("action=release_crashed message_id=%s class=%s in_flight=%s error=%s",
+                  claim.message_id, kind, in_flight, " ".join(str(exc).split())[:500],
+                  exc_info=not isinstance(exc, (SQLAlchemyError, UnsendableAddress)))
+        # The database going away (or SQLite busy) is not this message's fault: give the
+        # claim back without counting an attempt. Any other database error is the row's
+        # and counts like any crash, so that it cannot come back forever.
+        if isinstance(exc, (OperationalError, InterfaceError)) and not in_flight:
+            return self._give_back_later(claim, f"database error before sending ({kind}); "
+                                                "released its claim")
+        text = " ".join(f"{kind}: {exc}".split())[:2000]
+        try:
+            with self._write() as conn:
+                queue.record_event(conn, claim.message_id, "crashed", self.clock(),
+                                   {"class": kind, "error": text, "in_flight": in_flight,
+                                    "attempt": claim.attempts})
+                crashes = queue.crash_count(conn, claim.message_id)
+                now = self.clock()
+                if isinstance(exc, UnsendableAddress) or crashes >= self.settings.max_attempts:
+                    why = (text if isinstance(exc, UnsendableAddress) else
+                           f"failed after {crashes} attempts; last error: {text}")
+                    queue.mark_failed(conn, claim, now, why)
+                    return "failed"
+                delay = backoff(crashes, None, self._rng, self.settings.retry_base_seconds)
+                queue.mark_retry(conn, claim, now, now + dt.timedelta(seconds=delay), text,
+                                 needs_reconcile=in_flight or claim.needs_reconcile)
+                return "retry_wait"
+        except SQLAlchemyError:
+            if in_flight:
+                return "sending"  # the lease expires and the message is reconciled
+            return self._give_back_later(claim, f"{kind} before sending, and the database "
+                                                "could not record it; released its claim")
+
+    def _give_back_later(self, claim: queue.Claim, reason: str) -> str:
+        """Give a never-sent claim back now, or as soon as the database answers again."""
+        try:
+            with self._write() as conn:
+                queue.release_claim(conn, claim, self.clock(), reason)
+        except SQLAlchemyError:
+            with self._pending_lock:
+                self.pending.append((claim, reason))
+        return "scheduled"
+
+    def retry_give_backs(self) -> int:
+        """Give back the claims a database outage kept (a worker's pass calls this first).
+
+        Returns how many went back; stops at the first failure (the database is still down).
+        """
+        done = 0
+        while True:
+            with self._pending_lock:
+                if not self.pending:
+                    return done
+                claim, reason = self.pending[0]
+            try:
+                with self._write() as conn:
+                    queue.release_claim(conn, claim, self.clock(), reason)
+            except SQLAlchemyError:
+                return done  # still down: the next pass tries again
+            with self._pending_lock:
+                self.pending.popleft()
+            done += 1
+
+    def _unwritten(self) -> list:
+        if not hasattr(self._local, "sent"):
+            self._local.sent = []
+        return self._local.sent
+
+    @contextmanager
+    def _write(self):
+        """A write transaction that first records this thread's sends not yet written."""
+        pending = self._unwritten()
+        count = len(pending)
+        with self.db.core_write() as conn:
+            for item in pending[:count]:
+                self._record_sent(conn, *item)
+            yield conn
+        del pending[:count]  # only once committed: after a rollback they are written later
+
+    def flush(self) -> None:
+        """Write the sends this thread has not recorded yet (the end of its batch)."""
+        if self._unwritten():
+            with self._write():
+                pass
+
+    @staticmethod
+    def _record_sent(conn, claim: queue.Claim, sent_at: dt.datetime, result: dict,
+                     subject: str) -> None:
+        moved = queue.mark_sent(conn, claim, sent_at, result["id"],
+                                result.get("threadId", ""), subject)
+        log.info("action=sent message_id=%s account=%s gmail_id=%s attempt=%d lease_kept=%s",
+                 claim.message_id, claim.account_id, result["id"], claim.attempts, moved)
+
+    def _release(self, claim: queue.Claim, known: dict[int, AccountState] | None,
+                 more: bool) -> str:
+        message = claim.row
+        state = self._account(claim.account_id, known)
+        account = state.row
+        now = self.clock()
+        if self.pool is None:
+            return self._hold(claim, "no_client",
+                              "no OAuth client is configured (credentials.json)")
+        if account.status != "connected":
+            return self._hold(claim, "reconnect", f"{account.email} needs reconnecting: sign "
+                              f"in with Google again to release this message")
+        lateness = (now - message.release_at).total_seconds()
+        if not claim.needs_reconcile and lateness > self.settings.max_lateness_seconds:
+            return self._hold(claim, "too_late", f"was due {message.release_at.isoformat()} "
+                              f"but nothing could send it until {now.isoformat()}; "
+                              f"send now or cancel")
+        if message.follows_id:
+            verdict = self._follow_up(message)
+            if verdict is not None:
+                with self._write() as conn:
+                    if verdict[0] == "wait":
+                        queue.mark_retry(conn, claim, now, now + verdict[2],
+                                         verdict[1], claim.needs_reconcile)
+                        return "retry_wait"
+                    queue.mark_skipped(conn, claim, self.clock(), verdict[1])
+                return "cancelled"
+        data = {**message.data, **self._links_for(message)}
+        if message.sources:
+            # Before the pacing slot is taken: a slow source costs at most its timeout.
+            try:
+                data.update(self.content.fetch(message.sources, message.data,
+                                               message.team_id)[0])
+            except ContentUnavailable as exc:
+                return self._hold(claim, "missing_data", str(exc))
+        problem = None
+        try:
+            parts = render_message(message.subject_tpl, message.html_tpl, message.text_tpl,
+                                   data, amp=message.amp_tpl)
+        except RenderError as exc:
+            # The template fails with this recipient's data: resending cannot help.
+            with self._write() as conn:
+                queue.mark_failed(conn, claim, self.clock(), f"the template fails at "
+                                  f"release: {exc}")
+            return "failed"
+        except (MissingData, TemplateError) as exc:
+            problem = str(exc)  # held, unless the checks below stop it first
+        else:
+            decorated = tracking.decorate(
+                parts.html, parts.text, message_id=message.id, sender=account.email,
+                links=self.links, track=message.tracking and not message.transactional,
+                unsubscribe=not message.transactional,
+                unsubscribe_url=data.get("unsubscribe_url"))
+            raw = build_message(
+                sender=_parsed(message.from_addr), to=_parsed(message.to_addr),
+                subject=parts.subject, html=decorated.html, text=decorated.text,
+                amp=parts.amp, message_id=message.rfc822_id, date=now,
+                in_reply_to=message.in_reply_to, references=message.thread_references,
+                extra_headers=decorated.headers,
+            )
+        turn = self._take_turn(claim, state, problem)
+        if turn is not None:
+            return turn
+        service = self.pool.get(account.id, state.token_info)
+        self._local.in_flight = True  # an unexpected error from here on may follow a send
+        try:
+            if claim.needs_reconcile:
+                outcome = self._reconcile(claim, service, message, account, parts.subject)
+                if outcome is not None:
+                    return outcome
+            result = service.send(raw, thread_id=message.reply_thread_id)
+        except GmailError as exc:
+            if known is not None:
+                known.pop(account.id, None)  # the error may have changed the account
+            return self._on_error(claim, state, exc)
+        finally:
+            self._persist_refresh(state, service)
+        state.sent_today += 1
+        self._local.in_flight = False
+        sent_at = self.clock()
+        self._unwritten().append((claim, sent_at, result, parts.subject))
+        if not more:
+            self.flush()
+        LAG.observe(max(0.0, (sent_at - message.release_at).total_seconds()))
+        if message.event_at is not None and message.release_at <= message.event_at:
+            EVENT_TO_SEND.observe((sent_at - message.event_at).total_seconds())
+        return "sent"
+
+    def _links_for(self, message) -> dict:
+        """The signed links a template may use: unsubscribe_url, and live_url() in AMP."""
+        links = {"live_url": tracking.live_url_function(self.links, message.id,
+                                                        message.sources)}
+        links["unsubscribe_url"] = ("" if message.transactional
+                                    else self.links.unsubscribe_url(message.id))
+        return links
+
+    def _follow_up(self, message) -> tuple | None:
+        """None to send this follow-up; ("skip", why) or ("wait", why, recheck) otherwise."""
+        with self.db.core_read() as conn:
+            before = conn.execute(select(Message.status, Message.clicks).where(
+                Message.id == message.follows_id)).first()
+            replied = conn.execute(select(MessageEvent.id).where(
+                MessageEvent.message_id == message.follows_id,
+                MessageEvent.type == "replied").limit(1)).first() is not None
+        if before is None or before.status in ("cancelled", "failed"):
+            return "skip", "skipped: the previous step was not sent"
+        if before.status != "sent":
+            # A previous step on its way goes soon; a held one waits for a person.
+            soon = before.status in ("scheduled", "sending", "retry_wait")
+            return ("wait", f"waiting for the previous step ({before.status})",
+                    FOLLOW_UP_SOON if soon else FOLLOW_UP_RECHECK)
+        if replied:
+            return "skip", "skipped: the recipient replied to the previous step"
+        if message.follow_unless == "click" and before.clicks:
+            return "skip", "skipped: the recipient clicked in the previous step"
+        return None
+
+    @staticmethod
+    def _suppressed(conn, team_id: int, address: str) -> str | None:
+        """Why the recipient must not get this (unsubscribed, bounced), or None."""
+        found = tracking.subscription_of(conn, team_id, address)
+        if found is None or found[0] == "subscribed":
+            return None
+        return f"not sent: {address} is {found[0]} ({found[1] or ''})"
+
+    def _cap_to_check(self, state: AccountState, now: dt.datetime):
+        """What the send's last check counts: (cap, since) near the account's daily cap,
+        None far from it, False when Gmail's own daily limit stands."""
+        account = state.row
+        if account.limited_until and account.limited_until > now:
+            return False
+        cap = accounts.daily_cap(account, self.settings.daily_cap)
+        # Near the cap, count again: other workers may send for this account too. Far from
+        # it they cannot close the gap before the next refresh, as pacing is shared.
+        return (cap, now - DAY) if state.sent_today + self._count_margin >= cap else None
+
+    def _daily_limit(self, conn, state: AccountState, now: dt.datetime):
+        """(until, reason) when the account may not send now because of a daily limit."""
+        account = state.row
+        check = self._cap_to_check(state, now)
+        if check is False:
+            resumes = account.limited_until.isoformat()
+            return account.limited_until, (f"Gmail's daily sending limit for {account.email} "
+                                           f"is reached; resumes {resumes}")
+        if check is None:
+            return None
+        cap = check[0]
+        state.sent_today = queue.sent_since(conn, account.id, now - DAY)
+        if state.sent_today < cap:
+            return None
+        until = queue.window_reopens(conn, account.id, now, DAY, cap) or now
+        return until, (f"daily cap reached: {state.sent_today} of {cap} sent from "
+                       f"{account.email} in the last 24 h; resumes {until.isoformat()}")
+
+    def _take_turn(self, claim: queue.Claim, state: AccountState,
+                   problem: str | None) -> str | None:
+        """The last checks, then the account's pacing slot and a lease that covers the send.
+
+        The common case is one conditional UPDATE in one write transaction: it renews the
+        lease only if the claim is still this worker's (if the lease lapsed and another
+        worker took the message over, this one must not send it too), the recipient has
+        not unsubscribed or bounced, and the account is under its daily cap. Only when it
+        matches nothing are the checks made one by one to find which one stopped the send.
+        The renewed lease outlives the Gmail timeout, so nobody can take over a send in
+        flight. None means: send now; otherwise the status the claim ended in.
+        """
+        message = claim.row
+        rate = self.settings.sends_per_second
+        cover = dt.timedelta(seconds=max(self.settings.lease_seconds,
+                                         2 * self.settings.gmail_timeout_seconds + 5))
+        recipient = None if message.transactional else _address_of(message.to_addr)
+        wait = 0.0
+        with self._write() as conn:
+            now = self.clock()
+            cap = self._cap_to_check(state, now)
+            clear = problem is None and cap is not False
+            if clear and rate > 0:
+                # The slot first, so that the renewal knows whether the send follows at
+                # once (then it marks the message as possibly sent) or after a wait.
+                slot = queue.reserve_send_slot(conn, state.row.id, now, 1.0 / rate)
+                wait = (slot - now).total_seconds()
+            clear = clear and queue.clear_to_send(conn, claim, now + cover, recipient, cap,
+                                                  in_flight=wait <= 0)
+            if not clear:
+                suppressed = recipient and self._suppressed(conn, message.team_id, recipient)
+                if suppressed:
+                    queue.mark_suppressed(conn, claim, now, suppressed)
+                    return "cancelled"
+                limited = self._daily_limit(conn, state, now)
+                if limited is not None:
+                    return self._held(conn, claim, "daily_limit", limited[1],
+                                      until=limited[0])
+                if problem is not None:
+                    return self._held(conn, claim, "missing_data", problem)
+        if clear and wait > 0:
+            if self.stop.wait(wait):
+                return self.give_back(claim)
+            with self._write() as conn:
+                clear = queue.extend_lease(conn, claim, self.clock() + cover, in_flight=True)
+        elif self.stop.is_set():
+            return self.give_back(claim)
+        if not clear:
+            log.warning("action=lease_lost message_id=%s", claim.message_id)
+            return self.give_back(claim)
+        return None
+
+    def _reconcile(self, claim, service, message, account, subject) -> str | None:
+        """A previous attempt may have left: look for it by Message-ID before resending."""
+        if not can_read(account.scopes.split()):
+            return self._hold(claim, "delivery_unknown",
+                              "delivery unknown: an earlier attempt may have been sent and this "
+                              "account did not grant read access to check; send now to send "
+                              "it again, or cancel", needs_reconcile=True)
+        found = service.find_by_rfc822_id(message.rfc822_id)
+        if not found:
+            log.info("action=reconcile message_id=%s found=0", message.id)
+            return None
+        with self._write() as session:
+            queue.mark_sent(session, claim, self.clock(), found[0]["id"],
+                            found[0].get("threadId", ""), subject, reconciled=True)
+        log.info("action=reconcile message_id=%s found=1 gmail_id=%s", message.id,
+                 found[0]["id"])
+        return "sent"
+
+    def _on_error(self, claim, state: AccountState, exc: GmailError) -> str:
+        account = state.row
+        now = self.clock()
+        reason = " ".join(f"Gmail {exc.status or ''} {exc.reason}: {exc}".split())
+        GMAIL_ERRORS.labels(type(exc).__name__).inc()
+        log.warning("action=send_error message_id=%s account=%s class=%s status=%s reason=%s",
+                    claim.message_id, account.id, type(exc).__name__, exc.status, exc.reason)
+        if isinstance(exc, ReconnectNeeded):
+            with self._write() as session:
+                marked = accounts.mark_reconnect_needed(session, account.id, str(exc), now,
+                                                        grant=state.token_blob)
+                if not marked:
+                    # Its owner signed in again since this grant was read: try the new one.
+                    queue.mark_retry(session, claim, now, now, f"{reason}; the account was "
+                                     f"reconnected meanwhile", claim.needs_reconcile)
+                    return "retry_wait"
+            return self._hold(claim, "reconnect", f"{account.email} needs reconnecting: {exc}")
+        if isinstance(exc, DailyLimitReached):
+            until = exc.retry_at if exc.retry_at and exc.retry_at > now else now + DAY / 24
+            with self._write() as session:
+                accounts.mark_daily_limited(session, account.id, until, now)
+            return self._hold(claim, "daily_limit", f"Gmail's daily sending limit is reached "
+                              f"for {account.email}: {exc}", until=until)
+        if isinstance(exc, TransientGmailError):
+            ambiguous = isinstance(exc, AmbiguousSendError)
+            delay = backoff(claim.attempts, exc.retry_after, self._rng,
+                            self.settings.retry_base_seconds)
+            with self._write() as session:
+                queue.mark_retry(session, claim, now, now + dt.timedelta(seconds=delay),
+                                 reason, needs_reconcile=ambiguous or claim.needs_reconcile)
+            return "retry_wait"
+        assert isinstance(exc, PermanentGmailError), exc
+        with self._write() as session:
+            queue.mark_failed(session, claim, now, reason)
+        return "failed"
+
+    def _hold(self, claim, kind: str, reason: str, needs_reconcile: bool = False,
+              until: dt.datetime | None = None) -> str:
+        with self._write() as conn:
+            return self._held(conn, claim, kind, reason, needs_reconcile, until)
+
+    def _held(self, conn, claim, kind: str, reason: str, needs_reconcile: bool = False,
+              until: dt.datetime | None = None) -> str:
+        """Hold the claim within the caller's transaction."""
+        queue.mark_held(conn, claim, self.clock(), kind, reason, needs_reconcile, until)
+        HOLDS.labels(kind).inc()
+        log.info("action=held message_id=%s kind=%s", claim.message_id, kind)
+        return "held"
+
+    def give_back(self, claim) -> str:
+        """Return an unstarted claim to the queue (stopping, or a no-op if the lease was lost)."""
+        with self._write() as session:
+            queue.release_claim(session, claim, self.clock())
+        return "scheduled"
+
+    def _persist_refresh(self, state: AccountState, service) -> None:
+        info = ServicePool.refreshed_info(service, state.token_info)
+        if info is None:
+            return
+        with self._write() as session:
+            state.token_blob = accounts.save_refreshed_token(
+                session, self.cipher, state.row.id, info, self.clock())
+        state.token_info.update(info)
+        log.info("action=token_refreshed account=%s", state.row.id)

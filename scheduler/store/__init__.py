@@ -1,0 +1,5 @@
+"""The database: engine and sessions, the tables, the message state machine and the one
+module that changes a status (queue), ids and idempotency keys, token encryption, migrations.
+
+May import: the shared words of `scheduler` (errors, typed, ...) only.
+"""
