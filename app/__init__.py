@@ -8,24 +8,32 @@ from flask import Flask, current_app
 from flask_wtf.csrf import CSRFProtect
 
 from app.throttle import Throttle
-from scheduler.content.sources import ContentFetcher
-from scheduler.settings import Settings
-from scheduler.store.crypto import TokenCipher
-from scheduler.store.db import Database
+from gmail_client.api import GmailService
+from scheduler.content import drafts
+from scheduler.store.models import GmailAccount
+from scheduler.wiring import Wiring
 
 csrf = CSRFProtect()
 
 
 @dataclass
 class Context:
-    """What every request handler needs, built once per app."""
+    """What every request handler needs: the process's wiring, its worker if it runs one,
+    and the throttle of failed credentials."""
 
-    settings: Settings
-    db: Database
-    cipher: TokenCipher
-    content: ContentFetcher
+    wiring: Wiring
     worker: object | None = None
     throttle: Throttle = field(default_factory=Throttle)
+
+    def __post_init__(self) -> None:
+        w = self.wiring
+        self.settings, self.db, self.cipher = w.settings, w.db, w.cipher
+        self.content, self.links, self.gmail, self.oauth = w.content, w.links, w.gmail, w.oauth
+
+    def gmail_for(self, account: GmailAccount) -> GmailService:
+        """A Gmail service on the account for this request (read or compose granted)."""
+        drafts.check_access(account)
+        return self.gmail.for_account(account)
 
     def wake_worker(self, at=None) -> None:
         """Wake the in-process worker, if this process runs one (web-only processes don't)."""
@@ -33,10 +41,12 @@ class Context:
             self.worker.wake(at)
 
 
-def create_app(settings: Settings | None = None, *, db: Database | None = None,
-               worker=None) -> Flask:
-    """Application factory: settings from the environment unless given."""
-    settings = settings or Settings.from_env()
+def create_app(wiring: Wiring | None = None, *, worker=None) -> Flask:
+    """Application factory: the given wiring, or one built from the environment."""
+    if wiring is None:
+        from scheduler.settings import Settings
+        wiring = Wiring.build(Settings.from_env())
+    settings = wiring.settings
     app = Flask(__name__, instance_path=str(settings.instance_path))
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -46,10 +56,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None,
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
         WTF_CSRF_TIME_LIMIT=None,
     )
-    app.extensions["mailrelease"] = Context(
-        settings=settings, db=db or Database(settings.database_url),
-        cipher=TokenCipher(settings.token_key),
-        content=ContentFetcher(settings.content_hosts), worker=worker)
+    app.extensions["mailrelease"] = Context(wiring, worker=worker)
 
     # api_content and ui_content add their routes to the api and ui blueprints.
     from app import (  # noqa: F401

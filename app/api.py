@@ -20,7 +20,7 @@ from scheduler.audience import teams
 from scheduler.engine import cancelling, messages
 from scheduler.errors import DomainError
 from scheduler.store import idempotency
-from scheduler.store.db import self_checking, utcnow
+from scheduler.store.db import utcnow
 from scheduler.store.models import MESSAGE_STATUSES
 from scheduler.typed import Id
 
@@ -58,7 +58,7 @@ def _replay(exc: idempotency.Replay):
 @bp.after_request
 def _idempotency_header(resp):
     resp = idempotent.mark_fresh(resp)
-    return check_answer(resp) if self_checking() else resp
+    return check_answer(resp) if ctx().db.self_check else resp
 
 
 @bp.errorhandler(IntegrityError)
@@ -193,7 +193,7 @@ def get_message(message_id):
 def cancel_message(message_id):
     """Cancel unless sending has begun (409 then)."""
     c = ctx()
-    return jsonify(cancelling.cancel(c.db, c.settings, c.cipher, g.team_id, message_id,
+    return jsonify(cancelling.cancel(c.db, c.gmail, g.team_id, message_id,
                                      utcnow(), _actor()))
 
 

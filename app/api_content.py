@@ -165,10 +165,10 @@ def list_gmail_drafts(query: DraftsQuery):
     with c.db.read() as s:
         account = _account(s, query.account)
         s.expunge(account)
-    service = drafts.open_service(c.settings, c.cipher, account)
+    service = c.gmail_for(account)
     items = drafts.list_drafts(service)
     with c.db.write() as s:
-        drafts.save_refresh(s, c.cipher, account, service, utcnow())
+        c.gmail.keep_refreshed_account(s, account, service, utcnow())
     return jsonify({"items": items, "next_cursor": None})
 
 
@@ -180,14 +180,14 @@ def template_from_draft(body: commands.TemplateFromDraft):
     with c.db.read() as s:
         account = _account(s, body.account)
         s.expunge(account)
-    service = drafts.open_service(c.settings, c.cipher, account)
+    service = c.gmail_for(account)
     parts = drafts.read_draft(service, body.draft_id)
     name = body.name or (parts["subject"] or "").strip()[:200] or f"Gmail draft {body.draft_id}"
     values = templates.template_values(make(
         commands.NewTemplate, name=name, **{k: v for k, v in parts.items() if v is not None}),
         c.settings.content_hosts)
     with c.db.write() as s:
-        drafts.save_refresh(s, c.cipher, account, service, utcnow())
+        c.gmail.keep_refreshed_account(s, account, service, utcnow())
         template = templates.store_template(
             s, team_id=g.team_id, user_id=g.user_id, values=values, now=utcnow(),
             origin=f"gmail-draft:{body.draft_id}")

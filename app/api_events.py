@@ -14,6 +14,7 @@ from app.api import bp, require_token
 from app.endpoint import json_object, route
 from scheduler import commands, sanity
 from scheduler.automation import campaigns, events, schedules
+from scheduler.delivery.statistics import variant_stats
 from scheduler.store import idempotency, lookup
 from scheduler.store.db import utcnow
 from scheduler.store.models import Campaign, Rule, Schedule, Team
@@ -262,4 +263,4 @@ def campaign_stats(campaign_id):
     with ctx().db.read() as s:
         campaign = campaigns.get_campaign(s, g.team_id, campaign_id)
         return jsonify(campaigns.campaign_as_dict(campaign,
-                                                  campaigns.variant_stats(s, campaign)))
+                                                  variant_stats(s, campaign)))

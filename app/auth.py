@@ -9,7 +9,6 @@ from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 from sqlalchemy import select
 
 from app import ctx, web_sessions
-from gmail_client.api import GmailService
 from gmail_client.errors import GmailError
 from gmail_client.oauth import (
     CredentialsFileError,
@@ -21,7 +20,6 @@ from gmail_client.oauth import (
     email_from_id_token,
     finish_authorization,
     granted_scopes,
-    load_client_config,
     scopes_for,
     start_authorization,
 )
@@ -89,7 +87,7 @@ def login():
     """Start Google's consent flow, remembering state and the PKCE verifier in the session."""
     settings = ctx().settings
     try:
-        client = load_client_config(settings.google_credentials)
+        client = ctx().oauth()
         start = start_authorization(client, scopes_for(settings.gmail_scopes), redirect_uri(),
                                     login_hint=request.args.get("login_hint"))
     except (CredentialsFileError, ValueError) as exc:
@@ -113,7 +111,7 @@ def callback():
         return redirect(url_for("ui.home"))
     settings = c.settings
     try:
-        client = load_client_config(settings.google_credentials)
+        client = c.oauth()
         creds = finish_authorization(
             client, scopes_for(settings.gmail_scopes), redirect_uri(), pending["state"],
             pending["code_verifier"], settings.public_url + request.full_path)
@@ -125,7 +123,7 @@ def callback():
             return redirect(url_for("ui.home"))
         send_as = None
         if can_read_profile(granted):
-            service = GmailService(creds, api_endpoint=settings.gmail_api_endpoint)
+            service = c.gmail.for_credentials(creds)
             address = service.profile()["emailAddress"]
             if can_read(granted):
                 from app.threads import aliases

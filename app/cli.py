@@ -13,9 +13,10 @@ from dataclasses import replace
 import click
 
 from scheduler.redact import RedactingFormatter
-from scheduler.settings import Settings
+from scheduler.settings import ConfigError, Settings
 from scheduler.store.db import Database, utcnow
 from scheduler.store.migrate import upgrade as upgrade_db
+from scheduler.wiring import Wiring
 
 log = logging.getLogger("mailrelease")
 SANDBOX_PREFIX = "/sandbox-google"
@@ -78,7 +79,17 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-@click.group()
+class _Group(click.Group):
+    """Library code raises; here a configuration problem becomes a one-line exit."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
 def main() -> None:
     """mailrelease: release personalized email through your own Gmail account."""
     _configure_logging()
@@ -100,9 +111,9 @@ def run(host: str, port: int, sandbox: bool) -> None:
     if sandbox:
         settings, clients = _sandbox_settings(settings, host, port)
     upgrade_db(settings.database_url)
-    db = Database(settings.database_url)
-    worker = ReleaseWorker(db, settings)
-    app = create_app(settings, db=db, worker=worker)
+    wiring = Wiring.build(settings)
+    worker = ReleaseWorker(wiring)
+    app = create_app(wiring, worker=worker)
     wsgi = app.wsgi_app
     if sandbox:
         from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -121,7 +132,7 @@ def run(host: str, port: int, sandbox: bool) -> None:
         serve(app, host=host, port=port, threads=8, ident="mailrelease")
     finally:
         worker.stop()
-        db.dispose()
+        wiring.db.dispose()
 
 
 @main.command()
@@ -137,7 +148,8 @@ def web(host: str, port: int) -> None:
     upgrade_db(settings.database_url)
     _stop_on_sigterm()
     log.info("action=serve url=%s worker=separate", settings.public_url)
-    serve(create_app(settings), host=host, port=port, threads=8, ident="mailrelease")
+    serve(create_app(Wiring.build(settings)), host=host, port=port, threads=8,
+          ident="mailrelease")
 
 
 @main.command()
@@ -147,8 +159,8 @@ def worker() -> None:
 
     settings = Settings.from_env()
     upgrade_db(settings.database_url)
-    db = Database(settings.database_url)
-    release_worker = ReleaseWorker(db, settings)
+    wiring = Wiring.build(settings)
+    release_worker = ReleaseWorker(wiring)
     stop = threading.Event()
 
     def handler(_signum, _frame):
@@ -161,7 +173,7 @@ def worker() -> None:
             pass
     finally:
         release_worker.stop()
-        db.dispose()
+        wiring.db.dispose()
 
 
 @main.group()

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
 
 from app import csrf, ctx
+from scheduler.audience.suppression import subscription_of
 from scheduler.content import sources as content
+from scheduler.content.links import Links
 from scheduler.delivery import tracking
 from scheduler.store.db import utcnow
 from scheduler.store.models import Message
@@ -21,9 +23,8 @@ bp = Blueprint("links", __name__)
 log = logging.getLogger("mailrelease.links")
 
 
-def _links() -> tracking.Links:
-    settings = ctx().settings
-    return tracking.Links(settings.secret_key, settings.public_url)
+def _links() -> Links:
+    return ctx().links
 
 
 @bp.get("/t/o/<token>.gif")
@@ -64,7 +65,7 @@ def unsubscribe_page(token):
         if message is None:
             abort(404)
         address = parseaddr(message.to_addr)[1]
-        state = tracking.subscription_of(s, message.team_id, address)
+        state = subscription_of(s, message.team_id, address)
     return render_template("ui/unsubscribe.html", address=address, done=False,
                            already=state is not None and state[0] != "subscribed")
 

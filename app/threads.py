@@ -43,13 +43,13 @@ def mailbox(team_id: int, user_id: int, account_id) -> tuple[GmailAccount, Gmail
                                "Google and allow reading", field="account_id")
         account = usable[0]
         s.expunge(account)
-    return account, drafts.open_service(c.settings, c.cipher, account)
+    return account, c.gmail_for(account)
 
 
 def _after(account: GmailAccount, service: GmailService, fresh_aliases=None) -> None:
     """Keep a refreshed access token, and the aliases just read."""
     with ctx().db.write() as s:
-        drafts.save_refresh(s, ctx().cipher, account, service, utcnow())
+        ctx().gmail.keep_refreshed_account(s, account, service, utcnow())
         if fresh_aliases is not None:
             s.execute(update(GmailAccount).where(GmailAccount.id == account.id)
                       .values(send_as=fresh_aliases))

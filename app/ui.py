@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from app import audit, ctx
 from app.auth import login_required, redirect_uri
-from gmail_client.oauth import CredentialsFileError, load_client_config
+from gmail_client.oauth import CredentialsFileError
 from scheduler import sanity
 from scheduler.audience import teams
 from scheduler.commands import MessageChange
@@ -91,7 +91,7 @@ def home():
     settings = ctx().settings
     if "user_id" not in session:
         try:
-            load_client_config(settings.google_credentials)
+            ctx().oauth()
         except CredentialsFileError as exc:
             return render_template("ui/setup.html", problem=str(exc),
                                    credentials_path=settings.google_credentials,
@@ -206,7 +206,7 @@ def _action(message_id: str, action, verb: str):
 def cancel(message_id):
     """Cancel from the queue or the message page."""
     c = ctx()
-    return _action(message_id, partial(cancelling.cancel, c.db, c.settings, c.cipher),
+    return _action(message_id, partial(cancelling.cancel, c.db, c.gmail),
                    "cancelled")
 
 

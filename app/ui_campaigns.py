@@ -24,6 +24,7 @@ from scheduler import sanity
 from scheduler.automation import campaigns
 from scheduler.commands import NewCampaign
 from scheduler.content import templates
+from scheduler.delivery.statistics import variant_stats
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.store import idempotency
 from scheduler.store.db import utcnow
@@ -103,7 +104,7 @@ def campaigns_page():
               f"{out['counts']['skipped_unsubscribed']} unsubscribed skipped.", "ok")
         return redirect(url_for("ui.campaigns_page"))
     with c.db.read() as s:
-        rows = [campaigns.campaign_as_dict(x, campaigns.variant_stats(s, x)) for x in
+        rows = [campaigns.campaign_as_dict(x, variant_stats(s, x)) for x in
                 s.scalars(select(Campaign).where(Campaign.team_id == g.team_id)
                           .order_by(Campaign.id.desc()).limit(50))]
         choices = [(t.id, t.name) for t in templates.list_templates(s, g.team_id)]

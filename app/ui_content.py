@@ -85,10 +85,10 @@ def drafts_page():
         with c.db.read() as s:
             account = pick_sender(s, g.team_id, g.user_id, None)[0]
             s.expunge(account)
-        service = drafts.open_service(c.settings, c.cipher, account)
+        service = c.gmail_for(account)
         items = drafts.list_drafts(service)
         with c.db.write() as s:
-            drafts.save_refresh(s, c.cipher, account, service, utcnow())
+            c.gmail.keep_refreshed_account(s, account, service, utcnow())
     except DomainError as exc:
         flash(exc.message, "error")
         return redirect(url_for("ui.templates_page"))
@@ -105,7 +105,7 @@ def use_draft():
         with c.db.read() as s:
             account = pick_sender(s, g.team_id, g.user_id, None)[0]
             s.expunge(account)
-        service = drafts.open_service(c.settings, c.cipher, account)
+        service = c.gmail_for(account)
         parts = drafts.read_draft(service, draft_id)
         tid = _save({"name": parts["subject"] or f"Gmail draft {draft_id}", **parts},
                     origin=f"gmail-draft:{draft_id}")

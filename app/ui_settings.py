@@ -8,7 +8,7 @@ from sqlalchemy import select
 from app import audit, ctx
 from app.auth import login_required
 from app.ui import bp
-from gmail_client.oauth import CredentialsFileError, load_client_config, revoke
+from gmail_client.oauth import CredentialsFileError, revoke
 from scheduler.audience import accounts, teams
 from scheduler.automation import events
 from scheduler.errors import DomainError
@@ -78,7 +78,7 @@ def disconnect_account(account_id):
     """Revoke the account's grant at Google and forget its tokens."""
     c = ctx()
     try:
-        client = load_client_config(c.settings.google_credentials)
+        client = c.oauth()
     except CredentialsFileError as exc:
         flash(str(exc), "error")
         return redirect(url_for("ui.accounts_page"))

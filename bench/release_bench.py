@@ -45,6 +45,7 @@ from scheduler.store.crypto import TokenCipher
 from scheduler.store.db import Database, utcnow
 from scheduler.store.migrate import upgrade
 from scheduler.store.models import GmailAccount, Message
+from scheduler.wiring import Wiring
 from scheduler.worker import ReleaseWorker
 
 CLIENT_ID, CLIENT_SECRET = "bench.apps.googleusercontent.com", "bench-secret"
@@ -194,7 +195,7 @@ def run_until_sent(settings, db, total: int, timeout: float,
     With a `timer`, nothing polls the database until the sends are made (a poll costs CPU
     that would be counted as the engine's); then a poll every 5 ms finds the last record.
     """
-    worker = ReleaseWorker(db, settings)
+    worker = ReleaseWorker(Wiring.build(settings, db))
     started = time.perf_counter()
     worker.start()
     deadline = time.monotonic() + timeout

@@ -26,8 +26,9 @@ from app import create_app  # noqa: E402
 from app.sandbox import SandboxState, create_sandbox_app  # noqa: E402
 from app.tokens import create_token  # noqa: E402
 from scheduler.settings import Settings  # noqa: E402
-from scheduler.store.db import Database, utcnow  # noqa: E402
+from scheduler.store.db import utcnow  # noqa: E402
 from scheduler.store.migrate import upgrade  # noqa: E402
+from scheduler.wiring import Wiring  # noqa: E402
 from scheduler.worker import ReleaseWorker  # noqa: E402
 from tests.helpers import ServerThread, free_port, google_sign_in, wait_for, write_credentials  # noqa: E402,E501
 
@@ -50,9 +51,10 @@ def main() -> None:
         "MAILRELEASE_GMAIL_API_ENDPOINT": google.url + "/", "MAILRELEASE_PUBLIC_URL": base,
         "MAILRELEASE_SYNC_SECONDS": "3600"})
     upgrade(settings.database_url)
-    db = Database(settings.database_url)
-    worker = ReleaseWorker(db, settings)
-    ServerThread(create_app(settings, db=db, worker=worker), port)
+    wiring = Wiring.build(settings)
+    db = wiring.db
+    worker = ReleaseWorker(wiring)
+    ServerThread(create_app(wiring, worker=worker), port)
     worker.start()
     requests.post(google.url + "/sandbox/api/send-as", json={
         "owner": "ada@example.com", "email": "support@example.com", "name": "Acme Support"})

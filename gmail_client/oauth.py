@@ -10,6 +10,9 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -127,17 +130,33 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
-def _allow_plain_http(*urls: str) -> None:
-    """oauthlib refuses http; permit it only when every http URL involved is on loopback."""
+_OAUTHLIB_SWITCHES = threading.Lock()
+
+
+@contextmanager
+def _oauthlib_allowing(*urls: str) -> Iterator[None]:
+    """oauthlib takes two switches from the environment only: plain http (refused unless
+    every http URL involved is on loopback) and a grant of fewer scopes than asked (we read
+    what was granted instead of raising). They are set for the one call and put back."""
     plain = [u for u in urls if urlsplit(u).scheme == "http"]
     for url in plain:
         if not is_loopback_url(url):
             raise CredentialsFileError(
                 f"{url} uses plain http; only loopback hosts may (use https)")
+    wanted = {"OAUTHLIB_RELAX_TOKEN_SCOPE": "1"}
     if plain:
-        os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
-    # Google may grant fewer scopes than asked; we read what was granted instead of raising.
-    os.environ["OAUTHLIB_RELAX_TOKEN_SCOPE"] = "1"
+        wanted["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+    with _OAUTHLIB_SWITCHES:
+        before = {name: os.environ.get(name) for name in wanted}
+        os.environ.update(wanted)
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 @dataclass(frozen=True)
@@ -152,12 +171,13 @@ class AuthorizationStart:
 def start_authorization(client: ClientConfig, scopes: list[str], redirect_uri: str,
                         login_hint: str | None = None) -> AuthorizationStart:
     """Build Google's consent URL with state, PKCE (S256) and offline access."""
-    _allow_plain_http(redirect_uri, client.auth_uri, client.token_uri)
     flow = Flow.from_client_config(client.as_google_dict(), scopes=scopes,
                                    redirect_uri=redirect_uri)
     extra = {"login_hint": login_hint} if login_hint else {}
-    url, state = flow.authorization_url(access_type="offline", include_granted_scopes="true",
-                                        prompt="consent", **extra)
+    with _oauthlib_allowing(redirect_uri, client.auth_uri, client.token_uri):
+        url, state = flow.authorization_url(access_type="offline",
+                                            include_granted_scopes="true", prompt="consent",
+                                            **extra)
     return AuthorizationStart(url=url, state=state, code_verifier=flow.code_verifier)
 
 
@@ -165,11 +185,12 @@ def finish_authorization(client: ClientConfig, scopes: list[str], redirect_uri: 
                          state: str, code_verifier: str,
                          authorization_response: str) -> Credentials:
     """Exchange the callback's code for tokens; oauthlib checks `state` against ours."""
-    _allow_plain_http(redirect_uri, client.auth_uri, client.token_uri, authorization_response)
     flow = Flow.from_client_config(client.as_google_dict(), scopes=scopes,
                                    redirect_uri=redirect_uri, state=state,
                                    code_verifier=code_verifier)
-    flow.fetch_token(authorization_response=authorization_response)
+    with _oauthlib_allowing(redirect_uri, client.auth_uri, client.token_uri,
+                            authorization_response):
+        flow.fetch_token(authorization_response=authorization_response)
     return flow.credentials
 
 

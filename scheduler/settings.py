@@ -12,6 +12,10 @@ from dotenv import load_dotenv
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
 
 
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it. The CLI makes it an exit."""
+
+
 def _instance_secret(instance_path: Path, name: str, make) -> str:
     """Read a secret kept in instance/, creating it once with mode 0600."""
     instance_path.mkdir(parents=True, exist_ok=True)
@@ -33,7 +37,7 @@ def _float(env: dict, name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise SystemExit(f"{name} must be a number, not {raw!r}") from None
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
 
 
 def _endpoint(value: str | None) -> str | None:
@@ -69,6 +73,9 @@ class Settings:
     # Crashes (any error but Gmail's own) a message may have before it is failed.
     max_attempts: int = 5
     sandbox: bool = False
+    # MAILRELEASE_SELF_CHECK=1 (the test suite sets it): the app checks its own invariants
+    # as it runs (answers match their declarations, no render inside a write transaction).
+    self_check: bool = False
 
     @classmethod
     def from_env(cls, instance_path: str | Path | None = None, env: dict | None = None,
@@ -105,5 +112,6 @@ class Settings:
             retry_base_seconds=_float(env, "MAILRELEASE_RETRY_BASE_SECONDS", 30.0),
             send_threads=max(1, int(_float(env, "MAILRELEASE_SEND_THREADS", 64))),
             max_attempts=max(1, int(_float(env, "MAILRELEASE_MAX_ATTEMPTS", 5))),
+            self_check=env.get("MAILRELEASE_SELF_CHECK") == "1",
         )
         return replace(settings, **overrides) if overrides else settings

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from functools import lru_cache
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -26,11 +28,44 @@ from pydantic import (
 from scheduler import sanity
 from scheduler.addresses import AddressError, normalize_email, parse_address
 from scheduler.errors import InvalidInput
-from scheduler.timing.release_at import HHMM, parse_aware
 
+HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 MAX_ID = 2 ** 31 - 1
 MAX_PART_BYTES = 2_000_000
 MAX_DATA_BYTES = 1_000_000
+
+
+@lru_cache(maxsize=1024)
+def is_zone(name: str) -> bool:
+    """Whether `name` is an IANA time zone that tzdata knows."""
+    try:
+        ZoneInfo(name)
+        return True
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+
+
+MIN_YEAR, MAX_YEAR = 1970, 2100
+
+
+def parse_aware(value, field: str) -> dt.datetime:
+    """Parse ISO 8601 with an offset; a naive or malformed time is refused naming `field`."""
+    if isinstance(value, dt.datetime):
+        when = value
+    elif not isinstance(value, str):
+        raise InvalidInput(f"{field} must be an ISO 8601 string with an offset", field=field)
+    else:
+        try:
+            when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(f"{field} is not an ISO 8601 time: {value[:40]!r}",
+                               field=field) from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise InvalidInput(f"{field} has no UTC offset; write e.g. 2026-11-23T09:00:00+09:00",
+                           field=field)
+    if not MIN_YEAR <= when.year <= MAX_YEAR:
+        raise InvalidInput(f"{field} must be between {MIN_YEAR} and {MAX_YEAR}", field=field)
+    return when.astimezone(dt.UTC)
 
 
 class Command(BaseModel):
@@ -101,12 +136,9 @@ def _json_value(value: Any) -> Any:
 
 
 def _zone(value: str) -> str:
-    from scheduler.audience.contacts import RowError, normalize_timezone
-    try:
-        return normalize_timezone(value) or value
-    except RowError:
-        raise ValueError(f"is not an IANA time zone (like Europe/Paris): {value[:64]!r}"
-                         ) from None
+    if not is_zone(value.strip()):
+        raise ValueError(f"is not an IANA time zone (like Europe/Paris): {value[:64]!r}")
+    return value.strip()
 
 
 def _clock(value: str) -> str:

@@ -18,15 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
 
-from gmail_client.oauth import CredentialsFileError, load_client_config
 from scheduler.automation import campaigns, schedules
 from scheduler.delivery.mailbox_sync import MailboxSync
 from scheduler.engine.release import AccountState, Releaser
-from scheduler.settings import Settings
 from scheduler.store import idempotency, queue
-from scheduler.store.crypto import TokenCipher
-from scheduler.store.db import Database, utcnow
+from scheduler.store.db import utcnow
 from scheduler.store.models import WorkerHeartbeat
+from scheduler.wiring import Wiring
 
 log = logging.getLogger("mailrelease.worker")
 
@@ -42,22 +40,21 @@ WAKE_COALESCE = dt.timedelta(milliseconds=50)
 class ReleaseWorker:
     """Claims due messages and releases them, one thread per account at a time."""
 
-    def __init__(self, db: Database, settings: Settings, *, batch_size: int = 100,
+    def __init__(self, wiring: Wiring, *, batch_size: int = 100,
                  max_threads: int | None = None, clock=utcnow):
-        self.db = db
-        self.settings = settings
+        self.wiring = wiring
+        self.db = db = wiring.db
+        self.settings = settings = wiring.settings
         self.batch_size = batch_size
         self.clock = clock
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        try:
-            client = load_client_config(settings.google_credentials)
-        except CredentialsFileError as exc:
-            log.warning("action=worker_no_client reason=%r", str(exc))
-            client = None
+        problem = wiring.gmail.client_problem()
+        if problem:
+            log.warning("action=worker_no_client reason=%r", problem)
         self._stopping = threading.Event()
-        self.releaser = Releaser(db, TokenCipher(settings.token_key), client, settings,
+        self.releaser = Releaser(db, settings, wiring.gmail, wiring.content, wiring.links,
                                  clock=clock, stop=self._stopping)
-        self.sync = MailboxSync(db, self.releaser.cipher, client, settings, clock=clock)
+        self.sync = MailboxSync(db, settings, wiring.gmail, clock=clock)
         self._senders = ThreadPoolExecutor(max_workers=max_threads or settings.send_threads,
                                            thread_name_prefix="mailrelease-send")
         self._scheduler = BackgroundScheduler(

@@ -19,6 +19,7 @@ from app.tokens import create_token
 from scheduler.settings import Settings
 from scheduler.store.db import Database, utcnow
 from scheduler.store.migrate import upgrade
+from scheduler.wiring import Wiring
 from scheduler.worker import ReleaseWorker
 from tests.helpers import ServerThread, free_port, google_sign_in, write_credentials
 
@@ -79,10 +80,17 @@ def sandbox():
 @dataclass
 class Live:
     url: str
-    settings: Settings
-    db: Database
+    wiring: Wiring
     worker: ReleaseWorker | None
     sandbox: Sandbox
+
+    @property
+    def settings(self) -> Settings:
+        return self.wiring.settings
+
+    @property
+    def db(self) -> Database:
+        return self.wiring.db
 
     def sign_in(self, email: str = "ada@example.com", **kwargs) -> requests.Response:
         return google_sign_in(self.url, email, **kwargs)
@@ -212,13 +220,13 @@ def _serve(tmp_path, sandbox, with_worker: bool, **env):
     port = free_port()
     settings = make_settings(tmp_path, sandbox, port, **env)
     upgrade(settings.database_url)
-    db = Database(settings.database_url)
-    worker = ReleaseWorker(db, settings) if with_worker else None
-    app = create_app(settings, db=db, worker=worker)
+    wiring = Wiring.build(settings)
+    worker = ReleaseWorker(wiring) if with_worker else None
+    app = create_app(wiring, worker=worker)
     server = ServerThread(app, port)
     if worker:
         worker.start()
-    return Live(server.url, settings, db, worker, sandbox), server
+    return Live(server.url, wiring, worker, sandbox), server
 
 
 @pytest.fixture

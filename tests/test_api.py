@@ -208,7 +208,7 @@ def test_openapi_document_describes_every_api_route(live_no_worker):
     assert doc["openapi"].startswith("3.1")
     documented = {(re.sub(r"{[^}]+}", "{id}", path), method)
                   for path, ops in doc["paths"].items() for method in ops}
-    app = create_app(live.settings, db=live.db)
+    app = create_app(live.wiring)
     routes = {(re.sub(r"<[^>]+>", "{id}", rule.rule[len("/api/v1"):]), method.lower())
               for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1/")
               and not rule.rule.endswith("openapi.json")

@@ -108,7 +108,7 @@ def test_a_follow_up_goes_unless_the_recipient_replied(live_no_worker):
         "template_id": tid, "follow_ups": [{"after_seconds": 3 * 86400, "unless": "reply",
                                             "subject": "Following up"}]}).json()
     assert body["counts"]["queued"] == 4  # two first steps, two follow-ups
-    worker = ReleaseWorker(live.db, live.settings)
+    worker = ReleaseWorker(live.wiring)
     worker.run_once(wait=True)
     first = {m["to"]: m for m in live.sandbox.sent()}
     assert set(first) == {"r1@example.org", "r2@example.org"}

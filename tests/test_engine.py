@@ -174,7 +174,7 @@ def test_a_grant_revoked_while_its_owner_reconnects_is_not_held_for_reconnection
     live = live_no_worker
     api = live.user()
     mid = _create(live, api)
-    worker = ReleaseWorker(live.db, live.settings)
+    worker = ReleaseWorker(live.wiring)
     worker._accounts[1] = worker.releaser.load_account(1)  # the grant as read before
     live.sandbox.revoke("ada@example.com")
     assert "Connected" in live.sign_in().text
@@ -220,7 +220,7 @@ def test_message_far_overdue_after_downtime_is_held_for_a_decision(serve):
                   .values(release_at=utcnow() - dt.timedelta(hours=2)))
         s.execute(update(Message).where(Message.id == recent)
                   .values(release_at=utcnow() - dt.timedelta(minutes=30)))
-    worker = ReleaseWorker(live.db, live.settings)
+    worker = ReleaseWorker(live.wiring)
     worker.run_once(wait=True)
     worker.stop()
     assert _get(live, api, late)["hold_kind"] == "too_late"
@@ -245,7 +245,7 @@ def test_stopping_worker_gives_back_claims_it_has_not_started(serve):
     live = serve(with_worker=False, MAILRELEASE_SENDS_PER_SECOND="1")
     api = live.user()
     ids = [_create(live, api, n) for n in range(5)]
-    worker = ReleaseWorker(live.db, live.settings)
+    worker = ReleaseWorker(live.wiring)
     worker.start()
     wait_for(lambda: len(live.sandbox.sent()) >= 1, 10)
     worker.stop()
@@ -253,7 +253,7 @@ def test_stopping_worker_gives_back_claims_it_has_not_started(serve):
     assert "sending" not in statuses
     assert statuses.count("sent") == len(live.sandbox.sent())
     assert set(statuses) <= {"sent", "scheduled"}
-    again = ReleaseWorker(live.db, live.settings)
+    again = ReleaseWorker(live.wiring)
     again.start()
     for mid in ids:
         _until_status(live, api, mid, "sent", 15)
@@ -349,7 +349,7 @@ def test_a_sender_thread_goes_on_with_its_accounts_backlog_and_records_every_sen
     live = serve(with_worker=False, MAILRELEASE_SENDS_PER_SECOND="0")
     api = live.user()
     ids = [_create(live, api, n) for n in range(8)]
-    worker = ReleaseWorker(live.db, live.settings, batch_size=3)
+    worker = ReleaseWorker(live.wiring, batch_size=3)
     # One pass claims a batch of 3; its thread claims the next batches itself (3, then 2).
     assert worker.run_once(wait=True) == 3
     bodies = [_get(live, api, mid) for mid in ids]

@@ -165,7 +165,7 @@ def _queued_with_idle_worker(live):
     api = live.user()
     mid = api.post(live.url + "/api/v1/messages", json={
         "to": "x@example.org", "subject": "S", "html": "<p>h</p>"}).json()["id"]
-    return api, mid, ReleaseWorker(live.db, live.settings)
+    return api, mid, ReleaseWorker(live.wiring)
 
 
 def test_expired_lease_is_reconciled_by_message_id_not_resent(live_no_worker):
@@ -181,7 +181,7 @@ def test_expired_lease_is_reconciled_by_message_id_not_resent(live_no_worker):
     raw = build_message(sender=("", "ada@example.com"), to=("", "x@example.org"),
                         subject="S", html="<p>h</p>", text="h",
                         message_id=claim.message.rfc822_id)
-    worker.releaser.pool.get(claim.account_id, account.token_info).send(raw)
+    worker.releaser.gmail.pooled(claim.account_id, account.token_info).send(raw)
     with live.db.write() as s:
         s.execute(update(Message).values(lease_until=utcnow() - dt.timedelta(seconds=1)))
     assert worker.run_once(wait=True) == 1

@@ -19,7 +19,7 @@ OWN_AUTH = {("POST", "/events"), ("GET", "/openapi.json")}
 
 def _routes(live) -> list[tuple[str, str]]:
     from app import create_app
-    app = create_app(live.settings, db=live.db)
+    app = create_app(live.wiring)
     out = []
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/"):
@@ -121,7 +121,7 @@ def test_every_form_refuses_a_viewer_and_a_visitor_and_never_fails_its_owner(
     field, never a 500."""
     from app import create_app
     live = live_no_worker
-    app = create_app(live.settings, db=live.db)
+    app = create_app(live.wiring)
     ada = live.user("ada@example.com")
     ada.post(live.url + "/api/v1/team/invitations", json={
         "email": "vic@example.com", "role": "viewer", "send_email": False})

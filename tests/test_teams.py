@@ -185,7 +185,7 @@ def test_every_change_route_is_audited_with_a_label_and_previews_are_not(live_no
     from app.audit import LABELS, NOT_CHANGES
 
     live = live_no_worker
-    app = create_app(live.settings, db=live.db)
+    app = create_app(live.wiring)
     changing = {r.endpoint for r in app.url_map.iter_rules()
                 if r.methods & {"POST", "PUT", "PATCH", "DELETE"}
                 and r.endpoint.split(".")[0] in ("api", "ui")}

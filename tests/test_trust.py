@@ -141,7 +141,7 @@ def test_cancel_of_a_message_that_did_leave_finds_it_and_refuses(live_no_worker)
     live = live_no_worker
     api = live.user()
     mid = _queue(live, api, to="x@example.org")
-    worker = ReleaseWorker(live.db, live.settings)
+    worker = ReleaseWorker(live.wiring)
     with live.db.write() as s:
         (claim,) = queue.claim_due(s, utcnow(), 60, 10)
         assert queue.clear_to_send(s, claim, utcnow() - dt.timedelta(seconds=1))
@@ -149,7 +149,7 @@ def test_cancel_of_a_message_that_did_leave_finds_it_and_refuses(live_no_worker)
     raw = build_message(sender=("", "ada@example.com"), to=("", "x@example.org"),
                         subject="S", html="<p>h</p>", text="h",
                         message_id=claim.message.rfc822_id)
-    worker.releaser.pool.get(claim.account_id, account.token_info).send(raw)
+    worker.releaser.gmail.pooled(claim.account_id, account.token_info).send(raw)
     worker.stop()
     resp = api.post(f"{live.url}/api/v1/messages/{mid}/cancel")
     assert resp.status_code == 409 and "already sent" in resp.json()["error"]["message"]

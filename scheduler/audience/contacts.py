@@ -6,9 +6,7 @@ import datetime as dt
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import BinaryIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,6 +19,7 @@ from scheduler.errors import InvalidInput
 from scheduler.store import lookup, queue
 from scheduler.store.db import Database
 from scheduler.store.models import Contact, Message
+from scheduler.typed import is_zone
 
 BATCH_ROWS = 1000
 MAX_ATTRIBUTES_CHARS = 20_000
@@ -43,20 +42,11 @@ def normalize_email(value) -> str:
         raise RowError(str(exc)) from None
 
 
-@lru_cache(maxsize=1024)
-def _zone_ok(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-        return True
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-
-
 def normalize_timezone(value) -> str | None:
     """An IANA time zone name (checked against tzdata), or None when blank."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if not isinstance(value, str) or not _zone_ok(value.strip()):
+    if not isinstance(value, str) or not is_zone(value.strip()):
         raise RowError(f"timezone {value!r} is not an IANA time zone (like Europe/Paris)")
     return value.strip()
 

@@ -6,6 +6,7 @@ import datetime as dt
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from scheduler.addresses import parse_address
 from scheduler.errors import Conflict, Forbidden, InvalidInput, NotFound
 from scheduler.store import lookup, queue
 from scheduler.store.models import (
@@ -81,7 +82,6 @@ def invite(session: Session, team_id: int, by: int, email, role, now: dt.datetim
 
     409 when that address is already a member or already has an open invitation.
     """
-    from scheduler.engine.messages import parse_address
     address = parse_address(email, "email").addr_spec.lower()
     role = _role(role)
     member = session.scalar(select(User.id).join(Membership, Membership.user_id == User.id)

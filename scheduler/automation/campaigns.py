@@ -31,7 +31,7 @@ from scheduler.commands import (
     Variant,
 )
 from scheduler.content import templates
-from scheduler.delivery import tracking
+from scheduler.delivery.statistics import variant_stats
 from scheduler.engine import messages
 from scheduler.errors import InvalidInput
 from scheduler.store import lookup
@@ -298,23 +298,6 @@ def _insert(session: Session, rows: list[dict], evts: list[dict]) -> int:
     for at in range(0, len(evts), CHUNK):
         session.execute(table(MessageEvent).insert(), evts[at:at + CHUNK])
     return len(rows)
-
-
-def variant_stats(session: Session, campaign: Campaign) -> dict[str, dict]:
-    """Per variant: queued, sent, people who opened, clicked, replied, and rates."""
-    counts = tracking.engagement_counts(session, Message.variant,
-                                        Message.campaign_id == campaign.id,
-                                        Message.follows_id.is_(None))
-    out = {}
-    for key in dict.fromkeys([v["key"] for v in campaign.variants] + list(counts)):
-        found = counts.get(key) or dict.fromkeys(tracking.ENGAGEMENT_COUNTS, 0)
-        entry = {k: found[k] for k in ("queued", "sent", "opened", "clicked", "replied")}
-        sent = entry["sent"]
-        entry["rates"] = {m: round(entry[k] / sent, 4) if sent else None
-                          for m, k in (("open", "opened"), ("click", "clicked"),
-                                       ("reply", "replied"))}
-        out[key] = entry
-    return out
 
 
 def decide_due(db: Database, now: dt.datetime) -> list[int]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from scheduler.audience import contacts
 from scheduler.commands import NewEvent, NewMessage, NewRule, NewTemplate, Origin
 from scheduler.content import templates
-from scheduler.delivery import tracking
+from scheduler.delivery.statistics import ENGAGEMENT_COUNTS, engagement_counts
 from scheduler.engine import messages
 from scheduler.errors import Conflict, DomainError, InvalidInput, NotFound
 from scheduler.store import lookup, queue
@@ -132,11 +132,11 @@ def create_rule(session: Session, team_id: int, command: NewRule, now: dt.dateti
 def rule_stats(session: Session, rule_ids: list[int]) -> dict[int, dict]:
     """Per rule: messages queued, sent, people who opened, clicked, replied; bounces and
     unsubscribes; rates over sent messages (machine opens and clicks are left out)."""
-    counts = (tracking.engagement_counts(session, Message.rule_id,
+    counts = (engagement_counts(session, Message.rule_id,
                                          Message.rule_id.in_(rule_ids)) if rule_ids else {})
     stats = {}
     for rid in rule_ids:
-        entry = dict(counts.get(rid) or dict.fromkeys(tracking.ENGAGEMENT_COUNTS, 0))
+        entry = dict(counts.get(rid) or dict.fromkeys(ENGAGEMENT_COUNTS, 0))
         sent = entry["sent"]
         entry["rates"] = {k: round(entry[k] / sent, 4) if sent else None
                           for k in ("opened", "clicked", "replied", "bounced", "unsubscribed")}

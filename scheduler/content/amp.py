@@ -13,7 +13,7 @@ from jinja2 import ChainableUndefined
 from scheduler.content import budget
 from scheduler.content import sources as content
 from scheduler.content.budget import BudgetedEnvironment
-from scheduler.delivery import tracking
+from scheduler.content.links import stand_in_links
 from scheduler.errors import InvalidInput
 
 MAX_CSS_BYTES = 50_000
@@ -148,7 +148,7 @@ def check_amp(source: str, sources: list | None = None) -> None:
     """InvalidInput (422, field amp) naming the first problems and their lines."""
     try:
         rendered = budget.render(_CHECK_ENV.from_string(source), {
-            **tracking.stand_in_links(sources), **content.stand_ins(sources)})
+            **stand_in_links(sources), **content.stand_ins(sources)})
     except Exception:  # noqa: BLE001 - compile errors are reported by check_template
         rendered = source
     errors = find_problems(rendered)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from scheduler.store.db import self_checking, writing
+from scheduler.store.db import checked_writing
 
 MAX_OUTPUT = 1_000_000
 MAX_STEPS = 200_000
@@ -148,7 +148,7 @@ class BudgetedEnvironment(SandboxedEnvironment):
 
 def render(template, data: dict) -> str:
     """Render a compiled template of a BudgetedEnvironment within the budget."""
-    if self_checking() and writing():
+    if checked_writing():
         raise AssertionError("a template was rendered inside a write transaction")
     with rendering():
         out, size = [], 0

@@ -6,7 +6,6 @@ The user writes a draft in Gmail with placeholders such as {{ first_name }}; we 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import email
 import email.policy
 import html as html_lib
@@ -14,13 +13,9 @@ import re
 
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError
-from gmail_client.oauth import can_compose, can_read, credentials_from_info, load_client_config
-from scheduler.audience import accounts
+from gmail_client.oauth import can_compose, can_read
 from scheduler.content.personalize import variables
-from scheduler.engine.connections import ServicePool
 from scheduler.errors import DomainError, InvalidInput, NotFound
-from scheduler.settings import Settings
-from scheduler.store.crypto import TokenCipher
 from scheduler.store.models import GmailAccount
 
 MAX_DRAFTS = 25
@@ -36,28 +31,13 @@ class GmailUnavailable(DomainError):
     code = "gmail_unavailable"
 
 
-def open_service(settings: Settings, cipher: TokenCipher,
-                 account: GmailAccount) -> GmailService:
-    """A GmailService for a web request on this account (its grant must allow reading)."""
+def check_access(account: GmailAccount) -> None:
+    """Reading drafts (and threads) needs a grant with read or compose access."""
     scopes = account.scope_list
     if not (can_read(scopes) or can_compose(scopes)):
         raise InvalidInput(f"{account.email} did not grant Gmail read or compose access, "
                            f"which reading drafts needs: sign in again and allow it",
                            field="account")
-    if account.status != "connected":
-        raise InvalidInput(f"{account.email} needs reconnecting", field="account")
-    client = load_client_config(settings.google_credentials)
-    return GmailService(credentials_from_info(cipher.decrypt(account.token_blob), client),
-                        api_endpoint=settings.gmail_api_endpoint,
-                        timeout=settings.gmail_timeout_seconds)
-
-
-def save_refresh(session, cipher: TokenCipher, account: GmailAccount, service: GmailService,
-                 now: dt.datetime) -> None:
-    """Keep an access token google-auth refreshed during the request."""
-    info = ServicePool.refreshed_info(service, cipher.decrypt(account.token_blob))
-    if info is not None:
-        accounts.save_refreshed_token(session, cipher, account.id, info, now)
 
 
 def _clean_html(html: str) -> str:

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from scheduler.commands import NewTemplate
 from scheduler.content import amp, starters
 from scheduler.content import sources as content
+from scheduler.content.links import stand_in_links
 from scheduler.content.personalize import check_template, render_message
-from scheduler.delivery import tracking
 from scheduler.errors import Conflict, InvalidInput, MissingData
 from scheduler.store import lookup
 from scheduler.store.models import Contact, Template
@@ -182,7 +182,7 @@ def preview(template_parts: dict, data: dict, fetcher: content.ContentFetcher) -
         parts = render_message(template_parts["subject"], template_parts["html"],
                                template_parts.get("text"),
                                {**data, **values,
-                                **tracking.stand_in_links(template_parts.get("sources"))},
+                                **stand_in_links(template_parts.get("sources"))},
                                amp=template_parts.get("amp"))
     except MissingData as exc:
         raise InvalidInput(str(exc), field=exc.part, code="missing_data") from None

@@ -25,12 +25,13 @@ from sqlalchemy import false, or_, select, true, update
 
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError, HistoryExpired
-from gmail_client.oauth import can_read, credentials_from_info
-from scheduler.audience import accounts, teams
-from scheduler.delivery import replies, tracking
-from scheduler.engine.connections import ServicePool
+from gmail_client.oauth import can_read
+from scheduler.audience import teams
+from scheduler.audience.suppression import UNSUBSCRIBES, suppress
+from scheduler.delivery import replies
+from scheduler.engine.connections import Gmail
+from scheduler.settings import Settings
 from scheduler.store import queue
-from scheduler.store.crypto import TokenCipher
 from scheduler.store.db import Database, rowcount, utcnow
 from scheduler.store.models import GmailAccount, Message, MessageEvent
 
@@ -116,16 +117,16 @@ def _hard(status: str | None) -> bool:
 class MailboxSync:
     """One round over every account that may be read."""
 
-    def __init__(self, db: Database, cipher: TokenCipher, client, settings, clock=utcnow):
+    def __init__(self, db: Database, settings: Settings, gmail: Gmail, *, clock=utcnow):
         self.db = db
-        self.cipher = cipher
-        self.client = client
         self.settings = settings
+        self.gmail = gmail
+        self.cipher = gmail.cipher
         self.clock = clock
 
     def run(self) -> int:
         """Sync every due account; returns how many messages were read."""
-        if self.client is None:
+        if self.gmail.client_problem() is not None:
             return 0
         with self.db.read() as s:
             ids = s.scalars(select(GmailAccount.id).where(GmailAccount.status == "connected")
@@ -164,9 +165,7 @@ class MailboxSync:
         if account is None or not can_read(account.scope_list):
             return 0
         info = self.cipher.decrypt(account.token_blob)
-        service = GmailService(credentials_from_info(info, self.client),
-                               api_endpoint=self.settings.gmail_api_endpoint,
-                               timeout=self.settings.gmail_timeout_seconds)
+        service = self.gmail.for_grant(info)
         ids, latest = self._new_ids(service, account, previous)
         read = 0
         for gmail_id in ids:
@@ -184,9 +183,7 @@ class MailboxSync:
             read += 1
         with self.db.write() as s:
             values = {"history_id": latest} if latest else {}
-            fresh = ServicePool.refreshed_info(service, info)
-            if fresh is not None:
-                accounts.save_refreshed_token(s, self.cipher, account.id, fresh, now)
+            self.gmail.keep_refreshed(s, account.id, service, info, now)
             if values:
                 s.execute(update(GmailAccount).where(GmailAccount.id == account.id)
                           .values(**values))
@@ -213,9 +210,9 @@ class MailboxSync:
         if incoming.kind == "unsubscribe":
             # Every team that sends from this mailbox: its owner's and those it is shared with.
             for team_id in {account.team_id, *teams.shared_with(s, account.id)}:
-                if tracking.suppress(s, team_id, incoming.sender, "unsubscribed",
+                if suppress(s, team_id, incoming.sender, "unsubscribed",
                                      "asked by email", now):
-                    tracking.UNSUBSCRIBES.labels("mail").inc()
+                    UNSUBSCRIBES.labels("mail").inc()
             return
         message = self._match(s, account, incoming)
         if message is None:
@@ -228,7 +225,7 @@ class MailboxSync:
                 queue.record_event(s, message.id, "bounced", now, detail)
                 BOUNCES.labels("hard" if hard else "soft").inc()
             if hard:
-                tracking.suppress(s, message.team_id, parseaddr(message.to_addr)[1], "bounced",
+                suppress(s, message.team_id, parseaddr(message.to_addr)[1], "bounced",
                                   f"hard bounce {incoming.status}", now)
             return
         if not self._answers(account, message, incoming):

@@ -5,11 +5,9 @@ import datetime as dt
 from collections import defaultdict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from scheduler.automation import campaigns
-from scheduler.delivery import tracking
 from scheduler.errors import InvalidInput
 from scheduler.store.models import Campaign, Message, MessageEvent
 
@@ -67,17 +65,70 @@ def by_campaign(session: Session, team_id: int) -> list[dict]:
                            .order_by(Campaign.id.desc()).limit(MAX_CAMPAIGNS)).all()
     if not rows:
         return []
-    counts = tracking.engagement_counts(session, Message.campaign_id,
+    counts = engagement_counts(session, Message.campaign_id,
                                         Message.team_id == team_id,
                                         Message.campaign_id.in_([r.id for r in rows]))
     out = []
     for row in rows:
-        found = counts.get(row.id) or dict.fromkeys(tracking.ENGAGEMENT_COUNTS, 0)
+        found = counts.get(row.id) or dict.fromkeys(ENGAGEMENT_COUNTS, 0)
         entry = {"id": row.id, "name": row.name, "status": row.status, "winner": row.winner,
                  **{k: found[k] for k in ("queued", *SERIES)}}
         entry["rates"] = _rates(entry)
         campaign = session.get_one(Campaign, row.id)
-        entry["variants"] = campaigns.variant_stats(session, campaign) if len(
+        entry["variants"] = variant_stats(session, campaign) if len(
             campaign.variants) > 1 else {}
         out.append(entry)
+    return out
+
+
+ENGAGEMENT_COUNTS = ("queued", "sent", "cancelled", "opened", "clicked", "replied", "bounced",
+                     "unsubscribed")
+
+
+
+def engagement_counts(session, key, *where) -> dict:
+    """Per value of `key` over the messages matching `where`: how many were queued, sent,
+    cancelled; how many people opened, clicked, replied; bounces and unsubscribes.
+
+    Machine opens and clicks are left out (they are counted on the message apart).
+    """
+    out: dict = {}
+
+    def entry(k):
+        return out.setdefault(k, dict.fromkeys(ENGAGEMENT_COUNTS, 0))
+    rows = session.execute(select(
+        key, func.count(),
+        func.sum(case((Message.status == "sent", 1), else_=0)),
+        func.sum(case((Message.status == "cancelled", 1), else_=0)),
+        func.sum(case((Message.opens > 0, 1), else_=0)),
+        func.sum(case((Message.clicks > 0, 1), else_=0)))
+        .where(*where).group_by(key))
+    for k, queued, sent, cancelled, opened, clicked in rows:
+        entry(k).update(queued=queued, sent=sent or 0, cancelled=cancelled or 0,
+                        opened=opened or 0, clicked=clicked or 0)
+    events = session.execute(select(key, MessageEvent.type,
+                                    func.count(func.distinct(MessageEvent.message_id)))
+                             .join(MessageEvent, MessageEvent.message_id == Message.id)
+                             .where(*where, MessageEvent.type.in_(("replied", "bounced",
+                                                                   "unsubscribed")))
+                             .group_by(key, MessageEvent.type))
+    for k, kind, count in events:
+        entry(k)[kind] = count
+    return out
+
+
+def variant_stats(session: Session, campaign: Campaign) -> dict[str, dict]:
+    """Per variant: queued, sent, people who opened, clicked, replied, and rates."""
+    counts = engagement_counts(session, Message.variant,
+                                        Message.campaign_id == campaign.id,
+                                        Message.follows_id.is_(None))
+    out = {}
+    for key in dict.fromkeys([v["key"] for v in campaign.variants] + list(counts)):
+        found = counts.get(key) or dict.fromkeys(ENGAGEMENT_COUNTS, 0)
+        entry = {k: found[k] for k in ("queued", "sent", "opened", "clicked", "replied")}
+        sent = entry["sent"]
+        entry["rates"] = {m: round(entry[k] / sent, 4) if sent else None
+                          for m, k in (("open", "opened"), ("click", "clicked"),
+                                       ("reply", "replied"))}
+        out[key] = entry
     return out

@@ -10,16 +10,14 @@ import datetime as dt
 
 from gmail_client.errors import GmailError
 from gmail_client.oauth import can_read
-from scheduler.content import drafts
 from scheduler.engine import messages
+from scheduler.engine.connections import Gmail
 from scheduler.errors import Conflict
-from scheduler.settings import Settings
-from scheduler.store.crypto import TokenCipher
 from scheduler.store.db import Database
 from scheduler.store.models import GmailAccount
 
 
-def cancel(db: Database, settings: Settings, cipher: TokenCipher, team_id: int,
+def cancel(db: Database, gmail: Gmail, team_id: int,
            message_id: str, now: dt.datetime, by: str) -> dict:
     """Cancel the team's message; returns its API representation (DomainError otherwise)."""
     try:
@@ -28,7 +26,7 @@ def cancel(db: Database, settings: Settings, cipher: TokenCipher, team_id: int,
                 messages.cancel_message(s, team_id, message_id, now, by))
     except messages.SendInDoubt as exc:
         doubt = exc
-    found = _look_up(db, settings, cipher, doubt)
+    found = _look_up(db, gmail, doubt)
     with db.write() as s:
         message = messages.settle_cancel(s, team_id, doubt, found, now, by)
         out = messages.message_as_dict(message)
@@ -38,7 +36,7 @@ def cancel(db: Database, settings: Settings, cipher: TokenCipher, team_id: int,
     return out
 
 
-def _look_up(db: Database, settings: Settings, cipher: TokenCipher,
+def _look_up(db: Database, gmail: Gmail,
              doubt: messages.SendInDoubt) -> list[dict] | None:
     """Gmail's messages with that Message-ID, or None when the account cannot be read."""
     with db.read() as s:
@@ -47,7 +45,7 @@ def _look_up(db: Database, settings: Settings, cipher: TokenCipher,
     if account.status != "connected" or not can_read(account.scope_list):
         return None
     try:
-        service = drafts.open_service(settings, cipher, account)
+        service = gmail.for_account(account)
         return service.find_by_rfc822_id(doubt.rfc822_id)
     except GmailError as exc:
         raise Conflict(f"cannot cancel yet: Gmail could not be asked whether it was sent "

@@ -1,11 +1,27 @@
-"""Gmail services per account and per thread (httplib2 is not thread-safe)."""
+"""The Gmail factory: a GmailService for an account, built one way everywhere (the
+configured API root and timeout), per thread where threads share accounts (httplib2 is
+not thread-safe), and its refreshed access token kept."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+
+from google.oauth2.credentials import Credentials
 
 from gmail_client.api import GmailService
-from gmail_client.oauth import ClientConfig, credentials_from_info, credentials_to_info
+from gmail_client.oauth import (
+    ClientConfig,
+    CredentialsFileError,
+    credentials_from_info,
+    credentials_to_info,
+)
+from scheduler.audience import accounts
+from scheduler.errors import InvalidInput
+from scheduler.settings import Settings
+from scheduler.store.crypto import TokenCipher
+from scheduler.store.models import GmailAccount
 
 PER_THREAD_ACCOUNTS = 32
 
@@ -52,3 +68,65 @@ class ServicePool:
         if not info.get("refresh_token"):
             info["refresh_token"] = before.get("refresh_token")
         return info
+
+
+class Gmail:
+    """Gmail services for the web requests, the release and the mailbox sync of one process.
+
+    `oauth` gives the OAuth client (and raises CredentialsFileError while there is none).
+    """
+
+    def __init__(self, settings: Settings, cipher: TokenCipher,
+                 oauth: Callable[[], ClientConfig]):
+        self.settings = settings
+        self.cipher = cipher
+        self.oauth = oauth
+        self._pool: ServicePool | None = None
+        self._lock = threading.Lock()
+
+    def client_problem(self) -> str | None:
+        """Why no OAuth client can be had (credentials.json), or None when one can."""
+        try:
+            self.oauth()
+        except CredentialsFileError as exc:
+            return str(exc)
+        return None
+
+    def for_credentials(self, credentials: Credentials) -> GmailService:
+        """A service on fresh credentials (the sign-in reads the profile with these)."""
+        return GmailService(credentials, api_endpoint=self.settings.gmail_api_endpoint,
+                            timeout=self.settings.gmail_timeout_seconds)
+
+    def for_grant(self, token_info: dict) -> GmailService:
+        """A new service on a decrypted grant, for one caller (a web request, a sync round)."""
+        return self.for_credentials(credentials_from_info(token_info, self.oauth()))
+
+    def for_account(self, account: GmailAccount) -> GmailService:
+        """A service on a connected account's stored grant, for one web request."""
+        if account.status != "connected":
+            raise InvalidInput(f"{account.email} needs reconnecting", field="account")
+        return self.for_grant(self.cipher.decrypt(account.token_blob))
+
+    def pooled(self, account_id: int, token_info: dict) -> GmailService:
+        """This thread's service for the account, kept between sends (the release path)."""
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ServicePool(self.oauth(), self.settings.gmail_api_endpoint,
+                                             self.settings.gmail_timeout_seconds)
+        return self._pool.get(account_id, token_info)
+
+    def keep_refreshed(self, session, account_id: int, service: GmailService, before: dict,
+                       now: dt.datetime) -> bytes | None:
+        """Store the access token google-auth refreshed during the calls on `service`, if
+        it did; returns the stored grant (None when nothing changed)."""
+        info = ServicePool.refreshed_info(service, before)
+        if info is None:
+            return None
+        return accounts.save_refreshed_token(session, self.cipher, account_id, info, now)
+
+    def keep_refreshed_account(self, session, account: GmailAccount, service: GmailService,
+                               now: dt.datetime) -> None:
+        """`keep_refreshed` for a service from `for_account`."""
+        self.keep_refreshed(session, account.id, service,
+                            self.cipher.decrypt(account.token_blob), now)

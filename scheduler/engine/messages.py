@@ -19,9 +19,9 @@ from scheduler.audience import teams
 from scheduler.commands import API, MessageChange, NewMessage, Origin
 from scheduler.content import amp, templates
 from scheduler.content import sources as content
+from scheduler.content.links import stand_in_links
 from scheduler.content.personalize import render_message
 from scheduler.content.templates import check_parts
-from scheduler.delivery import tracking
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
 from scheduler.store import lookup, queue
 from scheduler.store.db import utcnow
@@ -57,7 +57,7 @@ def _render_check(subject: str, html: str, text: str | None, data: dict,
 def _render_before_release(subject: str, html: str, text: str | None, data: dict,
                            amp: str | None, sources: list | None):
     # Tracking links and send-time content exist only at the release: stand-ins until then.
-    return render_message(subject, html, text, {**data, **tracking.stand_in_links(sources),
+    return render_message(subject, html, text, {**data, **stand_in_links(sources),
                                                 **content.stand_ins(sources)}, amp=amp)
 
 

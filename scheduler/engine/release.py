@@ -27,16 +27,16 @@ from gmail_client.errors import (
     TransientGmailError,
 )
 from gmail_client.mime import UnsendableAddress, build_message
-from gmail_client.oauth import ClientConfig, can_read
+from gmail_client.oauth import can_read
 from scheduler.audience import accounts
+from scheduler.audience.suppression import subscription_of
+from scheduler.content.links import Links, decorate, live_url_function
 from scheduler.content.personalize import render_message
 from scheduler.content.sources import ContentFetcher, ContentUnavailable
-from scheduler.delivery import tracking
-from scheduler.engine.connections import ServicePool
+from scheduler.engine.connections import Gmail, ServicePool
 from scheduler.errors import MissingData, RenderError, TemplateError
 from scheduler.settings import Settings
 from scheduler.store import queue
-from scheduler.store.crypto import TokenCipher
 from scheduler.store.db import Database, utcnow
 from scheduler.store.models import GmailAccount, Message, MessageEvent, table
 
@@ -103,19 +103,17 @@ def _address_of(header: str) -> str:
 class Releaser:
     """Sends claimed messages through the sender's Gmail account."""
 
-    def __init__(self, db: Database, cipher: TokenCipher, client: ClientConfig | None,
-                 settings: Settings, clock=utcnow, stop: threading.Event | None = None):
+    def __init__(self, db: Database, settings: Settings, gmail: Gmail, content: ContentFetcher,
+                 links: Links, *, clock=utcnow, stop: threading.Event | None = None):
         self.db = db
-        self.cipher = cipher
-        self.client = client
         self.settings = settings
+        self.gmail = gmail
+        self.cipher = gmail.cipher
+        self.content = content
+        self.links = links
         self.clock = clock
         self.stop = stop or threading.Event()
-        self.pool = (ServicePool(client, settings.gmail_api_endpoint,
-                                 settings.gmail_timeout_seconds) if client else None)
         self._rng = random.Random()
-        self.content = ContentFetcher(settings.content_hosts)
-        self.links = tracking.Links(settings.secret_key, settings.public_url)
         self._local = threading.local()  # each sender thread's sends not yet written
         # Claims a database outage kept from being given back (see _crashed).
         self.pending: deque[tuple[queue.Claim, str]] = deque()
@@ -272,7 +270,7 @@ class Releaser:
         state = self._account(claim.account_id, known)
         account = state.row
         now = self.clock()
-        if self.pool is None:
+        if self.gmail.client_problem() is not None:
             return self._hold(claim, "no_client",
                               "no OAuth client is configured (credentials.json)")
         if account.status != "connected":
@@ -314,7 +312,7 @@ class Releaser:
         except (MissingData, TemplateError) as exc:
             problem = str(exc)  # held, unless the checks below stop it first
         else:
-            decorated = tracking.decorate(
+            decorated = decorate(
                 parts.html, parts.text, message_id=message.id, sender=account.email,
                 links=self.links, track=message.tracking and not message.transactional,
                 unsubscribe=not message.transactional,
@@ -329,7 +327,7 @@ class Releaser:
         turn = self._take_turn(claim, state, problem)
         if turn is not None:
             return turn
-        service = self.pool.get(account.id, state.token_info)
+        service = self.gmail.pooled(account.id, state.token_info)
         self._local.in_flight = True  # an unexpected error from here on may follow a send
         try:
             if claim.needs_reconcile:
@@ -356,7 +354,7 @@ class Releaser:
 
     def _links_for(self, message) -> dict:
         """The signed links a template may use: unsubscribe_url, and live_url() in AMP."""
-        links = {"live_url": tracking.live_url_function(self.links, message.id,
+        links = {"live_url": live_url_function(self.links, message.id,
                                                         message.sources)}
         links["unsubscribe_url"] = ("" if message.transactional
                                     else self.links.unsubscribe_url(message.id))
@@ -386,7 +384,7 @@ class Releaser:
     @staticmethod
     def _suppressed(conn, team_id: int, address: str) -> str | None:
         """Why the recipient must not get this (unsubscribed, bounced), or None."""
-        found = tracking.subscription_of(conn, team_id, address)
+        found = subscription_of(conn, team_id, address)
         if found is None or found[0] == "subscribed":
             return None
         return f"not sent: {address} is {found[0]} ({found[1] or ''})"

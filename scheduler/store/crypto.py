@@ -5,6 +5,8 @@ import json
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from scheduler.settings import ConfigError
+
 
 class TokenCipher:
     """Encrypts token dicts; several comma-separated keys allow rotation (first one encrypts)."""
@@ -16,7 +18,7 @@ class TokenCipher:
         try:
             self._fernet = MultiFernet([Fernet(k.encode("ascii")) for k in parts])
         except ValueError as exc:
-            raise SystemExit("MAILRELEASE_TOKEN_KEY must be Fernet keys (32 url-safe base64 "
+            raise ConfigError("MAILRELEASE_TOKEN_KEY must be Fernet keys (32 url-safe base64 "
                              "bytes); make one with: python -c 'from cryptography.fernet "
                              "import Fernet; print(Fernet.generate_key().decode())'") from exc
 

@@ -71,12 +71,15 @@ _writes = threading.local()
 
 
 @contextmanager
-def _writing_here() -> Iterator[None]:
+def _writing_here(self_check: bool) -> Iterator[None]:
+    outer = getattr(_writes, "checked", False)
     _writes.depth = getattr(_writes, "depth", 0) + 1
+    _writes.checked = outer or self_check
     try:
         yield
     finally:
         _writes.depth -= 1
+        _writes.checked = outer
 
 
 def writing() -> bool:
@@ -91,18 +94,19 @@ def rowcount(result: Any) -> int:
     return cast(CursorResult, result).rowcount
 
 
-def self_checking() -> bool:
-    """MAILRELEASE_SELF_CHECK=1 (the test suite sets it): the app checks its own
-    invariants as it runs (answers match their declarations, no render inside a write
-    transaction) and fails loudly where one is broken."""
-    return os.environ.get("MAILRELEASE_SELF_CHECK") == "1"
+def checked_writing() -> bool:
+    """Whether this thread is inside a write transaction of a database whose invariants are
+    checked as it runs (`Database.self_check`, from MAILRELEASE_SELF_CHECK)."""
+    return writing() and getattr(_writes, "checked", False)
 
 
 class Database:
     """Hands out sessions: `read()` for queries, `write()` for a committed transaction."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, self_check: bool = False):
         self.url = url
+        # Set from the settings by the wiring: fail loudly where an invariant breaks.
+        self.self_check = self_check
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self._write_engine = self.engine.execution_options(write=True)
@@ -122,7 +126,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A session whose work is committed on success and rolled back on any error."""
-        with self._write_lock, _writing_here(), self._write.begin() as session:
+        with self._write_lock, _writing_here(self.self_check), self._write.begin() as session:
             yield session
 
     @contextmanager
@@ -134,7 +138,7 @@ class Database:
     @contextmanager
     def core_write(self) -> Iterator[Connection]:
         """A Core connection in a write transaction, committed on success."""
-        with self._write_lock, _writing_here(), self._write_engine.begin() as conn:
+        with self._write_lock, _writing_here(self.self_check), self._write_engine.begin() as conn:
             yield conn
 
     def dispose(self) -> None:

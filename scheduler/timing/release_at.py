@@ -2,39 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from scheduler.errors import InvalidInput
+from scheduler.typed import HHMM, parse_aware
 
 TIMING_FIELDS = ("send_at", "delay_seconds", "local_time", "best_hour")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 MAX_DELAY_SECONDS = 5 * 366 * 24 * 3600
-
-
-MIN_YEAR, MAX_YEAR = 1970, 2100
-
-
-def parse_aware(value, field: str) -> dt.datetime:
-    """Parse ISO 8601 with an offset; a naive or malformed time is refused naming `field`."""
-    if isinstance(value, dt.datetime):
-        when = value
-    elif not isinstance(value, str):
-        raise InvalidInput(f"{field} must be an ISO 8601 string with an offset", field=field)
-    else:
-        try:
-            when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInput(f"{field} is not an ISO 8601 time: {value[:40]!r}",
-                               field=field) from None
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise InvalidInput(f"{field} has no UTC offset; write e.g. 2026-11-23T09:00:00+09:00",
-                           field=field)
-    if not MIN_YEAR <= when.year <= MAX_YEAR:
-        raise InvalidInput(f"{field} must be between {MIN_YEAR} and {MAX_YEAR}", field=field)
-    return when.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)

@@ -50,3 +50,14 @@ def test_ordinary_templates_are_untouched_by_the_budget():
         "{% endfor %}{{ '-' * 40 }}{{ 2 ** 10 }}", None, {"name": "Ann", "items": items})
     assert parts.subject == "Hi Ann" and parts.html.count("<li>") == 500
     assert "1024" in parts.html
+
+
+def test_a_render_inside_a_checked_write_transaction_fails_loudly(db):
+    with db.read():
+        assert render_message("Hi {{ n }}", "<p>x</p>", "x", {"n": "Ada"}).subject == "Hi Ada"
+    db.self_check = True
+    with db.write(), pytest.raises(AssertionError, match="inside a write transaction"):
+        render_message("Hi {{ n }}", "<p>x</p>", "x", {"n": "Ada"})
+    db.self_check = False
+    with db.write():  # unchecked (production default): allowed, only slower for others
+        assert render_message("Hi {{ n }}", "<p>x</p>", "x", {"n": "Ada"}).subject == "Hi Ada"

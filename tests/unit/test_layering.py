@@ -1,5 +1,10 @@
-"""The rule of imports: app → scheduler → gmail_client, never back; and only app imports
-Flask. Read from the source with `ast`, so a lazy import inside a function counts too."""
+"""The rule of imports, read from the source with `ast` (a lazy import inside a function
+counts too):
+
+- packages: app → scheduler → gmail_client, never back; only app imports Flask;
+- inside scheduler, each room imports only the rooms before it in ROOMS, the shared words
+  import only each other, and the composition modules (wiring, worker) may import any.
+"""
 from __future__ import annotations
 
 import ast
@@ -13,16 +18,44 @@ ALLOWED = {"app": {"app", "scheduler", "gmail_client", "flask"},
            "scheduler": {"scheduler", "gmail_client"},
            "gmail_client": {"gmail_client"}}
 OURS = {"app", "scheduler", "gmail_client", "flask", "flask_wtf", "werkzeug"}
+ROOMS = ("store", "timing", "content", "audience", "engine", "delivery", "automation")
+WORDS = {"errors", "sanity", "typed", "commands", "addresses", "settings", "redact"}
+COMPOSITION = {"wiring", "worker"}
+# The rooms that may use the Gmail client (content reads a draft through a given service).
+GMAIL = {"content", "engine", "delivery", "automation"} | COMPOSITION
 
 
 def _imports(path: Path) -> set[tuple[str, int]]:
+    """(dotted module, line) of every absolute import; `from a import b` gives `a.b`."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found |= {(alias.name.split(".")[0], node.lineno) for alias in node.names}
+            found |= {(alias.name, node.lineno) for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add((node.module.split(".")[0], node.lineno))
+            found |= {(f"{node.module}.{alias.name}", node.lineno) for alias in node.names}
     return found
+
+
+def _room(parts: list[str]) -> str:
+    """The room of scheduler.<parts>: a room's name, 'words', or a composition module."""
+    head = parts[0] if parts else ""
+    return "words" if head in WORDS else head
+
+
+def _may(room: str, other: str) -> bool:
+    if room in COMPOSITION or other == room or other == "words":
+        return True
+    if room == "words" or other in COMPOSITION:
+        return False
+    return room in ROOMS and other in ROOMS and ROOMS.index(other) < ROOMS.index(room)
+
+
+def _scheduler_sources():
+    for path in sorted((ROOT / "scheduler").rglob("*.py")):
+        parts = list(path.relative_to(ROOT / "scheduler").with_suffix("").parts)
+        if "migrations" in parts or parts == ["__init__"]:
+            continue
+        yield path, _room(parts)
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
@@ -30,10 +63,38 @@ def test_imports_go_one_way(package):
     wrong = []
     for path in sorted((ROOT / package).rglob("*.py")):
         for name, line in _imports(path):
-            top = "flask" if name in ("flask", "flask_wtf", "werkzeug") else name
+            top = name.split(".")[0]
+            top = "flask" if top in ("flask", "flask_wtf", "werkzeug") else top
             if top in OURS and top not in ALLOWED[package]:
                 wrong.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
     assert wrong == []
+
+
+def test_each_room_imports_only_the_rooms_before_it():
+    wrong = []
+    for path, room in _scheduler_sources():
+        for name, line in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "gmail_client" and room not in GMAIL:
+                wrong.append(f"{path.relative_to(ROOT)}:{line} ({room}) imports {name}")
+            if parts[0] != "scheduler" or len(parts) < 2:
+                continue
+            other = _room(parts[1:])
+            if not _may(room, other):
+                wrong.append(f"{path.relative_to(ROOT)}:{line} ({room}) imports {name}")
+    assert wrong == []
+
+
+def test_every_room_says_what_it_holds_and_what_it_may_import():
+    for room in ROOMS:
+        doc = ast.get_docstring(ast.parse((ROOT / "scheduler" / room / "__init__.py")
+                                          .read_text(encoding="utf-8"))) or ""
+        assert "May import" in doc, room
+    listed = {p.name for p in (ROOT / "scheduler").iterdir()
+              if p.is_dir() and (p / "__init__.py").exists()}
+    assert listed == set(ROOMS)
+    top = {p.stem for p in (ROOT / "scheduler").glob("*.py")} - {"__init__"}
+    assert top == WORDS | COMPOSITION
 
 
 def test_the_architecture_page_shows_the_state_machine_as_the_code_has_it():

@@ -1,0 +1,124 @@
+"""Signed links in sent mail (open pixel, click redirect, unsubscribe, AMP data), and the
+decoration that puts them in a message.
+
+Every link carries an HMAC-signed token (itsdangerous), so a tampered link matches nothing
+(404) and the click redirect only goes where the message itself linked: no open redirect.
+What happens when a link is used is `scheduler.delivery.tracking`.
+"""
+from __future__ import annotations
+
+import hashlib
+import html as html_lib
+import re
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from scheduler.errors import TemplateError
+
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"']+)\2""", re.I)
+
+
+
+class Links:
+    """Makes and reads the signed tokens of one deployment (keyed by its secret key)."""
+
+    def __init__(self, secret_key: str, public_url: str):
+        key = hashlib.sha256(b"mailrelease-links:" + secret_key.encode()).hexdigest()
+        self.public_url = public_url.rstrip("/")
+        self._open = URLSafeSerializer(key, salt="open")
+        self._click = URLSafeSerializer(key, salt="click")
+        self._unsub = URLSafeSerializer(key, salt="unsubscribe")
+        self._amp = URLSafeSerializer(key, salt="amp")
+
+    def open_url(self, message_id: str) -> str:
+        return f"{self.public_url}/t/o/{self._open.dumps(message_id)}.gif"
+
+    def click_url(self, message_id: str, url: str) -> str:
+        return f"{self.public_url}/t/c/{self._click.dumps([message_id, url])}"
+
+    def unsubscribe_url(self, message_id: str) -> str:
+        return f"{self.public_url}/u/{self._unsub.dumps(message_id)}"
+
+    def live_url(self, message_id: str, source: str) -> str:
+        return f"{self.public_url}/amp/{self._amp.dumps([message_id, source])}"
+
+    def read(self, kind: str, token: str):
+        """The signed value, or None for a tampered or foreign token."""
+        serializer = {"open": self._open, "click": self._click, "unsubscribe": self._unsub,
+                      "amp": self._amp}[kind]
+        try:
+            return serializer.loads(token)
+        except BadSignature:
+            return None
+
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A message's HTML and text with tracking and unsubscribe added, and its headers."""
+
+    html: str
+    text: str
+    headers: dict[str, str]
+
+
+
+def decorate(html: str, text: str, *, message_id: str, sender: str, links: Links,
+             track: bool, unsubscribe: bool, unsubscribe_url: str | None) -> Tracked:
+    """Add click redirects and an open pixel (if `track`), and unsubscribe headers and a
+    visible link (if `unsubscribe`, i.e. not transactional)."""
+    headers: dict[str, str] = {}
+    if unsubscribe and unsubscribe_url:
+        headers["List-Unsubscribe"] = (f"<{unsubscribe_url}>, "
+                                       f"<mailto:{sender}?subject=unsubscribe>")
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if unsubscribe_url not in html:
+            html = _before_body_end(html, f'<p style="font-size:12px;color:#6a737d">'
+                                          f'<a href="{unsubscribe_url}">Unsubscribe</a></p>')
+        if unsubscribe_url not in text:
+            text = text.rstrip("\n") + f"\n\nUnsubscribe: {unsubscribe_url}\n"
+    if track:
+        def rewrite(match: re.Match) -> str:
+            target = html_lib.unescape(match.group(3))
+            if target == unsubscribe_url:
+                return match.group(0)
+            return (f"{match.group(1)}{match.group(2)}{links.click_url(message_id, target)}"
+                    f"{match.group(2)}")
+        html = _HREF.sub(rewrite, html)
+        html = _before_body_end(html, f'<img src="{links.open_url(message_id)}" width="1" '
+                                      f'height="1" alt="" style="display:none">')
+    return Tracked(html, text, headers)
+
+
+
+def _before_body_end(html: str, snippet: str) -> str:
+    at = html.lower().rfind("</body>")
+    return html + snippet if at < 0 else html[:at] + snippet + html[at:]
+
+
+
+def live_url_function(links: Links | None, message_id: str | None, sources: list | None):
+    """live_url('NAME') for a template: the signed URL serving source NAME at open time.
+
+    Without `links` (checking a template before anything is sent) it returns a stand-in.
+    A name that is not one of the template's sources is a template error.
+    """
+    names = {s["name"] for s in sources or ()}
+
+    def live_url(name: str) -> str:
+        if name not in names:
+
+            raise TemplateError(f"live_url('{name}'): the template has no source named "
+                                f"'{name}'", field="amp")
+        if links is None or message_id is None:
+            return f"https://live.invalid/{name}"
+        return links.live_url(message_id, name)
+    return live_url
+
+
+
+def stand_in_links(sources: list | None) -> dict:
+    """What unsubscribe_url and live_url render as when a template is checked."""
+    return {"unsubscribe_url": "https://unsubscribe.invalid/",
+            "live_url": live_url_function(None, None, sources)}
