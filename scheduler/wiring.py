@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from gmail_client.oauth import ClientConfig, CredentialsFileError, load_client_config
+from gmail_client.oauth import ClientConfig, load_client_config
 from scheduler.content.links import Links
 from scheduler.content.sources import ContentFetcher
 from scheduler.engine.connections import Gmail
@@ -37,14 +37,6 @@ class OAuthClient:
                 if self._config is None:
                     self._config = load_client_config(self.path)
         return self._config
-
-    def problem(self) -> str | None:
-        """Why there is no usable client, or None when there is one."""
-        try:
-            self()
-        except CredentialsFileError as exc:
-            return str(exc)
-        return None
 
 
 @dataclass

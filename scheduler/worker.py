@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 
 from scheduler.automation import campaigns, schedules
 from scheduler.delivery.mailbox_sync import MailboxSync
-from scheduler.engine.release import AccountState, Releaser
+from scheduler.engine.release import AccountStates, Batch, Releaser
 from scheduler.store import idempotency, queue
 from scheduler.store.db import utcnow
 from scheduler.store.models import WorkerHeartbeat
@@ -66,9 +66,8 @@ class ReleaseWorker:
         self._lock = threading.Lock()
         self._busy: set[int] = set()
         self._waiting = 0  # batches handed to the sender pool and not started yet
-        # What sender threads read of each account, reused across batches; safe to share
-        # because an account is on one thread at a time (`_busy`).
-        self._accounts: dict[int, AccountState] = {}
+        # What sender threads read of each account, reused across batches.
+        self._accounts = AccountStates()
         self.started_at: dt.datetime | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -205,9 +204,10 @@ class ReleaseWorker:
         with self._lock:
             self._waiting -= 1
         done = 0
+        batch = Batch(self._accounts)
         try:
             while True:
-                done += self._release_batch(claims)
+                done += self._release_batch(claims, batch)
                 if (len(claims) < self.batch_size or self._stopping.is_set()
                         or self._waiting > 0):
                     break
@@ -218,7 +218,7 @@ class ReleaseWorker:
                     break
                 claims = more
         finally:
-            self._flush(account_id)
+            self._flush(account_id, batch)
             with self._lock:
                 self._busy.discard(account_id)
             # More of this account's messages may have fallen due meanwhile. A full batch
@@ -228,20 +228,20 @@ class ReleaseWorker:
                       else self.clock() + WAKE_COALESCE)
         return done
 
-    def _flush(self, account_id: int) -> None:
+    def _flush(self, account_id: int, batch: Batch) -> None:
         try:
-            self.releaser.flush()
+            self.releaser.flush(batch)
         except Exception:  # noqa: BLE001 - unrecorded sends are reconciled, not resent
             log.exception("action=record_sent_failed account=%s", account_id)
 
-    def _release_batch(self, claims: list[queue.Claim]) -> int:
+    def _release_batch(self, claims: list[queue.Claim], batch: Batch) -> int:
         done = 0
         for claim in claims:
             try:
                 if self._stopping.is_set():
-                    self.releaser.give_back(claim)
+                    self.releaser.give_back(claim, batch)
                     continue
-                self.releaser.release(claim, self._accounts, more=True)  # flushed at the end
+                self.releaser.release(claim, batch)  # recorded by the next write, or _flush
                 done += 1
             except Exception:  # noqa: BLE001 - one message must not stop the others
                 # release() records its own errors; this is giving back while stopping

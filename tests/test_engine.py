@@ -175,7 +175,7 @@ def test_a_grant_revoked_while_its_owner_reconnects_is_not_held_for_reconnection
     api = live.user()
     mid = _create(live, api)
     worker = ReleaseWorker(live.wiring)
-    worker._accounts[1] = worker.releaser.load_account(1)  # the grant as read before
+    worker._accounts.put(1, worker.releaser.load_account(1))  # the grant as read before
     live.sandbox.revoke("ada@example.com")
     assert "Connected" in live.sign_in().text
     worker.run_once(wait=True)

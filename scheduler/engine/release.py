@@ -1,4 +1,15 @@
-"""Releasing one claimed message: render, build MIME, reconcile if needed, send, record."""
+"""Releasing one claimed message, in four named steps, each returning an outcome:
+
+    prepare  the account may send, a follow-up is still wanted, send-time content,
+             render, tracking, MIME                                  -> Prepared or a status
+    gate     the last checks and the pacing slot, in one conditional UPDATE that renews
+             the lease (suppression, daily cap, the claim still ours) -> None or a status
+    send     reconcile an earlier attempt, Gmail's messages.send, map its errors
+    record   the sent row, written in the batch's next write transaction
+
+A `Batch` carries what one sender thread's claims share: the account states read and the
+sends made but not yet recorded. No step keeps state anywhere else.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,7 +20,7 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import lru_cache
 
@@ -91,6 +102,64 @@ class AccountState:
 DAY = accounts.DAY
 
 
+class AccountStates:
+    """What the worker's sender threads read of each account, kept between batches.
+
+    An account is released by one thread at a time (the worker's busy set), but the map
+    itself is shared by all of them: every access takes the lock.
+    """
+
+    def __init__(self) -> None:
+        self._states: dict[int, AccountState] = {}
+        self._lock = threading.Lock()
+
+    def get(self, account_id: int) -> AccountState | None:
+        with self._lock:
+            return self._states.get(account_id)
+
+    def put(self, account_id: int, state: AccountState) -> None:
+        with self._lock:
+            self._states[account_id] = state
+
+    def forget(self, account_id: int) -> None:
+        """Read the account again next time (an error may have changed it)."""
+        with self._lock:
+            self._states.pop(account_id, None)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A send Gmail accepted, not yet recorded on its row."""
+
+    claim: queue.Claim
+    sent_at: dt.datetime
+    result: dict
+    subject: str
+
+
+@dataclass
+class Batch:
+    """One sender thread's run over claims: the account states it may reuse, the sends it
+    made that are not recorded yet (written in its next write transaction, or by
+    `Releaser.flush`), and whether a Gmail request is in flight (an unexpected error then
+    leaves the send in doubt)."""
+
+    accounts: AccountStates = field(default_factory=AccountStates)
+    unrecorded: list[Sent] = field(default_factory=list)
+    in_flight: bool = False
+
+
+@dataclass
+class Prepared:
+    """A claim ready for the gate: its account state and, unless `problem` says why the
+    content could not be made (then the gate holds it), the MIME to send."""
+
+    state: AccountState
+    raw: bytes | None
+    subject: str
+    problem: str | None = None
+
+
 # A batch sends from a few addresses, often to repeated ones: parse each once.
 _parsed = lru_cache(maxsize=4096)(parseaddr)
 
@@ -114,7 +183,6 @@ class Releaser:
         self.clock = clock
         self.stop = stop or threading.Event()
         self._rng = random.Random()
-        self._local = threading.local()  # each sender thread's sends not yet written
         # Claims a database outage kept from being given back (see _crashed).
         self.pending: deque[tuple[queue.Claim, str]] = deque()
         self._pending_lock = threading.Lock()
@@ -132,35 +200,48 @@ class Releaser:
         return AccountState(row, self.cipher.decrypt(row.token_blob), row.token_blob, count,
                             time.monotonic())
 
-    def _account(self, account_id: int, known: dict[int, AccountState] | None) -> AccountState:
-        state = known.get(account_id) if known is not None else None
+    def _account(self, account_id: int, batch: Batch) -> AccountState:
+        state = batch.accounts.get(account_id)
         # An account that was not connected is read again: its owner may have signed in.
         if (state is None or state.row.status != "connected"
                 or time.monotonic() - state.loaded > ACCOUNT_REFRESH_SECONDS):
             state = self.load_account(account_id)
-            if known is not None:
-                known[account_id] = state
+            batch.accounts.put(account_id, state)
         return state
 
-    def release(self, claim: queue.Claim, known: dict[int, AccountState] | None = None,
-                more: bool = False) -> str:
+    def release(self, claim: queue.Claim, batch: Batch | None = None) -> str:
         """Do everything for one claim; returns the status it ended in.
 
-        `known` carries account state between the claims of one thread's batch. `more`
-        says this thread releases another claim next: the record of a send is then written
-        in that claim's first transaction instead of one of its own (call `flush` at the
-        end). Until then the message stays `sending` under its lease, so a crash in between
-        is reconciled (found by its Message-ID), never sent twice.
+        Within a `batch`, the record of a send is written in the batch's next write
+        transaction (its next claim's first one) instead of one of its own; the caller
+        calls `flush(batch)` at the end. Until then the message stays `sending` under its
+        lease, so a crash in between is reconciled (found by its Message-ID), never sent
+        twice. Without a batch the claim is released and recorded on its own.
         """
-        self._local.in_flight = False
+        alone = batch is None
+        batch = batch or Batch()
+        batch.in_flight = False
         try:
-            outcome = self._release(claim, known, more)
+            outcome = self._release(claim, batch)
         except Exception as exc:  # noqa: BLE001 - every error has an exit (see _crashed)
-            outcome = self._crashed(claim, exc, in_flight=self._local.in_flight)
+            outcome = self._crashed(claim, exc, batch)
         RELEASES.labels(outcome).inc()
+        if alone:
+            self.flush(batch)
         return outcome
 
-    def _crashed(self, claim: queue.Claim, exc: Exception, in_flight: bool) -> str:
+    def _release(self, claim: queue.Claim, batch: Batch) -> str:
+        """prepare → gate → send (which records): each step returns the final status when
+        the claim ends there."""
+        prepared = self._prepare(claim, batch)
+        if isinstance(prepared, str):
+            return prepared
+        stopped = self._gate(claim, prepared, batch)
+        if stopped is not None:
+            return stopped
+        return self._send(claim, prepared, batch)
+
+    def _crashed(self, claim: queue.Claim, exc: Exception, batch: Batch) -> str:
         """Record an unexpected error on the message: never leave it `sending`.
 
         A database error before the Gmail request gives the claim back at once (not
@@ -170,6 +251,7 @@ class Releaser:
         text and retried with backoff, up to `max_attempts` crashes, then `failed`. Only
         an error during the Gmail request itself leaves the send in doubt (reconciled).
         """
+        in_flight = batch.in_flight
         kind = type(exc).__name__
         CRASHES.labels(kind).inc()
         log.error("action=release_crashed message_id=%s class=%s in_flight=%s error=%s",
@@ -179,11 +261,11 @@ class Releaser:
         # claim back without counting an attempt. Any other database error is the row's
         # and counts like any crash, so that it cannot come back forever.
         if isinstance(exc, (OperationalError, InterfaceError)) and not in_flight:
-            return self._give_back_later(claim, f"database error before sending ({kind}); "
-                                                "released its claim")
+            return self._give_back_later(claim, batch, f"database error before sending "
+                                                       f"({kind}); released its claim")
         text = " ".join(f"{kind}: {exc}".split())[:2000]
         try:
-            with self._write() as conn:
+            with self._write(batch) as conn:
                 queue.record_event(conn, claim.message_id, "crashed", self.clock(),
                                    {"class": kind, "error": text, "in_flight": in_flight,
                                     "attempt": claim.attempts})
@@ -201,13 +283,14 @@ class Releaser:
         except SQLAlchemyError:
             if in_flight:
                 return "sending"  # the lease expires and the message is reconciled
-            return self._give_back_later(claim, f"{kind} before sending, and the database "
-                                                "could not record it; released its claim")
+            return self._give_back_later(claim, batch, f"{kind} before sending, and the "
+                                                       "database could not record it; "
+                                                       "released its claim")
 
-    def _give_back_later(self, claim: queue.Claim, reason: str) -> str:
+    def _give_back_later(self, claim: queue.Claim, batch: Batch, reason: str) -> str:
         """Give a never-sent claim back now, or as soon as the database answers again."""
         try:
-            with self._write() as conn:
+            with self._write(batch) as conn:
                 queue.release_claim(conn, claim, self.clock(), reason)
         except SQLAlchemyError:
             with self._pending_lock:
@@ -226,7 +309,7 @@ class Releaser:
                     return done
                 claim, reason = self.pending[0]
             try:
-                with self._write() as conn:
+                with self.db.core_write() as conn:
                     queue.release_claim(conn, claim, self.clock(), reason)
             except SQLAlchemyError:
                 return done  # still down: the next pass tries again
@@ -234,63 +317,41 @@ class Releaser:
                 self.pending.popleft()
             done += 1
 
-    def _unwritten(self) -> list:
-        if not hasattr(self._local, "sent"):
-            self._local.sent = []
-        return self._local.sent
-
     @contextmanager
-    def _write(self):
-        """A write transaction that first records this thread's sends not yet written."""
-        pending = self._unwritten()
+    def _write(self, batch: Batch | None):
+        """A write transaction that first records the batch's sends not recorded yet."""
+        pending = batch.unrecorded if batch is not None else []
         count = len(pending)
         with self.db.core_write() as conn:
-            for item in pending[:count]:
-                self._record_sent(conn, *item)
+            for sent in pending[:count]:
+                self._record(conn, sent)
             yield conn
         del pending[:count]  # only once committed: after a rollback they are written later
 
-    def flush(self) -> None:
-        """Write the sends this thread has not recorded yet (the end of its batch)."""
-        if self._unwritten():
-            with self._write():
+    def flush(self, batch: Batch) -> None:
+        """Record the batch's sends not recorded yet (the end of a batch)."""
+        if batch.unrecorded:
+            with self._write(batch):
                 pass
 
     @staticmethod
-    def _record_sent(conn, claim: queue.Claim, sent_at: dt.datetime, result: dict,
-                     subject: str) -> None:
-        moved = queue.mark_sent(conn, claim, sent_at, result["id"],
-                                result.get("threadId", ""), subject)
+    def _record(conn, sent: Sent) -> None:
+        """record: the row becomes `sent`, if the claim is still the one that sent it."""
+        claim, result = sent.claim, sent.result
+        moved = queue.mark_sent(conn, claim, sent.sent_at, result["id"],
+                                result.get("threadId", ""), sent.subject)
         log.info("action=sent message_id=%s account=%s gmail_id=%s attempt=%d lease_kept=%s",
                  claim.message_id, claim.account_id, result["id"], claim.attempts, moved)
 
-    def _release(self, claim: queue.Claim, known: dict[int, AccountState] | None,
-                 more: bool) -> str:
+    def _prepare(self, claim: queue.Claim, batch: Batch) -> Prepared | str:
+        """prepare: the account may send now, a follow-up is still wanted, and the MIME is
+        built with send-time content; or the status the claim ended in."""
         message = claim.row
-        state = self._account(claim.account_id, known)
-        account = state.row
-        now = self.clock()
-        if self.gmail.client_problem() is not None:
-            return self._hold(claim, "no_client",
-                              "no OAuth client is configured (credentials.json)")
-        if account.status != "connected":
-            return self._hold(claim, "reconnect", f"{account.email} needs reconnecting: sign "
-                              f"in with Google again to release this message")
-        lateness = (now - message.release_at).total_seconds()
-        if not claim.needs_reconcile and lateness > self.settings.max_lateness_seconds:
-            return self._hold(claim, "too_late", f"was due {message.release_at.isoformat()} "
-                              f"but nothing could send it until {now.isoformat()}; "
-                              f"send now or cancel")
-        if message.follows_id:
-            verdict = self._follow_up(message)
-            if verdict is not None:
-                with self._write() as conn:
-                    if verdict[0] == "wait":
-                        queue.mark_retry(conn, claim, now, now + verdict[2],
-                                         verdict[1], claim.needs_reconcile)
-                        return "retry_wait"
-                    queue.mark_skipped(conn, claim, self.clock(), verdict[1])
-                return "cancelled"
+        state = self._account(claim.account_id, batch)
+        stopped = self._account_stops(claim, state, batch) or self._follow_up_stops(claim,
+                                                                                   batch)
+        if stopped is not None:
+            return stopped
         data = {**message.data, **self._links_for(message)}
         if message.sources:
             # Before the pacing slot is taken: a slow source costs at most its timeout.
@@ -298,55 +359,94 @@ class Releaser:
                 data.update(self.content.fetch(message.sources, message.data,
                                                message.team_id)[0])
             except ContentUnavailable as exc:
-                return self._hold(claim, "missing_data", str(exc))
-        problem = None
+                return self._hold(claim, batch, "missing_data", str(exc))
         try:
             parts = render_message(message.subject_tpl, message.html_tpl, message.text_tpl,
                                    data, amp=message.amp_tpl)
         except RenderError as exc:
             # The template fails with this recipient's data: resending cannot help.
-            with self._write() as conn:
+            with self._write(batch) as conn:
                 queue.mark_failed(conn, claim, self.clock(), f"the template fails at "
                                   f"release: {exc}")
             return "failed"
         except (MissingData, TemplateError) as exc:
-            problem = str(exc)  # held, unless the checks below stop it first
-        else:
-            decorated = decorate(
-                parts.html, parts.text, message_id=message.id, sender=account.email,
-                links=self.links, track=message.tracking and not message.transactional,
-                unsubscribe=not message.transactional,
-                unsubscribe_url=data.get("unsubscribe_url"))
-            raw = build_message(
-                sender=_parsed(message.from_addr), to=_parsed(message.to_addr),
-                subject=parts.subject, html=decorated.html, text=decorated.text,
-                amp=parts.amp, message_id=message.rfc822_id, date=now,
-                in_reply_to=message.in_reply_to, references=message.thread_references,
-                extra_headers=decorated.headers,
-            )
-        turn = self._take_turn(claim, state, problem)
-        if turn is not None:
-            return turn
+            # Held by the gate, unless one of its checks stops the message first.
+            return Prepared(state, None, "", problem=str(exc))
+        account = state.row
+        decorated = decorate(
+            parts.html, parts.text, message_id=message.id, sender=account.email,
+            links=self.links, track=message.tracking and not message.transactional,
+            unsubscribe=not message.transactional,
+            unsubscribe_url=data.get("unsubscribe_url"))
+        raw = build_message(
+            sender=_parsed(message.from_addr), to=_parsed(message.to_addr),
+            subject=parts.subject, html=decorated.html, text=decorated.text,
+            amp=parts.amp, message_id=message.rfc822_id, date=self.clock(),
+            in_reply_to=message.in_reply_to, references=message.thread_references,
+            extra_headers=decorated.headers,
+        )
+        return Prepared(state, raw, parts.subject)
+
+    def _account_stops(self, claim: queue.Claim, state: AccountState,
+                       batch: Batch) -> str | None:
+        """Held when nothing can send it: no OAuth client, the account needs reconnecting,
+        or it is later than the lateness limit."""
+        message, account, now = claim.row, state.row, self.clock()
+        if self.gmail.client_problem() is not None:
+            return self._hold(claim, batch, "no_client",
+                              "no OAuth client is configured (credentials.json)")
+        if account.status != "connected":
+            return self._hold(claim, batch, "reconnect", f"{account.email} needs "
+                              f"reconnecting: sign in with Google again to release this "
+                              f"message")
+        lateness = (now - message.release_at).total_seconds()
+        if not claim.needs_reconcile and lateness > self.settings.max_lateness_seconds:
+            return self._hold(claim, batch, "too_late", f"was due "
+                              f"{message.release_at.isoformat()} but nothing could send it "
+                              f"until {now.isoformat()}; send now or cancel")
+        return None
+
+    def _follow_up_stops(self, claim: queue.Claim, batch: Batch) -> str | None:
+        """A follow-up waits for its previous step, or is skipped after a reply or click."""
+        message = claim.row
+        if not message.follows_id:
+            return None
+        verdict = self._follow_up(message)
+        if verdict is None:
+            return None
+        now = self.clock()
+        with self._write(batch) as conn:
+            if verdict[0] == "wait":
+                queue.mark_retry(conn, claim, now, now + verdict[2], verdict[1],
+                                 claim.needs_reconcile)
+                return "retry_wait"
+            queue.mark_skipped(conn, claim, now, verdict[1])
+        return "cancelled"
+
+    def _send(self, claim: queue.Claim, prepared: Prepared, batch: Batch) -> str:
+        """send: reconcile an earlier attempt, then Gmail's messages.send; a send Gmail
+        accepted is recorded in the batch's next write transaction."""
+        message, state = claim.row, prepared.state
+        account = state.row
+        assert prepared.raw is not None  # the gate holds a claim with a problem
         service = self.gmail.pooled(account.id, state.token_info)
-        self._local.in_flight = True  # an unexpected error from here on may follow a send
+        batch.in_flight = True  # an unexpected error from here on may follow a send
         try:
             if claim.needs_reconcile:
-                outcome = self._reconcile(claim, service, message, account, parts.subject)
+                outcome = self._reconcile(claim, batch, service, message, account,
+                                          prepared.subject)
                 if outcome is not None:
                     return outcome
-            result = service.send(raw, thread_id=message.reply_thread_id)
+            result = service.send(prepared.raw, thread_id=message.reply_thread_id)
         except GmailError as exc:
-            if known is not None:
-                known.pop(account.id, None)  # the error may have changed the account
-            return self._on_error(claim, state, exc)
+            batch.accounts.forget(account.id)  # the error may have changed the account
+            return self._on_error(claim, batch, state, exc)
         finally:
-            self._persist_refresh(state, service)
+            self._persist_refresh(state, batch, service)
         state.sent_today += 1
-        self._local.in_flight = False
+        batch.in_flight = False
         sent_at = self.clock()
-        self._unwritten().append((claim, sent_at, result, parts.subject))
-        if not more:
-            self.flush()
+        batch.unrecorded.append(Sent(claim, sent_at, result, prepared.subject))
         LAG.observe(max(0.0, (sent_at - message.release_at).total_seconds()))
         if message.event_at is not None and message.release_at <= message.event_at:
             EVENT_TO_SEND.observe((sent_at - message.event_at).total_seconds())
@@ -418,9 +518,9 @@ class Releaser:
         return until, (f"daily cap reached: {state.sent_today} of {cap} sent from "
                        f"{account.email} in the last 24 h; resumes {until.isoformat()}")
 
-    def _take_turn(self, claim: queue.Claim, state: AccountState,
-                   problem: str | None) -> str | None:
-        """The last checks, then the account's pacing slot and a lease that covers the send.
+    def _gate(self, claim: queue.Claim, prepared: Prepared, batch: Batch) -> str | None:
+        """gate: the last checks, then the account's pacing slot and a lease that covers
+        the send.
 
         The common case is one conditional UPDATE in one write transaction: it renews the
         lease only if the claim is still this worker's (if the lease lapsed and another
@@ -430,13 +530,13 @@ class Releaser:
         The renewed lease outlives the Gmail timeout, so nobody can take over a send in
         flight. None means: send now; otherwise the status the claim ended in.
         """
-        message = claim.row
+        message, state, problem = claim.row, prepared.state, prepared.problem
         rate = self.settings.sends_per_second
         cover = dt.timedelta(seconds=max(self.settings.lease_seconds,
                                          2 * self.settings.gmail_timeout_seconds + 5))
         recipient = None if message.transactional else _address_of(message.to_addr)
         wait = 0.0
-        with self._write() as conn:
+        with self._write(batch) as conn:
             now = self.clock()
             cap = self._cap_to_check(state, now)
             clear = problem is None and cap is not False
@@ -460,20 +560,21 @@ class Releaser:
                     return self._held(conn, claim, "missing_data", problem)
         if clear and wait > 0:
             if self.stop.wait(wait):
-                return self.give_back(claim)
-            with self._write() as conn:
+                return self.give_back(claim, batch)
+            with self._write(batch) as conn:
                 clear = queue.extend_lease(conn, claim, self.clock() + cover, in_flight=True)
         elif self.stop.is_set():
-            return self.give_back(claim)
+            return self.give_back(claim, batch)
         if not clear:
             log.warning("action=lease_lost message_id=%s", claim.message_id)
-            return self.give_back(claim)
+            return self.give_back(claim, batch)
         return None
 
-    def _reconcile(self, claim, service, message, account, subject) -> str | None:
+    def _reconcile(self, claim, batch: Batch, service, message, account,
+                   subject) -> str | None:
         """A previous attempt may have left: look for it by Message-ID before resending."""
         if not can_read(account.scopes.split()):
-            return self._hold(claim, "delivery_unknown",
+            return self._hold(claim, batch, "delivery_unknown",
                               "delivery unknown: an earlier attempt may have been sent and this "
                               "account did not grant read access to check; send now to send "
                               "it again, or cancel", needs_reconcile=True)
@@ -481,14 +582,14 @@ class Releaser:
         if not found:
             log.info("action=reconcile message_id=%s found=0", message.id)
             return None
-        with self._write() as session:
+        with self._write(batch) as session:
             queue.mark_sent(session, claim, self.clock(), found[0]["id"],
                             found[0].get("threadId", ""), subject, reconciled=True)
         log.info("action=reconcile message_id=%s found=1 gmail_id=%s", message.id,
                  found[0]["id"])
         return "sent"
 
-    def _on_error(self, claim, state: AccountState, exc: GmailError) -> str:
+    def _on_error(self, claim, batch: Batch, state: AccountState, exc: GmailError) -> str:
         account = state.row
         now = self.clock()
         reason = " ".join(f"Gmail {exc.status or ''} {exc.reason}: {exc}".split())
@@ -496,7 +597,7 @@ class Releaser:
         log.warning("action=send_error message_id=%s account=%s class=%s status=%s reason=%s",
                     claim.message_id, account.id, type(exc).__name__, exc.status, exc.reason)
         if isinstance(exc, ReconnectNeeded):
-            with self._write() as session:
+            with self._write(batch) as session:
                 marked = accounts.mark_reconnect_needed(session, account.id, str(exc), now,
                                                         grant=state.token_blob)
                 if not marked:
@@ -504,29 +605,30 @@ class Releaser:
                     queue.mark_retry(session, claim, now, now, f"{reason}; the account was "
                                      f"reconnected meanwhile", claim.needs_reconcile)
                     return "retry_wait"
-            return self._hold(claim, "reconnect", f"{account.email} needs reconnecting: {exc}")
+            return self._hold(claim, batch, "reconnect",
+                              f"{account.email} needs reconnecting: {exc}")
         if isinstance(exc, DailyLimitReached):
             until = exc.retry_at if exc.retry_at and exc.retry_at > now else now + DAY / 24
-            with self._write() as session:
+            with self._write(batch) as session:
                 accounts.mark_daily_limited(session, account.id, until, now)
-            return self._hold(claim, "daily_limit", f"Gmail's daily sending limit is reached "
-                              f"for {account.email}: {exc}", until=until)
+            return self._hold(claim, batch, "daily_limit", f"Gmail's daily sending limit is "
+                              f"reached for {account.email}: {exc}", until=until)
         if isinstance(exc, TransientGmailError):
             ambiguous = isinstance(exc, AmbiguousSendError)
             delay = backoff(claim.attempts, exc.retry_after, self._rng,
                             self.settings.retry_base_seconds)
-            with self._write() as session:
+            with self._write(batch) as session:
                 queue.mark_retry(session, claim, now, now + dt.timedelta(seconds=delay),
                                  reason, needs_reconcile=ambiguous or claim.needs_reconcile)
             return "retry_wait"
         assert isinstance(exc, PermanentGmailError), exc
-        with self._write() as session:
+        with self._write(batch) as session:
             queue.mark_failed(session, claim, now, reason)
         return "failed"
 
-    def _hold(self, claim, kind: str, reason: str, needs_reconcile: bool = False,
-              until: dt.datetime | None = None) -> str:
-        with self._write() as conn:
+    def _hold(self, claim, batch: Batch | None, kind: str, reason: str,
+              needs_reconcile: bool = False, until: dt.datetime | None = None) -> str:
+        with self._write(batch) as conn:
             return self._held(conn, claim, kind, reason, needs_reconcile, until)
 
     def _held(self, conn, claim, kind: str, reason: str, needs_reconcile: bool = False,
@@ -537,17 +639,17 @@ class Releaser:
         log.info("action=held message_id=%s kind=%s", claim.message_id, kind)
         return "held"
 
-    def give_back(self, claim) -> str:
+    def give_back(self, claim, batch: Batch | None = None) -> str:
         """Return an unstarted claim to the queue (stopping, or a no-op if the lease was lost)."""
-        with self._write() as session:
+        with self._write(batch) as session:
             queue.release_claim(session, claim, self.clock())
         return "scheduled"
 
-    def _persist_refresh(self, state: AccountState, service) -> None:
+    def _persist_refresh(self, state: AccountState, batch: Batch, service) -> None:
         info = ServicePool.refreshed_info(service, state.token_info)
         if info is None:
             return
-        with self._write() as session:
+        with self._write(batch) as session:
             state.token_blob = accounts.save_refreshed_token(
                 session, self.cipher, state.row.id, info, self.clock())
         state.token_info.update(info)
