@@ -59,7 +59,7 @@ def _sandbox_settings(settings: Settings, host: str, port: int) -> tuple[Setting
         fd = os.open(client_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(client, fh)
-    from app.sandbox import sandbox_credentials
+    from sandbox import sandbox_credentials
 
     redirect = settings.public_url + "/auth/callback"
     creds_path = settings.instance_path / "sandbox-credentials.json"
@@ -118,7 +118,7 @@ def run(host: str, port: int, sandbox: bool) -> None:
     if sandbox:
         from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-        from app.sandbox import create_sandbox_app
+        from sandbox import create_sandbox_app
         wsgi = DispatcherMiddleware(app.wsgi_app,
                                     {SANDBOX_PREFIX: create_sandbox_app(clients)})
         app.wsgi_app = wsgi

@@ -58,7 +58,7 @@ def serve_sandbox(port: int) -> None:
 
     from werkzeug.serving import make_server
 
-    from app.sandbox import create_sandbox_app
+    from sandbox import create_sandbox_app
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     app = create_sandbox_app({CLIENT_ID: {"secret": CLIENT_SECRET, "redirect_uris": []}})
     make_server("127.0.0.1", port, app, threaded=True).serve_forever()
@@ -109,7 +109,7 @@ class Sandbox:
 def deployment(sandbox: Sandbox, folder: Path, n_accounts: int, **env):
     """A fresh SQLite database with `n_accounts` connected accounts; returns (settings, db)."""
     creds = folder / "credentials.json"
-    from app.sandbox import sandbox_credentials
+    from sandbox import sandbox_credentials
     creds.write_text(json.dumps(sandbox_credentials(sandbox.url, CLIENT_ID, CLIENT_SECRET,
                                                     [REDIRECT])))
     values = {"MAILRELEASE_DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",

@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
-from app.sandbox import SandboxState, create_sandbox_app  # noqa: E402
 from app.tokens import create_token  # noqa: E402
+from sandbox import SandboxState, create_sandbox_app  # noqa: E402
 from scheduler.settings import Settings  # noqa: E402
 from scheduler.store.db import utcnow  # noqa: E402
 from scheduler.store.migrate import upgrade  # noqa: E402

@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from app import create_app
-from app.sandbox import SandboxState, create_sandbox_app
 from app.tokens import create_token
+from sandbox import SandboxState, create_sandbox_app
 from scheduler.settings import Settings
 from scheduler.store.db import Database, utcnow
 from scheduler.store.migrate import upgrade

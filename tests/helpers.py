@@ -94,7 +94,7 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
 def write_credentials(path, sandbox_url: str, client_id: str, secret: str,
                       redirect_uri: str) -> None:
     """A Google-format credentials.json pointing at the sandbox."""
-    from app.sandbox import sandbox_credentials
+    from sandbox import sandbox_credentials
     path.write_text(json.dumps(sandbox_credentials(sandbox_url, client_id, secret,
                                                    [redirect_uri])))
 
