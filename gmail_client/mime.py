@@ -24,7 +24,7 @@ class _Policy(email.policy.Compat32):
 
     Folding runs every header through email.header.Header, half the cost of a message;
     a line that needs no folding or encoding comes out of it unchanged anyway, which
-    tests/test_units.py checks against plain compat32.
+    tests/unit/test_parts.py checks against plain compat32.
     """
 
     def fold_binary(self, name, value):
@@ -92,7 +92,7 @@ def _text_part(body: str, subtype: str) -> bytes:
 
     The message's shape is fixed (multipart/alternative of base64 UTF-8 text parts), so
     only its headers go through the email package's folding and RFC 2047 encoding; the
-    rest is written directly, at a fifth of the cost. tests/test_units.py checks the
+    rest is written directly, at a fifth of the cost. tests/unit/test_parts.py checks the
     result byte for byte against the email package's own classes.
     """
     encoded = base64mime.body_encode(body.encode("utf-8")).replace("\n", "\r\n")

@@ -67,6 +67,19 @@ class Sandbox:
         requests.post(f"{self.url}/sandbox/api/revoke", json={"email": email}, timeout=10)
 
 
+TIERS = ("unit", "integration", "acceptance", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier, the folder it lives in; a test outside one is an error."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in tests/<tier>/, one of "
+                                    f"{', '.join(TIERS)}")
+        item.add_marker(tier)
+
+
 @pytest.fixture
 def sandbox():
     """The sandbox Google on a real loopback port, with one registered OAuth client."""
@@ -104,6 +117,12 @@ class Live:
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {token}"
         return s
+
+    def browser(self, email: str = "ada@example.com") -> requests.Session:
+        """A web session (cookie) of that user, signed in with Google."""
+        session = requests.Session()
+        self.sign_in(email, session=session)
+        return session
 
     def user(self, email: str = "ada@example.com") -> requests.Session:
         """Sign in and return an API session for that user."""
@@ -237,6 +256,12 @@ def live(tmp_path, sandbox):
     running.worker.stop()
     server.stop()
     running.db.dispose()
+
+
+@pytest.fixture
+def api(live) -> requests.Session:
+    """An API session (Bearer token) of ada@example.com, signed in on `live`."""
+    return live.user()
 
 
 @pytest.fixture

@@ -46,3 +46,15 @@ def row(db: Database, mid: str) -> Message:
     """The message as stored now."""
     with db.read() as s:
         return s.get(Message, mid)
+
+
+@pytest.fixture(autouse=True)
+def no_sockets(monkeypatch):
+    """The unit tier opens no connection: a test that tries fails at once, naming the tier."""
+    import socket
+
+    def refuse(self, address):
+        raise RuntimeError(f"unit tests open no sockets (tried {address!r}): move the test to "
+                           f"tests/integration")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-VENDOR = Path(__file__).resolve().parents[1] / "app" / "static" / "vendor"
+VENDOR = Path(__file__).resolve().parents[2] / "app" / "static" / "vendor"
 
 
 def test_chart_js_is_the_npm_packages_file(tmp_path):

@@ -12,7 +12,7 @@ from scheduler.content.amp import find_problems
 from scheduler.content.personalize import render_message
 from scheduler.content.starters import starters
 
-VALIDATOR = Path(__file__).resolve().parent / "amp_validator"
+VALIDATOR = Path(__file__).resolve().parents[1] / "amp_validator"
 
 HEAD = ('<!doctype html>\n<html ⚡4email data-css-strict>\n<head>\n<meta charset="utf-8">\n'
         '<script async src="https://cdn.ampproject.org/v0.js"></script>\n{scripts}'

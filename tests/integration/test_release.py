@@ -56,8 +56,7 @@ def test_scheduled_message_leaves_on_time_once_with_right_headers(live):
     assert [e["type"] for e in body["events"]] == ["scheduled", "sending", "sent"]
 
 
-def test_message_due_now_is_sent_at_once(live):
-    api = live.user()
+def test_message_due_now_is_sent_at_once(live, api):
     started = time.monotonic()
     mid = api.post(live.url + "/api/v1/messages", json={
         "to": "x@example.org", "subject": "Now", "html": "<p>now</p>"}).json()["id"]
@@ -66,8 +65,7 @@ def test_message_due_now_is_sent_at_once(live):
     assert len(live.sandbox.sent()) == 1
 
 
-def test_html_is_escaped_and_values_cannot_inject_headers(live):
-    api = live.user()
+def test_html_is_escaped_and_values_cannot_inject_headers(live, api):
     mid = api.post(live.url + "/api/v1/messages", json={
         "to": "x@example.org", "subject": "Hi {{ name }}",
         "html": "<p>{{ name }}</p>",
@@ -78,8 +76,7 @@ def test_html_is_escaped_and_values_cannot_inject_headers(live):
     assert "&lt;script&gt;" in msg.get_body(("html",)).get_content()
 
 
-def test_non_ascii_subject_and_name_round_trip(live):
-    api = live.user()
+def test_non_ascii_subject_and_name_round_trip(live, api):
     mid = api.post(live.url + "/api/v1/messages", json={
         "to": "Zoë Müller <zoe@example.de>", "subject": "Grüße, {{ n }} — 日本",
         "html": "<p>ç</p>", "data": {"n": "Zoë"}}).json()["id"]
@@ -91,8 +88,7 @@ def test_non_ascii_subject_and_name_round_trip(live):
     assert msg["To"].addresses[0].display_name == "Zoë Müller"
 
 
-def test_cancelled_message_is_never_sent(live):
-    api = live.user()
+def test_cancelled_message_is_never_sent(live, api):
     mid = api.post(live.url + "/api/v1/messages", json={
         "to": "x@example.org", "subject": "S", "html": "<p>h</p>", "delay_seconds": 1}).json()["id"]
     assert api.post(f"{live.url}/api/v1/messages/{mid}/cancel").status_code == 200
@@ -106,8 +102,7 @@ def test_cancelled_message_is_never_sent(live):
     assert [m["to"] for m in live.sandbox.sent()] == ["w@example.org"]
 
 
-def test_send_now_releases_a_later_message_immediately(live):
-    api = live.user()
+def test_send_now_releases_a_later_message_immediately(live, api):
     mid = api.post(live.url + "/api/v1/messages", json={
         "to": "x@example.org", "subject": "S", "html": "<p>h</p>",
         "delay_seconds": 3600}).json()["id"]
@@ -115,8 +110,7 @@ def test_send_now_releases_a_later_message_immediately(live):
     wait_for(lambda: _status(api, live, mid)["status"] == "sent", 5)
 
 
-def test_reschedule_earlier_wakes_the_worker_at_the_new_time(live):
-    api = live.user()
+def test_reschedule_earlier_wakes_the_worker_at_the_new_time(live, api):
     mid = api.post(live.url + "/api/v1/messages", json={
         "to": "x@example.org", "subject": "S", "html": "<p>h</p>",
         "delay_seconds": 3600}).json()["id"]
@@ -146,8 +140,7 @@ def test_expired_access_token_is_refreshed_silently_and_stored_encrypted(live):
     assert info["token"] in new_tokens and info["refresh_token"] == grant.refresh_token
 
 
-def test_revoked_grant_holds_the_message_and_flags_the_account(live):
-    api = live.user()
+def test_revoked_grant_holds_the_message_and_flags_the_account(live, api):
     for grant in live.sandbox.state.grants.values():
         grant.revoked = True
     mid = api.post(live.url + "/api/v1/messages", json={

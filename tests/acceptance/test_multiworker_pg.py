@@ -9,17 +9,14 @@ import os
 import signal
 import time
 
-import pytest
 from sqlalchemy import func, select, update
 
 from scheduler.automation import schedules
 from scheduler.store.db import utcnow
 from scheduler.store.models import Campaign, Message, Schedule
+from tests.acceptance.test_crash import queue_messages, statuses
 from tests.helpers import start_worker, wait_for, worker_env
-from tests.test_crash import queue_messages, statuses
-from tests.test_trust import signup_burst
-
-pytestmark = pytest.mark.slow
+from tests.integration.test_trust import signup_burst
 
 
 def _workers(live, tmp_path, n=3, **env):

@@ -5,7 +5,6 @@ import collections
 import os
 import signal
 
-import pytest
 from sqlalchemy import func, select
 
 from scheduler.commands import NewMessage
@@ -13,8 +12,6 @@ from scheduler.engine import messages
 from scheduler.store.db import utcnow
 from scheduler.store.models import Message, User
 from tests.helpers import start_worker, wait_for, worker_env
-
-pytestmark = pytest.mark.slow
 
 
 def queue_messages(live, emails: list[str], count: int) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.test_teams import _join
+from tests.integration.test_teams import _join
 
 OWNER_ONLY = {("PATCH", "/team"), ("PATCH", "/team/members/{user}"),
               ("DELETE", "/team/members/{user}"), ("POST", "/team/invitations"),

@@ -34,8 +34,7 @@ def _ids_sent(live) -> list[str]:
     return [m["messageId"] for m in live.sandbox.sent()]
 
 
-def test_transient_503_waits_in_retry_wait_then_sends_once(live):
-    api = live.user()
+def test_transient_503_waits_in_retry_wait_then_sends_once(live, api):
     live.sandbox.fault(method="send", status=503, times=2)
     mid = _create(live, api)
     body = _until_status(live, api, mid, "sent")
@@ -46,8 +45,7 @@ def test_transient_503_waits_in_retry_wait_then_sends_once(live):
     assert len(live.sandbox.sent()) == 1
 
 
-def test_429_retry_after_is_honoured(live):
-    api = live.user()
+def test_429_retry_after_is_honoured(live, api):
     live.sandbox.fault(method="send", status=429, reason="rateLimitExceeded",
                        message="Too many concurrent requests for user", retry_after="2")
     mid = _create(live, api)
@@ -59,8 +57,7 @@ def test_429_retry_after_is_honoured(live):
     assert len(live.sandbox.sent()) == 1
 
 
-def test_ambiguous_500_after_gmail_accepted_is_reconciled_not_resent(live):
-    api = live.user()
+def test_ambiguous_500_after_gmail_accepted_is_reconciled_not_resent(live, api):
     live.sandbox.fault(method="send", status=500, after_store=True)
     mid = _create(live, api)
     body = _until_status(live, api, mid, "sent")
@@ -79,8 +76,7 @@ def test_timeout_after_gmail_accepted_is_reconciled_not_resent(serve):
     assert body["events"][-1]["detail"].get("reconciled") is True
 
 
-def test_connection_reset_after_gmail_accepted_is_reconciled(live):
-    api = live.user()
+def test_connection_reset_after_gmail_accepted_is_reconciled(live, api):
     live.sandbox.fault(method="send", after_store=True, reset=True)
     mid = _create(live, api)
     _until_status(live, api, mid, "sent")
@@ -111,8 +107,7 @@ def test_ambiguous_send_without_read_scope_is_held_as_delivery_unknown(live):
     assert len(live.sandbox.sent()) == 2
 
 
-def test_gmail_daily_limit_holds_until_its_reset_then_releases(live):
-    api = live.user()
+def test_gmail_daily_limit_holds_until_its_reset_then_releases(live, api):
     reset_at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)).replace(microsecond=0)
     live.sandbox.fault(method="send", status=429, reason="rateLimitExceeded",
                        message=f"User-rate limit exceeded.  Retry after "
@@ -151,8 +146,7 @@ def test_default_daily_caps_are_500_for_gmail_and_2000_for_workspace():
     assert default_daily_cap("a@company.example") == 2000
 
 
-def test_revoked_grant_holds_everything_until_the_user_signs_in_again(live):
-    api = live.user()
+def test_revoked_grant_holds_everything_until_the_user_signs_in_again(live, api):
     live.sandbox.revoke("ada@example.com")
     ids = [_create(live, api, n) for n in range(3)]
     for mid in ids:
@@ -189,8 +183,7 @@ def test_a_grant_revoked_while_its_owner_reconnects_is_not_held_for_reconnection
     worker.stop()
 
 
-def test_401_even_after_refresh_marks_the_account_for_reconnection(live):
-    api = live.user()
+def test_401_even_after_refresh_marks_the_account_for_reconnection(live, api):
     live.sandbox.fault(method="send", status=401, reason="authError",
                        message="Invalid Credentials", times=4)
     mid = _create(live, api)
@@ -199,8 +192,7 @@ def test_401_even_after_refresh_marks_the_account_for_reconnection(live):
     assert live.sandbox.sent() == []
 
 
-def test_permanent_error_fails_with_gmails_reason_and_the_queue_goes_on(live):
-    api = live.user()
+def test_permanent_error_fails_with_gmails_reason_and_the_queue_goes_on(live, api):
     live.sandbox.fault(method="send", status=400, reason="invalidArgument",
                        message="Invalid To header")
     bad = _create(live, api, 1)
@@ -303,8 +295,7 @@ def test_a_claim_lost_after_the_gmail_request_began_is_reconciled(live_no_worker
     assert new.needs_reconcile
 
 
-def test_worker_wakes_for_a_held_message_when_its_hold_ends(live):
-    api = live.user()
+def test_worker_wakes_for_a_held_message_when_its_hold_ends(live, api):
     mid = _create(live, api, send_at=(utcnow() + dt.timedelta(hours=1)).isoformat())
     until = utcnow() + dt.timedelta(seconds=1.5)
     with live.db.write() as s:

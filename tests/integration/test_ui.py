@@ -2,31 +2,20 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 
-import pytest
 import requests
 
-from tests.helpers import free_port, google_sign_in, wait_for
+from tests.helpers import wait_for
 
 
 def _csrf(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-def _browser(live) -> requests.Session:
-    """A signed-in browser session."""
-    browser = requests.Session()
-    live.sign_in(session=browser)
-    return browser
-
-
 def test_compose_schedule_see_in_queue_and_cancel(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     form_page = browser.get(live.url + "/compose").text
     resp = browser.post(live.url + "/compose", data={
         "csrf_token": _csrf(form_page), "from": "ada@example.com",
@@ -47,7 +36,7 @@ def test_compose_schedule_see_in_queue_and_cancel(live_no_worker):
 
 def test_forms_without_csrf_token_are_refused(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     resp = browser.post(live.url + "/compose", data={
         "to": "g@example.org", "subject": "s", "html": "h", "when": "now"})
     assert resp.status_code == 400
@@ -56,7 +45,7 @@ def test_forms_without_csrf_token_are_refused(live_no_worker):
 
 def test_compose_errors_name_the_field_and_keep_the_input(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     page = browser.get(live.url + "/compose").text
     resp = browser.post(live.url + "/compose", data={
         "csrf_token": _csrf(page), "to": "not-an-address", "subject": "Kept subject",
@@ -94,47 +83,6 @@ def test_healthz_reports_database_and_worker(live):
     assert body["scheduler"]["in_process"] is True and body["scheduler"]["running"] is True
 
 
-@pytest.mark.slow
-def test_run_with_sandbox_serves_everything_in_one_process(tmp_path):
-    """Also at DEBUG, where libraries log requests and bodies: no secret in the log."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILRELEASE_")}
-    env["MAILRELEASE_INSTANCE_PATH"] = str(tmp_path / "instance")
-    env["MAILRELEASE_LOG_LEVEL"] = "DEBUG"
-    log = open(tmp_path / "run.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "app", "run", "--port", str(port),
-                             "--sandbox"], env=env, cwd=tmp_path, stdout=log,
-                            stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: _up(base), 30, 0.2)
-        browser = requests.Session()
-        page = google_sign_in(base, "sam@example.com", session=browser)
-        assert "Connected sam@example.com" in page.text
-        form = browser.get(base + "/compose").text
-        browser.post(base + "/compose", data={
-            "csrf_token": _csrf(form), "to": "pat@example.org", "subject": "Sandbox hello",
-            "html": "<p>hi</p>", "data": "{}", "when": "now", "timezone": "UTC"})
-        mailbox = wait_for(lambda: "Sandbox hello" in (t := browser.get(
-            base + "/sandbox-google/sandbox/").text) and t, 10)
-        assert "pat@example.org" in mailbox
-        assert "sent" in browser.get(base + "/").text
-    finally:
-        proc.terminate()
-        assert proc.wait(timeout=15) == 0
-        log.close()
-    text = (tmp_path / "run.log").read_text()
-    assert "DEBUG" in text and "/auth/callback" in text  # the noisy lines are there
-    client = json.loads((tmp_path / "instance" / "sandbox-client.json").read_text())
-    for secret in (client["client_secret"], "ya29.sandbox-", "1//sandbox-", "eyJ"):
-        assert secret not in text, secret
-    assert not re.search(r"[?&]code=(?!\[redacted\])", text)
-    for name in ("sandbox-client.json", "sandbox-credentials.json", "mailrelease.db",
-                 "secret_key", "token_key"):
-        mode = (tmp_path / "instance" / name).stat().st_mode & 0o777
-        assert mode == 0o600, (name, oct(mode))
-
-
 def _up(base: str) -> bool:
     try:
         return requests.get(base + "/healthz", timeout=1).status_code == 200
@@ -142,11 +90,9 @@ def _up(base: str) -> bool:
         return False
 
 
-
-
 def test_templates_pages_add_a_starter_edit_and_preview_for_a_contact(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     api = live.api(live.token())
     api.post(f"{live.url}/api/v1/contacts", json={"email": "pat@example.org",
                                                   "attributes": {"first_name": "Pat"}})
@@ -177,7 +123,7 @@ def test_templates_pages_add_a_starter_edit_and_preview_for_a_contact(live_no_wo
 
 def test_contacts_page_imports_a_csv_and_lists_rejected_rows(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     page = browser.get(live.url + "/contacts").text
     csv_bytes = b"email,name,city\nann@example.org,Ann,Oslo\nnope,Bob,Rome\n"
     resp = browser.post(live.url + "/contacts/import", data={"csrf_token": _csrf(page)},
@@ -192,7 +138,7 @@ def test_contacts_page_imports_a_csv_and_lists_rejected_rows(live_no_worker):
 
 def test_a_gmail_draft_becomes_a_template_from_the_drafts_page(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     live.sandbox.add_draft("ada@example.com", "Subject: Hi {{ name }}\r\n\r\nHello {{ name }}\r\n")
     page = browser.get(live.url + "/templates/drafts")
     assert page.status_code == 200 and "Hi {{ name }}" in page.text
@@ -204,9 +150,8 @@ def test_a_gmail_draft_becomes_a_template_from_the_drafts_page(live_no_worker):
 
 
 def test_campaigns_page_queues_with_progress_lines_and_lists_the_result(live_no_worker):
-    import json
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     api = live.api(live.token())
     api.post(f"{live.url}/api/v1/contacts", json=[
         {"email": f"c{i}@example.org", "attributes": {"plan": "pro" if i % 2 else "free"}}
@@ -231,7 +176,7 @@ def test_campaigns_page_queues_with_progress_lines_and_lists_the_result(live_no_
 
 def test_pages_carry_a_csp_and_errors_get_a_page(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     home = browser.get(live.url + "/")
     assert "script-src 'self'" in home.headers["Content-Security-Policy"]
     assert home.headers["X-Content-Type-Options"] == "nosniff"
@@ -242,7 +187,7 @@ def test_pages_carry_a_csp_and_errors_get_a_page(live_no_worker):
 
 def test_disconnecting_an_account_revokes_its_grant_at_google(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     page = browser.get(live.url + "/accounts").text
     assert "ada@example.com" in page and "healthy" in page
     done = browser.post(live.url + "/accounts/1/disconnect", data={"csrf_token": _csrf(page)})
@@ -259,7 +204,7 @@ def test_disconnecting_an_account_revokes_its_grant_at_google(live_no_worker):
 
 def test_settings_create_and_revoke_a_token_and_rotate_the_secret(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     page = browser.get(live.url + "/settings").text
     made = browser.post(live.url + "/settings", data={"csrf_token": _csrf(page),
                                                       "action": "create_token",
@@ -290,7 +235,7 @@ def api_secret(live) -> str:
 
 def test_queue_filters_by_search_and_campaign(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     api = live.api(live.token())
     for to, subject in (("ann@example.org", "Invoice 7"), ("bob@example.org", "Hello")):
         api.post(f"{live.url}/api/v1/messages", json={"to": to, "subject": subject,
@@ -305,7 +250,7 @@ def test_queue_filters_by_search_and_campaign(live_no_worker):
 
 def test_a_message_page_shows_it_rendered_and_reschedules_or_edits_it(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     api = live.api(live.token())
     mid = api.post(live.url + "/api/v1/messages", json={
         "to": "g@example.org", "subject": "Hi {{ name }}", "html": "<p>Dear {{ name }}</p>",
@@ -331,7 +276,7 @@ def test_a_message_page_shows_it_rendered_and_reschedules_or_edits_it(live_no_wo
 
 def test_a_contact_is_deleted_from_its_page_and_its_messages_cancelled(live_no_worker):
     live = live_no_worker
-    browser = _browser(live)
+    browser = live.browser()
     page = browser.get(live.url + "/contacts").text
     browser.post(live.url + "/contacts/import", data={"csrf_token": _csrf(page)},
                  files={"file": ("c.csv", b"email\nann@example.org\n", "text/csv")})
@@ -354,7 +299,7 @@ def test_a_recurring_send_from_compose_keeps_its_catch_up_choice(live_no_worker)
     api = live.user()
     template = api.post(f"{live.url}/api/v1/templates", json={
         "name": "daily", "subject": "Daily", "html": "<p>d</p>"}).json()
-    browser = _browser(live)
+    browser = live.browser()
     compose = browser.get(live.url + "/compose").text
     assert 'name="catch_up"' in compose
     resp = browser.post(live.url + "/compose", data={
@@ -367,7 +312,7 @@ def test_a_recurring_send_from_compose_keeps_its_catch_up_choice(live_no_worker)
 
 def test_signing_out_ends_the_session_on_the_server_and_everywhere(live_no_worker):
     live = live_no_worker
-    first, second = _browser(live), _browser(live)
+    first, second = live.browser(), live.browser()
     copied = requests.Session()
     copied.cookies.update(first.cookies)  # a stolen copy of the first browser's cookie
     assert "Compose" in copied.get(live.url + "/compose").text
@@ -376,7 +321,7 @@ def test_signing_out_ends_the_session_on_the_server_and_everywhere(live_no_worke
     ended = copied.get(live.url + "/compose")
     assert "Your session has ended" in ended.text and 'name="to"' not in ended.text
     assert 'name="to"' in second.get(live.url + "/compose").text  # another browser stays
-    third = _browser(live)
+    third = live.browser()
     second.post(live.url + "/auth/logout/everywhere",
                 data={"csrf_token": _csrf(second.get(live.url + "/settings").text)})
     for browser in (second, third):

@@ -106,8 +106,7 @@ def _form(browser, url) -> str:
 
 def test_web_forms_with_nonsense_numbers_and_ids_answer_a_page_not_a_500(live_no_worker):
     live = live_no_worker
-    browser = requests.Session()
-    live.sign_in(session=browser)
+    browser = live.browser()
     token = _form(browser, f"{live.url}/compose")
     for data in ({"when": "in", "in_minutes": "nan"}, {"when": "in", "in_minutes": "1e400"},
                  {"audience": "contacts", "template_id": "abc"},
@@ -130,8 +129,7 @@ def test_next_never_leaves_the_site(live_no_worker):
     api = live.user()
     mid = api.post(f"{live.url}/api/v1/messages", json={
         "to": "x@example.org", "subject": "S", "html": "h", "delay_seconds": 3600}).json()["id"]
-    browser = requests.Session()
-    live.sign_in(session=browser)
+    browser = live.browser()
     for target in ("/\t/evil.example", "/\\evil.example", "//evil.example",
                    "https://evil.example/"):
         resp = browser.post(f"{live.url}/messages/{mid}/send-now", allow_redirects=False,

@@ -43,8 +43,7 @@ def _get(live, api, mid) -> dict:
     return api.get(f"{live.url}/api/v1/messages/{mid}").json()
 
 
-def test_opens_and_clicks_are_recorded_through_signed_links(live):
-    api = live.user()
+def test_opens_and_clicks_are_recorded_through_signed_links(live, api):
     sent = _send(live, api)
     html = _html(_delivered(live))
     click = re.search(r'href="([^"]+/t/c/[^"]+)"', html).group(1)
@@ -67,8 +66,7 @@ def test_opens_and_clicks_are_recorded_through_signed_links(live):
     assert requests.get(pixel.replace("/t/o/", "/t/o/x"), timeout=10).status_code == 404
 
 
-def test_scanners_and_image_proxies_are_flagged_not_counted(live):
-    api = live.user()
+def test_scanners_and_image_proxies_are_flagged_not_counted(live, api):
     sent = _send(live, api)
     html = _html(_delivered(live))
     click = re.search(r'href="([^"]+/t/c/[^"]+)"', html).group(1)
@@ -84,8 +82,7 @@ def test_scanners_and_image_proxies_are_flagged_not_counted(live):
     assert "opened" not in types and "machine_open" in types and "machine_click" in types
 
 
-def test_one_click_unsubscribe_suppresses_the_next_message_but_not_a_receipt(live):
-    api = live.user()
+def test_one_click_unsubscribe_suppresses_the_next_message_but_not_a_receipt(live, api):
     _send(live, api)
     first = _delivered(live)
     assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -197,8 +194,7 @@ def _reply(original: str, body: str = "Thanks!", **headers) -> str:
             f"{extra}\r\n{body}\r\n")
 
 
-def test_a_bounce_and_a_reply_in_the_mailbox_are_read_back(live):
-    api = live.user()
+def test_a_bounce_and_a_reply_in_the_mailbox_are_read_back(live, api):
     bounced = _send(live, api, to="gone@example.org")
     replied = _send(live, api)
     auto = _send(live, api, to="away@example.org")
@@ -222,8 +218,7 @@ def test_a_bounce_and_a_reply_in_the_mailbox_are_read_back(live):
     assert again["status"] == "cancelled" and "bounced" in again["error"]
 
 
-def test_sync_falls_back_to_search_when_history_expired(live):
-    api = live.user()
+def test_sync_falls_back_to_search_when_history_expired(live, api):
     sent = _send(live, api)
     assert live.worker.sync.sync_account(1, force=True) == 0  # remembers the history id
     live.sandbox.deliver("ada@example.com", _reply(sent["message_id_header"]))
@@ -233,8 +228,7 @@ def test_sync_falls_back_to_search_when_history_expired(live):
     assert "replied" in [e["type"] for e in _get(live, api, sent["id"])["events"]]
 
 
-def test_an_unsubscribe_mail_suppresses_its_sender(live):
-    api = live.user()
+def test_an_unsubscribe_mail_suppresses_its_sender(live, api):
     live.sandbox.deliver("ada@example.com", "From: reader@example.org\r\nTo: ada@example.com"
                                             "\r\nSubject: unsubscribe\r\n\r\n\r\n")
     live.worker.sync.sync_account(1, force=True)
@@ -242,8 +236,7 @@ def test_an_unsubscribe_mail_suppresses_its_sender(live):
     assert sent["status"] == "cancelled" and "unsubscribed" in sent["error"]
 
 
-def test_tracking_off_for_the_team_leaves_links_alone_but_keeps_unsubscribe(live):
-    api = live.user()
+def test_tracking_off_for_the_team_leaves_links_alone_but_keeps_unsubscribe(live, api):
     resp = api.patch(f"{live.url}/api/v1/team", json={"tracking": False})
     assert resp.status_code == 200 and resp.json()["tracking"] is False
     sent = _send(live, api)

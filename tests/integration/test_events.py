@@ -146,8 +146,7 @@ def test_a_contact_in_tokyo_asked_for_0900_is_released_at_the_next_0900_there(li
     assert "too little" in best["events"][0]["detail"]["timing"]
 
 
-def test_seeded_cart_rules_queue_two_reminders_that_a_purchase_cancels(live):
-    api = live.user()
+def test_seeded_cart_rules_queue_two_reminders_that_a_purchase_cancels(live, api):
     seeded = api.post(f"{live.url}/api/v1/rules", json={"seed": "abandoned-cart"})
     assert seeded.status_code == 201, seeded.text
     assert [r["delay_seconds"] for r in seeded.json()["items"]] == [3600, 86400]

@@ -15,8 +15,7 @@ def _template(live, api) -> int:
         "html": "<p>{{ plan | default('free') }} plan news</p>"}).json()["id"]
 
 
-def test_a_campaign_goes_to_subscribed_contacts_and_counts_the_skipped(live):
-    api = live.user()
+def test_a_campaign_goes_to_subscribed_contacts_and_counts_the_skipped(live, api):
     api.post(f"{live.url}/api/v1/contacts", json=[
         {"email": "a@example.org", "name": "Ann", "attributes": {"plan": "pro"}},
         {"email": "b@example.org", "name": "Bob", "attributes": {"plan": "free"}},

@@ -13,8 +13,6 @@ import requests
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 from tests.helpers import free_port, google_sign_in, wait_for, write_credentials
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def processes(tmp_path, sandbox):

@@ -31,8 +31,7 @@ def _queue(live, api, **body):
 
 # -- addresses -------------------------------------------------------------------------
 
-def test_internationalized_domains_are_sent_as_idna(live):
-    api = live.user()
+def test_internationalized_domains_are_sent_as_idna(live, api):
     ids = [_queue(live, api, to="José <jose@exämple.org>"),
            _queue(live, api, to="bob@xn--exmple-cua.org")]
     for mid in ids:
@@ -44,8 +43,7 @@ def test_internationalized_domains_are_sent_as_idna(live):
                                              "bob@xn--exmple-cua.org"]
 
 
-def test_a_non_ascii_local_part_is_refused_with_the_field_everywhere(live):
-    api = live.user()
+def test_a_non_ascii_local_part_is_refused_with_the_field_everywhere(live, api):
     resp = api.post(f"{live.url}/api/v1/messages", json={
         "to": "josé@example.org", "subject": "S", "html": "h"})
     assert resp.status_code == 422 and resp.json()["error"]["field"] == "to"
@@ -73,9 +71,8 @@ def _stored_by_an_older_version(live, api, **values) -> str:
     return mid
 
 
-def test_a_stored_address_that_cannot_be_sent_fails_clearly_at_release(live):
+def test_a_stored_address_that_cannot_be_sent_fails_clearly_at_release(live, api):
     """A row an older version stored with a non-ASCII local part: failed, never stuck."""
-    api = live.user()
     mid = _stored_by_an_older_version(live, api, to_addr="josé@example.org")
     body = wait_for(lambda: (m := _msg(live, api, mid))["status"] == "failed" and m)
     assert "non-ASCII" in body["error"] and live.sandbox.sent() == []
@@ -83,8 +80,7 @@ def test_a_stored_address_that_cannot_be_sent_fails_clearly_at_release(live):
 
 # -- no message left stuck -------------------------------------------------------------
 
-def test_a_template_that_fails_only_at_release_fails_with_its_line(live):
-    api = live.user()
+def test_a_template_that_fails_only_at_release_fails_with_its_line(live, api):
     mid = _queue(live, api, to="x@example.org", html=(
         "<p>Hi</p>\n{% if 'invalid' not in unsubscribe_url %}{{ 1 / 0 }}{% endif %}"))
     body = wait_for(lambda: (m := _msg(live, api, mid))["status"] == "failed" and m)
@@ -92,18 +88,16 @@ def test_a_template_that_fails_only_at_release_fails_with_its_line(live):
     assert live.sandbox.sent() == []
 
 
-def test_a_template_that_fails_at_queue_time_is_a_422_naming_the_line(live):
-    api = live.user()
+def test_a_template_that_fails_at_queue_time_is_a_422_naming_the_line(live, api):
     resp = api.post(f"{live.url}/api/v1/messages", json={
         "to": "x@example.org", "subject": "S", "html": "<p>\n{{ 1 / 0 }}</p>"})
     assert resp.status_code == 422, resp.text
     assert resp.json()["error"]["field"] == "html" and "line 2" in resp.json()["error"]["message"]
 
 
-def test_an_unexpected_error_is_recorded_retried_and_then_failed(live):
+def test_an_unexpected_error_is_recorded_retried_and_then_failed(live, api):
     """An error the release does not expect (a header an older version stored with a line
     break): each attempt is on the timeline, then the message fails; /metrics counts it."""
-    api = live.user()
     mid = _stored_by_an_older_version(live, api,
                                       in_reply_to="<a@b>\nBcc: victim@example.org")
     body = wait_for(lambda: (m := _msg(live, api, mid))["status"] == "failed" and m, 30)
@@ -158,8 +152,7 @@ def test_cancel_of_a_message_that_did_leave_finds_it_and_refuses(live_no_worker)
 
 # -- contacts --------------------------------------------------------------------------
 
-def test_deleting_a_contact_cancels_their_open_messages(live):
-    api = live.user()
+def test_deleting_a_contact_cancels_their_open_messages(live, api):
     (contact,) = api.post(f"{live.url}/api/v1/contacts",
                           json={"email": "c@example.org"}).json()["items"]
     mid = _queue(live, api, to="c@example.org", send_at="2099-01-01T00:00:00+00:00")
@@ -346,8 +339,7 @@ def test_a_second_round_of_the_same_occurrences_makes_no_second_message(live_no_
 
 # -- drafts ----------------------------------------------------------------------------
 
-def test_a_draft_waits_until_it_is_scheduled(live):
-    api = live.user()
+def test_a_draft_waits_until_it_is_scheduled(live, api):
     mid = _queue(live, api, to="x@example.org", draft=True)
     assert _msg(live, api, mid)["status"] == "draft"
     edited = api.patch(f"{live.url}/api/v1/messages/{mid}", json={"subject": "T"}).json()

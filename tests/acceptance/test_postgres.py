@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -11,9 +10,7 @@ from scheduler.store import queue
 from scheduler.store.db import Database, utcnow
 from scheduler.store.migrate import upgrade
 from scheduler.store.models import Base
-from tests.test_crash import assert_exactly_once, crash_and_recover, queue_messages
-
-pytestmark = pytest.mark.slow
+from tests.acceptance.test_crash import assert_exactly_once, crash_and_recover, queue_messages
 
 
 def test_migrations_match_models_on_postgres(pg_url):

@@ -20,7 +20,7 @@ from scheduler.content.starters import starters
 from scheduler.content.templates import check_parts
 from tests.helpers import ServerThread, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _wait_sent(live, api, mid, timeout=10) -> dict:
@@ -119,8 +119,7 @@ def test_a_message_from_a_template_and_a_contact_is_personalized_inlined_and_has
     assert "Your plan: pro" in msg.get_body(("plain",)).get_content()
 
 
-def test_fallbacks_fill_gaps_and_a_missing_value_holds_naming_it(live):
-    api = live.user()
+def test_fallbacks_fill_gaps_and_a_missing_value_holds_naming_it(live, api):
     tid = _template(live, api, html="<p>Hello {{ first_name | default('there') }}, "
                                     "code {{ coupon }}</p>")["id"]
     held = api.post(f"{live.url}/api/v1/messages", json={"to": "a@example.org",
@@ -133,8 +132,7 @@ def test_fallbacks_fill_gaps_and_a_missing_value_holds_naming_it(live):
     assert len(live.sandbox.sent()) == 1
 
 
-def test_values_cannot_inject_headers(live):
-    api = live.user()
+def test_values_cannot_inject_headers(live, api):
     tid = _template(live, api, subject="Hello {{ name }}")["id"]
     resp = api.post(f"{live.url}/api/v1/messages", json={
         "to": "c@example.org", "template_id": tid,
@@ -206,8 +204,7 @@ DRAFT = (
     "<b>{{ code }}</b>.</div>\r\n--b--\r\n")
 
 
-def test_a_gmail_draft_becomes_a_template_with_its_placeholders(live):
-    api = live.user()
+def test_a_gmail_draft_becomes_a_template_with_its_placeholders(live, api):
     draft_id = live.sandbox.add_draft("ada@example.com", DRAFT)
     listed = api.get(f"{live.url}/api/v1/gmail/drafts")
     assert listed.status_code == 200, listed.text

@@ -12,11 +12,10 @@ from sqlalchemy import update
 from scheduler.store.db import utcnow
 from scheduler.store.models import MessageEvent
 from tests.helpers import wait_for
-from tests.test_delivery import _bounce, _delivered, _html, _reply, _send
+from tests.integration.test_delivery import _bounce, _delivered, _html, _reply, _send
 
 
-def test_stats_count_sends_opens_replies_bounces_per_day_campaign_and_variant(live):
-    api = live.user()
+def test_stats_count_sends_opens_replies_bounces_per_day_campaign_and_variant(live, api):
     opened = _send(live, api)
     pixel = re.search(r'src="([^"]+/t/o/[^"]+)"', _html(_delivered(live))).group(1)
     time.sleep(0.5)  # sooner would look like a mail proxy's prefetch

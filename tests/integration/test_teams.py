@@ -191,8 +191,7 @@ def test_every_change_route_is_audited_with_a_label_and_previews_are_not(live_no
                 and r.endpoint.split(".")[0] in ("api", "ui")}
     assert changing - set(LABELS) - NOT_CHANGES == set()
     assert set(LABELS) - changing == set()  # no label for a route that does not exist
-    browser = requests.Session()
-    live.sign_in(session=browser)
+    browser = live.browser()
     page = browser.get(live.url + "/templates/new").text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     shown = browser.post(live.url + "/templates/live-preview", data={
