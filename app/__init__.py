@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g, request
 from flask_wtf.csrf import CSRFProtect
 
 from app.throttle import Throttle
 from gmail_client.api import GmailService
 from scheduler.content import drafts
+from scheduler.store.audit import Actor
 from scheduler.store.models import GmailAccount
 from scheduler.wiring import Wiring
 
@@ -141,3 +142,10 @@ def _warn_on_plain_http(public_url: str) -> None:
 def ctx() -> Context:
     """The current app's Context."""
     return current_app.extensions["mailrelease"]
+
+
+def actor() -> Actor:
+    """Who asks for this request's change: the signed-in member, through the API or the
+    web app (the domain writes the audit entry with it)."""
+    via = "api" if (request.blueprint or "").split(".")[0] == "api" else "web"
+    return Actor(g.team_id, g.user_id, via)

@@ -10,7 +10,7 @@ from pydantic import Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from app import ctx, idempotent, responses
+from app import actor, ctx, idempotent, responses
 from app.auth import READS
 from app.endpoint import Query, check_answer, route
 from app.openapi import document
@@ -125,10 +125,6 @@ def require_token(view):
     return wrapper
 
 
-def _actor() -> str:
-    return f"api:{g.user_id}"
-
-
 class Listing(Query):
     """?limit= (1 to MAX_LIMIT) and ?cursor= of a list."""
 
@@ -158,7 +154,7 @@ def create_message(body: commands.NewMessage):
                                             command=body, now=utcnow())
     with c.db.write() as s:
         held = idempotent.claim(s)
-        message = messages.store_message(s, prepared)
+        message = messages.store_message(s, prepared, actor())
         out = messages.message_as_dict(message)
         idempotency.remember(s, held, 201, out)
         release_at = message.release_at
@@ -193,8 +189,7 @@ def get_message(message_id):
 def cancel_message(message_id):
     """Cancel unless sending has begun (409 then)."""
     c = ctx()
-    return jsonify(cancelling.cancel(c.db, c.gmail, g.team_id, message_id,
-                                     utcnow(), _actor()))
+    return jsonify(cancelling.cancel(c.db, c.gmail, actor(), message_id, utcnow()))
 
 
 @route(bp, "POST", "/messages/<message_id>/send-now", answers={200: responses.Message},
@@ -206,7 +201,7 @@ def send_now(message_id):
         messages.check_send_now(s, g.team_id, message_id)
     with c.db.write() as s:
         out = messages.message_as_dict(
-            messages.send_now(s, g.team_id, message_id, utcnow(), _actor()))
+            messages.send_now(s, actor(), message_id, utcnow()))
     c.wake_worker()
     return jsonify(out)
 
@@ -220,7 +215,7 @@ def update_message(message_id, body: commands.MessageChange):
     with c.db.read() as s:  # checked and rendered before the write transaction
         change = messages.prepare_change(s, g.team_id, message_id, body, now, g.user_id)
     with c.db.write() as s:
-        message = messages.apply_change(s, g.team_id, change, now, _actor())
+        message = messages.apply_change(s, actor(), change, now)
         out = messages.message_as_dict(message)
         release_at = message.release_at
     if out["status"] == "scheduled":

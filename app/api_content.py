@@ -10,8 +10,9 @@ from typing import Annotated, Literal
 from flask import Response, g, jsonify, request, stream_with_context
 from pydantic import Field
 
-from app import ctx, idempotent, responses
+from app import actor, ctx, idempotent, responses
 from app.api import Listing, bp
+from app.audit import changes_nothing
 from app.endpoint import Query, route
 from app.progress import own_copy, with_progress
 from scheduler import commands, sanity
@@ -48,7 +49,7 @@ def create_template(body: commands.NewTemplate):
         held = idempotent.claim(s)
         template = templates.store_template(
             s, team_id=g.team_id, user_id=g.user_id, values=values, now=utcnow(),
-            origin=f"starter:{body.starter}" if body.starter else None)
+            origin=f"starter:{body.starter}" if body.starter else None, actor=actor())
         s.flush()
         out = templates.template_as_dict(template)
         idempotency.remember(s, held, 201, out)
@@ -83,7 +84,8 @@ def update_template(template_id, body: commands.NewTemplate):
         current = templates.current_values(templates.get_template(s, g.team_id, template_id))
     values = templates.template_values(body, c.settings.content_hosts, current)
     with c.db.write() as s:
-        template = templates.update_template(s, g.team_id, template_id, values, utcnow())
+        template = templates.update_template(s, g.team_id, template_id, values, utcnow(),
+                                              actor())
         return jsonify(templates.template_as_dict(template))
 
 
@@ -91,7 +93,7 @@ def update_template(template_id, body: commands.NewTemplate):
 def delete_template(template_id):
     """Delete a template (204)."""
     with ctx().db.write() as s:
-        templates.delete_template(s, g.team_id, template_id)
+        templates.delete_template(s, g.team_id, template_id, actor())
     return "", 204
 
 
@@ -112,6 +114,7 @@ def _best_hour(s, to: str | None) -> dict:
 
 @route(bp, "POST", "/templates/<template_id>/preview", body=commands.PreviewData,
        answers={200: responses.Preview})
+@changes_nothing
 def preview_template(template_id, body: commands.PreviewData):
     """Every part rendered for a contact (`to`) and/or `data`, send-time content included."""
     c = ctx()
@@ -125,6 +128,7 @@ def preview_template(template_id, body: commands.PreviewData):
 
 @route(bp, "POST", "/templates/preview", body=commands.PreviewContent,
        answers={200: responses.Preview})
+@changes_nothing
 def preview_inline(body: commands.PreviewContent):
     """Preview content that is not saved yet (`subject`, `html`, ... plus `to`/`data`)."""
     c = ctx()
@@ -190,7 +194,7 @@ def template_from_draft(body: commands.TemplateFromDraft):
         c.gmail.keep_refreshed_account(s, account, service, utcnow())
         template = templates.store_template(
             s, team_id=g.team_id, user_id=g.user_id, values=values, now=utcnow(),
-            origin=f"gmail-draft:{body.draft_id}")
+            origin=f"gmail-draft:{body.draft_id}", actor=actor())
         s.flush()
         out = templates.template_as_dict(template)
     out["placeholders"] = sorted(drafts.placeholders(parts))
@@ -224,7 +228,7 @@ def add_contacts():
     items = _contacts(sanity.loads(request.get_data(cache=True)))
     with c.db.write() as s:
         held = idempotent.claim(s)
-        report, stored = contacts.add_contacts(s, g.team_id, items, utcnow())
+        report, stored = contacts.add_contacts(s, g.team_id, items, utcnow(), actor())
         out = {**report.as_dict(), "items": [contacts.contact_as_dict(x) for x in stored]}
         status = 201 if report.imported else 200
         idempotency.remember(s, held, status, out)
@@ -254,7 +258,7 @@ def delete_contact(contact_id):
     """Delete a contact (204); its messages not yet sending are cancelled."""
     c = ctx()
     with c.db.write() as s:
-        contacts.delete_contact(s, g.team_id, contact_id, utcnow(), f"api:{g.user_id}")
+        contacts.delete_contact(s, actor(), contact_id, utcnow())
     return "", 204
 
 
@@ -287,7 +291,7 @@ def import_contacts():
     """
     c = ctx()
     stream = import_stream()
-    team_id, now = g.team_id, utcnow()
+    team_id, now, who = g.team_id, utcnow(), actor()
     held = None
     streamed = "application/x-ndjson" in request.headers.get("Accept", "")
     if request.headers.get(idempotency.HEADER) is not None or streamed:
@@ -303,7 +307,7 @@ def import_contacts():
             raise
     if not streamed:
         try:
-            report = contacts.import_csv(c.db, team_id, stream, now).as_dict()
+            report = contacts.import_csv(c.db, team_id, stream, now, actor=who).as_dict()
         except BaseException:
             with c.db.write() as s:
                 idempotency.forget(s, held)
@@ -320,7 +324,7 @@ def import_contacts():
     def lines():
         finished = False
         try:
-            for item in import_with_progress(c.db, team_id, data, now):
+            for item in import_with_progress(c.db, team_id, data, now, who):
                 if "rows" not in item:
                     with c.db.write() as s:
                         idempotency.remember(s, held, 200, item)
@@ -337,8 +341,8 @@ def import_contacts():
     return Response(stream_with_context(lines()), mimetype="application/x-ndjson")
 
 
-def import_with_progress(db, team_id, stream, now):
+def import_with_progress(db, team_id, stream, now, who):
     """Run an import on a thread; yield {"rows": n} as it goes, then the report."""
     return with_progress(
-        lambda progress: contacts.import_csv(db, team_id, stream, now,
-                                             progress=progress).as_dict(), "rows")
+        lambda progress: contacts.import_csv(db, team_id, stream, now, progress=progress,
+                                             actor=who).as_dict(), "rows")

@@ -9,8 +9,9 @@ import time
 from flask import g, jsonify, request
 from sqlalchemy import select
 
-from app import ctx, idempotent, responses
+from app import actor, ctx, idempotent, responses
 from app.api import bp, require_token
+from app.audit import changes_nothing
 from app.endpoint import json_object, route
 from scheduler import commands, sanity
 from scheduler.automation import campaigns, events, schedules
@@ -61,6 +62,7 @@ def _signed_team(header: str, body: bytes) -> int:
 
 @route(bp, "POST", "/events", body=commands.NewEvent, body_kind="raw",
        answers={202: responses.EventAnswer}, auth="token_or_signature")
+@changes_nothing
 def receive_event():
     """An event from the user's systems: queues what its rules say, cancels what it cancels.
 
@@ -120,7 +122,7 @@ def rotate_webhook_secret():
     c = ctx()
     now = utcnow()
     with c.db.write() as s:
-        events.rotate_secret(s, c.cipher, g.team_id, now)
+        events.rotate_secret(s, c.cipher, actor(), now)
         current, previous, until = events.webhook_secrets(s, c.cipher, g.team_id, now)
     return jsonify({"secret": current, "team": g.team_id,
                     "previous_valid_until": until.isoformat() if until else None})
@@ -139,12 +141,12 @@ def create_rule():
         seed = parse(commands.RuleSeed, body)
         with c.db.write() as s:
             made = events.seed_rules(s, g.team_id, g.user_id, seed.seed,
-                                     c.settings.content_hosts, utcnow())
+                                     c.settings.content_hosts, utcnow(), actor())
             return jsonify({"items": [events.rule_as_dict(r) for r in made],
                             "next_cursor": None}), 201
     command = parse(commands.NewRule, body)
     with c.db.write() as s:
-        rule = events.create_rule(s, g.team_id, command, utcnow())
+        rule = events.create_rule(s, g.team_id, command, utcnow(), actor())
         return jsonify(events.rule_as_dict(rule)), 201
 
 
@@ -170,8 +172,7 @@ def get_rule(rule_id):
 def delete_rule(rule_id):
     """Delete a rule; what it queued stays queued."""
     with ctx().db.write() as s:
-        rule = events.get_rule(s, g.team_id, rule_id)
-        s.delete(rule)
+        events.delete_rule(s, actor(), rule_id, utcnow())
     return "", 204
 
 
@@ -184,7 +185,8 @@ def create_schedule(body: commands.NewSchedule):
     c = ctx()
     now = utcnow()
     with c.db.write() as s:
-        schedule_id = schedules.create_schedule(s, g.team_id, g.user_id, body, now).id
+        schedule_id = schedules.create_schedule(s, g.team_id, g.user_id, body, now,
+                                                actor()).id
     # An occurrence in the next minutes is queued at once (rendered outside the write).
     schedules.queue_round(c.db, schedule_id, now)
     with c.db.read() as s:
@@ -216,8 +218,7 @@ def get_schedule(schedule_id):
 def stop_schedule(schedule_id):
     """Stop a schedule (no further occurrences; queued ones can still be cancelled)."""
     with ctx().db.write() as s:
-        found = schedules.get_schedule(s, g.team_id, schedule_id)
-        found.active = False
+        found = schedules.stop_schedule(s, actor(), schedule_id, utcnow())
         return jsonify(schedules.schedule_as_dict(found))
 
 
@@ -231,7 +232,7 @@ def create_campaign(body: commands.NewCampaign):
         prepared = campaigns.prepare_campaign(s, g.team_id, g.user_id, body, utcnow())
     with c.db.write() as s:
         held = idempotent.claim(s)
-        campaign = campaigns.store_campaign(s, prepared)
+        campaign = campaigns.store_campaign(s, prepared, actor())
         s.flush()
         out = campaigns.campaign_as_dict(campaign)
         idempotency.remember(s, held, 201, out)

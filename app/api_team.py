@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from flask import g, jsonify
 
-from app import ctx, responses
+from app import actor, ctx, responses
 from app.api import Listing, bp
 from app.endpoint import route
 from app.invitations import invitation_message, mail_invitation
 from scheduler import commands
 from scheduler.audience import teams
 from scheduler.audience.accounts import account_states
-from scheduler.store import lookup
+from scheduler.store import audit, lookup
 from scheduler.store.db import utcnow
 from scheduler.store.models import Team
 
@@ -37,11 +37,7 @@ def get_team():
 def update_team(body: commands.TeamChange):
     """Owners change team settings: `name`, `tracking` (open pixels and click redirects)."""
     with ctx().db.write() as s:
-        team = s.get(Team, g.team_id)
-        if body.tracking is not None:
-            team.tracking = body.tracking
-        if body.name is not None:
-            team.name = body.name
+        team = teams.change_team(s, actor(), utcnow(), name=body.name, tracking=body.tracking)
         return jsonify(_team_dict(team))
 
 
@@ -57,7 +53,7 @@ def list_members():
 def change_member(user_id, body: commands.MemberChange):
     """Owners change a member's `role` (a team always keeps an owner: 409)."""
     with ctx().db.write() as s:
-        row = teams.set_role(s, g.team_id, user_id, body.role)
+        row = teams.set_role(s, actor(), user_id, body.role, utcnow())
         role = row.role
     return jsonify({"user_id": row.user_id, "role": role})
 
@@ -68,7 +64,7 @@ def remove_member(user_id):
     """Owners remove a member; their tokens for this team stop working, the accounts they
     shared leave the team and messages queued from those are held."""
     with ctx().db.write() as s:
-        teams.remove_member(s, g.team_id, user_id, utcnow())
+        teams.remove_member(s, actor(), user_id, utcnow())
     return "", 204
 
 
@@ -91,7 +87,7 @@ def create_invitation(body: commands.NewInvitation):
         with c.db.read() as s:  # the email rendered before the write transaction
             prepared = invitation_message(s, g.team_id, g.user_id, body.email, body.role)
     with c.db.write() as s:
-        invitation = teams.invite(s, g.team_id, g.user_id, body.email, body.role, utcnow())
+        invitation = teams.invite(s, actor(), body.email, body.role, utcnow())
         out = _invitation_dict(invitation)
         out.update(mail_invitation(s, prepared) if prepared is not None else
                    {"message_id": None})
@@ -105,7 +101,7 @@ def create_invitation(body: commands.NewInvitation):
 def revoke_invitation(invitation_id):
     """Owners withdraw an open invitation."""
     with ctx().db.write() as s:
-        teams.revoke_invitation(s, g.team_id, invitation_id, utcnow())
+        teams.revoke_invitation(s, actor(), invitation_id, utcnow())
     return "", 204
 
 
@@ -121,7 +117,7 @@ def list_accounts():
 
 def _share(account_id, shared: bool):
     with ctx().db.write() as s:
-        account = teams.share_account(s, g.team_id, g.user_id, account_id, shared, utcnow())
+        account = teams.share_account(s, actor(), account_id, shared, utcnow())
         return jsonify({"id": account.id, "email": account.email, "shared": shared})
 
 
@@ -144,5 +140,5 @@ def audit_log(query: Listing):
     """Who changed what in the team, newest first (`?cursor=` from next_cursor)."""
     before = lookup.query_id(query.cursor, "cursor", "cursor is not one this API gave out")
     with ctx().db.read() as s:
-        items, nxt = teams.audit_log(s, g.team_id, before=before, limit=query.limit)
+        items, nxt = audit.audit_log(s, g.team_id, before=before, limit=query.limit)
     return jsonify({"items": items, "next_cursor": str(nxt) if nxt else None})

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from app import responses, threads
 from app.api import bp
+from app.audit import changes_nothing
 from app.endpoint import Query, route
 from scheduler import commands
 from scheduler.typed import Id
@@ -44,6 +45,7 @@ def reply_in_thread(thread_id, body: commands.ThreadReply):
 
 @route(bp, "POST", "/threads/<thread_id>/reply/preview", body=commands.ThreadReply,
        answers={200: responses.ReplyPreview}, errors=(502,))
+@changes_nothing
 def preview_reply(thread_id, body: commands.ThreadReply):
     """The reply rendered for the thread's customer, nothing queued."""
     return jsonify(threads.preview(g.team_id, g.user_id, body.account_id, thread_id, body))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from app import ctx, idempotent
+from app import actor, ctx, idempotent
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError
 from gmail_client.oauth import can_read
@@ -102,7 +102,7 @@ def reply(team_id: int, user_id: int, account_id, thread_id: str, command: Threa
         prepared.values["template_id"] = template.id
     with c.db.write() as s:
         held = idempotent.claim_form(s, team_id, form_key)
-        stored = messages.store_message(s, prepared)
+        stored = messages.store_message(s, prepared, actor())
         out = messages.message_as_dict(stored)
         idempotency.remember(s, held, 201, out)
         release_at = stored.release_at

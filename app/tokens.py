@@ -8,6 +8,8 @@ import secrets
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from scheduler.store import audit
+from scheduler.store.audit import Actor
 from scheduler.store.models import ApiToken, Membership, User
 
 PREFIX = "mr_"
@@ -22,9 +24,10 @@ class UnknownUser(Exception):
 
 
 def create_token(session: Session, email: str, name: str, now: dt.datetime,
-                 team_id: int | None = None) -> str:
+                 team_id: int | None = None, actor: Actor | None = None) -> str:
     """Create a token for the user whose Google account is `email`, acting in `team_id`
-    (default: their personal team); returns it in clear."""
+    (default: their personal team); returns it in clear. With an `actor` (made in the web
+    app, not by the CLI) the team's audit log says so."""
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
         raise UnknownUser(f"no user {email}: sign in with that Google account once first")
@@ -34,7 +37,17 @@ def create_token(session: Session, email: str, name: str, now: dt.datetime,
     token = PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(user_id=user.id, team_id=team_id, name=name,
                          token_hash=_hash(token), created_at=now))
+    if actor is not None:
+        session.flush()
+        audit.record(session, actor, "created an API token", None,
+                     {"name": name} if name else None, now)
     return token
+
+
+def revoke_token(session: Session, actor: Actor, token: ApiToken, now: dt.datetime) -> None:
+    """Revoke a token (the caller found it among those it may see)."""
+    token.revoked_at = now
+    audit.record(session, actor, "revoked an API token", f"token {token.id}", None, now)
 
 
 LAST_USED_GRANULARITY = dt.timedelta(minutes=1)

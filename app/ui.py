@@ -21,7 +21,7 @@ from flask import (
 )
 from sqlalchemy import select
 
-from app import audit, ctx
+from app import actor, audit, ctx
 from app.auth import login_required, redirect_uri
 from gmail_client.oauth import CredentialsFileError
 from scheduler import sanity
@@ -185,10 +185,10 @@ def message_page(message_id):
 
 
 def _action(message_id: str, action, verb: str):
-    """Run `action(team_id, message_id, now, by)` (it opens its own transactions)."""
+    """Run `action(actor, message_id, now)` (it opens its own transactions)."""
     c = ctx()
     try:
-        action(g.team_id, message_id, utcnow(), f"ui:{g.user_id}")
+        action(actor(), message_id, utcnow())
     except DomainError as exc:
         not_found(exc)
         flash(exc.message, "error")
@@ -226,7 +226,7 @@ def edit_message(message_id):
             change = messages.prepare_change(s, g.team_id, message_id,
                                              make(MessageChange, **body), now, g.user_id)
         with c.db.write() as s:
-            m = messages.apply_change(s, g.team_id, change, now, f"ui:{g.user_id}")
+            m = messages.apply_change(s, actor(), change, now)
             status, release_at = m.status, m.release_at
     except DomainError as exc:
         audit.skip()
@@ -246,9 +246,9 @@ def edit_message(message_id):
 @login_required
 def send_now(message_id):
     """Send an open message now."""
-    def send_now(team_id, mid, now, by):
+    def send_now(who, mid, now):
         with ctx().db.read() as s:  # a held message is rendered again before the write
-            messages.check_send_now(s, team_id, mid)
+            messages.check_send_now(s, who.team_id, mid)
         with ctx().db.write() as s:
-            messages.send_now(s, team_id, mid, now, by)
+            messages.send_now(s, who, mid, now)
     return _action(message_id, send_now, "released now")

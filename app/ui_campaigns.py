@@ -16,7 +16,7 @@ from flask import (
 )
 from sqlalchemy import select
 
-from app import ctx, idempotent
+from app import actor, ctx, idempotent
 from app.auth import login_required
 from app.progress import with_progress
 from app.ui import bp
@@ -77,7 +77,7 @@ def campaigns_page():
                                                           progress)
                 with c.db.write() as s:
                     held = idempotent.claim_form(s, team_id, key)
-                    made = campaigns.store_campaign(s, prepared)
+                    made = campaigns.store_campaign(s, prepared, actor())
                     s.flush()
                     out = {"id": made.id, "counts": made.counts}
                     idempotency.remember(s, held, 200, out)

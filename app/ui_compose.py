@@ -7,7 +7,8 @@ import re
 
 from flask import flash, g, jsonify, redirect, render_template, request, url_for
 
-from app import audit, ctx, idempotent
+from app import actor, audit, ctx, idempotent
+from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
 from app.ui import bp, json_field, local_send_at, preview_problem
 from scheduler import sanity
@@ -98,7 +99,7 @@ def _queue_each(body: dict, addresses: list[str]) -> list:
     with ctx().db.write() as s:
         held = idempotent.claim_form(s, g.team_id, idempotent.form_key(request.form))
         for one in prepared:
-            m = messages.store_message(s, one)
+            m = messages.store_message(s, one, actor())
             made.append((m.id, m.status, m.release_at))
         idempotency.remember(s, held, 200, {"made": [[mid, status, at.isoformat()]
                                                      for mid, status, at in made]})
@@ -168,7 +169,7 @@ def _to_contact_list(form, body: dict):
                                               make(NewCampaign, **campaign), utcnow())
     with ctx().db.write() as s:
         held = idempotent.claim_form(s, g.team_id, idempotent.form_key(request.form))
-        made = campaigns.store_campaign(s, prepared)
+        made = campaigns.store_campaign(s, prepared, actor())
         counts = made.counts
         idempotency.remember(s, held, 200, {"counts": counts})
     ctx().wake_worker()
@@ -189,7 +190,7 @@ def _recurring(form, body: dict):
             NewSchedule, cron=form.get("cron", ""), timezone=form.get("timezone") or "UTC",
             catch_up=form.get("catch_up") or "latest",
             template_id=body["template_id"], to=addresses[0], data=body["data"]),
-            utcnow())
+            utcnow(), actor())
         first = schedule.next_at
     flash(f"Recurring send saved; the first goes out at {first.isoformat()}.", "ok")
     return redirect(url_for("ui.home"))
@@ -198,6 +199,7 @@ def _recurring(form, body: dict):
 @bp.post("/compose/preview")
 @login_required
 @viewer_ok
+@changes_nothing
 def compose_preview():
     """JSON: the message as its first recipient will see it, and when it would go."""
     form = request.form

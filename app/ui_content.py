@@ -15,8 +15,9 @@ from flask import (
     url_for,
 )
 
-from app import audit, ctx
+from app import actor, audit, ctx
 from app.api_content import import_with_progress
+from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
 from app.progress import own_copy
 from app.ui import bp, json_field, not_found, preview_problem
@@ -54,9 +55,11 @@ def _save(body: dict, template_id=None, origin=None):
     with c.db.write() as s:
         if template_id is None:
             t = templates.store_template(s, team_id=g.team_id, user_id=g.user_id,
-                                         values=values, now=utcnow(), origin=origin)
+                                         values=values, now=utcnow(), origin=origin,
+                                         actor=actor())
         else:
-            t = templates.update_template(s, g.team_id, template_id, values, utcnow())
+            t = templates.update_template(s, g.team_id, template_id, values, utcnow(),
+                                          actor())
         s.flush()
         return t.id
 
@@ -138,6 +141,7 @@ def template_page(template_id):
     if request.method == "POST":
         try:
             if form.get("action") == "preview":
+                audit.skip()  # shows the template, stores nothing
                 parts = _form_body(form)
                 templates.check_parts(parts["subject"], parts["html"], parts["text"],
                                       parts["amp"])
@@ -180,6 +184,7 @@ def template_page(template_id):
 @bp.post("/templates/live-preview")
 @login_required
 @viewer_ok
+@changes_nothing
 def template_live_preview():
     """JSON: the editor's current parts rendered for the chosen contact (live preview)."""
     form = request.form
@@ -230,8 +235,7 @@ def delete_contact(contact_id):
     """Delete a contact; their messages not yet sending are cancelled."""
     try:
         with ctx().db.write() as s:
-            cancelled = contacts.delete_contact(s, g.team_id, contact_id, utcnow(),
-                                                f"ui:{g.user_id}")
+            cancelled = contacts.delete_contact(s, actor(), contact_id, utcnow())
     except DomainError as exc:
         audit.skip()
         not_found(exc)
@@ -253,13 +257,13 @@ def import_contacts_page():
     if upload is None or not upload.filename:
         flash("Choose a CSV file to import.", "error")
         return redirect(url_for("ui.contacts_page"))
-    team_id, now = g.team_id, utcnow()
+    team_id, now, who = g.team_id, utcnow(), actor()
     if "application/x-ndjson" in request.headers.get("Accept", ""):
         data = own_copy(upload.stream)
 
         def lines():
             try:
-                for item in import_with_progress(c.db, team_id, data, now):
+                for item in import_with_progress(c.db, team_id, data, now, who):
                     yield json.dumps(item) + "\n"
             except InvalidInput as exc:
                 yield json.dumps({"error": {"message": exc.message}}) + "\n"
@@ -267,7 +271,7 @@ def import_contacts_page():
                 data.close()
         return Response(stream_with_context(lines()), mimetype="application/x-ndjson")
     try:
-        report = contacts.import_csv(c.db, team_id, upload.stream, now).as_dict()
+        report = contacts.import_csv(c.db, team_id, upload.stream, now, actor=who).as_dict()
     except InvalidInput as exc:
         flash(exc.message, "error")
         return redirect(url_for("ui.contacts_page"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import flash, g, jsonify, redirect, render_template, request, url_for
 
 from app import audit, ctx, idempotent, threads
+from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
 from app.ui import bp, local_send_at, preview_problem
 from scheduler import sanity
@@ -92,6 +93,7 @@ def thread_page(account_id, thread_id):
 @bp.post("/replies/<int:account_id>/<thread_id>/preview")
 @login_required
 @viewer_ok
+@changes_nothing
 def reply_preview(account_id, thread_id):
     """JSON: the reply as the customer would see it (for the page's live preview)."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app import audit, ctx
+from app import actor, audit, ctx
 from app.auth import login_required
 from app.ui import bp, json_field
 from scheduler import sanity
@@ -54,10 +54,10 @@ def rules_page():
             with c.db.write() as s:
                 if form.get("seed"):
                     made = events.seed_rules(s, g.team_id, g.user_id, form["seed"],
-                                             c.settings.content_hosts, utcnow())
+                                             c.settings.content_hosts, utcnow(), actor())
                     done = f"Added {len(made)} rule{'s' if len(made) != 1 else ''}."
                 else:
-                    rule = events.create_rule(s, g.team_id, _rule(form), utcnow())
+                    rule = events.create_rule(s, g.team_id, _rule(form), utcnow(), actor())
                     done = f"Rule “{rule.name}” added."
         except DomainError as exc:
             audit.skip()
@@ -79,12 +79,11 @@ def rules_page():
 @login_required
 def delete_rule(rule_id):
     """Delete a rule; what it queued stays queued."""
-    with ctx().db.write() as s:
-        try:
-            rule = events.get_rule(s, g.team_id, rule_id)
-        except DomainError:
-            audit.skip()
-            abort(404, "No such rule in your team.")
-        s.delete(rule)
+    try:
+        with ctx().db.write() as s:
+            events.delete_rule(s, actor(), rule_id, utcnow())
+    except DomainError:
+        audit.skip()
+        abort(404, "No such rule in your team.")
     flash("Rule deleted; what it queued stays queued.", "ok")
     return redirect(url_for("ui.rules_page"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from app import audit, ctx
+from app import actor, audit, ctx
 from app.auth import login_required
+from app.tokens import create_token, revoke_token
 from app.ui import bp
 from gmail_client.oauth import CredentialsFileError, revoke
 from scheduler.audience import accounts, teams
@@ -43,8 +44,7 @@ def share_account(account_id):
     try:
         teams.require(g.role, teams.CAN_MANAGE, "share accounts")
         with ctx().db.write() as s:
-            email = teams.share_account(s, g.team_id, g.user_id, account_id, share,
-                                        utcnow()).email
+            email = teams.share_account(s, actor(), account_id, share, utcnow()).email
     except DomainError as exc:
         audit.skip()
         abort(exc.status, exc.message)
@@ -66,7 +66,7 @@ def account_cap(account_id):
             audit.skip()
             flash("The daily cap must be a whole number from 1 to 10,000.", "error")
             return redirect(url_for("ui.accounts_page"))
-        account.daily_cap = int(raw) if raw else None
+        accounts.set_daily_cap(s, actor(), account, int(raw) if raw else None, utcnow())
         email = account.email
     flash(f"Daily cap of {email} saved.", "ok")
     return redirect(url_for("ui.accounts_page"))
@@ -99,7 +99,8 @@ def disconnect_account(account_id):
               f"changed.", "error")
         return redirect(url_for("ui.accounts_page"))
     with c.db.write() as s:
-        if not accounts.disconnect(s, c.cipher, account_id, blob, utcnow()):
+        if not accounts.disconnect(s, c.cipher, account_id, blob, utcnow(), actor()):
+            audit.skip()
             flash(f"{email} was connected again meanwhile; its new grant is kept.",
                   "warning")
             return redirect(url_for("ui.accounts_page"))
@@ -120,10 +121,9 @@ def settings_page():
         now = utcnow()
         with c.db.write() as s:
             if action == "create_token":
-                from app.tokens import create_token
                 email = s.scalar(select(User.email).where(User.id == g.user_id))
                 new_token = create_token(s, email, request.form.get("name", "")[:200], now,
-                                         g.team_id)
+                                         g.team_id, actor=actor())
                 flash("Token created: copy it now, it is not shown again.", "ok")
             elif action == "revoke_token":
                 raw_id = request.form.get("token_id", "")
@@ -132,19 +132,17 @@ def settings_page():
                 if token is None or token.revoked_at is not None:
                     audit.skip()
                     abort(404)
-                token.revoked_at = now
+                revoke_token(s, actor(), token, now)
                 flash("Token revoked.", "ok")
             elif action == "rotate_secret":
-                events.rotate_secret(s, c.cipher, g.team_id, now)
+                events.rotate_secret(s, c.cipher, actor(), now)
                 new_secret = events.webhook_secrets(s, c.cipher, g.team_id, now)[0]
                 flash("New webhook secret: copy it now, this page does not show it again. "
                       "The previous one works for 24 hours more.", "ok")
             elif action == "team" and g.role in teams.CAN_MANAGE:
-                team = s.get(Team, g.team_id)
-                team.tracking = request.form.get("tracking") == "on"
-                name = request.form.get("name", "").strip()
-                if name:
-                    team.name = name[:200]
+                teams.change_team(s, actor(), now,
+                                  tracking=request.form.get("tracking") == "on",
+                                  name=request.form.get("name", "").strip()[:200] or None)
                 flash("Team settings saved.", "ok")
             else:
                 audit.skip()

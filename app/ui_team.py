@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, request, session, url_for
 
-from app import audit, ctx
+from app import actor, audit, ctx
+from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
 from app.invitations import invitation_message, mail_invitation
 from app.ui import bp
 from scheduler.addresses import AddressError, normalize_email
 from scheduler.audience import teams
 from scheduler.errors import DomainError
+from scheduler.store.audit import audit_log
 from scheduler.store.db import utcnow
 from scheduler.store.models import ROLES, Team
 
@@ -21,7 +23,7 @@ def team_page():
     before = request.args.get("before", type=int)
     with ctx().db.read() as s:
         team = s.get(Team, g.team_id)
-        log, older = teams.audit_log(s, g.team_id, before=before, limit=50)
+        log, older = audit_log(s, g.team_id, before=before, limit=50)
         return render_template("ui/team.html", team=team, members=teams.members(s, g.team_id),
                                invitations=teams.invitations(s, g.team_id), log=log,
                                older=older, manage=g.role in teams.CAN_MANAGE, roles=teams.ROLES)
@@ -63,7 +65,7 @@ def invite():
                                               form.get("role", "member"))
 
     def change(s):
-        teams.invite(s, g.team_id, g.user_id, form.get("email"),
+        teams.invite(s, actor(), form.get("email"),
                      form.get("role", "member"), utcnow())
         if prepared is None:
             return None
@@ -77,7 +79,7 @@ def invite():
 @login_required
 def revoke_invitation(invitation_id):
     """Withdraw an open invitation."""
-    return _owner_change(lambda s: teams.revoke_invitation(s, g.team_id, invitation_id,
+    return _owner_change(lambda s: teams.revoke_invitation(s, actor(), invitation_id,
                                                            utcnow()) and None,
                          "Invitation withdrawn.")
 
@@ -86,8 +88,8 @@ def revoke_invitation(invitation_id):
 @login_required
 def change_member(user_id):
     """Change a member's role (a team always keeps an owner)."""
-    return _owner_change(lambda s: teams.set_role(s, g.team_id, user_id,
-                                                  request.form.get("role")) and None,
+    return _owner_change(lambda s: teams.set_role(s, actor(), user_id,
+                                                  request.form.get("role"), utcnow()) and None,
                          "Role changed.")
 
 
@@ -95,13 +97,14 @@ def change_member(user_id):
 @login_required
 def remove_member(user_id):
     """Remove a member from the team; their API tokens for it stop working."""
-    return _owner_change(lambda s: teams.remove_member(s, g.team_id, user_id, utcnow()),
+    return _owner_change(lambda s: teams.remove_member(s, actor(), user_id, utcnow()),
                          "Member removed.")
 
 
 @bp.post("/team/switch")
 @login_required
 @viewer_ok
+@changes_nothing
 def switch_team():
     """Look at (and work in) another team one belongs to."""
     wanted = request.form.get("team_id", type=int)

@@ -230,6 +230,7 @@ def make_settings(tmp_path, sandbox: Sandbox, port: int, **env) -> Settings:
         # Mailbox sync runs when a test asks (or sets a shorter period), so that it never
         # takes a fault a test queued for the release path.
         "MAILRELEASE_SYNC_SECONDS": "3600",
+        "MAILRELEASE_SELF_CHECK": os.environ.get("MAILRELEASE_SELF_CHECK", ""),
         **env,
     }
     return Settings.from_env(instance_path=tmp_path / "instance", env=values)
@@ -240,6 +241,8 @@ def _serve(tmp_path, sandbox, with_worker: bool, **env):
     settings = make_settings(tmp_path, sandbox, port, **env)
     upgrade(settings.database_url)
     wiring = Wiring.build(settings)
+    # The checks of the app's own invariants stay on in every test that serves it.
+    assert wiring.db.self_check == (os.environ.get("MAILRELEASE_SELF_CHECK") == "1")
     worker = ReleaseWorker(wiring) if with_worker else None
     app = create_app(wiring, worker=worker)
     server = ServerThread(app, port)

@@ -8,7 +8,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from scheduler.audience import teams
-from scheduler.store import queue
+from scheduler.store import audit, queue
+from scheduler.store.audit import Actor
 from scheduler.store.crypto import TokenCipher
 from scheduler.store.db import rowcount
 from scheduler.store.models import GmailAccount, Membership, Team, User
@@ -110,16 +111,28 @@ def grant_token(cipher: TokenCipher, account: GmailAccount) -> str | None:
 
 
 def disconnect(session: Session, cipher: TokenCipher, account_id: int, seen_blob: bytes,
-               now: dt.datetime) -> bool:
+               now: dt.datetime, actor: Actor | None = None) -> bool:
     """Forget an account's tokens once its grant was revoked at Google (a call made before,
     outside any transaction). Its queued messages are held until someone connects it
     again. False when its owner signed in again meanwhile (`seen_blob` changed): that new
     grant is kept."""
-    return rowcount(session.execute(update(GmailAccount).where(
+    done = rowcount(session.execute(update(GmailAccount).where(
         GmailAccount.id == account_id, GmailAccount.token_blob == seen_blob).values(
         token_blob=cipher.encrypt({}), status="disconnected",
         status_reason=f"disconnected by its owner on {now.date().isoformat()}",
         updated_at=now))) == 1
+    if done:
+        audit.record(session, actor, "disconnected a Gmail account", f"account {account_id}",
+                     None, now)
+    return done
+
+
+def set_daily_cap(session: Session, actor: Actor, account: GmailAccount, cap: int | None,
+                  now: dt.datetime) -> None:
+    """The account's own daily sending cap (None: the deployment's, else Gmail's)."""
+    account.daily_cap = cap
+    audit.record(session, actor, "changed an account's daily cap", f"account {account.id}",
+                 {"daily_cap": cap}, now)
 
 
 DAY = dt.timedelta(hours=24)

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from scheduler import addresses, sanity
 from scheduler.commands import NewContact
 from scheduler.errors import InvalidInput
-from scheduler.store import lookup, queue
+from scheduler.store import audit, lookup, queue
+from scheduler.store.audit import Actor
 from scheduler.store.db import Database
 from scheduler.store.models import Contact, Message
 from scheduler.typed import is_zone
@@ -73,6 +74,11 @@ class Report:
     def as_dict(self) -> dict:
         return {"imported": self.imported, "updated": self.updated, "rejected": self.rejected}
 
+    def counts(self) -> dict:
+        """The numbers alone (the audit log keeps no addresses)."""
+        return {"imported": self.imported, "updated": self.updated,
+                "rejected": len(self.rejected)}
+
 
 def _store(session: Session, team_id: int, batch: dict[str, ContactInput],
            now: dt.datetime, report: Report) -> list[Contact]:
@@ -104,7 +110,7 @@ def _store(session: Session, team_id: int, batch: dict[str, ContactInput],
 
 
 def add_contacts(session: Session, team_id: int, items: list[NewContact],
-                 now: dt.datetime) -> tuple[Report, list[Contact]]:
+                 now: dt.datetime, actor: Actor | None = None) -> tuple[Report, list[Contact]]:
     """POST /contacts: checked contacts, stored all together; a later entry for the same
     address updates the earlier one."""
     batch: dict[str, ContactInput] = {}
@@ -121,6 +127,7 @@ def add_contacts(session: Session, team_id: int, items: list[NewContact],
     stored = _store(session, team_id, batch, now, report)
     by_email = {c.email: c for c in stored}
     session.flush()
+    audit.record(session, actor, "added contacts", None, report.counts(), now)
     return report, [by_email[e] for e in batch]
 
 
@@ -178,11 +185,13 @@ def _rows(stream: BinaryIO) -> Iterator[tuple[int, list[str] | None, str | None]
 
 
 def import_csv(db: Database, team_id: int, stream: BinaryIO, now: dt.datetime,
-               progress: Callable[[int], None] | None = None) -> Report:
+               progress: Callable[[int], None] | None = None,
+               actor: Actor | None = None) -> Report:
     """Stream a CSV into the team's contacts, a batch per transaction.
 
     Each row is imported, updates an earlier one, or is rejected with its row number and
     reason; a rejected row writes nothing. InvalidInput (422) when the header is unusable.
+    The audit entry (with an `actor`) goes with the last batch, counting them all.
     """
     report = Report()
     rows = _rows(stream)
@@ -221,21 +230,18 @@ def import_csv(db: Database, team_id: int, stream: BinaryIO, now: dt.datetime,
                 item.timezone = item.timezone or earlier.timezone
             batch[item.email] = item
         if len(batch) >= BATCH_ROWS:
-            _flush(db, team_id, batch, now, report)
+            with db.write() as session:
+                _store(session, team_id, batch, now, report)
             batch = {}
         if progress is not None and seen % BATCH_ROWS == 0:
             progress(seen)
-    if batch:
-        _flush(db, team_id, batch, now, report)
+    with db.write() as session:
+        if batch:
+            _store(session, team_id, batch, now, report)
+        audit.record(session, actor, "imported contacts", None, report.counts(), now)
     if progress is not None:
         progress(seen)
     return report
-
-
-def _flush(db: Database, team_id: int, batch: dict[str, ContactInput], now: dt.datetime,
-           report: Report) -> None:
-    with db.write() as session:
-        _store(session, team_id, batch, now, report)
 
 
 def _has_bad_bytes(text: str) -> bool:
@@ -300,10 +306,10 @@ def ensure_contact(session: Session, team_id: int, email: str, now: dt.datetime)
                                                  Contact.email == email)).one()
 
 
-def delete_contact(session: Session, team_id: int, contact_id, now: dt.datetime,
-                   by: str) -> list[str]:
+def delete_contact(session: Session, actor: Actor, contact_id, now: dt.datetime) -> list[str]:
     """Delete the team's contact; its messages not yet sending are cancelled (their
     history stays, without the contact). Returns the cancelled message ids."""
+    team_id, by = actor.team_id, actor.by
     contact = get_contact(session, team_id, contact_id)
     ids = session.scalars(select(Message.id).where(
         Message.team_id == team_id, Message.contact_id == contact.id,
@@ -313,6 +319,8 @@ def delete_contact(session: Session, team_id: int, contact_id, now: dt.datetime,
         lease_until=None, hold_until=None)]
     session.delete(contact)
     session.flush()
+    audit.record(session, actor, "deleted a contact", f"contact {contact.id}",
+                 {"cancelled": len(cancelled)} if cancelled else None, now)
     return cancelled
 
 

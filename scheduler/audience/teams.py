@@ -8,12 +8,12 @@ from sqlalchemy.orm import Session
 
 from scheduler.addresses import parse_address
 from scheduler.errors import Conflict, Forbidden, InvalidInput, NotFound
-from scheduler.store import lookup, queue
+from scheduler.store import audit, lookup, queue
+from scheduler.store.audit import Actor
 from scheduler.store.models import (
     ROLES,
     AccountShare,
     ApiToken,
-    AuditEntry,
     GmailAccount,
     Invitation,
     Membership,
@@ -76,12 +76,12 @@ def invitations(session: Session, team_id: int) -> list[Invitation]:
         Invitation.revoked_at.is_(None)).order_by(Invitation.id.desc())))
 
 
-def invite(session: Session, team_id: int, by: int, email, role, now: dt.datetime
-           ) -> Invitation:
+def invite(session: Session, actor: Actor, email, role, now: dt.datetime) -> Invitation:
     """Invite a Google address; whoever signs in with it joins with `role`.
 
     409 when that address is already a member or already has an open invitation.
     """
+    team_id = actor.team_id
     address = parse_address(email, "email").addr_spec.lower()
     role = _role(role)
     member = session.scalar(select(User.id).join(Membership, Membership.user_id == User.id)
@@ -90,22 +90,27 @@ def invite(session: Session, team_id: int, by: int, email, role, now: dt.datetim
         raise Conflict(f"{address} is already a member of this team", field="email")
     if any(i.email == address for i in invitations(session, team_id)):
         raise Conflict(f"{address} is already invited", field="email")
-    invitation = Invitation(team_id=team_id, email=address, role=role, invited_by=by,
-                            created_at=now)
+    invitation = Invitation(team_id=team_id, email=address, role=role,
+                            invited_by=actor.user_id, created_at=now)
     session.add(invitation)
     session.flush()
+    audit.record(session, actor, "invited someone", f"invitation {invitation.id}",
+                 {"email": address, "role": role}, now)
     return invitation
 
 
-def revoke_invitation(session: Session, team_id: int, invitation_id, now: dt.datetime
+def revoke_invitation(session: Session, actor: Actor, invitation_id, now: dt.datetime
                       ) -> Invitation:
     """Withdraw an open invitation (404 for another team's, 409 once accepted)."""
-    from scheduler.store.lookup import team_row
-    invitation = team_row(session, Invitation, team_id, invitation_id, "invitation")
+    invitation = lookup.team_row(session, Invitation, actor.team_id, invitation_id,
+                                 "invitation")
     if invitation.accepted_at is not None:
         raise Conflict("that invitation was already accepted; remove the member instead",
                        field="id")
-    invitation.revoked_at = invitation.revoked_at or now
+    if invitation.revoked_at is None:
+        invitation.revoked_at = now
+        audit.record(session, actor, "withdrew an invitation", f"invitation {invitation.id}",
+                     None, now)
     return invitation
 
 
@@ -120,9 +125,9 @@ def accept_invitations(session: Session, user: User, now: dt.datetime) -> list[i
             session.add(Membership(team_id=invitation.team_id, user_id=user.id,
                                    role=invitation.role))
             session.flush()
-            record(session, invitation.team_id, user.id, "sign-in", "joined the team",
-                   f"user {user.email}", {"role": invitation.role,
-                                          "invitation": invitation.id}, now)
+            audit.record(session, Actor(invitation.team_id, user.id, "sign-in"),
+                         "joined the team", f"user {user.email}",
+                         {"role": invitation.role, "invitation": invitation.id}, now)
             joined.append(invitation.team_id)
     return joined
 
@@ -140,23 +145,26 @@ def _owners(session: Session, team_id: int) -> int:
         Membership.team_id == team_id, Membership.role == "owner")) or 0
 
 
-def set_role(session: Session, team_id: int, user_id, role) -> Membership:
+def set_role(session: Session, actor: Actor, user_id, role, now: dt.datetime) -> Membership:
     """Change a member's role; a team always keeps at least one owner (409)."""
-    row = _member(session, team_id, user_id)
+    row = _member(session, actor.team_id, user_id)
     role = _role(role)
-    if row.role == "owner" and role != "owner" and _owners(session, team_id) == 1:
+    if row.role == "owner" and role != "owner" and _owners(session, actor.team_id) == 1:
         raise Conflict("a team needs an owner: make someone else owner first", field="role")
     row.role = role
+    audit.record(session, actor, "changed a member's role", f"user {row.user_id}",
+                 {"role": role}, now)
     return row
 
 
-def remove_member(session: Session, team_id: int, user_id, now: dt.datetime) -> None:
+def remove_member(session: Session, actor: Actor, user_id, now: dt.datetime) -> None:
     """Take someone out of the team: their API tokens for it stop working at once.
 
     Their Gmail accounts leave the team with them (shares removed); messages queued
     from those accounts are held (account_gone) until someone edits them to go from
     another account, or cancels them. A user cannot leave their personal team.
     """
+    team_id = actor.team_id
     row = _member(session, team_id, user_id)
     personal = session.scalar(select(User.personal_team_id).where(User.id == row.user_id))
     if personal == team_id:
@@ -184,6 +192,22 @@ def remove_member(session: Session, team_id: int, user_id, now: dt.datetime) -> 
                          hold_kind="account_gone", hold_until=None,
                          error="the member whose Gmail account this was to go from left "
                                "the team; edit it to send from another account, or cancel")
+    audit.record(session, actor, "removed a member", f"user {row.user_id}", None, now)
+
+
+def change_team(session: Session, actor: Actor, now: dt.datetime, *, name: str | None = None,
+                tracking: bool | None = None) -> Team:
+    """Owners change the team's name or tracking (open pixels and click redirects)."""
+    team = session.get_one(Team, actor.team_id)
+    changed: dict[str, object] = {}
+    if tracking is not None and tracking != team.tracking:
+        team.tracking = changed["tracking"] = tracking
+    if name is not None and name != team.name:
+        team.name = name
+        changed["name"] = name
+    audit.record(session, actor, "changed team settings", f"team {team.id}",
+                 {"fields": sorted(changed), **changed}, now)
+    return team
 
 
 def usable_accounts(team_id: int, user_id: int | None):
@@ -203,9 +227,10 @@ def shared_with(session: Session, account_id: int) -> list[int]:
                                 .where(AccountShare.account_id == account_id)))
 
 
-def share_account(session: Session, team_id: int, user_id: int, account_id, share: bool,
+def share_account(session: Session, actor: Actor, account_id, share: bool,
                   now: dt.datetime) -> GmailAccount:
     """Share (or stop sharing) one of the caller's own accounts with the team."""
+    team_id, user_id = actor.team_id, actor.user_id
     aid = lookup.path_id(account_id)
     if aid is None:
         raise NotFound(f"no account {str(account_id)[:40]}", field="account_id")
@@ -219,27 +244,6 @@ def share_account(session: Session, team_id: int, user_id: int, account_id, shar
                                  created_at=now))
     elif not share and existing is not None:
         session.delete(existing)
+    audit.record(session, actor, "changed an account's sharing", f"account {aid}",
+                 {"shared": share}, now)
     return account
-
-
-def record(session: Session, team_id: int, user_id: int | None, via: str, action: str,
-           target: str | None, detail: dict | None, now: dt.datetime) -> None:
-    """Add an entry to the team's audit log."""
-    session.add(AuditEntry(team_id=team_id, user_id=user_id, via=via, action=action,
-                           target=target, detail=detail or None, at=now))
-
-
-def audit_log(session: Session, team_id: int, *, before: int | None = None,
-              limit: int = 100) -> tuple[list[dict], int | None]:
-    """Newest entries first with who made them; returns (entries, cursor for older)."""
-    query = (select(AuditEntry, User.email).outerjoin(User, User.id == AuditEntry.user_id)
-             .where(AuditEntry.team_id == team_id).order_by(AuditEntry.id.desc())
-             .limit(limit + 1))
-    if before is not None:
-        query = query.where(AuditEntry.id < before)
-    rows = session.execute(query).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    out = [{"id": e.id, "at": e.at.isoformat(), "user": email, "via": e.via,
-            "action": e.action, "target": e.target, "detail": e.detail} for e, email in rows]
-    return out, (rows[-1][0].id if more and rows else None)

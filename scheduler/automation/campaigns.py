@@ -34,7 +34,8 @@ from scheduler.content import templates
 from scheduler.delivery.statistics import variant_stats
 from scheduler.engine import messages
 from scheduler.errors import InvalidInput
-from scheduler.store import lookup
+from scheduler.store import audit, lookup
+from scheduler.store.audit import Actor
 from scheduler.store.db import Database, rowcount
 from scheduler.store.models import Campaign, Contact, Message, MessageEvent, table
 from scheduler.timing.release_at import Recipient, plan
@@ -189,13 +190,16 @@ def prepare_campaign(session: Session, team_id: int, user_id: int, command: NewC
     return PreparedCampaign(campaign, rows, evts)
 
 
-def store_campaign(session: Session, prepared: PreparedCampaign) -> Campaign:
+def store_campaign(session: Session, prepared: PreparedCampaign,
+                   actor: Actor | None = None) -> Campaign:
     """Store a prepared campaign and queue its messages (no render here)."""
     campaign = prepared.campaign
     session.add(campaign)
     session.flush()
     queued = _insert(session, _own(prepared.rows, prepared.evts, campaign.id), prepared.evts)
     campaign.counts = {**(campaign.counts or {}), "queued": queued}
+    audit.record(session, actor, "started a campaign", f"campaign {campaign.id}",
+                 {"queued": queued}, campaign.created_at)
     return campaign
 
 

@@ -23,7 +23,8 @@ from scheduler.content import templates
 from scheduler.delivery.statistics import ENGAGEMENT_COUNTS, engagement_counts
 from scheduler.engine import messages
 from scheduler.errors import Conflict, DomainError, InvalidInput, NotFound
-from scheduler.store import lookup, queue
+from scheduler.store import audit, lookup, queue
+from scheduler.store.audit import Actor
 from scheduler.store.crypto import TokenCipher
 from scheduler.store.models import Contact, Event, Message, Rule, Team, Template
 from scheduler.timing.release_at import Recipient, plan
@@ -62,13 +63,15 @@ def webhook_secrets(session: Session, cipher: TokenCipher, team_id: int,
     return current, previous, until if previous else None
 
 
-def rotate_secret(session: Session, cipher: TokenCipher, team_id: int, now: dt.datetime) -> None:
+def rotate_secret(session: Session, cipher: TokenCipher, actor: Actor, now: dt.datetime) -> None:
     """A new secret; the old one stays valid for ROTATION_GRACE so senders can switch."""
+    team_id = actor.team_id
     webhook_secrets(session, cipher, team_id, now)
     team = session.get_one(Team, team_id)
     team.webhook_secret_previous = team.webhook_secret
     team.webhook_secret = cipher.encrypt({"secret": "whsec_" + secrets.token_hex(24)})
     team.webhook_rotated_at = now
+    audit.record(session, actor, "rotated the webhook secret", f"team {team_id}", None, now)
 
 
 def sign(secret: str, body: bytes, at: int | None = None) -> str:
@@ -101,7 +104,8 @@ def verify(header: str, body: bytes, valid_secrets: list[str], now: float) -> No
 
 # -- rules -------------------------------------------------------------------------------
 
-def create_rule(session: Session, team_id: int, command: NewRule, now: dt.datetime) -> Rule:
+def create_rule(session: Session, team_id: int, command: NewRule, now: dt.datetime,
+                actor: Actor | None = None) -> Rule:
     """Check and store a rule: event, conditions, template_id, delay_seconds, cancel_on,
     frequency_cap {"max", "seconds"}, timing and data."""
     template = templates.get_template(session, team_id, command.template_id)
@@ -126,7 +130,17 @@ def create_rule(session: Session, team_id: int, command: NewRule, now: dt.dateti
                 active=command.active, created_at=now)
     session.add(rule)
     session.flush()
+    audit.record(session, actor, "created a rule", f"rule {rule.id}", {"event": rule.event},
+                 now)
     return rule
+
+
+def delete_rule(session: Session, actor: Actor, rule_id, now: dt.datetime) -> None:
+    """Delete a rule; what it queued stays queued."""
+    rule = get_rule(session, actor.team_id, rule_id)
+    session.delete(rule)
+    audit.record(session, actor, "deleted a rule", f"rule {rule.id}", {"event": rule.event},
+                 now)
 
 
 def rule_stats(session: Session, rule_ids: list[int]) -> dict[int, dict]:
@@ -327,7 +341,8 @@ def get_rule(session: Session, team_id: int, rule_id) -> Rule:
 
 
 def seed_rules(session: Session, team_id: int, user_id: int | None, key: str,
-               allowed_hosts: tuple[str, ...], now: dt.datetime) -> list[Rule]:
+               allowed_hosts: tuple[str, ...], now: dt.datetime,
+               actor: Actor | None = None) -> list[Rule]:
     """A ready-made set of rules (see templates/rules.json) with the starter templates they
     use, loaded into the team (templates it already has by name are reused)."""
     from scheduler.content import starters
@@ -349,4 +364,6 @@ def seed_rules(session: Session, team_id: int, user_id: int | None, key: str,
         body = {k: v for k, v in spec.items() if k != "starter"}
         made.append(create_rule(session, team_id, make(NewRule, **body,
                                                        template_id=template.id), now))
+    audit.record(session, actor, "added a ready-made rule set", f"seed {key}",
+                 {"rules": [r.id for r in made]}, now)
     return made

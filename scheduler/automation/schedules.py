@@ -16,7 +16,8 @@ from scheduler.commands import NewMessage, NewSchedule, Origin
 from scheduler.content import templates
 from scheduler.engine import messages
 from scheduler.errors import InvalidInput, NotFound
-from scheduler.store import lookup
+from scheduler.store import audit, lookup
+from scheduler.store.audit import Actor
 from scheduler.store.db import Database, rowcount
 from scheduler.store.models import Schedule
 from scheduler.typed import make
@@ -69,7 +70,8 @@ def _second_of_repeated(fire: dt.datetime) -> bool:
 
 
 def create_schedule(session: Session, team_id: int, user_id: int | None,
-                    command: NewSchedule, now: dt.datetime) -> Schedule:
+                    command: NewSchedule, now: dt.datetime,
+                    actor: Actor | None = None) -> Schedule:
     """Check and store a schedule: cron, timezone, template_id, to, optional data, name."""
     first = next_after(command.cron.strip(), command.timezone, now)
     template = templates.get_template(session, team_id, command.template_id)
@@ -80,6 +82,18 @@ def create_schedule(session: Session, team_id: int, user_id: int | None,
                         created_at=now)
     session.add(schedule)
     session.flush()
+    audit.record(session, actor, "created a recurring send", f"schedule {schedule.id}",
+                 {"cron": schedule.cron, "timezone": schedule.timezone}, now)
+    return schedule
+
+
+def stop_schedule(session: Session, actor: Actor, schedule_id, now: dt.datetime) -> Schedule:
+    """No further occurrences; those already queued can still be cancelled."""
+    schedule = get_schedule(session, actor.team_id, schedule_id)
+    if schedule.active:
+        schedule.active = False
+        audit.record(session, actor, "stopped a recurring send", f"schedule {schedule.id}",
+                     None, now)
     return schedule
 
 

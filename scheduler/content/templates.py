@@ -13,7 +13,8 @@ from scheduler.content import sources as content
 from scheduler.content.links import stand_in_links
 from scheduler.content.personalize import check_template, render_message
 from scheduler.errors import Conflict, InvalidInput, MissingData
-from scheduler.store import lookup
+from scheduler.store import audit, lookup
+from scheduler.store.audit import Actor
 from scheduler.store.models import Contact, Template
 from scheduler.typed import make
 
@@ -72,13 +73,19 @@ def template_values(command: NewTemplate, allowed_hosts: tuple[str, ...],
 
 
 def store_template(session: Session, *, team_id: int, user_id: int | None, values: dict,
-                   now: dt.datetime, origin: str | None = None) -> Template:
+                   now: dt.datetime, origin: str | None = None,
+                   actor: Actor | None = None) -> Template:
     """Store checked values (`template_values`) as a new template; 409 if the name is
-    taken."""
+    taken. `origin` says where it came from (a starter, a Gmail draft)."""
     template = Template(team_id=team_id, created_by=user_id, origin=origin, created_at=now,
                         updated_at=now, **values)
     session.add(template)
     _flush_unique(session, values["name"])
+    kind = (origin or "").partition(":")[0]
+    audit.record(session, actor, {"starter": "added a starter template",
+                                  "gmail-draft": "made a template from a Gmail draft"}.get(
+                     kind, "created a template"), f"template {template.id}",
+                 {"name": template.name}, now)
     return template
 
 
@@ -122,7 +129,7 @@ def current_values(template: Template) -> dict:
 
 
 def update_template(session: Session, team_id: int, template_id, values: dict,
-                    now: dt.datetime) -> Template:
+                    now: dt.datetime, actor: Actor | None = None) -> Template:
     """PUT: store checked values (`template_values` with `current_values`).
 
     Messages already queued keep the content they were queued with.
@@ -132,12 +139,18 @@ def update_template(session: Session, team_id: int, template_id, values: dict,
         setattr(template, key, value)
     template.updated_at = now
     _flush_unique(session, values["name"])
+    audit.record(session, actor, "changed a template", f"template {template.id}",
+                 {"name": template.name}, now)
     return template
 
 
-def delete_template(session: Session, team_id: int, template_id) -> None:
+def delete_template(session: Session, team_id: int, template_id,
+                    actor: Actor | None = None) -> None:
     """Delete; queued messages keep their copy of its content."""
-    session.delete(get_template(session, team_id, template_id))
+    template = get_template(session, team_id, template_id)
+    session.delete(template)
+    audit.record(session, actor, "deleted a template", f"template {template.id}",
+                 {"name": template.name})
 
 
 def contact_data(contact: Contact | None, email: str | None) -> dict:

@@ -13,22 +13,22 @@ from gmail_client.oauth import can_read
 from scheduler.engine import messages
 from scheduler.engine.connections import Gmail
 from scheduler.errors import Conflict
+from scheduler.store.audit import Actor
 from scheduler.store.db import Database
 from scheduler.store.models import GmailAccount
 
 
-def cancel(db: Database, gmail: Gmail, team_id: int,
-           message_id: str, now: dt.datetime, by: str) -> dict:
+def cancel(db: Database, gmail: Gmail, actor: Actor, message_id: str, now: dt.datetime) -> dict:
     """Cancel the team's message; returns its API representation (DomainError otherwise)."""
     try:
         with db.write() as s:
             return messages.message_as_dict(
-                messages.cancel_message(s, team_id, message_id, now, by))
+                messages.cancel_message(s, actor, message_id, now))
     except messages.SendInDoubt as exc:
         doubt = exc
     found = _look_up(db, gmail, doubt)
     with db.write() as s:
-        message = messages.settle_cancel(s, team_id, doubt, found, now, by)
+        message = messages.settle_cancel(s, actor, doubt, found, now)
         out = messages.message_as_dict(message)
     if out["status"] == "sent":
         raise Conflict("cannot cancel: Gmail shows this message was already sent",

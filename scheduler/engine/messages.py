@@ -23,7 +23,8 @@ from scheduler.content.links import stand_in_links
 from scheduler.content.personalize import render_message
 from scheduler.content.templates import check_parts
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
-from scheduler.store import lookup, queue
+from scheduler.store import audit, lookup, queue
+from scheduler.store.audit import Actor
 from scheduler.store.db import utcnow
 from scheduler.store.models import (
     MESSAGE_STATUSES,
@@ -169,6 +170,8 @@ class PreparedMessage:
 
     values: dict  # the Message's columns
     detail: dict  # its first timeline entry
+    kind: str = "api"  # who makes it (Origin.kind)
+    fields: tuple[str, ...] = ()  # the request's fields, for the audit log
 
 
 def prepare_message(session: Session, *, team_id: int, user_id: int | None,
@@ -225,16 +228,23 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None,
         detail["template_id"] = parts["template_id"]
     if hold_reason:
         detail["reason"] = hold_reason
-    return PreparedMessage(values, {**detail, **(origin.note or {})})
+    fields = tuple(sorted(command.model_dump(by_alias=True,
+                                             include=command.model_fields_set)))
+    return PreparedMessage(values, {**detail, **(origin.note or {})}, origin.kind, fields)
 
 
-def store_message(session: Session, prepared: PreparedMessage) -> Message:
-    """Queue a prepared message (no render here: this runs in the write transaction)."""
+def store_message(session: Session, prepared: PreparedMessage,
+                  actor: Actor | None = None) -> Message:
+    """Queue a prepared message (no render here: this runs in the write transaction); a
+    person's (`actor`) is in the team's audit log."""
     message = Message(**prepared.values)
     session.add(message)
     session.flush()
     queue.record_event(session, message.id, message.status, message.created_at,
                        prepared.detail)
+    audit.record(session, actor, "queued a thread reply" if prepared.kind == "reply"
+                 else "queued a message", f"message {message.id}",
+                 {"fields": list(prepared.fields)}, message.created_at)
     return message
 
 
@@ -322,28 +332,34 @@ def _stuck(message: Message, now: dt.datetime) -> bool:
             and message.lease_until < now)
 
 
-def cancel_message(session: Session, team_id: int, message_id: str, now: dt.datetime,
-                   by: str) -> Message:
+def cancel_message(session: Session, actor: Actor, message_id: str,
+                   now: dt.datetime) -> Message:
     """Cancel unless sending has begun (then 409): never both cancelled and sent.
 
     A message left 'sending' by a worker that stopped (its lease expired) can be
     cancelled too: at once if that worker never reached Gmail, otherwise SendInDoubt
     asks the caller to look in Gmail first.
     """
+    team_id, by = actor.team_id, actor.by
     message = get_message(session, team_id, message_id)
     if queue.transition(session, message_id, team_id, "cancel", now, {"by": by},
                         lease_until=None, hold_until=None):
         session.refresh(message)
-        return message
+        return _cancelled(session, actor, message, now)
     session.refresh(message)
     if _stuck(message, now):
         if message.needs_reconcile:
             raise SendInDoubt(message)
         if _cancel_stuck(session, message, now, {"by": by, "lease_expired": True}):
             session.refresh(message)
-            return message
+            return _cancelled(session, actor, message, now)
         session.refresh(message)
     raise _not_open(message, "cancel")
+
+
+def _cancelled(session: Session, actor: Actor, message: Message, now: dt.datetime) -> Message:
+    audit.record(session, actor, "cancelled a message", f"message {message.id}", None, now)
+    return message
 
 
 def _cancel_stuck(session: Session, message: Message, now: dt.datetime, detail: dict,
@@ -355,13 +371,13 @@ def _cancel_stuck(session: Session, message: Message, now: dt.datetime, detail: 
                             lease_until=None, claim_token=None, needs_reconcile=False)
 
 
-def settle_cancel(session: Session, team_id: int, doubt: SendInDoubt,
-                  found: list[dict] | None, now: dt.datetime, by: str) -> Message:
+def settle_cancel(session: Session, actor: Actor, doubt: SendInDoubt,
+                  found: list[dict] | None, now: dt.datetime) -> Message:
     """Finish a cancel in doubt with what Gmail said: `found` (the messages with its
     Message-ID) makes it sent (the caller refuses the cancel once that is committed); an
     empty list cancels it; None means Gmail could not be asked (no read access):
     cancelled, saying it may have left."""
-    message = get_message(session, team_id, doubt.message_id)
+    message = get_message(session, actor.team_id, doubt.message_id)
     if not _stuck(message, now) or message.claim_token != doubt.claim_token:
         raise _not_open(message, "cancel")
     if found:
@@ -371,14 +387,14 @@ def settle_cancel(session: Session, team_id: int, doubt: SendInDoubt,
                         message.subject or message.subject_tpl, reconciled=True)
         session.refresh(message)
         return message
-    detail = {"by": by, "lease_expired": True,
+    detail = {"by": actor.by, "lease_expired": True,
               "reconciled": "not in the mailbox" if found is not None else
               "delivery unknown: the account grants no read access to check"}
     if not _cancel_stuck(session, message, now, detail):
         session.refresh(message)
         raise _not_open(message, "cancel")
     session.refresh(message)
-    return message
+    return _cancelled(session, actor, message, now)
 
 
 def check_send_now(session: Session, team_id: int, message_id: str) -> None:
@@ -392,10 +408,10 @@ def check_send_now(session: Session, team_id: int, message_id: str) -> None:
             raise InvalidInput(reason, field="data", code="missing_data")
 
 
-def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
-             by: str) -> Message:
+def send_now(session: Session, actor: Actor, message_id: str, now: dt.datetime) -> Message:
     """Make an open message due immediately (after `check_send_now`; a held one that still
     lacks data would be held again at its release)."""
+    team_id = actor.team_id
     message = get_message(session, team_id, message_id)
     values = {}
     if message.status == "held" and message.hold_kind == "account_gone":
@@ -405,11 +421,12 @@ def send_now(session: Session, team_id: int, message_id: str, now: dt.datetime,
         # The user has decided: send it again even though an earlier attempt may have left.
         values["needs_reconcile"] = False
     if not queue.transition(session, message_id, team_id, "schedule",
-                            now, {"by": by, "send_now": True}, release_at=now, error=None,
-                            hold_kind=None, hold_until=None, **values):
+                            now, {"by": actor.by, "send_now": True}, release_at=now,
+                            error=None, hold_kind=None, hold_until=None, **values):
         session.refresh(message)
         raise _not_open(message, "send now")
     session.refresh(message)
+    audit.record(session, actor, "released a message now", f"message {message.id}", None, now)
     return message
 
 
@@ -478,18 +495,21 @@ def prepare_change(session: Session, team_id: int, message_id: str,
     return PreparedChange(message_id, change, values, detail, hold_reason)
 
 
-def apply_change(session: Session, team_id: int, prepared: PreparedChange,
-                 now: dt.datetime, by: str) -> Message:
+def apply_change(session: Session, actor: Actor, prepared: PreparedChange,
+                 now: dt.datetime) -> Message:
     """Store a prepared PATCH unless the message moved on meanwhile (409 then)."""
+    team_id = actor.team_id
     message = get_message(session, team_id, prepared.message_id)
     hold_reason = prepared.hold_reason
     if not queue.transition(session, message.id, team_id, prepared.change, now,
-                            {"by": by, **prepared.detail}, error=hold_reason,
+                            {"by": actor.by, **prepared.detail}, error=hold_reason,
                             hold_kind="missing_data" if hold_reason else None, hold_until=None,
                             **prepared.values):
         session.refresh(message)
         raise _not_open(message, "edit")
     session.refresh(message)
+    audit.record(session, actor, "edited a message", f"message {message.id}",
+                 {"fields": prepared.detail["changed"]}, now)
     return message
 
 
