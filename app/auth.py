@@ -48,14 +48,14 @@ def login_required(view):
     def wrapper(*args, **kwargs):
         if "user_id" not in session:
             flash("Sign in with Google first.", "error")
-            return redirect(url_for("ui.home"))
+            return redirect(url_for("ui.queue.home"))
         g.user_id, g.team_id = session["user_id"], session["team_id"]
         g.email = session.get("email")
         with ctx().db.read() as s:
             if not web_sessions.valid(s, session.get("sid"), g.user_id):
                 session.clear()  # signed out (here or everywhere), or from before sessions
                 flash("Your session has ended; sign in again.", "error")
-                return redirect(url_for("ui.home"))
+                return redirect(url_for("ui.queue.home"))
             g.role = teams.role_of(s, g.user_id, g.team_id)
             if g.role is None:  # removed from that team: back to their own
                 personal = s.scalar(select(User.personal_team_id)
@@ -67,7 +67,7 @@ def login_required(view):
         if g.role is None:
             session.clear()
             flash("Your account no longer exists here; sign in again.", "error")
-            return redirect(url_for("ui.home"))
+            return redirect(url_for("ui.queue.home"))
         if request.method not in READS and g.role == "viewer" and not getattr(
                 view, "viewer_ok", False):
             abort(403, "Viewers can read everything in the team but change nothing; ask "
@@ -92,7 +92,7 @@ def login():
                                     login_hint=request.args.get("login_hint"))
     except (CredentialsFileError, ValueError) as exc:
         flash(f"Google sign-in is not set up: {exc}", "error")
-        return redirect(url_for("ui.home"))
+        return redirect(url_for("ui.queue.home"))
     session["oauth"] = {"state": start.state, "code_verifier": start.code_verifier}
     return redirect(start.url)
 
@@ -104,11 +104,11 @@ def callback():
     pending = session.pop("oauth", None)
     if request.args.get("error"):
         flash(f"Google sign-in was not completed ({request.args['error']}).", "error")
-        return redirect(url_for("ui.home"))
+        return redirect(url_for("ui.queue.home"))
     if not pending or request.args.get("state") != pending["state"]:
         flash("That sign-in link is stale or forged (state mismatch); please start again.",
               "error")
-        return redirect(url_for("ui.home"))
+        return redirect(url_for("ui.queue.home"))
     settings = c.settings
     try:
         client = c.oauth()
@@ -120,13 +120,13 @@ def callback():
             flash("Google did not grant permission to send mail (gmail.send), so mailrelease "
                   "cannot release messages from this account. Sign in again and allow it.",
                   "error")
-            return redirect(url_for("ui.home"))
+            return redirect(url_for("ui.queue.home"))
         send_as = None
         if can_read_profile(granted):
             service = c.gmail.for_credentials(creds)
             address = service.profile()["emailAddress"]
             if can_read(granted):
-                from app.threads import aliases
+                from app.gmail_threads import aliases
                 try:
                     send_as = aliases(service)
                 except GmailError as exc:  # aliases are a convenience: sign in anyway
@@ -138,7 +138,7 @@ def callback():
     except (CredentialsFileError, OAuth2Error, GmailError, ValueError) as exc:
         log.warning("action=signin_failed class=%s", type(exc).__name__)
         flash(f"Google sign-in failed: {exc}", "error")
-        return redirect(url_for("ui.home"))
+        return redirect(url_for("ui.queue.home"))
     with c.db.write() as s:
         who = sign_in(s, c.cipher, email=address,
                       token_info=credentials_to_info(creds), scopes=granted, now=utcnow(),
@@ -163,7 +163,7 @@ def callback():
         flash(f"You joined {', '.join(names)}.", "ok")
     flash(f"Connected {who.email}." + (" Not granted: " + "; ".join(missing) + "."
                                         if missing else ""), "warning" if missing else "ok")
-    return redirect(url_for("ui.home"))
+    return redirect(url_for("ui.queue.home"))
 
 
 @bp.post("/logout")
@@ -174,7 +174,7 @@ def logout():
         web_sessions.end(s, session.get("sid"), utcnow())
     session.clear()
     flash("Signed out.", "ok")
-    return redirect(url_for("ui.home"))
+    return redirect(url_for("ui.queue.home"))
 
 
 @bp.post("/logout/everywhere")
@@ -185,4 +185,4 @@ def logout_everywhere():
         count = web_sessions.end_all(s, g.user_id, utcnow())
     session.clear()
     flash(f"Signed out everywhere ({count} session{'s' if count != 1 else ''}).", "ok")
-    return redirect(url_for("ui.home"))
+    return redirect(url_for("ui.queue.home"))

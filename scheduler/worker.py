@@ -97,6 +97,7 @@ class ReleaseWorker:
             self._scheduler.shutdown(wait=wait)
         self._senders.shutdown(wait=wait)
         try:
+            self.releaser.retry_pending()  # what an outage kept, if the database is back
             with self.db.write() as session:
                 session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.id == self.id))
         except Exception:  # noqa: BLE001 - shutting down; the row just ages out
@@ -135,7 +136,7 @@ class ReleaseWorker:
         self._in_run.set()
         try:
             # Claims that a database outage kept go back first: they are due again at once.
-            self.releaser.retry_give_backs()
+            self.releaser.retry_pending()
             while not self._stopping.is_set():
                 self._wake_pending.clear()
                 count, started = self._dispatch_due()

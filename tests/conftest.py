@@ -24,7 +24,7 @@ from scheduler.worker import ReleaseWorker
 from tests.helpers import ServerThread, free_port, google_sign_in, write_credentials
 
 # Every API answer in every test is checked against its route's declared models
-# (app/endpoint.py): an undocumented status, field or type fails the test that met it.
+# (app/api/endpoint.py): an undocumented status, field or type fails the test that met it.
 os.environ.setdefault("MAILRELEASE_SELF_CHECK", "1")
 
 CLIENT_ID = "test-client.apps.googleusercontent.com"

@@ -337,3 +337,30 @@ def contact_as_dict(contact: Contact) -> dict:
             "created_at": contact.created_at.isoformat(),
             "updated_at": contact.updated_at.isoformat()}
 
+
+def contact_data(contact: Contact | None, email: str | None) -> dict:
+    """What a template sees of a recipient: attributes, then email, name, time zone."""
+    if contact is None:
+        return {"email": email} if email else {}
+    data = dict(contact.attributes or {})
+    data.update(email=contact.email, name=contact.name or data.get("name"),
+                timezone=contact.timezone)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+
+def recipient(session: Session, team_id: int, address) -> tuple[Contact | None, dict]:
+    """The contact behind an address (an email.headerregistry.Address) and what a
+    template sees of them; without a contact, the address and its display name."""
+    contact = find_contact(session, team_id, address.addr_spec)
+    data = contact_data(contact, address.addr_spec.lower())
+    if contact is None and address.display_name:
+        data["name"] = address.display_name
+    return contact, data
+
+
+
+def find_contact(session: Session, team_id: int, email: str) -> Contact | None:
+    """The team's contact with this address (addresses are stored lower-cased)."""
+    return session.scalar(select(Contact).where(Contact.team_id == team_id,
+                                                Contact.email == email.strip().lower()))

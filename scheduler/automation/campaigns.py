@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gmail_client.mime import make_message_id
+from scheduler.audience import contacts
 from scheduler.automation import events
 from scheduler.commands import (
     TIMING,
@@ -223,7 +224,7 @@ def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
             progress(done)
         done += 1
         parts = variant["parts"]
-        data = {**templates.contact_data(contact, contact.email), **(campaign.data or {}),
+        data = {**contacts.contact_data(contact, contact.email), **(campaign.data or {}),
                 "campaign": {"id": campaign.id or 0, "variant": variant["key"]}}
         release_at, _ = plan(campaign.timing or {}, now, Recipient(contact.timezone))
         hold, shown = messages._render_check(parts["subject"], parts["html"], parts["text"],

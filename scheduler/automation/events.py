@@ -232,7 +232,7 @@ def plan_event(session: Session, team_id: int, user_id: int | None, event: dict,
         return PlannedEvent(event, earlier)
     # A new address is a contact with nothing but its address: what its templates see is
     # the same before and after `store_event` creates it.
-    contact = templates.find_contact(session, team_id, event["email"]) or Contact(
+    contact = contacts.find_contact(session, team_id, event["email"]) or Contact(
         email=event["email"], attributes={}, subscription="subscribed")
     planned = []
     rules = session.scalars(select(Rule).where(Rule.team_id == team_id, Rule.active,

@@ -15,7 +15,7 @@ from scheduler.content.personalize import check_template, render_message
 from scheduler.errors import Conflict, InvalidInput, MissingData
 from scheduler.store import audit, lookup
 from scheduler.store.audit import Actor
-from scheduler.store.models import Contact, Template
+from scheduler.store.models import Template
 from scheduler.typed import make
 
 PARTS = ("subject", "html", "text", "amp")
@@ -151,32 +151,6 @@ def delete_template(session: Session, team_id: int, template_id,
     session.delete(template)
     audit.record(session, actor, "deleted a template", f"template {template.id}",
                  {"name": template.name})
-
-
-def contact_data(contact: Contact | None, email: str | None) -> dict:
-    """What a template sees of a recipient: attributes, then email, name, time zone."""
-    if contact is None:
-        return {"email": email} if email else {}
-    data = dict(contact.attributes or {})
-    data.update(email=contact.email, name=contact.name or data.get("name"),
-                timezone=contact.timezone)
-    return {k: v for k, v in data.items() if v is not None}
-
-
-def recipient(session: Session, team_id: int, address) -> tuple[Contact | None, dict]:
-    """The contact behind an address (an email.headerregistry.Address) and what a
-    template sees of them; without a contact, the address and its display name."""
-    contact = find_contact(session, team_id, address.addr_spec)
-    data = contact_data(contact, address.addr_spec.lower())
-    if contact is None and address.display_name:
-        data["name"] = address.display_name
-    return contact, data
-
-
-def find_contact(session: Session, team_id: int, email: str) -> Contact | None:
-    """The team's contact with this address (addresses are stored lower-cased)."""
-    return session.scalar(select(Contact).where(Contact.team_id == team_id,
-                                                Contact.email == email.strip().lower()))
 
 
 def preview(template_parts: dict, data: dict, fetcher: content.ContentFetcher) -> dict:

@@ -8,14 +8,13 @@ import uuid
 from dataclasses import dataclass
 from email.headerregistry import Address
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from gmail_client.mime import make_message_id
 from scheduler.addresses import parse_address
-from scheduler.audience import teams
+from scheduler.audience import contacts, teams
 from scheduler.commands import API, MessageChange, NewMessage, Origin
 from scheduler.content import amp, templates
 from scheduler.content import sources as content
@@ -31,10 +30,10 @@ from scheduler.store.models import (
     Contact,
     GmailAccount,
     Message,
-    MessageEvent,
     Team,
 )
-from scheduler.timing.release_at import Recipient, plan
+from scheduler.timing.best_hour import recipient_timing
+from scheduler.timing.release_at import plan
 
 
 def _render_check(subject: str, html: str, text: str | None, data: dict,
@@ -120,46 +119,6 @@ def _content(session: Session, team_id: int, command: NewMessage) -> dict:
             "tracking": template.tracking}
 
 
-def engaged_hours(session: Session, team_id: int, contact_id: int | None,
-                  zone: str | None, limit: int = 5000) -> tuple[int, ...]:
-    """Hours of the week (0 = Monday 00:00 in `zone`) of people's opens and clicks: of one
-    contact, or with contact_id None of the whole team (the most recent `limit`)."""
-    query = (select(MessageEvent.at).join(Message, Message.id == MessageEvent.message_id)
-             .where(Message.team_id == team_id, MessageEvent.type.in_(("opened", "clicked")))
-             .order_by(MessageEvent.id.desc()).limit(limit))
-    if contact_id is not None:
-        query = query.where(Message.contact_id == contact_id)
-    tz = ZoneInfo(zone) if zone else dt.UTC
-    out = []
-    for at in session.scalars(query):
-        local = at.astimezone(tz)
-        out.append(local.weekday() * 24 + local.hour)
-    return tuple(out)
-
-
-def recipient_timing(session: Session, team_id: int, contact: Contact | None,
-                     timing: dict) -> Recipient:
-    """What the timing fields need of the recipient (engagement only for best_hour)."""
-    zone = contact.timezone if contact else None
-    if not timing.get("best_hour"):
-        return Recipient(zone)
-    return Recipient(zone, engaged_hours(session, team_id, contact.id if contact else None,
-                                         zone),
-                     engaged_hours(session, team_id, None, zone))
-
-
-def best_hour_for(session: Session, team_id: int, address: str,
-                  now: dt.datetime) -> dict:
-    """When `best_hour` would release a message to this address now, and why."""
-    contact = templates.find_contact(session, team_id, address)
-    try:
-        at, reason = plan({"best_hour": True}, now,
-                          recipient_timing(session, team_id, contact, {"best_hour": True}))
-    except InvalidInput as exc:
-        return {"at": None, "reason": exc.message}
-    return {"at": at.isoformat(), "reason": reason}
-
-
 def _team_tracks(session: Session, team_id: int) -> bool:
     return bool(session.scalar(select(Team.tracking).where(Team.id == team_id)))
 
@@ -190,7 +149,7 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None,
     """
     to = parse_address(command.to, "to")
     parts = _content(session, team_id, command)
-    contact, recipient = templates.recipient(session, team_id, to)
+    contact, recipient = contacts.recipient(session, team_id, to)
     data = {**recipient, **command.data}
     timing = command.timing()
     release_at, timing_reason = plan(timing, now, recipient_timing(session, team_id, contact,

@@ -183,8 +183,10 @@ class Releaser:
         self.clock = clock
         self.stop = stop or threading.Event()
         self._rng = random.Random()
-        # Claims a database outage kept from being given back (see _crashed).
+        # What a database outage kept from being written: claims to give back (see
+        # _crashed) and sends Gmail accepted (see flush). `retry_pending` writes them.
         self.pending: deque[tuple[queue.Claim, str]] = deque()
+        self.unrecorded: list[Sent] = []
         self._pending_lock = threading.Lock()
         # How many sends all workers together can make for one account between two reads
         # of its count; with pacing off, nothing bounds that, so the count is always read.
@@ -297,11 +299,21 @@ class Releaser:
                 self.pending.append((claim, reason))
         return "scheduled"
 
-    def retry_give_backs(self) -> int:
-        """Give back the claims a database outage kept (a worker's pass calls this first).
-
-        Returns how many went back; stops at the first failure (the database is still down).
-        """
+    def retry_pending(self) -> int:
+        """Record the sends and give back the claims a database outage kept (a worker's
+        pass calls this first), well before their leases could expire and make the sends a
+        reconcile. Returns how many claims went back; stops at the first failure (the
+        database is still down)."""
+        with self._pending_lock:
+            sends, self.unrecorded = self.unrecorded, []
+        if sends:
+            try:
+                with self._write(Batch(unrecorded=sends)):
+                    pass
+            except SQLAlchemyError:
+                with self._pending_lock:
+                    self.unrecorded[:0] = sends  # still down: the next pass tries again
+                return 0
         done = 0
         while True:
             with self._pending_lock:
@@ -329,10 +341,19 @@ class Releaser:
         del pending[:count]  # only once committed: after a rollback they are written later
 
     def flush(self, batch: Batch) -> None:
-        """Record the batch's sends not recorded yet (the end of a batch)."""
-        if batch.unrecorded:
+        """Record the batch's sends not recorded yet (the end of a batch). If the database
+        cannot take them now, they wait in `unrecorded` for the worker's next pass
+        (`retry_pending`), and the error is raised."""
+        if not batch.unrecorded:
+            return
+        try:
             with self._write(batch):
                 pass
+        except SQLAlchemyError:
+            with self._pending_lock:
+                self.unrecorded.extend(batch.unrecorded)
+            batch.unrecorded.clear()
+            raise
 
     @staticmethod
     def _record(conn, sent: Sent) -> None:

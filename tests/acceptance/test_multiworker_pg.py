@@ -11,9 +11,9 @@ import time
 
 from sqlalchemy import func, select, update
 
-from scheduler.automation import schedules
 from scheduler.store.db import utcnow
 from scheduler.store.models import Campaign, Message, Schedule
+from scheduler.timing import recurring
 from tests.acceptance.test_crash import queue_messages, statuses
 from tests.helpers import start_worker, wait_for, worker_env
 from tests.integration.test_trust import signup_burst
@@ -95,7 +95,7 @@ def test_three_workers_queue_each_recurring_occurrence_once(serve, pg_url, tmp_p
     # schedules say "all"), each exactly once, whichever worker gets there first.
     start = utcnow() - dt.timedelta(minutes=20)
     with live.db.write() as s:
-        s.execute(update(Schedule).values(next_at=schedules.next_after(
+        s.execute(update(Schedule).values(next_at=recurring.next_after(
             "* * * * *", "UTC", start), occurrences=0))
         s.execute(Message.__table__.delete())
     _until_sent(live, tmp_path, 5 * 20, 120)

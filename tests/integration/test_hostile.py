@@ -159,7 +159,7 @@ def test_failed_token_and_signature_checks_are_throttled_per_client(live_no_work
 
 
 def test_a_webhook_names_its_team_and_only_that_secret_is_tried(live_no_worker):
-    from app.api_events import MAX_UNNAMED
+    from app.api.automation import MAX_UNNAMED
     from scheduler.automation.events import sign
     live = live_no_worker
     secrets = {}

@@ -15,6 +15,7 @@ from scheduler.automation import schedules
 from scheduler.store import queue
 from scheduler.store.db import utcnow
 from scheduler.store.models import Message, Schedule
+from scheduler.timing import recurring
 from tests.helpers import wait_for
 
 
@@ -288,7 +289,7 @@ def _after_downtime(live, schedule_id: int, days: int) -> list[Message]:
     # be missed (a maximum lateness of one second).
     with live.db.write() as s:
         s.execute(update(Schedule).where(Schedule.id == schedule_id).values(
-            next_at=schedules.next_after("0 9 * * *", "UTC", now - dt.timedelta(days=days))))
+            next_at=recurring.next_after("0 9 * * *", "UTC", now - dt.timedelta(days=days))))
     schedules.queue_due(live.db, now, dt.timedelta(seconds=1))
     with live.db.read() as s:
         return s.scalars(select(Message).where(Message.schedule_id == schedule_id)
@@ -326,7 +327,7 @@ def test_a_second_round_of_the_same_occurrences_makes_no_second_message(live_no_
     # As if another worker had read the same next_at before this one moved it.
     with live.db.write() as s:
         s.execute(update(Schedule).where(Schedule.id == schedule_id).values(
-            next_at=schedules.next_after("0 9 * * *", "UTC",
+            next_at=recurring.next_after("0 9 * * *", "UTC",
                                          utcnow() - dt.timedelta(days=3))))
     with live.db.write() as s:  # now with the policy that would make each of them again
         s.execute(update(Schedule).where(Schedule.id == schedule_id).values(catch_up="all"))

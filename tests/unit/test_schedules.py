@@ -5,7 +5,8 @@ import datetime as dt
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from scheduler.automation.schedules import _due_occurrences, next_after
+from scheduler.automation.schedules import _due_occurrences
+from scheduler.timing.recurring import next_after
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = dt.UTC

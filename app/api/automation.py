@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import time
 
-from flask import g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
-from app import actor, ctx, idempotent, responses
-from app.api import bp, require_token
+from app import actor, ctx, idempotent
+from app.api import require_token, responses
+from app.api.endpoint import json_object, route
 from app.audit import changes_nothing
-from app.endpoint import json_object, route
 from scheduler import commands, sanity
 from scheduler.automation import campaigns, events, schedules
 from scheduler.delivery.statistics import variant_stats
@@ -20,6 +20,8 @@ from scheduler.store import idempotency, lookup
 from scheduler.store.db import utcnow
 from scheduler.store.models import Campaign, Rule, Schedule, Team
 from scheduler.typed import parse
+
+bp = Blueprint("automation", __name__)
 
 MAX_UNNAMED = 10
 

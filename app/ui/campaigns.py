@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from flask import (
+    Blueprint,
     Response,
     flash,
     g,
@@ -19,7 +20,6 @@ from sqlalchemy import select
 from app import actor, ctx, idempotent
 from app.auth import login_required
 from app.progress import with_progress
-from app.ui import bp
 from scheduler import sanity
 from scheduler.automation import campaigns
 from scheduler.commands import NewCampaign
@@ -30,6 +30,8 @@ from scheduler.store import idempotency
 from scheduler.store.db import utcnow
 from scheduler.store.models import Campaign
 from scheduler.typed import make
+
+bp = Blueprint("campaigns", __name__)
 
 
 def _command(form) -> NewCampaign:
@@ -62,13 +64,13 @@ def campaigns_page():
     """Campaigns with their counts and decisions; a new one queues with a progress bar."""
     c = ctx()
     if request.method == "POST":
-        team_id, user_id, now = g.team_id, g.user_id, utcnow()
+        team_id, user_id, now, who = g.team_id, g.user_id, utcnow(), actor()
         key = idempotent.form_key(request.form)
         try:
             body = _command(request.form)
         except DomainError as exc:
             flash(exc.message, "error")
-            return redirect(url_for("ui.campaigns_page"))
+            return redirect(url_for("ui.campaigns.campaigns_page"))
 
         def work(progress) -> dict:
             try:
@@ -77,7 +79,7 @@ def campaigns_page():
                                                           progress)
                 with c.db.write() as s:
                     held = idempotent.claim_form(s, team_id, key)
-                    made = campaigns.store_campaign(s, prepared, actor())
+                    made = campaigns.store_campaign(s, prepared, who)
                     s.flush()
                     out = {"id": made.id, "counts": made.counts}
                     idempotency.remember(s, held, 200, out)
@@ -98,11 +100,11 @@ def campaigns_page():
             out = work(lambda _n: None)
         except DomainError as exc:
             flash(exc.message, "error")
-            return redirect(url_for("ui.campaigns_page"))
+            return redirect(url_for("ui.campaigns.campaigns_page"))
         c.wake_worker()
         flash(f"Campaign queued: {out['counts']['queued']} messages, "
               f"{out['counts']['skipped_unsubscribed']} unsubscribed skipped.", "ok")
-        return redirect(url_for("ui.campaigns_page"))
+        return redirect(url_for("ui.campaigns.campaigns_page"))
     with c.db.read() as s:
         rows = [campaigns.campaign_as_dict(x, variant_stats(s, x)) for x in
                 s.scalars(select(Campaign).where(Campaign.team_id == g.team_id)

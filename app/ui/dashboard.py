@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from flask import g, jsonify, render_template
+from flask import Blueprint, g, jsonify, render_template
 from pydantic import Field
 
-from app import ctx, responses
+from app import ctx
 from app.api import bp as api_bp
+from app.api import responses
+from app.api.endpoint import Query, read_query, route
 from app.auth import login_required
-from app.endpoint import Query, read_query, route
-from app.ui import bp
 from scheduler.delivery import statistics as dashboard
 from scheduler.errors import DomainError
 from scheduler.store.db import utcnow
 from scheduler.typed import Id
+
+bp = Blueprint("dashboard", __name__)
 
 
 class StatsQuery(Query):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from flask import (
+    Blueprint,
     Response,
     flash,
     g,
@@ -16,18 +17,21 @@ from flask import (
 )
 
 from app import actor, audit, ctx
-from app.api_content import import_with_progress
+from app.api.contacts import import_with_progress
 from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
 from app.progress import own_copy
-from app.ui import bp, json_field, not_found, preview_problem
+from app.ui import json_field, not_found, preview_problem
 from scheduler.audience import contacts
 from scheduler.commands import NewTemplate
 from scheduler.content import drafts, starters, templates
 from scheduler.engine.messages import pick_sender
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.store.db import utcnow
+from scheduler.timing import best_hour
 from scheduler.typed import make
+
+bp = Blueprint("content", __name__)
 
 FORM_PARTS = ("name", "subject", "html", "text", "amp", "kind")
 
@@ -74,9 +78,9 @@ def add_starter():
     except DomainError as exc:
         audit.skip()
         flash(exc.message, "error")
-        return redirect(url_for("ui.templates_page"))
+        return redirect(url_for("ui.content.templates_page"))
     flash(f"Added the starter “{found['name']}”.", "ok")
-    return redirect(url_for("ui.template_page", template_id=tid))
+    return redirect(url_for("ui.content.template_page", template_id=tid))
 
 
 @bp.get("/templates/drafts")
@@ -94,7 +98,7 @@ def drafts_page():
             c.gmail.keep_refreshed_account(s, account, service, utcnow())
     except DomainError as exc:
         flash(exc.message, "error")
-        return redirect(url_for("ui.templates_page"))
+        return redirect(url_for("ui.content.templates_page"))
     return render_template("ui/drafts.html", items=items, account=account.email)
 
 
@@ -114,9 +118,9 @@ def use_draft():
                     origin=f"gmail-draft:{draft_id}")
     except DomainError as exc:
         flash(exc.message, "error")
-        return redirect(url_for("ui.drafts_page"))
+        return redirect(url_for("ui.content.drafts_page"))
     flash("The draft is now a template.", "ok")
-    return redirect(url_for("ui.template_page", template_id=tid))
+    return redirect(url_for("ui.content.template_page", template_id=tid))
 
 
 def _form_body(form) -> dict:
@@ -151,7 +155,7 @@ def template_page(template_id):
             else:
                 tid = _save(_form_body(form), template_id)
                 flash("Template saved.", "ok")
-                return redirect(url_for("ui.template_page", template_id=tid))
+                return redirect(url_for("ui.content.template_page", template_id=tid))
         except DomainError as exc:
             if exc.field == "template_id" or exc.field == "id":
                 not_found(exc)
@@ -207,11 +211,10 @@ def _preview(parts: dict, form) -> dict:
     to = form.get("preview_to", "").strip()
     best = None
     if to:
-        from scheduler.engine.messages import best_hour_for
         with c.db.read() as s:
-            contact = templates.find_contact(s, g.team_id, to)
-            data = {**templates.contact_data(contact, to.lower()), **data}
-            best = best_hour_for(s, g.team_id, to, utcnow())
+            contact = contacts.find_contact(s, g.team_id, to)
+            data = {**contacts.contact_data(contact, to.lower()), **data}
+            best = best_hour.best_hour_for(s, g.team_id, contact, utcnow())
     return {**templates.preview(parts, data, c.content), "best_hour": best}
 
 
@@ -243,7 +246,7 @@ def delete_contact(contact_id):
     else:
         flash(f"Contact deleted; {len(cancelled)} message(s) not yet sent were cancelled.",
               "ok")
-    return redirect(url_for("ui.contacts_page"))
+    return redirect(url_for("ui.content.contacts_page"))
 
 
 @bp.post("/contacts/import")
@@ -256,7 +259,7 @@ def import_contacts_page():
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         flash("Choose a CSV file to import.", "error")
-        return redirect(url_for("ui.contacts_page"))
+        return redirect(url_for("ui.content.contacts_page"))
     team_id, now, who = g.team_id, utcnow(), actor()
     if "application/x-ndjson" in request.headers.get("Accept", ""):
         data = own_copy(upload.stream)
@@ -274,7 +277,7 @@ def import_contacts_page():
         report = contacts.import_csv(c.db, team_id, upload.stream, now, actor=who).as_dict()
     except InvalidInput as exc:
         flash(exc.message, "error")
-        return redirect(url_for("ui.contacts_page"))
+        return redirect(url_for("ui.content.contacts_page"))
     with c.db.read() as s:
         items, nxt = contacts.list_contacts(s, team_id, limit=100)
         rows = [contacts.contact_as_dict(x) for x in items]

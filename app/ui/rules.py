@@ -1,12 +1,12 @@
 """The rules page: what each rule does and how it performs; ready-made sets; a new rule."""
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app import actor, audit, ctx
 from app.auth import login_required
-from app.ui import bp, json_field
+from app.ui import json_field
 from scheduler import sanity
 from scheduler.automation import events
 from scheduler.commands import NewRule
@@ -15,6 +15,8 @@ from scheduler.errors import DomainError, InvalidInput
 from scheduler.store.db import utcnow
 from scheduler.store.models import Rule
 from scheduler.typed import make
+
+bp = Blueprint("rules", __name__)
 
 
 def _rule(form) -> NewRule:
@@ -65,7 +67,7 @@ def rules_page():
             error_field, status = exc.field, exc.status
         else:
             flash(done, "ok")
-            return redirect(url_for("ui.rules_page"))
+            return redirect(url_for("ui.rules.rules_page"))
     with c.db.read() as s:
         rows = s.scalars(select(Rule).where(Rule.team_id == g.team_id).order_by(Rule.id)).all()
         stats = events.rule_stats(s, [r.id for r in rows])
@@ -86,4 +88,4 @@ def delete_rule(rule_id):
         audit.skip()
         abort(404, "No such rule in your team.")
     flash("Rule deleted; what it queued stays queued.", "ok")
-    return redirect(url_for("ui.rules_page"))
+    return redirect(url_for("ui.rules.rules_page"))

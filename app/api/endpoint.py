@@ -1,5 +1,5 @@
 """One way to declare an API route: its typed body and query, who may call it, and what
-it answers. The OpenAPI document is generated from these declarations (app/openapi.py),
+it answers. The OpenAPI document is generated from these declarations (app/api/openapi.py),
 and with MAILRELEASE_SELF_CHECK=1 (the test suite sets it) every answer is checked
 against them, so the document cannot drift from the code.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from app import responses
+from app.api import responses
 from scheduler import sanity
 from scheduler.audience import teams
 from scheduler.errors import DomainError, InvalidInput
@@ -139,10 +139,12 @@ _BY_ENDPOINT: dict[str, Operation] = {}
 
 
 def operation_of(endpoint: str | None) -> Operation | None:
-    """The declaration behind a Flask endpoint name (`api.create_message`)."""
+    """The declaration behind a Flask endpoint name (`api.messages.create_message`)."""
     if not _BY_ENDPOINT:
-        _BY_ENDPOINT.update({f"api.{op.name}": op for op in OPERATIONS})
-    return _BY_ENDPOINT.get(endpoint or "")
+        _BY_ENDPOINT.update({op.name: op for op in OPERATIONS})
+    if not (endpoint or "").startswith("api."):
+        return None
+    return _BY_ENDPOINT.get(endpoint.rpartition(".")[2])
 
 
 class Undeclared(AssertionError):

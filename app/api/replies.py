@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from flask import g, jsonify
+from flask import Blueprint, g, jsonify
 from pydantic import Field
 
-from app import responses, threads
-from app.api import bp
+from app import gmail_threads as threads
+from app.api import responses
+from app.api.endpoint import Query, route
 from app.audit import changes_nothing
-from app.endpoint import Query, route
 from scheduler import commands
 from scheduler.typed import Id
+
+bp = Blueprint("replies", __name__)
 
 
 class ThreadQuery(Query):

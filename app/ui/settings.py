@@ -2,13 +2,12 @@
 (API tokens, the webhook secret, team tracking)."""
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app import actor, audit, ctx
 from app.auth import login_required
 from app.tokens import create_token, revoke_token
-from app.ui import bp
 from gmail_client.oauth import CredentialsFileError, revoke
 from scheduler.audience import accounts, teams
 from scheduler.automation import events
@@ -16,6 +15,8 @@ from scheduler.errors import DomainError
 from scheduler.store import lookup
 from scheduler.store.db import utcnow
 from scheduler.store.models import ApiToken, GmailAccount, Team, User
+
+bp = Blueprint("settings", __name__)
 
 
 @bp.get("/accounts")
@@ -49,7 +50,7 @@ def share_account(account_id):
         audit.skip()
         abort(exc.status, exc.message)
     flash(f"{email} is {'now' if share else 'no longer'} shared with the team.", "ok")
-    return redirect(url_for("ui.accounts_page"))
+    return redirect(url_for("ui.settings.accounts_page"))
 
 
 @bp.post("/accounts/<int:account_id>/cap")
@@ -65,11 +66,11 @@ def account_cap(account_id):
         if raw and (not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 10000):
             audit.skip()
             flash("The daily cap must be a whole number from 1 to 10,000.", "error")
-            return redirect(url_for("ui.accounts_page"))
+            return redirect(url_for("ui.settings.accounts_page"))
         accounts.set_daily_cap(s, actor(), account, int(raw) if raw else None, utcnow())
         email = account.email
     flash(f"Daily cap of {email} saved.", "ok")
-    return redirect(url_for("ui.accounts_page"))
+    return redirect(url_for("ui.settings.accounts_page"))
 
 
 @bp.post("/accounts/<int:account_id>/disconnect")
@@ -81,7 +82,7 @@ def disconnect_account(account_id):
         client = c.oauth()
     except CredentialsFileError as exc:
         flash(str(exc), "error")
-        return redirect(url_for("ui.accounts_page"))
+        return redirect(url_for("ui.settings.accounts_page"))
     # Google is called between two transactions, never inside one.
     with c.db.read() as s:
         account = _own_account(s, account_id)
@@ -97,16 +98,16 @@ def disconnect_account(account_id):
         audit.skip()
         flash(f"Google could not be reached to revoke the grant ({exc}); nothing "
               f"changed.", "error")
-        return redirect(url_for("ui.accounts_page"))
+        return redirect(url_for("ui.settings.accounts_page"))
     with c.db.write() as s:
         if not accounts.disconnect(s, c.cipher, account_id, blob, utcnow(), actor()):
             audit.skip()
             flash(f"{email} was connected again meanwhile; its new grant is kept.",
                   "warning")
-            return redirect(url_for("ui.accounts_page"))
+            return redirect(url_for("ui.settings.accounts_page"))
     flash(f"{email} is disconnected" + (" and its grant revoked at Google." if done else
           "; Google no longer knew its grant."), "ok")
-    return redirect(url_for("ui.accounts_page"))
+    return redirect(url_for("ui.settings.accounts_page"))
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -148,7 +149,7 @@ def settings_page():
                 audit.skip()
                 abort(403 if action == "team" else 400)
         if new_token is None and new_secret is None:
-            return redirect(url_for("ui.settings_page"))
+            return redirect(url_for("ui.settings.settings_page"))
     with c.db.write() as s:  # the webhook secret is made on first sight
         tokens = s.scalars(_tokens().order_by(ApiToken.id.desc())).all()
         emails = dict(s.execute(select(User.id, User.email).where(

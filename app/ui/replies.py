@@ -2,18 +2,21 @@
 send it now or at a time, into the same thread."""
 from __future__ import annotations
 
-from flask import flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 
-from app import audit, ctx, idempotent, threads
+from app import audit, ctx, idempotent
+from app import gmail_threads as threads
 from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
-from app.ui import bp, local_send_at, preview_problem
+from app.ui import local_send_at, preview_problem
 from scheduler import sanity
 from scheduler.commands import ThreadReply
 from scheduler.content import templates
 from scheduler.errors import DomainError
 from scheduler.store import idempotency
 from scheduler.typed import make
+
+bp = Blueprint("replies", __name__)
 
 
 def _saved_replies() -> list:
@@ -73,11 +76,11 @@ def thread_page(account_id, thread_id):
         except idempotency.Replay as replay:
             audit.skip()
             flash("This reply was already sent: nothing was queued twice.", "ok")
-            return redirect(url_for("ui.message_page", message_id=replay.body["id"]))
+            return redirect(url_for("ui.queue.message_page", message_id=replay.body["id"]))
         else:
             flash("Reply queued in the thread." if out["status"] == "scheduled" else
                   "Reply saved but held: see why below.", "ok")
-            return redirect(url_for("ui.message_page", message_id=out["id"]))
+            return redirect(url_for("ui.queue.message_page", message_id=out["id"]))
     try:
         account, thread = threads.one(g.team_id, g.user_id, account_id, thread_id)
     except DomainError as exc:

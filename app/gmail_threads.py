@@ -7,7 +7,7 @@ from app import actor, ctx, idempotent
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError
 from gmail_client.oauth import can_read
-from scheduler.audience import teams
+from scheduler.audience import contacts, teams
 from scheduler.commands import Origin, ThreadReply
 from scheduler.content import drafts, templates
 from scheduler.delivery import replies
@@ -120,7 +120,7 @@ def preview(team_id: int, user_id: int, account_id, thread_id: str,
         if command.template_id is not None:
             template = templates.get_template(s, team_id, command.template_id)
         message = replies.reply_message(thread, account, command, template)
-        _, recipient = templates.recipient(s, team_id, messages.parse_address(message.to,
+        _, recipient = contacts.recipient(s, team_id, messages.parse_address(message.to,
                                                                               "to"))
         parts = {"subject": message.subject, "html": message.html, "text": message.text}
         out = templates.preview(parts, {**recipient, **message.data}, ctx().content)

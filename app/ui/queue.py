@@ -1,11 +1,8 @@
-"""Server-rendered pages: set-up, sign-in, the queue, compose, a message's timeline."""
+"""The queue pages: home (set-up, sign-in or the queue), a message's timeline, and the
+actions on one message (cancel, edit, send now)."""
 from __future__ import annotations
 
-import datetime as dt
-import uuid
 from functools import partial
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import (
     Blueprint,
@@ -23,66 +20,22 @@ from sqlalchemy import select
 
 from app import actor, audit, ctx
 from app.auth import login_required, redirect_uri
+from app.ui import json_field, local_send_at, not_found, same_origin_path, sender_accounts
 from gmail_client.oauth import CredentialsFileError
-from scheduler import sanity
-from scheduler.audience import teams
 from scheduler.commands import MessageChange
 from scheduler.engine import cancelling, messages
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.store.db import utcnow
-from scheduler.store.models import MESSAGE_STATUSES, GmailAccount
 from scheduler.typed import make
 
-bp = Blueprint("ui", __name__)
-
-
-def _accounts(team_id: int) -> list[GmailAccount]:
-    with ctx().db.read() as s:
-        return list(s.scalars(select(GmailAccount).where(GmailAccount.team_id == team_id)
-                              .order_by(GmailAccount.id)))
-
-
-@bp.app_context_processor
-def _globals():
-    settings = ctx().settings
-    mine = []
-    if "user_id" in session:
-        with ctx().db.read() as s:
-            mine = teams.teams_of(s, session["user_id"])
-    return {"signed_in_as": session.get("email"), "sandbox": settings.sandbox,
-            "statuses": MESSAGE_STATUSES, "my_teams": mine,
-            "current_team": session.get("team_id"), "role": g.get("role"),
-            # A fresh key for each rendered form that creates mail: a double submit of the
-            # same form is recognised (app/idempotent.py) and queues nothing twice.
-            "form_key": lambda: uuid.uuid4().hex}
-
-
-@bp.app_template_filter("timestamp_iso")
-def timestamp_iso(seconds: int) -> str:
-    """Unix seconds as ISO 8601 UTC (pages show it in the viewer's zone)."""
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat()
-
-
-def preview_problem(exc: DomainError):
-    """A live preview's answer when the form cannot be rendered yet: 200 with the reason
-    (while someone types, a missing subject is a state of the form, not a failed request)."""
-    from flask import jsonify
-    # Not there (or another team's) is still a 404, as for the page itself.
-    return jsonify({"error": {"message": exc.message, "field": exc.field}}), (
-        404 if exc.status == 404 else 200)
-
-
-def not_found(exc: DomainError) -> None:
-    """A page action on an id that is not the team's: the 404 page (never a redirect
-    with a message, which would say the same as for an id that exists)."""
-    if exc.status == 404:
-        abort(404, exc.message)
+bp = Blueprint("queue", __name__)
 
 
 @bp.get("/favicon.ico")
 def favicon():
     """Browsers ask for /favicon.ico on every page, the sandbox's included."""
     return current_app.send_static_file("favicon.svg")
+
 
 
 @bp.get("/")
@@ -98,6 +51,7 @@ def home():
                                    redirect_uri=redirect_uri())
         return render_template("ui/signin.html")
     return queue_page()
+
 
 
 @login_required
@@ -119,52 +73,11 @@ def queue_page():
             rows = [messages.message_as_dict(m) for m in items]
     except InvalidInput as exc:
         flash(exc.message, "error")
-        return redirect(url_for("ui.home"))
+        return redirect(url_for("ui.queue.home"))
     return render_template("ui/queue.html", rows=rows, next_cursor=cursor, status=status,
-                           accounts=_accounts(g.team_id), filters=filters,
+                           accounts=sender_accounts(g.team_id), filters=filters,
                            campaigns=campaigns, rules=rules)
 
-
-def same_origin_path(target: str) -> str | None:
-    """`target` if it is a path on this site, else None (never an open redirect).
-
-    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so
-    `/\t/evil.example` and `/\\evil.example` leave the site: judged after that cleaning.
-    """
-    cleaned = "".join(c for c in target if c not in "\t\r\n").replace("\\", "/")
-    if (not cleaned.startswith("/") or cleaned.startswith("//")
-            or any(ord(c) < 32 for c in cleaned) or urlsplit(cleaned).netloc):
-        return None
-    return cleaned
-
-
-def json_field(form, name: str, default):
-    """A form field holding JSON, `default` when empty; a 4xx naming the field if invalid."""
-    raw = form.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return sanity.loads(raw, name)
-    except sanity.Malformed as exc:
-        raise InvalidInput(exc.message, field=name) from None
-
-
-def local_send_at(form) -> str | None:
-    """The form's wall-clock time in the viewer's zone, as ISO 8601 with its offset."""
-    if form.get("when") != "at":
-        return None
-    value = form.get("send_at_local", "").strip()
-    if not value:
-        raise InvalidInput("choose a date and time, or send now", field="send_at")
-    try:
-        zone = ZoneInfo(form.get("timezone") or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput("unknown time zone", field="timezone") from None
-    try:
-        local = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInput("the date and time are not valid", field="send_at") from None
-    return local.replace(tzinfo=zone).isoformat()
 
 
 @bp.get("/messages/<message_id>")
@@ -184,6 +97,7 @@ def message_page(message_id):
     return render_template("ui/message.html", m=row)
 
 
+
 def _action(message_id: str, action, verb: str):
     """Run `action(actor, message_id, now)` (it opens its own transactions)."""
     c = ctx()
@@ -197,8 +111,9 @@ def _action(message_id: str, action, verb: str):
         flash(f"Message {verb}.", "ok")
         c.wake_worker()
     nxt = same_origin_path(request.form.get("next", "")) or url_for(
-        "ui.message_page", message_id=message_id)
+        "ui.queue.message_page", message_id=message_id)
     return redirect(nxt)
+
 
 
 @bp.post("/messages/<message_id>/cancel")
@@ -208,6 +123,7 @@ def cancel(message_id):
     c = ctx()
     return _action(message_id, partial(cancelling.cancel, c.db, c.gmail),
                    "cancelled")
+
 
 
 @bp.post("/messages/<message_id>/edit")
@@ -233,13 +149,14 @@ def edit_message(message_id):
         if exc.status == 404:
             abort(404, "No such message in your team.")
         flash(f"Not changed: {exc.message}", "error")
-        return redirect(url_for("ui.message_page", message_id=message_id))
+        return redirect(url_for("ui.queue.message_page", message_id=message_id))
     if status == "scheduled":
         c.wake_worker(release_at)
     flash("Message changed." if status == "scheduled" else
           "Message changed but held: see why below.", "ok" if status == "scheduled" else
           "warning")
-    return redirect(url_for("ui.message_page", message_id=message_id))
+    return redirect(url_for("ui.queue.message_page", message_id=message_id))
+
 
 
 @bp.post("/messages/<message_id>/send-now")

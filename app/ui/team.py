@@ -1,19 +1,20 @@
 """The team page: members and roles, invitations, the audit log; switching teams."""
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 
 from app import actor, audit, ctx
 from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
 from app.invitations import invitation_message, mail_invitation
-from app.ui import bp
 from scheduler.addresses import AddressError, normalize_email
 from scheduler.audience import teams
 from scheduler.errors import DomainError
 from scheduler.store.audit import audit_log
 from scheduler.store.db import utcnow
 from scheduler.store.models import ROLES, Team
+
+bp = Blueprint("team", __name__)
 
 
 @bp.get("/team")
@@ -41,11 +42,11 @@ def _owner_change(change, done: str):
         if exc.status in (403, 404):
             abort(exc.status, exc.message)
         flash(exc.message, "error")
-        return redirect(url_for("ui.team_page"))
+        return redirect(url_for("ui.team.team_page"))
     flash(done + (f" {extra}" if extra else ""), "ok")
     if extra and "queued" in extra:
         c.wake_worker()
-    return redirect(url_for("ui.team_page"))
+    return redirect(url_for("ui.team.team_page"))
 
 
 @bp.post("/team/invitations")
@@ -115,4 +116,4 @@ def switch_team():
         abort(404, "You are not a member of that team.")
     session["team_id"] = wanted
     flash(f"Now working in {name} (as {role}).", "ok")
-    return redirect(url_for("ui.home"))
+    return redirect(url_for("ui.queue.home"))

@@ -2,11 +2,11 @@
 the audit log."""
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import Blueprint, g, jsonify
 
-from app import actor, ctx, responses
-from app.api import Listing, bp
-from app.endpoint import route
+from app import actor, ctx
+from app.api import Listing, responses
+from app.api.endpoint import route
 from app.invitations import invitation_message, mail_invitation
 from scheduler import commands
 from scheduler.audience import teams
@@ -14,6 +14,8 @@ from scheduler.audience.accounts import account_states
 from scheduler.store import audit, lookup
 from scheduler.store.db import utcnow
 from scheduler.store.models import Team
+
+bp = Blueprint("team", __name__)
 
 
 def _team_dict(team: Team) -> dict:

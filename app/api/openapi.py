@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document served at /api/v1/openapi.json, generated from the routes'
-declarations (app/endpoint.py): request bodies and queries from the typed commands,
-answers from app/responses.py, every error status each route can give. Nothing here is
+declarations (app/api/endpoint.py): request bodies and queries from the typed commands,
+answers from app/api/responses.py, every error status each route can give. Nothing here is
 written by hand but the words around it."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from app import responses
-from app.endpoint import OPERATIONS, Operation
+from app.api import responses
+from app.api.endpoint import OPERATIONS, Operation
 
 ERRORS = {400: "Malformed: not JSON, or nested too deep",
           401: "No or bad credentials (or signature)",

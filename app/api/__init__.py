@@ -3,26 +3,22 @@ from __future__ import annotations
 
 import logging
 from functools import wraps
-from typing import Annotated, Literal
+from typing import Annotated
 
 from flask import Blueprint, g, jsonify, request
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from app import actor, ctx, idempotent, responses
+from app import ctx, idempotent
+from app.api.endpoint import Query, check_answer
+from app.api.openapi import document
 from app.auth import READS
-from app.endpoint import Query, check_answer, route
-from app.openapi import document
 from app.tokens import authenticate, needs_touch, touch
-from scheduler import commands
 from scheduler.audience import teams
-from scheduler.engine import cancelling, messages
 from scheduler.errors import DomainError
 from scheduler.store import idempotency
 from scheduler.store.db import utcnow
-from scheduler.store.models import MESSAGE_STATUSES
-from scheduler.typed import Id
 
 log = logging.getLogger("mailrelease.api")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -132,99 +128,17 @@ class Listing(Query):
     cursor: Annotated[str, Field(max_length=200)] | None = None
 
 
-class MessageQuery(Listing):
-    """Filters of GET /messages."""
-
-    status: Literal[tuple(MESSAGE_STATUSES)] | None = None  # type: ignore[valid-type]
-    account_id: Id | None = None
-    campaign_id: Id | None = None
-    rule_id: Id | None = None
-    q: Annotated[str, Field(max_length=200)] | None = None
-
-
-@route(bp, "POST", "/messages", body=commands.NewMessage, answers={201: responses.Message},
-       role="member")
-def create_message(body: commands.NewMessage):
-    """Queue a personalized message (201); it is sent at its time by the worker."""
-    c = ctx()
-    # Checked and rendered in a read transaction: a slow template never holds the write
-    # lock that every other team's requests and sends need.
-    with c.db.read() as s:
-        prepared = messages.prepare_message(s, team_id=g.team_id, user_id=g.user_id,
-                                            command=body, now=utcnow())
-    with c.db.write() as s:
-        held = idempotent.claim(s)
-        message = messages.store_message(s, prepared, actor())
-        out = messages.message_as_dict(message)
-        idempotency.remember(s, held, 201, out)
-        release_at = message.release_at
-    if out["status"] == "scheduled":
-        c.wake_worker(release_at)
-    return jsonify(out), 201
-
-
-@route(bp, "GET", "/messages", query=MessageQuery,
-       answers={200: responses.Page[responses.Message]})
-def list_messages(query: MessageQuery):
-    """The team's messages, newest first, with a cursor."""
-    with ctx().db.read() as s:
-        items, cursor = messages.list_messages(
-            s, g.team_id, status=query.status, cursor=query.cursor, limit=query.limit,
-            filters={k: getattr(query, k) for k in ("account_id", "campaign_id",
-                                                    "rule_id", "q")})
-        return jsonify({"items": [messages.message_as_dict(m) for m in items],
-                        "next_cursor": cursor})
-
-
-@route(bp, "GET", "/messages/<message_id>", answers={200: responses.Message})
-def get_message(message_id):
-    """One message with its whole timeline."""
-    with ctx().db.read() as s:
-        return jsonify(messages.message_as_dict(messages.get_message(s, g.team_id,
-                                                                     message_id)))
-
-
-@route(bp, "POST", "/messages/<message_id>/cancel", answers={200: responses.Message},
-       role="member")
-def cancel_message(message_id):
-    """Cancel unless sending has begun (409 then)."""
-    c = ctx()
-    return jsonify(cancelling.cancel(c.db, c.gmail, actor(), message_id, utcnow()))
-
-
-@route(bp, "POST", "/messages/<message_id>/send-now", answers={200: responses.Message},
-       role="member")
-def send_now(message_id):
-    """Release an open message immediately."""
-    c = ctx()
-    with c.db.read() as s:  # a held message is rendered again before the write
-        messages.check_send_now(s, g.team_id, message_id)
-    with c.db.write() as s:
-        out = messages.message_as_dict(
-            messages.send_now(s, actor(), message_id, utcnow()))
-    c.wake_worker()
-    return jsonify(out)
-
-
-@route(bp, "PATCH", "/messages/<message_id>", body=commands.MessageChange,
-       answers={200: responses.Message}, role="member")
-def update_message(message_id, body: commands.MessageChange):
-    """Reschedule or edit while not yet sending."""
-    c = ctx()
-    now = utcnow()
-    with c.db.read() as s:  # checked and rendered before the write transaction
-        change = messages.prepare_change(s, g.team_id, message_id, body, now, g.user_id)
-    with c.db.write() as s:
-        message = messages.apply_change(s, actor(), change, now)
-        out = messages.message_as_dict(message)
-        release_at = message.release_at
-    if out["status"] == "scheduled":
-        c.wake_worker(release_at)
-    return jsonify(out)
-
-
 @bp.get("/openapi.json")
 def openapi():
     """The OpenAPI document of this API (generated from the routes' declarations)."""
     return jsonify(document())
 
+
+
+# One blueprint per feature, nested under this one (which gives them /api/v1, the error
+# shape and the answer check).
+from app.api import automation, contacts, messages, replies, team, templates  # noqa: E402
+
+FEATURES = (messages.bp, templates.bp, contacts.bp, automation.bp, team.bp, replies.bp)
+for _feature in FEATURES:
+    bp.register_blueprint(_feature)

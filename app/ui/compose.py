@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import re
 
-from flask import flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
 
 from app import actor, audit, ctx, idempotent
 from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
-from app.ui import bp, json_field, local_send_at, preview_problem
+from app.ui import json_field, local_send_at, preview_problem
 from scheduler import sanity
-from scheduler.audience import accounts
+from scheduler.audience import accounts, contacts
 from scheduler.automation import campaigns, schedules
 from scheduler.commands import Content, NewCampaign, NewMessage, NewSchedule, Origin
 from scheduler.content import templates
@@ -20,7 +20,10 @@ from scheduler.engine import messages
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.store import idempotency
 from scheduler.store.db import utcnow
+from scheduler.timing import best_hour
 from scheduler.typed import make
+
+bp = Blueprint("compose", __name__)
 
 MAX_RECIPIENTS = 500
 
@@ -128,7 +131,7 @@ def compose():
         except idempotency.Replay:
             audit.skip()
             flash("This form was already sent: nothing was queued twice.", "ok")
-            return redirect(url_for("ui.home"))
+            return redirect(url_for("ui.queue.home"))
         for _mid, status, release_at in made:
             if status == "scheduled":
                 c.wake_worker(release_at)
@@ -136,10 +139,10 @@ def compose():
         if len(made) == 1:
             flash("Message scheduled." if not held else
                   "Message saved but held: see why below.", "ok" if not held else "warning")
-            return redirect(url_for("ui.message_page", message_id=made[0][0]))
+            return redirect(url_for("ui.queue.message_page", message_id=made[0][0]))
         flash(f"{len(made)} messages scheduled" + (f", {held} held (see why on each)"
                                                    if held else "") + ".", "ok")
-        return redirect(url_for("ui.home"))
+        return redirect(url_for("ui.queue.home"))
     return render_template("ui/compose.html", form=form, senders=_senders(),
                            choices=_choices(), error_field=None)
 
@@ -175,7 +178,7 @@ def _to_contact_list(form, body: dict):
     ctx().wake_worker()
     flash(f"Queued {counts['queued']} messages to the contact list; "
           f"{counts['skipped_unsubscribed']} unsubscribed skipped.", "ok")
-    return redirect(url_for("ui.campaigns_page"))
+    return redirect(url_for("ui.campaigns.campaigns_page"))
 
 
 def _recurring(form, body: dict):
@@ -193,7 +196,7 @@ def _recurring(form, body: dict):
             utcnow(), actor())
         first = schedule.next_at
     flash(f"Recurring send saved; the first goes out at {first.isoformat()}.", "ok")
-    return redirect(url_for("ui.home"))
+    return redirect(url_for("ui.queue.home"))
 
 
 @bp.post("/compose/preview")
@@ -221,10 +224,10 @@ def compose_preview():
             data, best = dict(body["data"]), None
             if first:
                 to = messages.parse_address(first, "to")
-                _, recipient = templates.recipient(s, g.team_id, to)
+                contact, recipient = contacts.recipient(s, g.team_id, to)
                 data = {**recipient, **data}
                 if form.get("when") == "best_hour":
-                    best = messages.best_hour_for(s, g.team_id, to.addr_spec, utcnow())
+                    best = best_hour.best_hour_for(s, g.team_id, contact, utcnow())
         out = templates.preview(parts, data, ctx().content)
     except DomainError as exc:
         return preview_problem(exc)
