@@ -36,7 +36,8 @@ def digest(stream) -> str:
 
 
 def replayed(exc: idempotency.Replay) -> tuple[Response, int]:
-    """The first answer again, marked as a replay."""
+    """The first answer again, marked as a replay (it changes nothing: no audit entry)."""
+    g.audit_skip = True
     resp = jsonify(exc.body)
     resp.headers["Idempotent-Replayed"] = "true"
     return resp, exc.status

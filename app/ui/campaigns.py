@@ -17,7 +17,7 @@ from flask import (
 )
 from sqlalchemy import select
 
-from app import actor, ctx, idempotent
+from app import actor, audit, ctx, idempotent
 from app.auth import login_required
 from app.progress import with_progress
 from scheduler import sanity
@@ -101,6 +101,8 @@ def campaigns_page():
         except DomainError as exc:
             flash(exc.message, "error")
             return redirect(url_for("ui.campaigns.campaigns_page"))
+        if out.get("replayed"):
+            audit.skip()  # a double submit: the first one queued it
         c.wake_worker()
         flash(f"Campaign queued: {out['counts']['queued']} messages, "
               f"{out['counts']['skipped_unsubscribed']} unsubscribed skipped.", "ok")
