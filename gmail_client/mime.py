@@ -19,6 +19,10 @@ from email.headerregistry import Address
 from email.utils import format_datetime, formataddr
 
 
+class _Folded(str):
+    """A whole header line, folded and encoded already."""
+
+
 class _Policy(email.policy.Compat32):
     """compat32 that writes a short ASCII header line as it is.
 
@@ -28,6 +32,8 @@ class _Policy(email.policy.Compat32):
     """
 
     def fold_binary(self, name, value):
+        if isinstance(value, _Folded):
+            return value.encode("ascii")
         if (isinstance(value, str) and value.isascii()
                 and len(name) + len(value) + 2 <= self.max_line_length
                 and "\r" not in value and "\n" not in value):
@@ -36,6 +42,8 @@ class _Policy(email.policy.Compat32):
 
 
 _POLICY = _Policy(linesep="\r\n", max_line_length=78)
+# For the rare header whose encoded-words must be split: at 76 columns none exceeds 75.
+_MODERN = email.policy.SMTP.clone(max_line_length=76)
 
 
 def make_message_id(local_part: str, domain: str) -> str:
@@ -77,7 +85,13 @@ def _address(name: str, addr: Address | tuple[str, str]) -> str:
     pair = ((addr.display_name or "", addr.addr_spec) if isinstance(addr, Address)
             else addr)
     spec = _ascii_addr_spec(name, pair[1])
-    return _one_line(name, formataddr((_one_line(name, pair[0] or ""), spec), "utf-8"))
+    display = _one_line(name, pair[0] or "")
+    if display.isascii():
+        return _one_line(name, formataddr((display, spec)))
+    # RFC 2047 allows 75 characters an encoded-word and formataddr writes one of any
+    # length: the modern folder splits the name into several, which decode back as one.
+    header = _MODERN.header_factory(name, str(Address(display_name=display, addr_spec=spec)))
+    return _Folded(_MODERN.fold(name, header))
 
 
 # Every part is UTF-8 text in base64: its headers never vary.

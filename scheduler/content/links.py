@@ -65,10 +65,21 @@ class Tracked:
 
 
 def decorate(html: str, text: str, *, message_id: str, sender: str, links: Links,
-             track: bool, unsubscribe: bool, unsubscribe_url: str | None) -> Tracked:
+             track: bool, unsubscribe: bool, unsubscribe_url: str | None,
+             list_id: str | None = None, automatic: bool = False) -> Tracked:
     """Add click redirects and an open pixel (if `track`), and unsubscribe headers and a
-    visible link (if `unsubscribe`, i.e. not transactional)."""
+    visible link (if `unsubscribe`, i.e. not transactional).
+
+    `sender` is the From address: the mailto unsubscribe goes there, not to the mailbox
+    behind a "Send mail as" alias. `list_id` (RFC 2919) names the campaign or rule the
+    message belongs to; `automatic` marks mail that a rule sent (RFC 3834), so that
+    auto-responders do not answer it.
+    """
     headers: dict[str, str] = {}
+    if list_id:
+        headers["List-Id"] = f"<{list_id}>"
+    if automatic:
+        headers["Auto-Submitted"] = "auto-generated"
     if unsubscribe and unsubscribe_url:
         headers["List-Unsubscribe"] = (f"<{unsubscribe_url}>, "
                                        f"<mailto:{sender}?subject=unsubscribe>")

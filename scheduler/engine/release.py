@@ -169,6 +169,17 @@ def _address_of(header: str) -> str:
     return _parsed(header)[1].strip().lower()
 
 
+def _list_id(message, sender: str) -> str | None:
+    """The RFC 2919 list a campaign's or a rule's mail belongs to, under the sender's
+    domain (one per campaign or rule, so that a recipient's filters can tell them apart)."""
+    domain = sender.rpartition("@")[2] or "mailrelease.invalid"
+    if message.campaign_id is not None:
+        return f"campaign-{message.campaign_id}.team-{message.team_id}.{domain}"
+    if message.rule_id is not None:
+        return f"rule-{message.rule_id}.team-{message.team_id}.{domain}"
+    return None
+
+
 class Releaser:
     """Sends claimed messages through the sender's Gmail account."""
 
@@ -393,12 +404,14 @@ class Releaser:
         except (MissingData, TemplateError) as exc:
             # Held by the gate, unless one of its checks stops the message first.
             return Prepared(state, None, "", problem=str(exc))
-        account = state.row
+        sender = _address_of(message.from_addr)
         decorated = decorate(
-            parts.html, parts.text, message_id=message.id, sender=account.email,
+            parts.html, parts.text, message_id=message.id, sender=sender,
             links=self.links, track=message.tracking and not message.transactional,
             unsubscribe=not message.transactional,
-            unsubscribe_url=data.get("unsubscribe_url"))
+            unsubscribe_url=data.get("unsubscribe_url"),
+            list_id=None if message.transactional else _list_id(message, sender),
+            automatic=message.rule_id is not None)
         raw = build_message(
             sender=_parsed(message.from_addr), to=_parsed(message.to_addr),
             subject=parts.subject, html=decorated.html, text=decorated.text,

@@ -244,3 +244,38 @@ def test_tracking_off_for_the_team_leaves_links_alone_but_keeps_unsubscribe(live
     assert _delivered(live)["List-Unsubscribe"]
     metrics = requests.get(f"{live.url}/metrics", timeout=10).text
     assert 'mailrelease_releases_total{outcome="sent"}' in metrics
+
+
+def test_campaign_and_rule_mail_name_their_list_and_rule_mail_says_it_is_automatic(live,
+                                                                                   api):
+    """List-Id (RFC 2919) on campaign and rule mail, Auto-Submitted (RFC 3834) on what a
+    rule sent, and the unsubscribe mailto at the From address (an alias stays an alias)."""
+    requests.post(f"{live.sandbox.url}/sandbox/api/send-as", json={
+        "owner": "ada@example.com", "email": "help@example.com", "name": "Help"}, timeout=10)
+    live.sign_in()  # aliases are read at sign-in
+    base = f"{live.url}/api/v1"
+    tid = api.post(f"{base}/templates", json={"name": "t", "subject": "Hi",
+                                              "html": "<p>Hello</p>"}).json()["id"]
+    rule = api.post(f"{base}/rules", json={"event": "signup", "template_id": tid}).json()
+    assert api.post(f"{base}/events", json={"id": "e1", "name": "signup",
+                                            "email": "new@example.org"}).status_code == 202
+    api.post(f"{base}/contacts", json={"email": "c@example.org"})
+    campaign = api.post(f"{base}/campaigns", json={
+        "template_id": tid, "audience": {"contact_ids": [
+            c["id"] for c in api.get(f"{base}/contacts?email=c@example.org").json()["items"]]},
+        "from": "help@example.com"}).json()
+    _send(live, api)
+    wait_for(lambda: live.sandbox.count() >= 3, 20)
+    by_to = {}
+    for index in range(3):
+        message = _delivered(live, index)
+        by_to[message["To"].addresses[0].addr_spec] = message
+    ruled, mailed, direct = by_to["new@example.org"], by_to["c@example.org"], by_to[
+        "reader@example.org"]
+    assert ruled["List-Id"] == f"<rule-{rule['id']}.team-1.example.com>"
+    assert ruled["Auto-Submitted"] == "auto-generated"
+    assert mailed["List-Id"] == f"<campaign-{campaign['id']}.team-1.example.com>"
+    assert mailed["Auto-Submitted"] is None and direct["List-Id"] is None
+    assert str(mailed["From"].addresses[0].addr_spec) == "help@example.com"
+    assert "mailto:help@example.com?subject=unsubscribe" in mailed["List-Unsubscribe"]
+    assert "mailto:ada@example.com?subject=unsubscribe" in direct["List-Unsubscribe"]
