@@ -23,8 +23,11 @@ _MISSING_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
 
 
 # Styles from <style> blocks go into style="" attributes, as many email clients drop
-# <style>. Never fetch a stylesheet at send time: a template must not reach the network.
-_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False)
+# <style>; at-rules (@media, @font-face), which no attribute can hold, stay in a <style>
+# for the clients that read it (Gmail does). Never fetch a stylesheet at send time: a
+# template must not reach the network.
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=False,
+                                 keep_at_rules=True)
 
 
 @dataclass(frozen=True)

@@ -275,3 +275,16 @@ def test_a_send_window_moves_a_time_to_the_next_allowed_moment():
     assert "window" in why
     inside = dt.datetime(2026, 11, 30, 15, 0, tzinfo=dt.UTC)
     assert plan({"window": {}}, inside, Recipient("America/New_York"))[0] == inside
+
+
+def test_css_is_inlined_and_at_rules_stay_in_a_style_block():
+    """Rules go into style attributes; @media and @font-face, which no attribute can hold,
+    stay in a <style> (Gmail reads it) instead of being dropped."""
+    html = ("<html><head><style>p { color: red } @media (max-width: 600px) { p { color: blue }"
+            " } @font-face { font-family: X; src: url(https://f.example/x.woff) }</style>"
+            "</head><body><p>{{ name }}</p></body></html>")
+    out = render_message("s", html, None, {"name": "Ada"}).html
+    assert '<p style="color: red;">Ada</p>' in out
+    style = re.search(r"<style>(.*?)</style>", out, re.S).group(1)
+    assert "@media (max-width: 600px)" in style and "@font-face" in style
+    assert "p { color: red }" not in style  # what was inlined is not sent twice
