@@ -112,13 +112,34 @@ def inline_css(html: str) -> str:
         return html
 
 
+_CELL_END = re.compile(r"(</t[dh]\s*>)", re.I)
+_REFERENCE_LINK = re.compile(r"\[([^\]]*)\]\[(\d+)\]")
+_REFERENCE = re.compile(r"^ {3}\[(\d+)\]: (\S+)$", re.M)
+_AUTOMATIC_LINK = re.compile(r"<((?:https?|mailto):[^>\s]+)>")
+_HEADING = re.compile(r"^#{1,6} +", re.M)
+
+
 def html_to_text(html: str) -> str:
-    """A readable plain-text alternative made from the HTML part."""
+    """A readable plain-text alternative made from the HTML part: not Markdown. Lines of
+    at most 78 columns (a long URL excepted), links as numbered references listed at the
+    end, table cells side by side, no emphasis marks or heading hashes."""
     converter = html2text.HTML2Text()
-    converter.body_width = 0
+    converter.body_width = 78
     converter.ignore_images = True
     converter.unicode_snob = True
-    return converter.handle(html).strip() + "\n"
+    converter.ignore_emphasis = True
+    converter.inline_links = False
+    converter.ignore_tables = True
+    converter.ul_item_mark = "-"
+    converter.wrap_links = False
+    converter.skip_internal_links = True
+    # Cells of a row would run together: a space after each keeps them apart.
+    text = converter.handle(_CELL_END.sub(r"&nbsp;&nbsp;\1", html))
+    text = _REFERENCE_LINK.sub(r"\1 [\2]", text)
+    text = _REFERENCE.sub(r"[\1] \2", text)
+    text = _AUTOMATIC_LINK.sub(r"\1", _HEADING.sub("", text))
+    lines = [line.rstrip() for line in text.replace("\u00a0", " ").splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
 def render_message(subject: str, html: str, text: str | None, data: dict,

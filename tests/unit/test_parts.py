@@ -220,10 +220,17 @@ def test_personalize__syntax_error_names_the_line():
     assert err.value.line == 3 and err.value.field == "html"
 
 
-def test_personalize__text_part_made_from_html():
-    parts = render_message("S", "<h1>Title</h1><p>Go <a href='https://e.x/'>here</a></p>",
-                           None, {})
-    assert "# Title" in parts.text and "https://e.x/" in parts.text
+def test_personalize__text_part_made_from_html_is_plain_text_not_markdown():
+    html = ("<h1>Your order</h1><p>Hello <b>Ada</b>, read <a href='https://e.x/post?a=1&amp;"
+            "b=2'>this post</a> and <em>that</em>. " + "A sentence that goes on. " * 12 +
+            "</p><table><tr><th>Item</th><th>Price</th></tr><tr><td>Book</td><td>12.00</td>"
+            "</tr></table><ul><li>one</li></ul>")
+    text = render_message("S", html, None, {}).text
+    assert text.startswith("Your order\n\nHello Ada, read this post [1] and that.")
+    assert "Item  Price\nBook  12.00" in text and "- one" in text
+    assert text.rstrip().endswith("[1] https://e.x/post?a=1&b=2")
+    assert not any(mark in text for mark in ("**", "# ", "](", "][", "|", "_that_"))
+    assert max(len(line) for line in text.splitlines()) <= 78
 
 
 def test_settings__gmail_endpoint_keeps_its_path_prefix(tmp_path):
