@@ -94,6 +94,18 @@ def _address(name: str, addr: Address | tuple[str, str]) -> str:
     return _Folded(_MODERN.fold(name, header))
 
 
+def _addresses(name: str, addrs) -> str:
+    """A list of addresses for Cc or Bcc, folded like To."""
+    pairs = [(a.display_name or "", a.addr_spec) if isinstance(a, Address) else a
+             for a in addrs]
+    if all((display or "").isascii() for display, _ in pairs):
+        return ", ".join(_address(name, pair) for pair in pairs)
+    value = ", ".join(str(Address(display_name=_one_line(name, d or ""),
+                                  addr_spec=_ascii_addr_spec(name, spec)))
+                      for d, spec in pairs)
+    return _Folded(_MODERN.fold(name, _MODERN.header_factory(name, value)))
+
+
 # Every part is UTF-8 text in base64: its headers never vary.
 _PART_HEADERS = {subtype: (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
                            f"MIME-Version: 1.0\r\nContent-Transfer-Encoding: base64\r\n\r\n"
@@ -117,14 +129,20 @@ def build_message(*, sender: Address | tuple[str, str], to: Address | tuple[str,
                   subject: str, html: str, text: str, amp: str | None = None, message_id: str,
                   date: dt.datetime | None = None, in_reply_to: str | None = None,
                   references: str | None = None,
-                  extra_headers: dict[str, str] | None = None) -> bytes:
-    """Return the message as bytes ready for Gmail's `raw` field."""
+                  extra_headers: dict[str, str] | None = None,
+                  reply_to: Address | tuple[str, str] | None = None,
+                  cc: list | None = None, bcc: list | None = None) -> bytes:
+    """Return the message as bytes ready for Gmail's `raw` field. `bcc` goes in a Bcc
+    header, which Gmail delivers to and removes from what the recipients get."""
     # '.' and '_' never occur in base64, which every part uses: the boundary cannot
     # collide with a body.
     boundary = f"=_mr.{secrets.token_hex(12)}"
     headers = [("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
                ("MIME-Version", "1.0"),
                ("From", _address("From", sender)), ("To", _address("To", to)),
+               *((("Cc", _addresses("Cc", cc)),) if cc else ()),
+               *((("Bcc", _addresses("Bcc", bcc)),) if bcc else ()),
+               *((("Reply-To", _address("Reply-To", reply_to)),) if reply_to else ()),
                ("Subject", _text_header("Subject", subject)),
                ("Date", format_datetime(date or dt.datetime.now(dt.UTC))),
                ("Message-ID", _one_line("Message-ID", message_id))]

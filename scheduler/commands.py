@@ -114,7 +114,20 @@ class Content(Command):
     amp: Part | None = None
 
 
-class NewMessage(Timing, Content):
+MAX_COPIES = 20
+Copies = Annotated[list[Address], Field(max_length=MAX_COPIES)]
+
+
+class Headers(Command):
+    """Reply-To, Cc and Bcc, each address checked like `to` (a template's are the default
+    of the messages made from it; a message's own replace them)."""
+
+    reply_to: Address | None = None
+    cc: Copies | None = None
+    bcc: Copies | None = None
+
+
+class NewMessage(Timing, Content, Headers):
     """POST /messages: one personalized message to one address."""
 
     to: Address
@@ -179,7 +192,7 @@ class Source(Command):
     fallback: Json = None
 
 
-class NewTemplate(Command):
+class NewTemplate(Headers):
     """POST /templates (or PUT: fields left out keep their value)."""
 
     name: Name | None = None
@@ -348,7 +361,7 @@ class ContactFilter(Command):
     filter: Conditions
 
 
-class NewCampaign(Command):
+class NewCampaign(Headers):
     """POST /campaigns: a mail merge to all contacts, a list of ids or a filter."""
 
     name: Name | None = None

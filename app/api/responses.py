@@ -55,6 +55,9 @@ class Message(Answer):
     status: Status
     to: str
     sender: str = Field(alias="from")
+    reply_to: str | None
+    cc: list[str]
+    bcc: list[str]
     subject: str | None
     release_at: Time | None
     sent_at: Time | None
@@ -99,6 +102,9 @@ class Template(Answer):
     tracking: bool
     kind: Literal["email", "reply"]
     origin: str | None
+    reply_to: str | None
+    cc: list[str]
+    bcc: list[str]
     created_at: Time
     updated_at: Time
 
@@ -276,6 +282,9 @@ class Campaign(Answer):
     decide_at: Time | None
     winner: str | None
     decision: dict[str, Any] | None
+    reply_to: str | None
+    cc: list[str]
+    bcc: list[str]
     created_at: Time
     stats: dict[str, VariantStats] | None = None
 

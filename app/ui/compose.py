@@ -68,8 +68,17 @@ def _timing(form) -> dict:
     return {}
 
 
+COPIES = ("reply_to", "cc", "bcc")
+
+
 def _content(form) -> dict:
     body = {"data": json_field(form, "data", {}), "from": form.get("from") or None}
+    # Left empty, the template's Reply-To, Cc and Bcc apply.
+    if form.get("reply_to", "").strip():
+        body["reply_to"] = form["reply_to"].strip()
+    for name in ("cc", "bcc"):
+        if form.get(name, "").strip():
+            body[name] = recipients(form[name])
     if form.get("template_id"):
         body["template_id"] = sanity.number(form["template_id"], "template_id", whole=True,
                                             minimum=1, maximum=2 ** 31 - 1)
@@ -157,7 +166,8 @@ def _to_contact_list(form, body: dict):
     if not body.get("template_id"):
         raise InvalidInput("sending to a contact list needs a template", field="template_id")
     campaign = {"template_id": body["template_id"], "data": body["data"],
-                "from": body["from"], "name": form.get("list_name") or None}
+                "from": body["from"], "name": form.get("list_name") or None,
+                **{k: body[k] for k in COPIES if k in body}}
     if form.get("filter_attribute", "").strip():
         campaign["audience"] = {"filter": [{
             "field": f"contact.{form['filter_attribute'].strip()}", "op": "equals",
@@ -185,6 +195,10 @@ def _recurring(form, body: dict):
     """A recurring send: one message per occurrence of a cron expression in a zone."""
     if not body.get("template_id"):
         raise InvalidInput("a recurring send needs a template", field="template_id")
+    given = next((k for k in COPIES if k in body), None)
+    if given:
+        raise InvalidInput("a recurring send takes its Cc, Bcc and Reply-To from its "
+                           "template: set them there", field=given)
     addresses = recipients(form.get("to", ""))
     if len(addresses) != 1:
         raise InvalidInput("a recurring send goes to one recipient", field="to")

@@ -53,7 +53,8 @@ def _template_parts(template) -> dict:
     return {"subject": template.subject, "html": template.html, "text": template.text,
             "amp": template.amp, "sources": template.sources or None,
             "template_id": template.id, "transactional": template.transactional,
-            "tracking": template.tracking}
+            "tracking": template.tracking, "reply_to": template.reply_to,
+            "cc": template.cc, "bcc": template.bcc}
 
 
 def _overridden(parts: dict, given: Variant | FollowUp, where: str) -> dict:
@@ -176,6 +177,7 @@ def prepare_campaign(session: Session, team_id: int, user_id: int, command: NewC
                                   for v in variants],
                         audience=audience, timing=timing, ab=ab,
                         data=command.data, from_addr=command.sender,
+                        **messages.headers(command),
                         status="testing" if ab else "done", created_at=now,
                         counts={"audience": len(contacts), "skipped_unsubscribed": skipped})
     order = list(contacts)
@@ -202,6 +204,12 @@ def store_campaign(session: Session, prepared: PreparedCampaign,
     audit.record(session, actor, "started a campaign", f"campaign {campaign.id}",
                  {"queued": queued}, campaign.created_at)
     return campaign
+
+
+def _copies(campaign: Campaign, parts: dict) -> dict:
+    """Reply-To, Cc and Bcc of a campaign's message: the campaign's, else its template's."""
+    return {name: getattr(campaign, name) or parts.get(name) or None
+            for name in ("reply_to", "cc", "bcc")}
 
 
 def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
@@ -238,6 +246,7 @@ def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
             amp_tpl=parts["amp"], sources=parts["sources"], template_id=parts["template_id"],
             subject=shown, transactional=parts["transactional"],
             tracking=parts["tracking"] and tracking_on, contact_id=contact.id, data=data,
+            **_copies(campaign, parts),
             status="held" if hold else "scheduled", release_at=release_at, error=hold,
             hold_kind="missing_data" if hold else None, attempts=0, needs_reconcile=False,
             opens=0, clicks=0, machine_opens=0, machine_clicks=0,
@@ -415,5 +424,6 @@ def campaign_as_dict(campaign: Campaign, stats: dict | None = None) -> dict:
             "audience": campaign.audience, "ab": campaign.ab, "counts": campaign.counts,
             "decide_at": campaign.decide_at.isoformat() if campaign.decide_at else None,
             "winner": campaign.winner, "decision": campaign.decision,
+            "reply_to": campaign.reply_to, "cc": campaign.cc or [], "bcc": campaign.bcc or [],
             "created_at": campaign.created_at.isoformat(),
             **({"stats": stats} if stats is not None else {})}

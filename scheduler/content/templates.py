@@ -19,7 +19,7 @@ from scheduler.store.models import Template
 from scheduler.typed import make
 
 PARTS = ("subject", "html", "text", "amp")
-FIELDS = ("name", *PARTS, "sources", "transactional", "tracking", "kind")
+FIELDS = ("name", *PARTS, "sources", "transactional", "tracking", "kind", "reply_to", "cc", "bcc")
 # "reply": a saved reply for support threads; its subject is the thread's ("Re: ...").
 KINDS = ("email", "reply")
 REPLY_SUBJECT = "Re: {{ thread_subject }}"
@@ -69,6 +69,9 @@ def template_values(command: NewTemplate, allowed_hosts: tuple[str, ...],
     transactional, track = pick("transactional"), pick("tracking")
     values["transactional"] = bool(transactional)
     values["tracking"] = track is not False
+    for name in ("reply_to", "cc", "bcc"):
+        value = pick(name)
+        values[name] = (list(value) if isinstance(value, (list, tuple)) else value) or None
     return values
 
 
@@ -183,5 +186,7 @@ def template_as_dict(template: Template) -> dict:
             "html": template.html, "text": template.text, "amp": template.amp,
             "sources": template.sources or [], "transactional": template.transactional,
             "tracking": template.tracking, "kind": template.kind,
-            "origin": template.origin, "created_at": template.created_at.isoformat(),
+            "origin": template.origin, "reply_to": template.reply_to,
+            "cc": template.cc or [], "bcc": template.bcc or [],
+            "created_at": template.created_at.isoformat(),
             "updated_at": template.updated_at.isoformat()}

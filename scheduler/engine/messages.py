@@ -111,12 +111,24 @@ def _content(session: Session, team_id: int, command: NewMessage) -> dict:
         return {"subject": command.subject, "html": command.html, "text": command.text or None,
                 "amp": command.amp or None, "sources": None, "template_id": None,
                 "transactional": bool(command.transactional),
-                "tracking": command.tracking is not False}
+                "tracking": command.tracking is not False, **headers(command)}
     template = templates.get_template(session, team_id, command.template_id)
     return {"subject": template.subject, "html": template.html, "text": template.text,
             "amp": template.amp, "sources": template.sources or None,
             "template_id": template.id, "transactional": template.transactional,
-            "tracking": template.tracking}
+            "tracking": template.tracking, **headers(command, template)}
+
+
+def headers(command, default=None) -> dict:
+    """reply_to, cc and bcc of a message: its command's where given (an empty list means
+    none), else the template's or campaign's (`default`)."""
+    out = {}
+    for name in ("reply_to", "cc", "bcc"):
+        value = getattr(command, name)
+        if value is None and default is not None:
+            value = getattr(default, name)
+        out[name] = (list(value) if isinstance(value, (list, tuple)) else value) or None
+    return out
 
 
 def _team_tracks(session: Session, team_id: int) -> bool:
@@ -171,6 +183,7 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None,
         transactional=parts["transactional"],
         tracking=parts["tracking"] and _team_tracks(session, team_id),
         contact_id=contact.id if contact else None,
+        reply_to=parts["reply_to"], cc=parts["cc"], bcc=parts["bcc"],
         data=data, status=status, release_at=release_at, error=hold_reason,
         hold_kind=hold_kind, origin_key=origin.key, rule_id=origin.rule_id,
         schedule_id=origin.schedule_id,
@@ -484,6 +497,9 @@ def message_as_dict(message: Message) -> dict:
         "status": message.status,
         "to": message.to_addr,
         "from": message.from_addr,
+        "reply_to": message.reply_to,
+        "cc": message.cc or [],
+        "bcc": message.bcc or [],
         "subject": subject,
         "release_at": iso(message.release_at),
         "sent_at": iso(message.sent_at),

@@ -418,6 +418,9 @@ class Releaser:
             amp=parts.amp, message_id=message.rfc822_id, date=self.clock(),
             in_reply_to=message.in_reply_to, references=message.thread_references,
             extra_headers=decorated.headers,
+            reply_to=_parsed(message.reply_to) if message.reply_to else None,
+            cc=[_parsed(a) for a in message.cc or ()],
+            bcc=[_parsed(a) for a in message.bcc or ()],
         )
         return Prepared(state, raw, parts.subject)
 

@@ -74,7 +74,7 @@ class Base(DeclarativeBase):
         "pk": "pk_%(table_name)s",
     })
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(),
-                           list[dict[str, Any]]: JSON()}
+                           list[dict[str, Any]]: JSON(), list[str]: JSON()}
 
 
 class Team(Base):
@@ -230,6 +230,10 @@ class Template(Base):
     kind: Mapped[str] = mapped_column(String(20), default="email", server_default="email")
     # Where it came from: a starter's key or "gmail-draft:<id>", for the UI.
     origin: Mapped[str | None] = mapped_column(String(200))
+    # Reply-To and copies (header-ready "Name <address>" strings).
+    reply_to: Mapped[str | None] = mapped_column(String(400))
+    cc: Mapped[list[str] | None] = mapped_column()
+    bcc: Mapped[list[str] | None] = mapped_column()
     created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -333,6 +337,10 @@ class Campaign(Base):
     ab: Mapped[dict[str, Any] | None] = mapped_column()
     data: Mapped[dict[str, Any] | None] = mapped_column()
     from_addr: Mapped[str | None] = mapped_column(String(400))
+    # Reply-To and copies (header-ready "Name <address>" strings).
+    reply_to: Mapped[str | None] = mapped_column(String(400))
+    cc: Mapped[list[str] | None] = mapped_column()
+    bcc: Mapped[list[str] | None] = mapped_column()
     status: Mapped[str] = mapped_column(String(20))  # testing, done
     pending: Mapped[list[int] | None] = mapped_column(JSON)  # contacts awaiting the winner
     decide_at: Mapped[dt.datetime | None] = mapped_column(index=True)
@@ -389,6 +397,10 @@ class Message(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     to_addr: Mapped[str] = mapped_column(String(400))
     from_addr: Mapped[str] = mapped_column(String(400))
+    # Reply-To and copies (header-ready "Name <address>" strings).
+    reply_to: Mapped[str | None] = mapped_column(String(400))
+    cc: Mapped[list[str] | None] = mapped_column()
+    bcc: Mapped[list[str] | None] = mapped_column()
     subject_tpl: Mapped[str] = mapped_column(Text)
     html_tpl: Mapped[str] = mapped_column(Text)
     text_tpl: Mapped[str | None] = mapped_column(Text)

@@ -279,3 +279,59 @@ def test_campaign_and_rule_mail_name_their_list_and_rule_mail_says_it_is_automat
     assert str(mailed["From"].addresses[0].addr_spec) == "help@example.com"
     assert "mailto:help@example.com?subject=unsubscribe" in mailed["List-Unsubscribe"]
     assert "mailto:ada@example.com?subject=unsubscribe" in direct["List-Unsubscribe"]
+
+
+def test_reply_to_cc_and_bcc_from_the_message_or_its_template_reach_gmail(live, api):
+    base = f"{live.url}/api/v1"
+    refused = api.post(f"{base}/messages", json={
+        "to": "a@example.org", "subject": "s", "html": "h",
+        "cc": ["ok@example.org", "not an address"]})
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "cc[1]"
+    too_many = api.post(f"{base}/messages", json={
+        "to": "a@example.org", "subject": "s", "html": "h",
+        "bcc": [f"b{n}@example.org" for n in range(21)]})
+    assert too_many.status_code == 422 and too_many.json()["error"]["field"] == "bcc"
+    tid = api.post(f"{base}/templates", json={
+        "name": "t", "subject": "Hi", "html": "<p>Hello</p>",
+        "reply_to": "Help Desk <desk@example.com>", "cc": ["Ånne Støre <anne@example.org>"]}
+        ).json()["id"]
+    assert api.get(f"{base}/templates/{tid}").json()["cc"] == ["Ånne Støre <anne@example.org>"]
+    own = _send(live, api, reply_to="me@example.org", cc=["c1@example.org", "C Two "
+                                                          "<c2@example.org>"],
+                bcc=["secret@example.org"])
+    assert own["cc"] == ["c1@example.org", "C Two <c2@example.org>"]
+    assert own["bcc"] == ["secret@example.org"] and own["reply_to"] == "me@example.org"
+    mail = _delivered(live)
+    assert [a.addr_spec for a in mail["Cc"].addresses] == ["c1@example.org", "c2@example.org"]
+    assert mail["Reply-To"].addresses[0].addr_spec == "me@example.org"
+    assert mail["Bcc"].addresses[0].addr_spec == "secret@example.org"
+    made = api.post(f"{base}/messages", json={"to": "reader@example.org",
+                                              "template_id": tid}).json()
+    wait_for(lambda: api.get(f"{base}/messages/{made['id']}").json()["status"] == "sent")
+    mail = _delivered(live)
+    assert mail["Reply-To"].addresses[0].addr_spec == "desk@example.com"
+    assert mail["Cc"].addresses[0].display_name == "Ånne Støre"
+    # A message's own list replaces the template's, and an empty one means none.
+    none = api.post(f"{base}/messages", json={"to": "reader@example.org", "template_id": tid,
+                                              "cc": []}).json()
+    assert none["cc"] == [] and none["reply_to"] == "Help Desk <desk@example.com>"
+
+
+def test_a_campaign_s_reply_to_and_copies_go_on_each_of_its_messages(live, api):
+    base = f"{live.url}/api/v1"
+    tid = api.post(f"{base}/templates", json={"name": "t", "subject": "Hi",
+                                              "html": "<p>Hello</p>",
+                                              "cc": ["tpl@example.org"]}).json()["id"]
+    for n in range(2):
+        api.post(f"{base}/contacts", json={"email": f"c{n}@example.org"})
+    campaign = api.post(f"{base}/campaigns", json={
+        "template_id": tid, "reply_to": "Sales <sales@example.com>",
+        "bcc": ["crm@example.com"]}).json()
+    assert campaign["reply_to"] == "Sales <sales@example.com>"
+    assert campaign["bcc"] == ["crm@example.com"] and campaign["cc"] == []
+    wait_for(lambda: live.sandbox.count() >= 2, 20)
+    for index in range(2):
+        mail = _delivered(live, index)
+        assert mail["Reply-To"].addresses[0].addr_spec == "sales@example.com"
+        assert mail["Bcc"].addresses[0].addr_spec == "crm@example.com"
+        assert mail["Cc"].addresses[0].addr_spec == "tpl@example.org"  # the template's

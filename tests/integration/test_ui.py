@@ -34,6 +34,26 @@ def test_compose_schedule_see_in_queue_and_cancel(live_no_worker):
     assert "cancelled" in browser.get(f"{live.url}/messages/{mid}").text
 
 
+def test_compose_takes_cc_bcc_and_reply_to_and_names_a_wrong_copy(live_no_worker):
+    live = live_no_worker
+    browser = live.browser()
+    page = browser.get(live.url + "/compose").text
+    assert 'name="cc"' in page and 'name="reply_to"' in page
+    form = {"csrf_token": _csrf(page), "from": "ada@example.com", "to": "g@example.org",
+            "subject": "Hi", "html": "<p>Hello</p>", "data": "{}", "when": "now",
+            "timezone": "UTC", "cc": "c1@example.org, \"Two, C\" <c2@example.org>",
+            "bcc": "b@example.org", "reply_to": "Desk <desk@example.com>"}
+    refused = browser.post(live.url + "/compose", data={**form, "cc": "c1@example.org, nope"})
+    assert refused.status_code == 422 and "is not an email address: &#39;nope&#39;" in refused.text
+    assert re.search(r'<input id="cc" name="cc"[^>]*aria-invalid=true', refused.text)
+    assert browser.post(live.url + "/compose", data=form).status_code == 200
+    api = live.user()
+    message = api.get(f"{live.url}/api/v1/messages").json()["items"][0]
+    assert message["cc"] == ["c1@example.org", '"Two, C" <c2@example.org>']
+    assert message["bcc"] == ["b@example.org"]
+    assert message["reply_to"] == "Desk <desk@example.com>"
+
+
 def test_forms_without_csrf_token_are_refused(live_no_worker):
     live = live_no_worker
     browser = live.browser()
