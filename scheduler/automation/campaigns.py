@@ -235,8 +235,9 @@ def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
         data = {**contacts.contact_data(contact, contact.email), **(campaign.data or {}),
                 "campaign": {"id": campaign.id or 0, "variant": variant["key"]}}
         release_at, _ = plan(campaign.timing or {}, now, Recipient(contact.timezone))
-        hold, shown = messages._render_check(parts["subject"], parts["html"], parts["text"],
-                                             data, parts["amp"], parts["sources"])
+        hold, shown, warning = messages._render_check(parts["subject"], parts["html"],
+                                                      parts["text"], data, parts["amp"],
+                                                      parts["sources"])
         mid = uuid.uuid4().hex
         to = str(Address(display_name=contact.name or "", addr_spec=contact.email))
         rows.append(dict(
@@ -257,13 +258,14 @@ def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
         evts.append({"message_id": mid, "type": "held" if hold else "scheduled", "at": now,
                      "detail": {"release_at": release_at.isoformat(),
                                 "campaign_id": campaign.id, "variant": variant["key"],
-                                **({"reason": hold} if hold else {})}})
+                                **({"reason": hold} if hold else {}),
+                                **({"warning": warning} if warning else {})}})
         previous, at, base = mid, release_at, rows[-1]
         for n, step in enumerate(variant.get("follow_ups") or [], start=1):
             at = at + dt.timedelta(seconds=step["after_seconds"])
             fid = uuid.uuid4().hex
             sparts = step["parts"]
-            shold, sshown = messages._render_check(sparts["subject"], sparts["html"],
+            shold, sshown, _ = messages._render_check(sparts["subject"], sparts["html"],
                                                    sparts["text"], data, sparts["amp"],
                                                    sparts["sources"])
             rows.append({**base, "id": fid, "subject_tpl": sparts["subject"], "subject": sshown,

@@ -84,9 +84,6 @@ def decorate(html: str, text: str, *, message_id: str, sender: str, links: Links
         headers["List-Unsubscribe"] = (f"<{unsubscribe_url}>, "
                                        f"<mailto:{sender}?subject=unsubscribe>")
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        if unsubscribe_url not in html:
-            html = _before_body_end(html, f'<p style="font-size:12px;color:#6a737d">'
-                                          f'<a href="{unsubscribe_url}">Unsubscribe</a></p>')
         if unsubscribe_url not in text:
             text = text.rstrip("\n") + f"\n\nUnsubscribe: {unsubscribe_url}\n"
     if track:
@@ -97,16 +94,61 @@ def decorate(html: str, text: str, *, message_id: str, sender: str, links: Links
             return (f"{match.group(1)}{match.group(2)}{links.click_url(message_id, target)}"
                     f"{match.group(2)}")
         html = _HREF.sub(rewrite, html)
-        html = _before_body_end(html, f'<img src="{links.open_url(message_id)}" width="1" '
-                                      f'height="1" alt="" style="display:none">')
+    snippets = []
+    if unsubscribe and unsubscribe_url and unsubscribe_url not in html:
+        snippets.append(f'<p style="font-size:12px;color:#6a737d">'
+                        f'<a href="{unsubscribe_url}">Unsubscribe</a></p>')
+    if track:
+        snippets.append(f'<img src="{links.open_url(message_id)}" width="1" height="1" '
+                        f'alt="" style="display:none">')
+    # Past Gmail's clipping threshold the end of the HTML is hidden behind "[Message
+    # clipped]": the unsubscribe link and the pixel then go first, where it is shown.
+    clipped = len(html.encode()) + sum(map(len, snippets)) > CLIP_BYTES
+    for snippet in snippets:
+        html = (_after_body_start if clipped else _before_body_end)(html, snippet)
     return Tracked(html, text, headers)
-
 
 
 def _before_body_end(html: str, snippet: str) -> str:
     at = html.lower().rfind("</body>")
     return html + snippet if at < 0 else html[:at] + snippet + html[at:]
 
+
+_BODY_START = re.compile(r"<body\b[^>]*>", re.I)
+
+
+def _after_body_start(html: str, snippet: str) -> str:
+    found = _BODY_START.search(html)
+    return snippet + html if found is None else html[:found.end()] + snippet + html[found.end():]
+
+
+# Gmail clips a message whose HTML is larger than about 102 KB.
+CLIP_BYTES = 102_000
+# What a tracked link adds besides its URL: the public URL, /t/c/, and the signed token
+# (the message id and the URL compressed, base64, a signature); what the pixel and the
+# unsubscribe paragraph add.
+_TOKEN_OVERHEAD = 60
+_SNIPPETS = 400
+
+
+def tracked_size(html: str, public_url: str = "https://mailrelease.example") -> int:
+    """About how many bytes the HTML has once its links are tracked (estimated without
+    signing anything: this runs for every message of a campaign)."""
+    size = len(html.encode()) + _SNIPPETS
+    for match in _HREF.finditer(html):
+        size += len(public_url) + _TOKEN_OVERHEAD + len(match.group(3)) // 3
+    return size
+
+
+def clip_warning(html: str) -> str | None:
+    """A warning when the HTML, with its links tracked, is past Gmail's clipping threshold
+    (at release the pixel and unsubscribe link then move to the top)."""
+    size = tracked_size(html)
+    if size <= CLIP_BYTES:
+        return None
+    return (f"the HTML is about {size / 1000:.0f} KB with tracked links: Gmail clips a "
+            f"message past {CLIP_BYTES // 1000} KB and hides the rest behind \"[Message "
+            f"clipped]\" (shorten it, or turn tracking off to save the redirect links)")
 
 
 def live_url_function(links: Links | None, message_id: str | None, sources: list | None):

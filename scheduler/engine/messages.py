@@ -18,7 +18,7 @@ from scheduler.audience import contacts, teams
 from scheduler.commands import API, MessageChange, NewMessage, Origin
 from scheduler.content import amp, templates
 from scheduler.content import sources as content
-from scheduler.content.links import stand_in_links
+from scheduler.content.links import clip_warning, stand_in_links
 from scheduler.content.personalize import render_message
 from scheduler.content.templates import check_parts
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
@@ -38,10 +38,10 @@ from scheduler.timing.release_at import plan
 
 def _render_check(subject: str, html: str, text: str | None, data: dict,
                   amp: str | None = None, sources: list | None = None
-                  ) -> tuple[str | None, str | None]:
+                  ) -> tuple[str | None, str | None, str | None]:
     """Compile every part (422 on a syntax error); return (why it must be held, if it
     must; its subject as the recipient will read it, when that is known before the
-    release).
+    release; a warning about what Gmail will do with it, if any: clipping).
 
     Send-time content is not fetched here: its variables are stand-ins until the release,
     so a message with sources shows its subject's template until it is sent.
@@ -50,8 +50,9 @@ def _render_check(subject: str, html: str, text: str | None, data: dict,
     try:
         parts = _render_before_release(subject, html, text, data, amp, sources)
     except MissingData as exc:
-        return str(exc), None
-    return None, None if sources else " ".join(parts.subject.split())
+        return str(exc), None, None
+    return (None, None if sources else " ".join(parts.subject.split()),
+            clip_warning(parts.html))
 
 
 def _render_before_release(subject: str, html: str, text: str | None, data: dict,
@@ -167,8 +168,9 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None,
     release_at, timing_reason = plan(timing, now, recipient_timing(session, team_id, contact,
                                                                    timing))
     account, sender = pick_sender(session, team_id, user_id, command.sender)
-    hold_reason, shown = _render_check(parts["subject"], parts["html"], parts["text"], data,
-                                       parts["amp"], parts["sources"])
+    hold_reason, shown, warning = _render_check(parts["subject"], parts["html"],
+                                                parts["text"], data, parts["amp"],
+                                                parts["sources"])
     hold_kind = "missing_data" if hold_reason else None
     if origin.hold is not None and not hold_reason:
         hold_kind, hold_reason = origin.hold
@@ -200,6 +202,8 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None,
         detail["template_id"] = parts["template_id"]
     if hold_reason:
         detail["reason"] = hold_reason
+    if warning:
+        detail["warning"] = warning
     fields = tuple(sorted(command.model_dump(by_alias=True,
                                              include=command.model_fields_set)))
     return PreparedMessage(values, {**detail, **(origin.note or {})}, origin.kind, fields)
@@ -374,7 +378,7 @@ def check_send_now(session: Session, team_id: int, message_id: str) -> None:
     it can be rendered (422 naming what is still missing)."""
     message = get_message(session, team_id, message_id)
     if message.status == "held" and message.hold_kind == "missing_data":
-        reason, _ = _render_check(message.subject_tpl, message.html_tpl, message.text_tpl,
+        reason, _, _ = _render_check(message.subject_tpl, message.html_tpl, message.text_tpl,
                                   message.data, message.amp_tpl, message.sources)
         if reason:
             raise InvalidInput(reason, field="data", code="missing_data")
@@ -446,8 +450,8 @@ def prepare_change(session: Session, team_id: int, message_id: str,
         contact = session.get(Contact, message.contact_id) if message.contact_id else None
         values["release_at"] = plan(timing, now, recipient_timing(session, team_id, contact,
                                                                   timing))[0]
-    hold_reason, values["subject"] = _render_check(subject, html, text, data, amp_part,
-                                                   message.sources)
+    hold_reason, values["subject"], warning = _render_check(subject, html, text, data,
+                                                            amp_part, message.sources)
     draft = command.draft
     # A draft stays one until it is given a time or "draft": false.
     stays_draft = (message.status == "draft" and draft is not False
@@ -464,6 +468,8 @@ def prepare_change(session: Session, team_id: int, message_id: str,
         detail["release_at"] = values["release_at"].isoformat()
     if hold_reason:
         detail["reason"] = hold_reason
+    if warning:
+        detail["warning"] = warning
     return PreparedChange(message_id, change, values, detail, hold_reason)
 
 

@@ -41,7 +41,7 @@ from gmail_client.mime import UnsendableAddress, build_message
 from gmail_client.oauth import can_read
 from scheduler.audience import accounts
 from scheduler.audience.suppression import subscription_of
-from scheduler.content.links import Links, decorate, live_url_function
+from scheduler.content.links import CLIP_BYTES, Links, decorate, live_url_function
 from scheduler.content.personalize import render_message
 from scheduler.content.sources import ContentFetcher, ContentUnavailable
 from scheduler.engine.connections import Gmail, ServicePool
@@ -135,6 +135,7 @@ class Sent:
     sent_at: dt.datetime
     result: dict
     subject: str
+    warning: str | None = None
 
 
 @dataclass
@@ -158,6 +159,7 @@ class Prepared:
     raw: bytes | None
     subject: str
     problem: str | None = None
+    warning: str | None = None  # goes on the sent entry of its timeline
 
 
 # A batch sends from a few addresses, often to repeated ones: parse each once.
@@ -371,7 +373,8 @@ class Releaser:
         """record: the row becomes `sent`, if the claim is still the one that sent it."""
         claim, result = sent.claim, sent.result
         moved = queue.mark_sent(conn, claim, sent.sent_at, result["id"],
-                                result.get("threadId", ""), sent.subject)
+                                result.get("threadId", ""), sent.subject,
+                                warning=sent.warning)
         log.info("action=sent message_id=%s account=%s gmail_id=%s attempt=%d lease_kept=%s",
                  claim.message_id, claim.account_id, result["id"], claim.attempts, moved)
 
@@ -422,7 +425,10 @@ class Releaser:
             cc=[_parsed(a) for a in message.cc or ()],
             bcc=[_parsed(a) for a in message.bcc or ()],
         )
-        return Prepared(state, raw, parts.subject)
+        size = len(decorated.html.encode())
+        warning = (f"{size / 1000:.0f} KB of HTML: Gmail shows it clipped (the unsubscribe "
+                   f"link and the open pixel were put first)") if size > CLIP_BYTES else None
+        return Prepared(state, raw, parts.subject, warning=warning)
 
     def _account_stops(self, claim: queue.Claim, state: AccountState,
                        batch: Batch) -> str | None:
@@ -483,7 +489,8 @@ class Releaser:
         state.sent_today += 1
         batch.in_flight = False
         sent_at = self.clock()
-        batch.unrecorded.append(Sent(claim, sent_at, result, prepared.subject))
+        batch.unrecorded.append(Sent(claim, sent_at, result, prepared.subject,
+                                     prepared.warning))
         LAG.observe(max(0.0, (sent_at - message.release_at).total_seconds()))
         if message.event_at is not None and message.release_at <= message.event_at:
             EVENT_TO_SEND.observe((sent_at - message.event_at).total_seconds())

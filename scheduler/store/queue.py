@@ -167,8 +167,9 @@ def _finish(session: Executor, claim: Claim, now: dt.datetime, change: str, even
 
 
 def mark_sent(session: Executor, claim: Claim, now: dt.datetime, gmail_id: str,
-              thread_id: str, subject: str, reconciled: bool = False) -> bool:
-    """sending → sent, with Gmail's ids."""
+              thread_id: str, subject: str, reconciled: bool = False,
+              warning: str | None = None) -> bool:
+    """sending → sent, with Gmail's ids (and a warning about what was sent, if any)."""
     moved = rowcount(session.execute(_MARK_SENT, {
         "b_mid": claim.message_id, "b_tok": claim.token, "b_now": now, "b_gid": gmail_id,
         "b_tid": thread_id, "b_subject": subject})) == 1
@@ -176,6 +177,8 @@ def mark_sent(session: Executor, claim: Claim, now: dt.datetime, gmail_id: str,
         detail: dict[str, str | bool] = {"gmail_message_id": gmail_id, "thread_id": thread_id}
         if reconciled:
             detail["reconciled"] = True
+        if warning:
+            detail["warning"] = warning
         record_event(session, claim.message_id, "sent", now, detail)
     return moved
 

@@ -335,3 +335,20 @@ def test_a_campaign_s_reply_to_and_copies_go_on_each_of_its_messages(live, api):
         assert mail["Reply-To"].addresses[0].addr_spec == "sales@example.com"
         assert mail["Bcc"].addresses[0].addr_spec == "crm@example.com"
         assert mail["Cc"].addresses[0].addr_spec == "tpl@example.org"  # the template's
+
+
+def test_a_message_gmail_would_clip_is_warned_about_and_keeps_its_links_in_view(live, api):
+    base = f"{live.url}/api/v1"
+    rows = "".join(f'<p>Product {n} <a href="https://shop.example.com/p/{n}">buy</a></p>'
+                   for n in range(1500))
+    html = f"<html><body>{rows}</body></html>"
+    preview = api.post(f"{base}/templates/preview", json={"subject": "s", "html": html}).json()
+    assert any("Gmail clips" in w for w in preview["warnings"])
+    small = api.post(f"{base}/templates/preview", json={"subject": "s", "html": "<p>h</p>"})
+    assert small.json()["warnings"] == []
+    sent = _send(live, api, html=html)
+    assert "Gmail clips" in sent["events"][0]["detail"]["warning"]
+    assert "clipped" in next(e for e in sent["events"] if e["type"] == "sent")["detail"][
+        "warning"]
+    shown = _html(_delivered(live)).encode()[:102_000].decode(errors="ignore")
+    assert "/t/o/" in shown and "Unsubscribe" in shown
