@@ -17,11 +17,13 @@ sys.path.insert(0, str(ROOT))
 
 from scheduler.audience import accounts, contacts
 from scheduler.automation import campaigns
+from scheduler.commands import NewCampaign, NewTemplate
 from scheduler.content import templates
 from scheduler.settings import Settings
 from scheduler.store.crypto import TokenCipher
 from scheduler.store.db import Database, utcnow
 from scheduler.store.migrate import upgrade
+from scheduler.typed import make
 
 
 def main() -> None:
@@ -39,11 +41,12 @@ def main() -> None:
                                    email="bench@example.com",
                                    token_info={"token": "t", "refresh_token": "r"},
                                    scopes=[], now=utcnow())
-            tid = templates.create_template(s, team_id=who.team_id, user_id=who.user_id, body={
-                "name": "news", "subject": "News for {{ name | default('you') }}",
-                "html": "<p>Hi {{ name | default('there') }}, your plan: "
-                        "{{ plan | default('free') }}</p>"}, allowed_hosts=(),
-                now=utcnow()).id
+            tid = templates.create_template(
+                s, team_id=who.team_id, user_id=who.user_id, allowed_hosts=(), now=utcnow(),
+                command=make(NewTemplate, name="news",
+                             subject="News for {{ name | default('you') }}",
+                             html="<p>Hi {{ name | default('there') }}, your plan: "
+                                  "{{ plan | default('free') }}</p>")).id
         rows = "email,name,plan\n" + "".join(f"p{i}@example.org,Person {i},pro\n"
                                              for i in range(args.contacts))
         import io
@@ -53,9 +56,11 @@ def main() -> None:
                                 {"key": "A"}, {"key": "B", "subject": "Big news"}],
                                 "ab": {"test_fraction": 1.0}})):
             started = time.perf_counter()
+            with db.read() as s:  # rendered before the write transaction, as the API does
+                prepared = campaigns.prepare_campaign(s, who.team_id, who.user_id,
+                                                      make(NewCampaign, **body), utcnow())
             with db.write() as s:
-                campaign = campaigns.create_campaign(s, who.team_id, who.user_id, body,
-                                                     utcnow())
+                campaign = campaigns.store_campaign(s, prepared)
                 queued = campaign.counts["queued"]
             wall = time.perf_counter() - started
             print(f"campaign kind={label} contacts={args.contacts} queued={queued} "
