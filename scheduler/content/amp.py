@@ -85,6 +85,9 @@ class _Checker(HTMLParser):
             self.used.setdefault(tag, line)
             if tag == "amp-list":
                 self._https(a.get("src", ""), "amp-list src")
+            elif tag in ("amp-img", "amp-anim") and "{{" not in a.get("src", ""):
+                # A value from the data is checked once rendered, at release.
+                self._https(a.get("src", ""), f"<{tag}> src")
         elif tag == "template":
             self.used.setdefault(a.get("type", "template"), line)
         elif tag == "form":

@@ -109,6 +109,30 @@ def decorate(html: str, text: str, *, message_id: str, sender: str, links: Links
     return Tracked(html, text, headers)
 
 
+def decorate_amp(amp: str, *, message_id: str, links: Links, track: bool,
+                 unsubscribe_url: str | None) -> str:
+    """The AMP part gets what the HTML part gets: a visible unsubscribe link, and (if
+    `track`) click redirects and an open pixel (an <amp-img>). AMP takes https URLs only:
+    on a deployment whose public URL is not https the part is left as it is."""
+    if not links.public_url.startswith("https://"):
+        return amp
+    if track:
+        def rewrite(match: re.Match) -> str:
+            target = html_lib.unescape(match.group(3))
+            if target == unsubscribe_url or not target.startswith("https://"):
+                return match.group(0)
+            return (f"{match.group(1)}{match.group(2)}{links.click_url(message_id, target)}"
+                    f"{match.group(2)}")
+        amp = _HREF.sub(rewrite, amp)
+    if unsubscribe_url and unsubscribe_url.startswith("https://") and unsubscribe_url not in amp:
+        amp = _before_body_end(amp, f'<p style="font-size:12px"><a href="{unsubscribe_url}">'
+                                    f'Unsubscribe</a></p>')
+    if track:
+        amp = _before_body_end(amp, f'<amp-img src="{links.open_url(message_id)}" width="1" '
+                                    f'height="1" layout="fixed" alt=""></amp-img>')
+    return amp
+
+
 def _before_body_end(html: str, snippet: str) -> str:
     at = html.lower().rfind("</body>")
     return html + snippet if at < 0 else html[:at] + snippet + html[at:]

@@ -41,7 +41,14 @@ from gmail_client.mime import UnsendableAddress, build_message
 from gmail_client.oauth import can_read
 from scheduler.audience import accounts
 from scheduler.audience.suppression import subscription_of
-from scheduler.content.links import CLIP_BYTES, Links, decorate, live_url_function
+from scheduler.content.amp import find_problems
+from scheduler.content.links import (
+    CLIP_BYTES,
+    Links,
+    decorate,
+    decorate_amp,
+    live_url_function,
+)
 from scheduler.content.personalize import render_message
 from scheduler.content.sources import ContentFetcher, ContentUnavailable
 from scheduler.engine.connections import Gmail, ServicePool
@@ -415,10 +422,11 @@ class Releaser:
             unsubscribe_url=data.get("unsubscribe_url"),
             list_id=None if message.transactional else _list_id(message, sender),
             automatic=message.rule_id is not None)
+        amp_part, warnings = self._amp_part(message, parts.amp, data)
         raw = build_message(
             sender=_parsed(message.from_addr), to=_parsed(message.to_addr),
             subject=parts.subject, html=decorated.html, text=decorated.text,
-            amp=parts.amp, message_id=message.rfc822_id, date=self.clock(),
+            amp=amp_part, message_id=message.rfc822_id, date=self.clock(),
             in_reply_to=message.in_reply_to, references=message.thread_references,
             extra_headers=decorated.headers,
             reply_to=_parsed(message.reply_to) if message.reply_to else None,
@@ -426,9 +434,30 @@ class Releaser:
             bcc=[_parsed(a) for a in message.bcc or ()],
         )
         size = len(decorated.html.encode())
-        warning = (f"{size / 1000:.0f} KB of HTML: Gmail shows it clipped (the unsubscribe "
-                   f"link and the open pixel were put first)") if size > CLIP_BYTES else None
-        return Prepared(state, raw, parts.subject, warning=warning)
+        if size > CLIP_BYTES:
+            warnings.append(f"{size / 1000:.0f} KB of HTML: Gmail shows it clipped (the "
+                            f"unsubscribe link and the open pixel were put first)")
+        return Prepared(state, raw, parts.subject, warning="; ".join(warnings) or None)
+
+    def _amp_part(self, message, amp: str | None, data: dict) -> tuple[str | None, list[str]]:
+        """The AMP part as rendered for this recipient, with the unsubscribe link and
+        tracking, checked as at save; one Gmail would refuse (an http: image from the data,
+        a document past 200 KB) is left out, and the warning says why."""
+        if not amp:
+            return None, []
+        amp = decorate_amp(amp, message_id=message.id, links=self.links,
+                           track=message.tracking and not message.transactional,
+                           unsubscribe_url=None if message.transactional
+                           else data.get("unsubscribe_url"))
+        # On a development deployment (a plain-http public URL, refused by Gmail's AMP and
+        # warned about at start) our own links are not what is being checked here.
+        own = self.links.public_url
+        problems = find_problems(amp if own.startswith("https://")
+                                 else amp.replace(own, "https://mailrelease.invalid"))
+        if not problems:
+            return amp, []
+        listed = "; ".join(f"line {line}: {text}" for line, text in problems[:3])
+        return None, [f"the AMP part was left out, as Gmail would refuse it: {listed}"]
 
     def _account_stops(self, claim: queue.Claim, state: AccountState,
                        batch: Batch) -> str | None:

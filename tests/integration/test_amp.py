@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.content.amp import find_problems
+from scheduler.content.links import Links, decorate_amp
 from scheduler.content.personalize import render_message
 from scheduler.content.starters import starters
 
@@ -52,6 +53,8 @@ for key, starter in starters().items():
 
 INVALID = {
     "plain img": doc('<img src="https://example.com/a.png">'),
+    "amp-img over http": doc('<amp-img src="http://example.com/a.png" width="10" '
+                             'height="10" layout="fixed" alt=""></amp-img>'),
     "custom script": doc("<script>alert(1)</script>"),
     "other script": doc('<script async src="https://evil.example.com/x.js"></script>'),
     "no boilerplate": doc("<p>x</p>").replace(
@@ -85,6 +88,13 @@ STRICTER = {
     "no css strict": doc("<p>x</p>").replace(" data-css-strict", ""),
     "css over 50,000 bytes": doc("<p>x</p>", style=".a{color:red}" * 4000),  # 52,000 bytes
 }
+
+
+# What the release sends: the unsubscribe link, click redirects and the open pixel added.
+_LINKS = Links("k", "https://mailrelease.example")
+VALID["decorated for sending (unsubscribe, click redirect, pixel)"] = decorate_amp(
+    doc('<p><a href="https://example.com/x?a=1&amp;b=2">x</a></p>'), message_id="a" * 32,
+    links=_LINKS, track=True, unsubscribe_url=_LINKS.unsubscribe_url("a" * 32))
 
 
 @pytest.fixture(scope="module")

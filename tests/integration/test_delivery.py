@@ -352,3 +352,25 @@ def test_a_message_gmail_would_clip_is_warned_about_and_keeps_its_links_in_view(
         "warning"]
     shown = _html(_delivered(live)).encode()[:102_000].decode(errors="ignore")
     assert "/t/o/" in shown and "Unsubscribe" in shown
+
+
+def test_an_amp_part_that_fails_with_the_recipient_s_data_goes_out_without_it(live, api):
+    """Checked at save with stand-ins, and again at release as rendered: an http: image
+    from the data would make Gmail refuse the AMP part, so the mail goes without it."""
+    amp = ('<!doctype html><html ⚡4email data-css-strict><head><meta charset="utf-8">'
+           '<script async src="https://cdn.ampproject.org/v0.js"></script>'
+           '<style amp4email-boilerplate>body{visibility:hidden}</style></head><body>'
+           '<amp-img src="{{ image }}" width="10" height="10" layout="fixed" alt="">'
+           '</amp-img></body></html>')
+    tid = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "amp", "subject": "s", "html": "<p>h</p>", "amp": amp})
+    assert tid.status_code == 201, tid.text
+    sent = _send(live, api, template_id=tid.json()["id"], subject=None, html=None,
+                 data={"image": "http://cdn.example/p.png"})
+    assert sent["status"] == "sent", sent
+    entry = next(e for e in sent["events"] if e["type"] == "sent")
+    assert "AMP part was left out" in entry["detail"]["warning"]
+    assert "https" in entry["detail"]["warning"]
+    mail = _delivered(live)
+    assert [p.get_content_type() for p in mail.walk() if not p.is_multipart()] == [
+        "text/plain", "text/html"]
