@@ -129,7 +129,8 @@ class Preview(Answer):
     amp: str | None
     data: dict[str, Any]
     sources: list[dict[str, Any]]
-    # What Gmail will do with it, such as clipping a message past about 102 KB.
+    # What mail clients will do with it: clipping past about 102 KB, links that are not
+    # absolute, images without alt text.
     warnings: list[str] = []
     best_hour: BestHour | None = None
 

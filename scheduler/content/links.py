@@ -175,6 +175,30 @@ def clip_warning(html: str) -> str | None:
             f"clipped]\" (shorten it, or turn tracking off to save the redirect links)")
 
 
+_ANCHOR = re.compile(r"""<a\b[^>]*?\bhref\s*=\s*(["'])(.*?)\1""", re.I | re.S)
+_IMG = re.compile(r"<img\b[^>]*>", re.I)
+_ALT = re.compile(r"\balt\s*=", re.I)
+_ABSOLUTE = ("http://", "https://", "mailto:", "tel:", "#")
+
+
+def message_warnings(html: str) -> list[str]:
+    """What a mail client or Gmail will do badly with this HTML: clipping, links that are
+    not absolute (they go nowhere from a mailbox), images without alt text (shown when
+    images are blocked; image-only mail scores as spam)."""
+    warnings = [w for w in (clip_warning(html),) if w]
+    relative = [href for _, href in _ANCHOR.findall(html)
+                if not href.strip().lower().startswith(_ABSOLUTE)]
+    if relative:
+        shown = ", ".join(repr(h[:60]) for h in relative[:3])
+        warnings.append(f"{len(relative)} link{'s' if len(relative) > 1 else ''} not absolute "
+                        f"(a link in mail needs https://…): {shown}")
+    bare = sum(1 for tag in _IMG.findall(html) if not _ALT.search(tag))
+    if bare:
+        warnings.append(f"{bare} image{'s' if bare > 1 else ''} without alt text (shown when "
+                        f"images are blocked)")
+    return warnings
+
+
 def live_url_function(links: Links | None, message_id: str | None, sources: list | None):
     """live_url('NAME') for a template: the signed URL serving source NAME at open time.
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from scheduler.commands import NewTemplate
 from scheduler.content import amp, starters
 from scheduler.content import sources as content
-from scheduler.content.links import clip_warning, stand_in_links
+from scheduler.content.links import message_warnings, stand_in_links
 from scheduler.content.personalize import check_template, render_message
 from scheduler.errors import Conflict, InvalidInput, MissingData
 from scheduler.store import audit, lookup
@@ -176,10 +176,9 @@ def preview(template_parts: dict, data: dict, fetcher: content.ContentFetcher) -
                                amp=template_parts.get("amp"))
     except MissingData as exc:
         raise InvalidInput(str(exc), field=exc.part, code="missing_data") from None
-    warning = clip_warning(parts.html)
     return {"subject": parts.subject, "html": parts.html, "text": parts.text,
             "amp": parts.amp, "data": data, "sources": report,
-            "warnings": [warning] if warning else []}
+            "warnings": message_warnings(parts.html)}
 
 
 def template_as_dict(template: Template) -> dict:

@@ -18,7 +18,7 @@ from scheduler.audience import contacts, teams
 from scheduler.commands import API, MessageChange, NewMessage, Origin
 from scheduler.content import amp, templates
 from scheduler.content import sources as content
-from scheduler.content.links import clip_warning, stand_in_links
+from scheduler.content.links import message_warnings, stand_in_links
 from scheduler.content.personalize import render_message
 from scheduler.content.templates import check_parts
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
@@ -41,7 +41,8 @@ def _render_check(subject: str, html: str, text: str | None, data: dict,
                   ) -> tuple[str | None, str | None, str | None]:
     """Compile every part (422 on a syntax error); return (why it must be held, if it
     must; its subject as the recipient will read it, when that is known before the
-    release; a warning about what Gmail will do with it, if any: clipping).
+    release; warnings about what mail clients will do with it, if any: clipping, links
+    that are not absolute, images without alt text).
 
     Send-time content is not fetched here: its variables are stand-ins until the release,
     so a message with sources shows its subject's template until it is sent.
@@ -52,7 +53,7 @@ def _render_check(subject: str, html: str, text: str | None, data: dict,
     except MissingData as exc:
         return str(exc), None, None
     return (None, None if sources else " ".join(parts.subject.split()),
-            clip_warning(parts.html))
+            "; ".join(message_warnings(parts.html)) or None)
 
 
 def _render_before_release(subject: str, html: str, text: str | None, data: dict,

@@ -346,6 +346,10 @@ def test_a_message_gmail_would_clip_is_warned_about_and_keeps_its_links_in_view(
     assert any("Gmail clips" in w for w in preview["warnings"])
     small = api.post(f"{base}/templates/preview", json={"subject": "s", "html": "<p>h</p>"})
     assert small.json()["warnings"] == []
+    relative = api.post(f"{base}/templates/preview", json={
+        "subject": "s", "html": '<p><a href="/account">yours</a></p>'}).json()
+    assert relative["warnings"] == ["1 link not absolute (a link in mail needs https://…): "
+                                    "'/account'"]
     sent = _send(live, api, html=html)
     assert "Gmail clips" in sent["events"][0]["detail"]["warning"]
     assert "clipped" in next(e for e in sent["events"] if e["type"] == "sent")["detail"][

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.content.links import CLIP_BYTES, Links, clip_warning, decorate, tracked_size
+from scheduler.content.links import (
+    CLIP_BYTES,
+    Links,
+    clip_warning,
+    decorate,
+    message_warnings,
+    tracked_size,
+)
 
 LINKS = Links("k", "https://m.example")
 MID = "a" * 32
@@ -43,3 +50,16 @@ def test_the_tracked_size_is_estimated_within_ten_percent_without_signing(produc
     html = _catalogue(products)
     real = len(_decorated(html).encode())
     assert real <= tracked_size(html) <= real * 1.1
+
+
+def test_links_that_are_not_absolute_and_images_without_alt_are_warned_about():
+    html = ('<p><a href="/account">you</a> <a href="https://ok.example/">ok</a> '
+            '<a href="mailto:help@example.com">mail</a> <a href="#top">top</a> '
+            '<a href="www.example.com">site</a></p><img src="https://i.example/a.png">'
+            '<img src="https://i.example/b.png" alt="">')
+    warnings = message_warnings(html)
+    assert any("2 links not absolute" in w and "'/account'" in w and "'www.example.com'" in w
+               for w in warnings), warnings
+    assert any(w.startswith("1 image without alt text") for w in warnings), warnings
+    assert message_warnings('<p><a href="https://ok.example/">ok</a>'
+                            '<img src="https://i.example/a.png" alt="A"></p>') == []
