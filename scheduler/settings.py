@@ -59,6 +59,10 @@ class Settings:
     google_credentials: Path
     gmail_api_endpoint: str | None = None
     public_url: str = DEFAULT_PUBLIC_URL
+    # Where the links in sent mail point (open pixel, clicks, unsubscribe, AMP data): a
+    # domain of the sender's own instead of one shared with other senders. The same app
+    # answers there; None means the public URL.
+    tracking_url: str | None = None
     gmail_scopes: str = "full"
     lease_seconds: float = 120.0
     sync_seconds: float = 300.0
@@ -98,6 +102,7 @@ class Settings:
                                     or "credentials.json").resolve(),
             gmail_api_endpoint=_endpoint(env.get("MAILRELEASE_GMAIL_API_ENDPOINT")),
             public_url=(env.get("MAILRELEASE_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/"),
+            tracking_url=(env.get("MAILRELEASE_TRACKING_URL") or "").rstrip("/") or None,
             gmail_scopes=env.get("MAILRELEASE_GMAIL_SCOPES") or "full",
             lease_seconds=_float(env, "MAILRELEASE_LEASE_SECONDS", 120.0),
             sync_seconds=_float(env, "MAILRELEASE_SYNC_SECONDS", 300.0),

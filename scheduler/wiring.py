@@ -62,4 +62,5 @@ class Wiring:
         return cls(settings=settings, db=db, cipher=cipher, oauth=oauth,
                    gmail=Gmail(settings, cipher, oauth),
                    content=ContentFetcher(settings.content_hosts),
-                   links=Links(settings.secret_key, settings.public_url))
+                   links=Links(settings.secret_key,
+                               settings.tracking_url or settings.public_url))

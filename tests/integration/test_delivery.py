@@ -378,3 +378,23 @@ def test_an_amp_part_that_fails_with_the_recipient_s_data_goes_out_without_it(li
     mail = _delivered(live)
     assert [p.get_content_type() for p in mail.walk() if not p.is_multipart()] == [
         "text/plain", "text/html"]
+
+
+def test_links_in_sent_mail_go_to_the_tracking_domain_and_the_app_answers_them(serve):
+    """MAILRELEASE_TRACKING_URL: a domain of the sender's own (a CNAME to this app) for
+    every link in sent mail, instead of the public URL."""
+    live = serve(MAILRELEASE_TRACKING_URL="https://t.sender.example/")
+    api = live.user()
+    sent = _send(live, api)
+    mail = _delivered(live)
+    html = _html(mail)
+    pixel = re.search(r'src="(https://t\.sender\.example/t/o/[^"]+)"', html).group(1)
+    assert re.search(r'href="https://t\.sender\.example/t/c/', html)
+    assert "<https://t.sender.example/u/" in mail["List-Unsubscribe"]
+    assert live.url not in html
+    # The same app answers under that name: here, reached at its own address.
+    with live.db.write() as s:
+        s.execute(update(Message).values(sent_at=utcnow() - dt.timedelta(minutes=5)))
+    here = pixel.replace("https://t.sender.example", live.url)
+    assert requests.get(here, headers={"User-Agent": "Mozilla/5.0"}, timeout=10).ok
+    assert api.get(f"{live.url}/api/v1/messages/{sent['id']}").json()["opens"] == 1
