@@ -168,8 +168,7 @@ def list_gmail_drafts(query: DraftsQuery):
         s.expunge(account)
     service = c.gmail_for(account)
     items = drafts.list_drafts(service)
-    with c.db.write() as s:
-        c.gmail.keep_refreshed_account(s, account, service, utcnow())
+    c.gmail.save_refresh(c.db, account, service, utcnow())
     return jsonify({"items": items, "next_cursor": None})
 
 

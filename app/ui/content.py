@@ -94,8 +94,7 @@ def drafts_page():
             s.expunge(account)
         service = c.gmail_for(account)
         items = drafts.list_drafts(service)
-        with c.db.write() as s:
-            c.gmail.keep_refreshed_account(s, account, service, utcnow())
+        c.gmail.save_refresh(c.db, account, service, utcnow())
     except DomainError as exc:
         flash(exc.message, "error")
         return redirect(url_for("ui.content.templates_page"))

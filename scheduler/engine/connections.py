@@ -119,10 +119,15 @@ class Gmail:
     def keep_refreshed(self, session, account_id: int, service: GmailService, before: dict,
                        now: dt.datetime) -> bytes | None:
         """Store the access token google-auth refreshed during the calls on `service`, if
-        it did; returns the stored grant (None when nothing changed)."""
+        it did, in `session`; returns the stored grant (None when nothing changed)."""
         info = ServicePool.refreshed_info(service, before)
         if info is None:
             return None
+        return self.store_refreshed(session, account_id, info, now)
+
+    def store_refreshed(self, session, account_id: int, info: dict,
+                        now: dt.datetime) -> bytes:
+        """Store a refreshed grant (`ServicePool.refreshed_info`), encrypted; returns it."""
         return accounts.save_refreshed_token(session, self.cipher, account_id, info, now)
 
     def keep_refreshed_account(self, session, account: GmailAccount, service: GmailService,
@@ -130,3 +135,12 @@ class Gmail:
         """`keep_refreshed` for a service from `for_account`."""
         self.keep_refreshed(session, account.id, service,
                             self.cipher.decrypt(account.token_blob), now)
+
+    def save_refresh(self, db, account: GmailAccount, service: GmailService,
+                     now: dt.datetime) -> None:
+        """`keep_refreshed_account` in a write transaction of its own, opened only when
+        there is a refreshed token to store (a read of drafts writes nothing otherwise)."""
+        info = ServicePool.refreshed_info(service, self.cipher.decrypt(account.token_blob))
+        if info is not None:
+            with db.write() as session:
+                self.store_refreshed(session, account.id, info, now)

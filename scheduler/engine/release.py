@@ -723,7 +723,7 @@ class Releaser:
         if info is None:
             return
         with self._write(batch) as session:
-            state.token_blob = accounts.save_refreshed_token(
-                session, self.cipher, state.row.id, info, self.clock())
+            state.token_blob = self.gmail.store_refreshed(session, state.row.id, info,
+                                                          self.clock())
         state.token_info.update(info)
         log.info("action=token_refreshed account=%s", state.row.id)

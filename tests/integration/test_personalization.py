@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import requests
 from flask import Flask, jsonify, redirect, request
+from sqlalchemy import select, update
 
 from scheduler.content.personalize import render_message
 from scheduler.content.starters import starters
 from scheduler.content.templates import check_parts
+from scheduler.store.models import GmailAccount
 from tests.helpers import ServerThread, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -464,3 +466,23 @@ def test_a_failing_source_without_fallback_holds_and_redirects_stay_on_the_host(
     assert _wait_sent(live, api, moved.json()["id"])["status"] == "sent"
     assert live.sandbox.sent()[-1]["subject"] == "fb"
     assert "weather" not in content_server.hits
+
+
+def test_reading_drafts_keeps_a_refreshed_token_and_writes_nothing_otherwise(live_no_worker):
+    live = live_no_worker
+    api = live.user()
+    live.sandbox.add_draft("ada@example.com", DRAFT)
+
+    def blob():
+        with live.db.read() as s:
+            return s.scalar(select(GmailAccount.token_blob))
+    first = blob()
+    assert api.get(f"{live.url}/api/v1/gmail/drafts").status_code == 200
+    assert blob() == first  # the token was fresh: nothing to store
+    with live.db.write() as s:  # the stored access token has expired: google-auth refreshes
+        s.execute(update(GmailAccount).values(token_blob=live.wiring.cipher.encrypt(
+            {**live.wiring.cipher.decrypt(first), "expiry": "2000-01-01T00:00:00"})))
+    expired = blob()
+    assert api.get(f"{live.url}/api/v1/gmail/drafts").status_code == 200
+    assert blob() != expired
+    assert live.wiring.cipher.decrypt(blob())["token"] in live.sandbox.state.access_tokens
