@@ -127,6 +127,14 @@ class Headers(Command):
     bcc: Copies | None = None
 
 
+HEADER_FIELDS = ("reply_to", "cc", "bcc")
+
+
+def stored_header(value):
+    """A Reply-To or a list of copies as a row keeps it: a list, or None for none."""
+    return (list(value) if isinstance(value, (list, tuple)) else value) or None
+
+
 class NewMessage(Timing, Content, Headers):
     """POST /messages: one personalized message to one address."""
 

@@ -24,6 +24,7 @@ from gmail_client.mime import make_message_id
 from scheduler.audience import contacts
 from scheduler.automation import events
 from scheduler.commands import (
+    HEADER_FIELDS,
     TIMING,
     ContactFilter,
     ContactIds,
@@ -209,7 +210,7 @@ def store_campaign(session: Session, prepared: PreparedCampaign,
 def _copies(campaign: Campaign, parts: dict) -> dict:
     """Reply-To, Cc and Bcc of a campaign's message: the campaign's, else its template's."""
     return {name: getattr(campaign, name) or parts.get(name) or None
-            for name in ("reply_to", "cc", "bcc")}
+            for name in HEADER_FIELDS}
 
 
 def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler.commands import NewTemplate
+from scheduler.commands import HEADER_FIELDS, NewTemplate, stored_header
 from scheduler.content import amp, starters
 from scheduler.content import sources as content
 from scheduler.content.links import message_warnings, stand_in_links
@@ -69,9 +69,8 @@ def template_values(command: NewTemplate, allowed_hosts: tuple[str, ...],
     transactional, track = pick("transactional"), pick("tracking")
     values["transactional"] = bool(transactional)
     values["tracking"] = track is not False
-    for name in ("reply_to", "cc", "bcc"):
-        value = pick(name)
-        values[name] = (list(value) if isinstance(value, (list, tuple)) else value) or None
+    for name in HEADER_FIELDS:
+        values[name] = stored_header(pick(name))
     return values
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from gmail_client.mime import make_message_id
 from scheduler.addresses import parse_address
 from scheduler.audience import contacts, teams
-from scheduler.commands import API, MessageChange, NewMessage, Origin
+from scheduler.commands import API, HEADER_FIELDS, MessageChange, NewMessage, Origin, stored_header
 from scheduler.content import amp, templates
 from scheduler.content import sources as content
 from scheduler.content.links import message_warnings, stand_in_links
@@ -125,11 +125,11 @@ def headers(command, default=None) -> dict:
     """reply_to, cc and bcc of a message: its command's where given (an empty list means
     none), else the template's or campaign's (`default`)."""
     out = {}
-    for name in ("reply_to", "cc", "bcc"):
+    for name in HEADER_FIELDS:
         value = getattr(command, name)
         if value is None and default is not None:
             value = getattr(default, name)
-        out[name] = (list(value) if isinstance(value, (list, tuple)) else value) or None
+        out[name] = stored_header(value)
     return out
 
 
