@@ -13,9 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import email.policy
 import secrets
+from dataclasses import dataclass
 from email import base64mime
 from email.header import Header
 from email.headerregistry import Address
+from email.message import MIMEPart
 from email.utils import format_datetime, formataddr
 
 
@@ -125,20 +127,58 @@ def _text_part(body: str, subtype: str) -> bytes:
     return _PART_HEADERS[subtype] + encoded.encode("ascii")
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file to attach, or with `cid` an inline image the HTML shows as `cid:<cid>`."""
+
+    filename: str
+    content_type: str
+    content: bytes
+    cid: str | None = None
+
+
+_FILE_POLICY = email.policy.SMTP.clone(max_line_length=76)
+
+
+def _file_part(attachment: Attachment) -> bytes:
+    """One attachment as a base64 MIME part; the email package writes its headers, so a
+    non-ASCII file name is encoded the RFC 2231 way that mail clients read."""
+    maintype, _, subtype = attachment.content_type.partition("/")
+    part = MIMEPart(policy=_FILE_POLICY)
+    filename = _one_line("filename", attachment.filename)
+    part.set_content(attachment.content, maintype=maintype, subtype=subtype,
+                     disposition="inline" if attachment.cid else "attachment",
+                     filename=filename,
+                     cid=f"<{_one_line('Content-ID', attachment.cid)}>"
+                     if attachment.cid else None)
+    return part.as_bytes(policy=_FILE_POLICY)
+
+
+def _multipart(subtype: str, parts: list[bytes], extra: str = "") -> tuple[bytes, bytes]:
+    """(the Content-Type line, the body) of a multipart of already-written parts."""
+    boundary = f"=_mr.{secrets.token_hex(12)}"
+    header = f'Content-Type: multipart/{subtype}; boundary="{boundary}"{extra}\r\n'
+    delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
+    body = (delimiter[2:] + delimiter.join(parts)
+            + f"\r\n--{boundary}--\r\n".encode("ascii"))
+    return header.encode("ascii"), body
+
+
 def build_message(*, sender: Address | tuple[str, str], to: Address | tuple[str, str],
                   subject: str, html: str, text: str, amp: str | None = None, message_id: str,
                   date: dt.datetime | None = None, in_reply_to: str | None = None,
                   references: str | None = None,
                   extra_headers: dict[str, str] | None = None,
                   reply_to: Address | tuple[str, str] | None = None,
-                  cc: list | None = None, bcc: list | None = None) -> bytes:
+                  cc: list | None = None, bcc: list | None = None,
+                  attachments: list[Attachment] = ()) -> bytes:  # type: ignore[assignment]
     """Return the message as bytes ready for Gmail's `raw` field. `bcc` goes in a Bcc
-    header, which Gmail delivers to and removes from what the recipients get."""
-    # '.' and '_' never occur in base64, which every part uses: the boundary cannot
-    # collide with a body.
-    boundary = f"=_mr.{secrets.token_hex(12)}"
-    headers = [("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
-               ("MIME-Version", "1.0"),
+    header, which Gmail delivers to and removes from what the recipients get.
+
+    Without attachments the message is multipart/alternative; inline images (an
+    Attachment with a cid) wrap it in multipart/related, and files in multipart/mixed.
+    """
+    headers = [("MIME-Version", "1.0"),
                ("From", _address("From", sender)), ("To", _address("To", to)),
                *((("Cc", _addresses("Cc", cc)),) if cc else ()),
                *((("Bcc", _addresses("Bcc", bcc)),) if bcc else ()),
@@ -155,9 +195,18 @@ def build_message(*, sender: Address | tuple[str, str], to: Address | tuple[str,
     if amp:
         parts.append(_text_part(amp, "x-amp-html"))
     parts.append(_text_part(html, "html"))
-    out = [_POLICY.fold_binary(name, value) for name, value in headers]
-    delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
-    out.append(b"\r\n" + delimiter[2:])  # the blank line that ends the headers
-    out.append(delimiter.join(parts))
-    out.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
+    # '.' and '_' never occur in base64, which every part uses: no boundary can collide
+    # with a body.
+    content_type, body = _multipart("alternative", parts)
+    inline = [_file_part(a) for a in attachments if a.cid]
+    files = [_file_part(a) for a in attachments if not a.cid]
+    if inline:
+        content_type, body = _multipart("related", [content_type + b"\r\n" + body, *inline],
+                                        ';\r\n type="multipart/alternative"')
+    if files:
+        content_type, body = _multipart("mixed", [content_type + b"\r\n" + body, *files])
+    out = [content_type]
+    out.extend(_POLICY.fold_binary(name, value) for name, value in headers)
+    out.append(b"\r\n")  # the blank line that ends the headers
+    out.append(body)
     return b"".join(out)

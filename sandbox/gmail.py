@@ -6,6 +6,8 @@ import binascii
 import email
 import email.parser
 import email.policy
+import json
+import re
 import secrets
 import time
 from email.utils import getaddresses, parseaddr
@@ -72,8 +74,139 @@ def profile(user_id):
                         "historyId": str(st.next_history())})
 
 
+# Gmail's documented limit for messages.send through the /upload URI.
+MAX_UPLOAD_BYTES = 35 * 1024 * 1024
+
+
 @bp.post("/gmail/v1/users/<user_id>/messages/send")
 def send(user_id):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not body.get("raw"):
+        return _refused(user_id) or google_error(
+            400, "'raw' RFC822 payload message string or uploading message via /upload/* "
+                 "URL required", "invalidArgument", "INVALID_ARGUMENT")
+    try:
+        raw = unb64url(body["raw"])
+    except (binascii.Error, ValueError):
+        return _refused(user_id) or google_error(
+            400, "Invalid value for ByteString: raw", "invalidArgument", "INVALID_ARGUMENT")
+    return _send(user_id, raw, body.get("threadId"), "raw")
+
+
+@bp.post("/upload/gmail/v1/users/<user_id>/messages/send")
+def upload_send(user_id):
+    """messages.send through the upload URI: uploadType media (the message is the body),
+    multipart (multipart/related: the JSON metadata, then the message) or resumable (this
+    request begins a session; the PUT to its Location sends)."""
+    kind = request.args.get("uploadType", "")
+    if kind == "resumable":
+        return _begin_resumable(user_id)
+    if request.content_length and request.content_length > MAX_UPLOAD_BYTES + 65536:
+        return _too_large()
+    if kind == "media":
+        return _send_upload(user_id, {}, request.get_data(), "media")
+    if kind == "multipart":
+        found = _multipart_related(request.headers.get("Content-Type", ""),
+                                   request.get_data())
+        if found is None:
+            return google_error(400, "Invalid multipart request", "badContent",
+                                "INVALID_ARGUMENT")
+        return _send_upload(user_id, *found, "multipart")
+    return google_error(400, f"Invalid upload type: {kind!r}", "invalidArgument",
+                        "INVALID_ARGUMENT")
+
+
+@bp.put("/upload/gmail/v1/users/<user_id>/messages/send")
+def resumable_put(user_id):
+    """The content of a resumable upload, in one request; sends the message."""
+    st = state()
+    upload_id = request.args.get("upload_id", "")
+    with st.lock:
+        begun = st.uploads.get(upload_id)
+    if begun is None:
+        return google_error(404, "No such upload session", "notFound", "NOT_FOUND")
+    owner, metadata, length = begun
+    content = request.get_data()
+    if length is not None and len(content) != length:
+        return google_error(400, f"expected {length} bytes, got {len(content)}",
+                            "badContent", "INVALID_ARGUMENT")
+    answer = _send_upload(user_id, metadata, content, "resumable")
+    if answer.status_code < 300:
+        with st.lock:
+            st.uploads.pop(upload_id, None)
+    return answer
+
+
+def _begin_resumable(user_id):
+    st = state()
+    owner, err = _caller(user_id, GMAIL_SEND_SCOPES)
+    if err:
+        return err
+    length = request.headers.get("X-Upload-Content-Length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_UPLOAD_BYTES):
+        return _too_large()
+    metadata = request.get_json(silent=True) if request.content_length else {}
+    upload_id = secrets.token_urlsafe(16)
+    with st.lock:
+        st.uploads[upload_id] = (owner, metadata if isinstance(metadata, dict) else {},
+                                 int(length) if length is not None else None)
+    answer = jsonify({})
+    answer.headers["Location"] = (request.base_url + "?uploadType=resumable&upload_id="
+                                  + upload_id)
+    return answer
+
+
+def _too_large():
+    return google_error(413, f"Request Entity Too Large: the message is above the "
+                             f"{MAX_UPLOAD_BYTES} byte limit", "uploadTooLarge",
+                        "INVALID_ARGUMENT")
+
+
+def _multipart_related(content_type: str, data: bytes):
+    """(metadata, message) from a multipart/related upload body, or None.
+
+    Split by hand: the email parser would parse the message/rfc822 part as a message of
+    its own, and a message's bytes must come out exactly as they went in."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.startswith("multipart/related") or match is None:
+        return None
+    chunks = data.split(b"--" + match.group(1).encode("latin-1"))
+    parts = []
+    for chunk in chunks[1:-1]:
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk[1:]
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep or b"\n\n" in head:
+            head, sep, content = chunk.partition(b"\n\n")
+        # The line break before the next delimiter belongs to the delimiter.
+        content = content[:-2] if content.endswith(b"\r\n") else content[:-1]
+        parts.append(content)
+    if len(parts) != 2:
+        return None
+    try:
+        metadata = json.loads(parts[0] or b"{}")
+    except ValueError:
+        return None
+    if not isinstance(metadata, dict) or not parts[1]:
+        return None
+    return metadata, parts[1]
+
+
+def _send_upload(user_id, metadata: dict, raw: bytes, via: str):
+    if len(raw) > MAX_UPLOAD_BYTES:
+        return _too_large()
+    if not raw:
+        return google_error(400, "the uploaded message is empty", "invalidArgument",
+                            "INVALID_ARGUMENT")
+    return _send(user_id, raw, metadata.get("threadId"), via)
+
+
+def _refused(user_id):
+    """The caller's error (auth, scope) before the body's, as Google answers."""
+    return _caller(user_id, GMAIL_SEND_SCOPES)[1]
+
+
+def _send(user_id, raw: bytes, thread_id: str | None, via: str):
+    """Deliver one message: faults, recipients, the thread, Gmail's stamping."""
     st = state()
     owner, err = _caller(user_id, GMAIL_SEND_SCOPES)
     if err:
@@ -83,16 +216,6 @@ def send(user_id):
         return play_fault(fault)
     if st.send_latency:
         time.sleep(st.send_latency)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not body.get("raw"):
-        return google_error(400, "'raw' RFC822 payload message string or uploading "
-                                 "message via /upload/* URL required",
-                            "invalidArgument", "INVALID_ARGUMENT")
-    try:
-        raw = unb64url(body["raw"])
-    except (binascii.Error, ValueError):
-        return google_error(400, "Invalid value for ByteString: raw", "invalidArgument",
-                            "INVALID_ARGUMENT")
     parsed = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(raw)
     recipients = [a for _, a in getaddresses(
         [str(v) for k in ("To", "Cc", "Bcc") for v in parsed.get_all(k, [])]) if a]
@@ -103,7 +226,6 @@ def send(user_id):
         return google_error(400, "Invalid To header", "invalidArgument",
                             "INVALID_ARGUMENT")
     with st.lock:
-        thread_id = body.get("threadId")
         if thread_id:
             thread = [m for m in st.mailbox(owner) if m.thread_id == thread_id]
             if not thread:
@@ -120,7 +242,7 @@ def send(user_id):
                                label_ids=["SENT"], raw=stamped,
                                internal_date=int(time.time() * 1000),
                                history_id=st.next_history(), owner=owner,
-                               headers=headers)
+                               headers=headers, via=via)
         st.messages[msg_id] = stored
     if fault is not None:
         return play_fault(fault)

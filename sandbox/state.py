@@ -67,6 +67,8 @@ class StoredMessage:
     owner: str
 
     headers: dict = field(default_factory=dict)
+    # How it came: "raw" (the JSON field) or the upload type (media, multipart, resumable).
+    via: str = "raw"
 
     def __post_init__(self):
         # Headers parsed once (and only headers): listing or searching thousands of
@@ -120,6 +122,8 @@ class SandboxState:
     # Gmail's "Send mail as" aliases per mailbox: [{"sendAsEmail", "displayName",
     # "verificationStatus"}] besides the primary address.
     send_as: dict[str, list[dict]] = field(default_factory=dict)
+    # Resumable uploads begun and not finished: upload id → (owner, metadata, length).
+    uploads: dict[str, tuple[str, dict, int | None]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(0x18c0000000000))
     _history: itertools.count = field(default_factory=lambda: itertools.count(1000))
@@ -212,7 +216,8 @@ def summary(m: StoredMessage) -> dict:
     h = m.headers
     return {"id": m.id, "threadId": m.thread_id, "owner": m.owner, "labelIds": m.label_ids,
             "from": h["From"], "to": h["To"], "subject": h["Subject"],
-            "messageId": h["Message-ID"], "internalDate": str(m.internal_date)}
+            "messageId": h["Message-ID"], "internalDate": str(m.internal_date),
+            "via": m.via, "sizeEstimate": len(m.raw)}
 
 
 def matches(m: StoredMessage, query: str) -> bool:

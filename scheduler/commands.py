@@ -135,7 +135,52 @@ def stored_header(value):
     return (list(value) if isinstance(value, (list, tuple)) else value) or None
 
 
-class NewMessage(Timing, Content, Headers):
+MAX_ATTACHMENTS = 20
+# 25 MB of files in base64, and room for the JSON around them.
+MAX_BASE64_CHARS = 4 * (25 * 1024 * 1024 + 2) // 3
+MIME_TYPE = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"
+FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,3}$"
+
+
+class AttachmentSpec(Command):
+    """One file of `attachments`, from one of: its bytes (`content_base64`, with
+    `filename`), a stored file (`file_id`, from POST /files), a field of the recipient's
+    data or contact attributes that names a stored file by id or file name
+    (`file_field`), or a URL on an allowed host fetched at send time (`url`, a template
+    like a source's). `cid` makes it an inline image, shown where the HTML says
+    `<img src="cid:...">`. Exactly one source is checked by content.attachments, which
+    names the entry."""
+
+    filename: Annotated[Line, Field(min_length=1, max_length=255)] | None = None
+    content_type: Annotated[str, Field(pattern=MIME_TYPE, max_length=255)] | None = None
+    content_base64: Annotated[str, Field(max_length=MAX_BASE64_CHARS)] | None = None
+    file_id: Id | None = None
+    file_field: Annotated[str, Field(pattern=FIELD_NAME, max_length=200)] | None = None
+    url: Annotated[Line, Field(min_length=1, max_length=2000)] | None = None
+    cid: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")] | None = None
+
+
+class NewFile(Command):
+    """POST /files: a file to attach by id later (the same bytes, name and type twice
+    are one file)."""
+
+    filename: Annotated[Line, Field(min_length=1, max_length=255)]
+    content_type: Annotated[str, Field(pattern=MIME_TYPE, max_length=255)] | None = None
+    content_base64: Annotated[str, Field(min_length=1, max_length=MAX_BASE64_CHARS)]
+
+
+# A request that carries files: 25 MB in base64, and the rest of the request.
+MAX_REQUEST_WITH_FILES = MAX_BASE64_CHARS + 2 * 1024 * 1024
+
+
+class Files(Command):
+    """Attachments and inline images (a template's are the default of the messages made
+    from it; a message's own replace them)."""
+
+    attachments: Annotated[list[AttachmentSpec], Field(max_length=MAX_ATTACHMENTS)] | None = None
+
+
+class NewMessage(Timing, Content, Headers, Files):
     """POST /messages: one personalized message to one address."""
 
     to: Address
@@ -200,7 +245,7 @@ class Source(Command):
     fallback: Json = None
 
 
-class NewTemplate(Headers):
+class NewTemplate(Headers, Files):
     """POST /templates (or PUT: fields left out keep their value)."""
 
     name: Name | None = None
@@ -369,7 +414,7 @@ class ContactFilter(Command):
     filter: Conditions
 
 
-class NewCampaign(Headers):
+class NewCampaign(Headers, Files):
     """POST /campaigns: a mail merge to all contacts, a list of ids or a filter."""
 
     name: Name | None = None

@@ -225,13 +225,15 @@ def stop_schedule(schedule_id):
 
 
 @route(bp, "POST", "/campaigns", body=commands.NewCampaign,
-       answers={201: responses.Campaign}, role="member")
+       answers={201: responses.Campaign}, role="member",
+       max_bytes=commands.MAX_REQUEST_WITH_FILES)
 def create_campaign(body: commands.NewCampaign):
     """A mail merge: `template_id` or `variants`, `audience` ("all", contact_ids or a
     filter), timing for everyone, optional `ab` (test_fraction, metric, decide_after_seconds)."""
     c = ctx()
     with c.db.read() as s:  # rendered before the write transaction
-        prepared = campaigns.prepare_campaign(s, g.team_id, g.user_id, body, utcnow())
+        prepared = campaigns.prepare_campaign(s, g.team_id, g.user_id, body, utcnow(),
+                                              allowed_hosts=c.settings.content_hosts)
     with c.db.write() as s:
         held = idempotent.claim(s)
         campaign = campaigns.store_campaign(s, prepared, actor())

@@ -101,10 +101,11 @@ def route(bp: Blueprint, method: str, rule: str, *, answers: dict,
           body: Any = None, body_kind: str = "json",
           query: type[BaseModel] | None = None, errors: tuple[int, ...] = (),
           role: str = "viewer", action: str | None = None,
-          auth: str = "token") -> Callable:
+          auth: str = "token", max_bytes: int | None = None) -> Callable:
     """Declare an API route. The view gets `body=` and `query=` already typed; `role` is
     checked before it runs (`action` says what was refused); `answers` maps each success
-    status to its model (None: no body)."""
+    status to its model (None: no body). `max_bytes` raises the request size limit for
+    a route that takes files."""
     def decorate(view: Callable) -> Callable:
         doc = (view.__doc__ or "").strip()
         summary, _, description = doc.partition("\n")
@@ -117,6 +118,8 @@ def route(bp: Blueprint, method: str, rule: str, *, answers: dict,
 
         @wraps(view)
         def handler(**path_args):
+            if max_bytes is not None:
+                request.max_content_length = max_bytes
             if ROLES[op.role] is not None:
                 teams.require(g.role, ROLES[op.role], action or op.summary.lower())
             kwargs: dict[str, Any] = {}

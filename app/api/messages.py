@@ -31,7 +31,8 @@ class MessageQuery(Listing):
 
 
 @route(bp, "POST", "/messages", body=commands.NewMessage, answers={201: responses.Message},
-       role="member")
+       role="member",
+       max_bytes=commands.MAX_REQUEST_WITH_FILES)
 def create_message(body: commands.NewMessage):
     """Queue a personalized message (201); it is sent at its time by the worker."""
     c = ctx()
@@ -39,7 +40,8 @@ def create_message(body: commands.NewMessage):
     # lock that every other team's requests and sends need.
     with c.db.read() as s:
         prepared = messages.prepare_message(s, team_id=g.team_id, user_id=g.user_id,
-                                            command=body, now=utcnow())
+                                            command=body, now=utcnow(),
+                                            allowed_hosts=c.settings.content_hosts)
     with c.db.write() as s:
         held = idempotent.claim(s)
         message = messages.store_message(s, prepared, actor())

@@ -48,6 +48,29 @@ class Event(Answer):
     detail: dict[str, Any] | None
 
 
+class AttachmentRef(Answer):
+    """A file a message, template or campaign carries (see AttachmentSpec)."""
+
+    file_id: int | None = None
+    file_field: str | None = None
+    url: str | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    cid: str | None = None
+
+
+class StoredFile(Answer):
+    """An uploaded file (POST /files): attach it by `id`."""
+
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: Time | None
+
+
 class Message(Answer):
     """A queued, sent or ended message, with its whole timeline."""
 
@@ -58,6 +81,7 @@ class Message(Answer):
     reply_to: str | None
     cc: list[str]
     bcc: list[str]
+    attachments: list[AttachmentRef]
     subject: str | None
     release_at: Time | None
     sent_at: Time | None
@@ -105,6 +129,7 @@ class Template(Answer):
     reply_to: str | None
     cc: list[str]
     bcc: list[str]
+    attachments: list[AttachmentRef]
     created_at: Time
     updated_at: Time
 
@@ -288,6 +313,7 @@ class Campaign(Answer):
     reply_to: str | None
     cc: list[str]
     bcc: list[str]
+    attachments: list[AttachmentRef]
     created_at: Time
     stats: dict[str, VariantStats] | None = None
 

@@ -16,9 +16,10 @@ from app.audit import changes_nothing
 from scheduler import commands
 from scheduler.addresses import parse_address
 from scheduler.audience import contacts
-from scheduler.content import drafts, starters, templates
+from scheduler.content import attachments, drafts, starters, templates
 from scheduler.engine import messages
-from scheduler.store import idempotency
+from scheduler.errors import InvalidInput
+from scheduler.store import audit, idempotency
 from scheduler.store.db import utcnow
 from scheduler.store.models import GmailAccount
 from scheduler.timing import best_hour
@@ -36,7 +37,8 @@ class KindQuery(Query):
 
 
 @route(bp, "POST", "/templates", body=commands.NewTemplate,
-       answers={201: responses.Template}, role="member")
+       answers={201: responses.Template}, role="member",
+       max_bytes=commands.MAX_REQUEST_WITH_FILES)
 def create_template(body: commands.NewTemplate):
     """Save a template (201), or load a starter with {"starter": key}.
     A syntax error is a 422 naming the part and line; a name in use is 409."""
@@ -51,6 +53,38 @@ def create_template(body: commands.NewTemplate):
         out = templates.template_as_dict(template)
         idempotency.remember(s, held, 201, out)
     return jsonify(out), 201
+
+
+@route(bp, "POST", "/files", body=commands.NewFile, answers={201: responses.StoredFile},
+       role="member", max_bytes=commands.MAX_REQUEST_WITH_FILES)
+def create_file(body: commands.NewFile):
+    """Upload a file (201) to attach by `file_id`, or to name from a contact attribute or
+    CSV column (`file_field`); the same bytes, name and type again are the same file."""
+    c = ctx()
+    content = attachments.decode(body.content_base64, "content_base64")
+    if len(content) > attachments.MAX_TOTAL_BYTES:
+        raise InvalidInput("the file is above Gmail's 25 MB for a message's attachments",
+                           field="content_base64")
+    kind = attachments.content_type_for(body.filename, body.content_type)
+    with c.db.write() as s:
+        held = idempotent.claim(s)
+        stored = attachments.store_file(s, team_id=g.team_id, user_id=g.user_id,
+                                        filename=body.filename, content_type=kind,
+                                        content=content, now=utcnow())
+        s.flush()
+        audit.record(s, actor(), "uploaded a file", f"file {stored.id}",
+                     {"filename": stored.filename, "size": stored.size}, utcnow())
+        out = attachments.file_as_dict(stored)
+        idempotency.remember(s, held, 201, out)
+    return jsonify(out), 201
+
+
+@route(bp, "GET", "/files", answers={200: responses.Page[responses.StoredFile]})
+def list_files():
+    """The team's uploaded files, newest first."""
+    with ctx().db.read() as s:
+        items = [attachments.file_as_dict(f) for f in attachments.list_files(s, g.team_id)]
+    return jsonify({"items": items, "next_cursor": None})
 
 
 @route(bp, "GET", "/templates", query=KindQuery,
@@ -72,7 +106,8 @@ def get_template(template_id):
 
 
 @route(bp, "PUT", "/templates/<template_id>", body=commands.NewTemplate,
-       answers={200: responses.Template}, role="member")
+       answers={200: responses.Template}, role="member",
+       max_bytes=commands.MAX_REQUEST_WITH_FILES)
 def update_template(template_id, body: commands.NewTemplate):
     """Change a template; queued messages keep the content they were queued with.
     Fields left out keep their value."""

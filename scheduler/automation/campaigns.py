@@ -32,7 +32,7 @@ from scheduler.commands import (
     NewCampaign,
     Variant,
 )
-from scheduler.content import templates
+from scheduler.content import attachments, templates
 from scheduler.delivery.statistics import variant_stats
 from scheduler.engine import messages
 from scheduler.errors import InvalidInput
@@ -55,7 +55,7 @@ def _template_parts(template) -> dict:
             "amp": template.amp, "sources": template.sources or None,
             "template_id": template.id, "transactional": template.transactional,
             "tracking": template.tracking, "reply_to": template.reply_to,
-            "cc": template.cc, "bcc": template.bcc}
+            "cc": template.cc, "bcc": template.bcc, "attachments": template.attachments}
 
 
 def _overridden(parts: dict, given: Variant | FollowUp, where: str) -> dict:
@@ -153,7 +153,8 @@ class PreparedCampaign:
 
 
 def prepare_campaign(session: Session, team_id: int, user_id: int, command: NewCampaign,
-                     now: dt.datetime, progress=None) -> PreparedCampaign:
+                     now: dt.datetime, progress=None,
+                     allowed_hosts: tuple[str, ...] = ()) -> PreparedCampaign:
     """Check, pick the audience and render the messages (the test group's, under A/B),
     reading only: a web request does this before its write transaction, so that rendering
     thousands of messages never holds the database's write lock."""
@@ -179,6 +180,7 @@ def prepare_campaign(session: Session, team_id: int, user_id: int, command: NewC
                         audience=audience, timing=timing, ab=ab,
                         data=command.data, from_addr=command.sender,
                         **messages.headers(command),
+                        attachments=attachments.check(command.attachments, allowed_hosts),
                         status="testing" if ab else "done", created_at=now,
                         counts={"audience": len(contacts), "skipped_unsubscribed": skipped})
     order = list(contacts)
@@ -198,6 +200,12 @@ def store_campaign(session: Session, prepared: PreparedCampaign,
                    actor: Actor | None = None) -> Campaign:
     """Store a prepared campaign and queue its messages (no render here)."""
     campaign = prepared.campaign
+    pending = campaign.attachments
+    campaign.attachments = attachments.save(session, campaign.team_id, campaign.created_by,
+                                            pending, campaign.created_at)
+    for row in prepared.rows:  # the rows copied the campaign's files as they were given
+        if row["attachments"] is pending and pending is not None:
+            row["attachments"] = campaign.attachments
     session.add(campaign)
     session.flush()
     queued = _insert(session, _own(prepared.rows, prepared.evts, campaign.id), prepared.evts)
@@ -208,9 +216,10 @@ def store_campaign(session: Session, prepared: PreparedCampaign,
 
 
 def _copies(campaign: Campaign, parts: dict) -> dict:
-    """Reply-To, Cc and Bcc of a campaign's message: the campaign's, else its template's."""
+    """Reply-To, Cc, Bcc and files of a campaign's message: the campaign's, else its
+    template's."""
     return {name: getattr(campaign, name) or parts.get(name) or None
-            for name in HEADER_FIELDS}
+            for name in (*HEADER_FIELDS, "attachments")}
 
 
 def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
@@ -428,5 +437,6 @@ def campaign_as_dict(campaign: Campaign, stats: dict | None = None) -> dict:
             "decide_at": campaign.decide_at.isoformat() if campaign.decide_at else None,
             "winner": campaign.winner, "decision": campaign.decision,
             "reply_to": campaign.reply_to, "cc": campaign.cc or [], "bcc": campaign.bcc or [],
+            "attachments": campaign.attachments or [],
             "created_at": campaign.created_at.isoformat(),
             **({"stats": stats} if stats is not None else {})}

@@ -31,6 +31,7 @@ MAX_TIMEOUT_MS = 10_000
 MAX_CACHE_SECONDS = 86_400
 MAX_SOURCES = 5
 MAX_BODY_BYTES = 1_000_000
+MAX_FILE_BYTES = 25 * 1024 * 1024  # Gmail's limit for a message's attachments
 MAX_REDIRECTS = 3
 # The one retry waits this long, if the budget leaves room for a second attempt after it.
 RETRY_PAUSE_SECONDS = 0.02
@@ -68,6 +69,36 @@ class Source:
     has_fallback: bool
 
 
+def check_url(url, where: str, allowed_hosts: tuple[str, ...]) -> str:
+    """A URL template of send-time content: its scheme and host written out and allowed
+    (MAILRELEASE_CONTENT_HOSTS), only its path and query may vary; InvalidInput names
+    `where` otherwise."""
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidInput(f"{where} is required", field=where)
+    fixed = url.split("{", 1)[0]
+    scheme = fixed.partition("://")[0]
+    if "{" in url and "/" not in fixed[len(scheme) + 3:]:
+        raise InvalidInput(f"{where} must start with http(s)://host/ written out "
+                           f"(placeholders only after the host)", field=where)
+    if "\\" in url or any(c in _PLACEHOLDER.sub("", url) for c in "\r\n\t "):
+        raise InvalidInput(f"{where} may not contain a backslash or white space",
+                           field=where)
+    try:
+        target = outbound.parse(fixed if "{" in url else url)
+    except outbound.UnsafeURL as exc:
+        raise InvalidInput(f"{where}: {exc}", field=where) from None
+    if not outbound.listed(target, allowed_hosts):
+        raise InvalidInput(f"{where}: host {target.host} is not in "
+                           f"MAILRELEASE_CONTENT_HOSTS", field=where,
+                           code="host_not_allowed")
+    try:
+        _URL_ENV.from_string(url)
+    except TemplateSyntaxError as exc:
+        raise InvalidInput(f"{where} (line {exc.lineno}): {exc.message}",
+                           field=where) from None
+    return url
+
+
 def check_sources(raw, allowed_hosts: tuple[str, ...]) -> list[dict]:
     """Validate a template's `sources`; InvalidInput names the offending field (422)."""
     if raw is None:
@@ -92,31 +123,7 @@ def check_sources(raw, allowed_hosts: tuple[str, ...]) -> list[dict]:
         if name in names:
             raise InvalidInput(f"{where}.name '{name}' is used twice", field=f"{where}.name")
         names.add(name)
-        url = item.get("url")
-        if not isinstance(url, str) or not url.strip():
-            raise InvalidInput(f"{where}.url is required", field=f"{where}.url")
-        # The scheme and host must be written out: only the path and query may vary.
-        fixed = url.split("{", 1)[0]
-        scheme = fixed.partition("://")[0]
-        if "{" in url and "/" not in fixed[len(scheme) + 3:]:
-            raise InvalidInput(f"{where}.url must start with http(s)://host/ written out "
-                               f"(placeholders only after the host)", field=f"{where}.url")
-        if "\\" in url or any(c in _PLACEHOLDER.sub("", url) for c in "\r\n\t "):
-            raise InvalidInput(f"{where}.url may not contain a backslash or white space",
-                               field=f"{where}.url")
-        try:
-            target = outbound.parse(fixed if "{" in url else url)
-        except outbound.UnsafeURL as exc:
-            raise InvalidInput(f"{where}.url: {exc}", field=f"{where}.url") from None
-        if not outbound.listed(target, allowed_hosts):
-            raise InvalidInput(f"{where}.url: host {target.host} is not in "
-                               f"MAILRELEASE_CONTENT_HOSTS", field=f"{where}.url",
-                               code="host_not_allowed")
-        try:
-            _URL_ENV.from_string(url)
-        except TemplateSyntaxError as exc:
-            raise InvalidInput(f"{where}.url (line {exc.lineno}): {exc.message}",
-                               field=f"{where}.url") from None
+        url = check_url(item.get("url"), f"{where}.url", allowed_hosts)
         timeout = item.get("timeout_ms", DEFAULT_TIMEOUT_MS)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or not (
                 1 <= timeout <= MAX_TIMEOUT_MS):
@@ -256,7 +263,27 @@ class ContentFetcher:
             return value, "fetched", None
         return self._fail(source, error)
 
-    def _within_budget(self, url: str, deadline: float, team: int | None):
+    def fetch_file(self, url_template: str, data: dict, team: int | None,
+                   timeout_ms: int = MAX_TIMEOUT_MS) -> tuple[bytes, str, str]:
+        """An attachment fetched at release under the same rules as send-time content
+        (allowed hosts, redirects on the host, the deadline, per-host and per-team
+        slots), up to MAX_FILE_BYTES: (bytes, content type, URL). Raises
+        ContentUnavailable saying why."""
+        try:
+            url = budget.render(_URL_ENV.from_string(url_template), data)
+        except Exception as exc:  # noqa: BLE001 - a URL that cannot be built is a failure
+            raise ContentUnavailable(url_template, f"URL could not be built: {exc}") from None
+        deadline = time.monotonic() + timeout_ms / 1000
+        try:
+            body, content_type = self._within_budget(
+                url, deadline, team, lambda: self._get(url, deadline, "*/*", MAX_FILE_BYTES))
+        except _FetchError as exc:
+            FETCHES.labels("error").inc()
+            raise ContentUnavailable(url, str(exc)) from None
+        FETCHES.labels("miss").inc()
+        return body, content_type, url
+
+    def _within_budget(self, url: str, deadline: float, team: int | None, get=None):
         host = (urlsplit(url).hostname or "").lower()
         host_slot = self._hosts.take(host, deadline)
         if host_slot is None:
@@ -270,7 +297,13 @@ class ContentFetcher:
 
         def run():
             try:
-                return self._get_json(url, deadline)
+                if get is not None:
+                    return get()
+                body, _ = self._get(url, deadline, "application/json", MAX_BODY_BYTES)
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    raise _FetchError("the answer is not JSON", retryable=False) from None
             finally:  # the slots are held until the fetch itself ends, not the wait
                 host_slot.release()
                 if team_slot is not None:
@@ -312,7 +345,8 @@ class ContentFetcher:
             self._pools.move_to_end(key)
             return pool
 
-    def _get_json(self, url: str, deadline: float):
+    def _get(self, url: str, deadline: float, accept: str,
+             limit: int) -> tuple[bytes, str]:
         first_host = None
         for _ in range(MAX_REDIRECTS + 1):
             try:
@@ -331,7 +365,7 @@ class ContentFetcher:
                 resp = self._connection_pool(target, address).urlopen(
                     "GET", target.target, redirect=False, preload_content=False,
                     timeout=urllib3.Timeout(connect=left, read=left), assert_same_host=False,
-                    headers={"Accept": "application/json", "Host": target.host_header})
+                    headers={"Accept": accept, "Host": target.host_header})
             except urllib3.exceptions.HTTPError as exc:
                 raise _FetchError(f"{type(exc).__name__}", retryable=True) from None
             complete = False
@@ -339,7 +373,7 @@ class ContentFetcher:
                 if resp.status in (301, 302, 303, 307, 308):
                     url = urljoin(url, resp.headers.get("Location", ""))
                     continue
-                body = self._read(resp, deadline)
+                body = self._read(resp, deadline, limit)
                 complete = True
             finally:
                 if complete:
@@ -352,14 +386,11 @@ class ContentFetcher:
                 raise _FetchError(f"HTTP {resp.status}", retryable=True)
             if resp.status >= 400:
                 raise _FetchError(f"HTTP {resp.status}", retryable=False)
-            try:
-                return json.loads(body)
-            except ValueError:
-                raise _FetchError("the answer is not JSON", retryable=False) from None
+            return body, resp.headers.get("Content-Type", "")
         raise _FetchError("too many redirects", retryable=False)
 
     @staticmethod
-    def _read(resp, deadline: float) -> bytes:
+    def _read(resp, deadline: float, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         try:
@@ -370,8 +401,9 @@ class ContentFetcher:
                 if not chunk:
                     return b"".join(chunks)
                 size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise _FetchError("the answer is larger than 1 MB", retryable=False)
+                if size > limit:
+                    raise _FetchError(f"the answer is larger than {limit / 1e6:g} MB",
+                                      retryable=False)
                 chunks.append(chunk)
         except urllib3.exceptions.HTTPError as exc:
             raise _FetchError(type(exc).__name__, retryable=False) from None

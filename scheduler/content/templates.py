@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scheduler.commands import HEADER_FIELDS, NewTemplate, stored_header
-from scheduler.content import amp, starters
+from scheduler.content import amp, attachments, starters
 from scheduler.content import sources as content
 from scheduler.content.links import message_warnings, stand_in_links
 from scheduler.content.personalize import check_template, render_message
@@ -19,7 +19,8 @@ from scheduler.store.models import Template
 from scheduler.typed import make
 
 PARTS = ("subject", "html", "text", "amp")
-FIELDS = ("name", *PARTS, "sources", "transactional", "tracking", "kind", "reply_to", "cc", "bcc")
+FIELDS = ("name", *PARTS, "sources", "transactional", "tracking", "kind", "reply_to", "cc",
+          "bcc", "attachments")
 # "reply": a saved reply for support threads; its subject is the thread's ("Re: ...").
 KINDS = ("email", "reply")
 REPLY_SUBJECT = "Re: {{ thread_subject }}"
@@ -71,6 +72,9 @@ def template_values(command: NewTemplate, allowed_hosts: tuple[str, ...],
     values["tracking"] = track is not False
     for name in HEADER_FIELDS:
         values[name] = stored_header(pick(name))
+    values["attachments"] = (current["attachments"] if current is not None
+                             and "attachments" not in given
+                             else attachments.check(command.attachments, allowed_hosts))
     return values
 
 
@@ -79,6 +83,8 @@ def store_template(session: Session, *, team_id: int, user_id: int | None, value
                    actor: Actor | None = None) -> Template:
     """Store checked values (`template_values`) as a new template; 409 if the name is
     taken. `origin` says where it came from (a starter, a Gmail draft)."""
+    values = {**values, "attachments": attachments.save(session, team_id, user_id,
+                                                        values.get("attachments"), now)}
     template = Template(team_id=team_id, created_by=user_id, origin=origin, created_at=now,
                         updated_at=now, **values)
     session.add(template)
@@ -137,6 +143,8 @@ def update_template(session: Session, team_id: int, template_id, values: dict,
     Messages already queued keep the content they were queued with.
     """
     template = get_template(session, team_id, template_id)
+    values = {**values, "attachments": attachments.save(session, team_id, template.created_by,
+                                                        values.get("attachments"), now)}
     for key, value in values.items():
         setattr(template, key, value)
     template.updated_at = now
@@ -188,5 +196,6 @@ def template_as_dict(template: Template) -> dict:
             "tracking": template.tracking, "kind": template.kind,
             "origin": template.origin, "reply_to": template.reply_to,
             "cc": template.cc or [], "bcc": template.bcc or [],
+            "attachments": template.attachments or [],
             "created_at": template.created_at.isoformat(),
             "updated_at": template.updated_at.isoformat()}

@@ -16,7 +16,7 @@ from gmail_client.mime import make_message_id
 from scheduler.addresses import parse_address
 from scheduler.audience import contacts, teams
 from scheduler.commands import API, HEADER_FIELDS, MessageChange, NewMessage, Origin, stored_header
-from scheduler.content import amp, templates
+from scheduler.content import amp, attachments, templates
 from scheduler.content import sources as content
 from scheduler.content.links import message_warnings, stand_in_links
 from scheduler.content.personalize import render_message
@@ -105,20 +105,25 @@ def _from_header(name: str | None, address: str) -> str:
     return str(Address(display_name=name or "", addr_spec=address))
 
 
-def _content(session: Session, team_id: int, command: NewMessage) -> dict:
-    """subject/html/text/amp/sources from the template named by template_id, or inline."""
+def _content(session: Session, team_id: int, command: NewMessage,
+             allowed_hosts: tuple[str, ...]) -> dict:
+    """subject/html/text/amp/sources from the template named by template_id, or inline,
+    with the message's files (its own, else its template's)."""
+    files = attachments.check(command.attachments, allowed_hosts)
     if command.template_id is None:
         if command.amp:
             amp.check_amp(command.amp)
         return {"subject": command.subject, "html": command.html, "text": command.text or None,
                 "amp": command.amp or None, "sources": None, "template_id": None,
                 "transactional": bool(command.transactional),
-                "tracking": command.tracking is not False, **headers(command)}
+                "tracking": command.tracking is not False, **headers(command),
+                "attachments": files}
     template = templates.get_template(session, team_id, command.template_id)
     return {"subject": template.subject, "html": template.html, "text": template.text,
             "amp": template.amp, "sources": template.sources or None,
             "template_id": template.id, "transactional": template.transactional,
-            "tracking": template.tracking, **headers(command, template)}
+            "tracking": template.tracking, **headers(command, template),
+            "attachments": template.attachments if files is None else files}
 
 
 def headers(command, default=None) -> dict:
@@ -149,7 +154,8 @@ class PreparedMessage:
 
 def prepare_message(session: Session, *, team_id: int, user_id: int | None,
                     command: NewMessage, now: dt.datetime,
-                    origin: Origin = API) -> PreparedMessage:
+                    origin: Origin = API,
+                    allowed_hosts: tuple[str, ...] = ()) -> PreparedMessage:
     """Check and render a message, reading only: a web request does this in a read
     transaction, so that no render holds the database's write lock.
 
@@ -159,10 +165,11 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None,
     scheduled (send now, or a PATCH with a time). A machine that makes the message (a
     rule, a schedule, a campaign) says so in `origin`: its key is unique in the database,
     its ids go on the row, `hold` = (kind, reason) holds it for a person and `note` goes
-    on its first timeline entry.
+    on its first timeline entry. An attachment fetched from a URL must be on one of
+    `allowed_hosts` (MAILRELEASE_CONTENT_HOSTS).
     """
     to = parse_address(command.to, "to")
-    parts = _content(session, team_id, command)
+    parts = _content(session, team_id, command, allowed_hosts)
     contact, recipient = contacts.recipient(session, team_id, to)
     data = {**recipient, **command.data}
     timing = command.timing()
@@ -187,7 +194,8 @@ def prepare_message(session: Session, *, team_id: int, user_id: int | None,
         tracking=parts["tracking"] and _team_tracks(session, team_id),
         contact_id=contact.id if contact else None,
         reply_to=parts["reply_to"], cc=parts["cc"], bcc=parts["bcc"],
-        data=data, status=status, release_at=release_at, error=hold_reason,
+        attachments=parts["attachments"], data=data, status=status, release_at=release_at,
+        error=hold_reason,
         hold_kind=hold_kind, origin_key=origin.key, rule_id=origin.rule_id,
         schedule_id=origin.schedule_id,
         rfc822_id=make_message_id(f"mr.{message_id}", account.email.rpartition("@")[2]),
@@ -214,7 +222,10 @@ def store_message(session: Session, prepared: PreparedMessage,
                   actor: Actor | None = None) -> Message:
     """Queue a prepared message (no render here: this runs in the write transaction); a
     person's (`actor`) is in the team's audit log."""
-    message = Message(**prepared.values)
+    values = prepared.values
+    message = Message(**{**values, "attachments": attachments.save(
+        session, values["team_id"], values["created_by"], values["attachments"],
+        values["created_at"])})
     session.add(message)
     session.flush()
     queue.record_event(session, message.id, message.status, message.created_at,
@@ -507,6 +518,7 @@ def message_as_dict(message: Message) -> dict:
         "reply_to": message.reply_to,
         "cc": message.cc or [],
         "bcc": message.bcc or [],
+        "attachments": message.attachments or [],
         "subject": subject,
         "release_at": iso(message.release_at),
         "sent_at": iso(message.sent_at),

@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
+from gmail_client.api import MAX_MESSAGE_BYTES
 from gmail_client.errors import (
     AmbiguousSendError,
     DailyLimitReached,
@@ -42,6 +43,7 @@ from gmail_client.oauth import can_read
 from scheduler.audience import accounts
 from scheduler.audience.suppression import subscription_of
 from scheduler.content.amp import find_problems
+from scheduler.content.attachments import AttachmentProblem, FileReader, resolve
 from scheduler.content.links import (
     CLIP_BYTES,
     Links,
@@ -200,6 +202,7 @@ class Releaser:
         self.cipher = gmail.cipher
         self.content = content
         self.links = links
+        self.files = FileReader()
         self.clock = clock
         self.stop = stop or threading.Event()
         self._rng = random.Random()
@@ -423,6 +426,10 @@ class Releaser:
             list_id=None if message.transactional else _list_id(message, sender),
             automatic=message.rule_id is not None)
         amp_part, warnings = self._amp_part(message, parts.amp, data)
+        try:
+            files = self._files(message, data)
+        except AttachmentProblem as exc:
+            return Prepared(state, None, "", problem=str(exc))
         raw = build_message(
             sender=_parsed(message.from_addr), to=_parsed(message.to_addr),
             subject=parts.subject, html=decorated.html, text=decorated.text,
@@ -432,12 +439,24 @@ class Releaser:
             reply_to=_parsed(message.reply_to) if message.reply_to else None,
             cc=[_parsed(a) for a in message.cc or ()],
             bcc=[_parsed(a) for a in message.bcc or ()],
+            attachments=files,
         )
+        if len(raw) > MAX_MESSAGE_BYTES:
+            return Prepared(state, None, "", problem=f"the message is {len(raw) / 2**20:.1f} "
+                            f"MB with its files, above the 35 MB Gmail takes")
         size = len(decorated.html.encode())
         if size > CLIP_BYTES:
             warnings.append(f"{size / 1000:.0f} KB of HTML: Gmail shows it clipped (the "
                             f"unsubscribe link and the open pixel were put first)")
         return Prepared(state, raw, parts.subject, warning="; ".join(warnings) or None)
+
+    def _files(self, message, data: dict) -> list:
+        """The message's attachments and inline images, read or fetched now."""
+        if not message.attachments:
+            return []
+        with self.db.core_read() as conn:
+            return resolve(conn, message.attachments, data, message.team_id, self.files,
+                           self.content)
 
     def _amp_part(self, message, amp: str | None, data: dict) -> tuple[str | None, list[str]]:
         """The AMP part as rendered for this recipient, with the unsubscribe link and

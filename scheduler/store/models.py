@@ -33,7 +33,7 @@ ROLES = ("owner", "member", "viewer")
 SUBSCRIPTION_STATES = ("subscribed", "unsubscribed", "bounced")
 # Why a message is held: each kind is released by a different thing.
 HOLD_KINDS = ("missing_data", "reconnect", "daily_limit", "delivery_unknown", "too_late",
-              "no_client", "account_gone")
+              "no_client", "account_gone", "paused")
 
 
 class UTCDateTime(TypeDecorator):
@@ -141,6 +141,14 @@ class GmailAccount(Base):
     # Gmail's sendAs addresses (aliases) of this mailbox: [{"email", "name", "default"}].
     send_as: Mapped[list[dict[str, Any]] | None] = mapped_column()
     synced_at: Mapped[dt.datetime | None] = mapped_column()
+    # Opted in to the warm-up ramp on this day (a daily ceiling that grows; see
+    # scheduler/audience/guard.py).
+    warmup_started_at: Mapped[dt.datetime | None] = mapped_column()
+    # The sender guard paused it (hard bounces or complaints above the threshold); the
+    # rates it watches count only sends after guard_since (set when a person resumes it).
+    paused_at: Mapped[dt.datetime | None] = mapped_column()
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    guard_since: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -234,6 +242,9 @@ class Template(Base):
     reply_to: Mapped[str | None] = mapped_column(String(400))
     cc: Mapped[list[str] | None] = mapped_column()
     bcc: Mapped[list[str] | None] = mapped_column()
+    # Files to attach: [{"file_id"} | {"file_field"} | {"url"}, with "filename",
+    # "content_type", "inline" and "cid"] (see scheduler/content/attachments.py).
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column()
     created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -279,6 +290,11 @@ class Rule(Base):
     cancel_on: Mapped[list[str]] = mapped_column(JSON, default=list)
     frequency_cap: Mapped[dict[str, Any] | None] = mapped_column()
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The sender guard paused it (hard bounces or complaints above the threshold); the
+    # rates it watches count only sends after guard_since (set when a person resumes it).
+    paused_at: Mapped[dt.datetime | None] = mapped_column()
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    guard_since: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -341,6 +357,9 @@ class Campaign(Base):
     reply_to: Mapped[str | None] = mapped_column(String(400))
     cc: Mapped[list[str] | None] = mapped_column()
     bcc: Mapped[list[str] | None] = mapped_column()
+    # Files to attach: [{"file_id"} | {"file_field"} | {"url"}, with "filename",
+    # "content_type", "inline" and "cid"] (see scheduler/content/attachments.py).
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column()
     status: Mapped[str] = mapped_column(String(20))  # testing, done
     pending: Mapped[list[int] | None] = mapped_column(JSON)  # contacts awaiting the winner
     decide_at: Mapped[dt.datetime | None] = mapped_column(index=True)
@@ -348,7 +367,44 @@ class Campaign(Base):
     winner: Mapped[str | None] = mapped_column(String(20))
     decision: Mapped[dict[str, Any] | None] = mapped_column()
     counts: Mapped[dict[str, Any] | None] = mapped_column()
+    # The sender guard paused it (hard bounces or complaints above the threshold); the
+    # rates it watches count only sends after guard_since (set when a person resumes it).
+    paused_at: Mapped[dt.datetime | None] = mapped_column()
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    guard_since: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StoredFile(Base):
+    """An attachment's or inline image's bytes, kept once per team and content (messages,
+    templates and campaigns refer to it by id, and never copy it)."""
+
+    __tablename__ = "stored_file"
+    __table_args__ = (UniqueConstraint("team_id", "sha256", "filename", "content_type",
+                                       name="uq_stored_file_content"),
+                      Index("ix_stored_file_team_name", "team_id", "filename"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id",
+                                                              ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SendingDomain(Base):
+    """A domain mail goes out from, as Gmail's bulk-sender rule sees it: once 5,000
+    messages in a day went from it to personal Gmail addresses (`bulk_since`), it is a
+    bulk sender for good."""
+
+    __tablename__ = "sending_domain"
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    bulk_since: Mapped[dt.datetime | None] = mapped_column()
+    peak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    peak_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class WebSession(Base):
@@ -401,6 +457,9 @@ class Message(Base):
     reply_to: Mapped[str | None] = mapped_column(String(400))
     cc: Mapped[list[str] | None] = mapped_column()
     bcc: Mapped[list[str] | None] = mapped_column()
+    # Files to attach: [{"file_id"} | {"file_field"} | {"url"}, with "filename",
+    # "content_type", "inline" and "cid"] (see scheduler/content/attachments.py).
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column()
     subject_tpl: Mapped[str] = mapped_column(Text)
     html_tpl: Mapped[str] = mapped_column(Text)
     text_tpl: Mapped[str | None] = mapped_column(Text)
@@ -496,5 +555,5 @@ __all__ = ["table", "Base", "Team", "User", "Membership", "GmailAccount", "Accou
            "Invitation",
            "AuditEntry", "ApiToken", "Template",
            "Contact", "Rule", "Event", "Schedule", "Campaign", "Message", "IdempotencyKey",
-           "WebSession",
+           "WebSession", "StoredFile", "SendingDomain",
            "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "HOLD_KINDS", "UTCDateTime"]
