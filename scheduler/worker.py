@@ -1,8 +1,9 @@
 """The release worker: APScheduler is the clock, the messages table is the queue.
 
-Fixed jobs only ('release' and 'heartbeat'), in memory, UTC. After every run the 'release'
-job is moved forward to the next due time, so a message due in 4 s leaves in 4 s, not at
-the next poll; `wake()` does the same at once for a message created in this process.
+Fixed jobs only (release, heartbeat, schedules, sync, guard), in memory, UTC. After every
+run the 'release' job is moved forward to the next due time, so a message due in 4 s
+leaves in 4 s, not at the next poll; `wake()` does the same at once for a message created
+in this process.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
 
+from scheduler.audience import guard
 from scheduler.automation import campaigns, schedules
 from scheduler.delivery.mailbox_sync import MailboxSync
 from scheduler.engine.release import AccountStates, Batch, Releaser
@@ -33,6 +35,8 @@ HEARTBEAT_JOB = "heartbeat"
 SYNC_JOB = "sync"
 SCHEDULES_JOB = "schedules"
 SCHEDULES_SECONDS = 60.0
+GUARD_JOB = "guard"
+GUARD_SECONDS = 300.0  # how often sending domains' daily counts are kept
 HEARTBEAT_SECONDS = 10.0
 WAKE_COALESCE = dt.timedelta(milliseconds=50)
 
@@ -82,6 +86,8 @@ class ReleaseWorker:
                                 id=HEARTBEAT_JOB, next_run_time=now)
         self._scheduler.add_job(self._schedules, "interval", seconds=SCHEDULES_SECONDS,
                                 id=SCHEDULES_JOB, next_run_time=now)
+        self._scheduler.add_job(self._guard, "interval", seconds=GUARD_SECONDS, id=GUARD_JOB,
+                                next_run_time=now + dt.timedelta(seconds=30))
         self._scheduler.add_job(self._sync, "interval", seconds=self.settings.sync_seconds,
                                 id=SYNC_JOB,
                                 next_run_time=now + dt.timedelta(seconds=min(
@@ -263,6 +269,15 @@ class ReleaseWorker:
                 self.wake()
         except Exception:  # noqa: BLE001 - the next round tries again
             log.exception("action=schedules_round_failed worker=%s", self.id)
+
+    def _guard(self) -> None:
+        try:
+            with self.db.write() as s:
+                for domain in guard.record_domains(s, self.clock()):
+                    log.warning("action=bulk_sender domain=%s threshold=%d", domain,
+                                guard.BULK_SENDER_THRESHOLD)
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("action=guard_round_failed worker=%s", self.id)
 
     def _sync(self) -> None:
         try:

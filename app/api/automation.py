@@ -14,6 +14,7 @@ from app.api import require_token, responses
 from app.api.endpoint import json_object, route
 from app.audit import changes_nothing
 from scheduler import commands, sanity
+from scheduler.audience import guard
 from scheduler.automation import campaigns, events, schedules
 from scheduler.delivery.statistics import variant_stats
 from scheduler.store import idempotency, lookup
@@ -164,10 +165,26 @@ def list_rules():
 
 @route(bp, "GET", "/rules/<rule_id>", answers={200: responses.Rule})
 def get_rule(rule_id):
-    """One rule, with its counts and rates."""
+    """One rule, with its counts and rates, and the sender guard's numbers."""
     with ctx().db.read() as s:
         rule = events.get_rule(s, g.team_id, rule_id)
-        return jsonify(events.rule_as_dict(rule, events.rule_stats(s, [rule.id])[rule.id]))
+        return jsonify({**events.rule_as_dict(rule, events.rule_stats(s, [rule.id])[rule.id]),
+                        "guard": guard.pause_state(s, "rule", rule)})
+
+
+@route(bp, "POST", "/rules/<rule_id>/resume", answers={200: responses.Resumed},
+       role="member")
+def resume_rule(rule_id):
+    """Resume a rule the sender guard paused: what it held goes now."""
+    return _resume("rule", lambda s: events.get_rule(s, g.team_id, rule_id))
+
+
+def _resume(kind: str, find):
+    c = ctx()
+    with c.db.write() as s:
+        released = guard.resume(s, actor(), kind, find(s), utcnow())
+    c.wake_worker()
+    return jsonify({"released": released})
 
 
 @route(bp, "DELETE", "/rules/<rule_id>", answers={204: None}, role="member")
@@ -238,7 +255,9 @@ def create_campaign(body: commands.NewCampaign):
         held = idempotent.claim(s)
         campaign = campaigns.store_campaign(s, prepared, actor())
         s.flush()
-        out = campaigns.campaign_as_dict(campaign)
+        out = {**campaigns.campaign_as_dict(campaign),
+               "warnings": campaigns.sending_warnings(s, campaign, c.settings.daily_cap,
+                                                      utcnow())}
         idempotency.remember(s, held, 201, out)
     c.wake_worker()
     return jsonify(out), 201
@@ -256,10 +275,31 @@ def list_campaigns():
 
 @route(bp, "GET", "/campaigns/<campaign_id>", answers={200: responses.Campaign})
 def get_campaign(campaign_id):
-    """One campaign with its counts and decision."""
+    """One campaign with its counts and decision, and the sender guard's numbers."""
     with ctx().db.read() as s:
-        return jsonify(campaigns.campaign_as_dict(
-            campaigns.get_campaign(s, g.team_id, campaign_id)))
+        campaign = campaigns.get_campaign(s, g.team_id, campaign_id)
+        return jsonify({**campaigns.campaign_as_dict(campaign),
+                        "guard": guard.pause_state(s, "campaign", campaign)})
+
+
+@route(bp, "POST", "/campaigns/<campaign_id>/resume", answers={200: responses.Resumed},
+       role="member")
+def resume_campaign(campaign_id):
+    """Resume a campaign the sender guard paused: what it held goes now."""
+    return _resume("campaign", lambda s: campaigns.get_campaign(s, g.team_id, campaign_id))
+
+
+@route(bp, "POST", "/campaigns/preview", body=commands.NewCampaign,
+       answers={200: responses.CampaignPreview}, role="member",
+       max_bytes=commands.MAX_REQUEST_WITH_FILES)
+@changes_nothing
+def preview_campaign(body: commands.NewCampaign):
+    """Who a campaign would go to, and what it would do to the sending accounts' and
+    domain's 24 h counts (Gmail's bulk-sender threshold), without queueing anything."""
+    c = ctx()
+    with c.db.read() as s:
+        return jsonify(campaigns.preview(s, g.team_id, g.user_id, body,
+                                         c.settings.daily_cap, utcnow()))
 
 
 @route(bp, "GET", "/campaigns/<campaign_id>/stats", answers={200: responses.Campaign})

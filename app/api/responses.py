@@ -253,6 +253,21 @@ class RuleStats(Outcomes):
     cancelled: int
 
 
+class Guard(Answer):
+    """The sender guard's view of a campaign, rule or account: its pause (if any) and
+    its last sends with their hard bounces and complaints (unsubscribes)."""
+
+    paused_at: Time | None
+    paused_reason: str | None
+    sends: int
+    hard_bounces: int
+    complaints: int
+
+
+class Resumed(Answer):
+    released: int
+
+
 class Rule(Answer):
     id: int
     name: str
@@ -267,6 +282,7 @@ class Rule(Answer):
     active: bool
     created_at: Time
     stats: RuleStats | None
+    guard: Guard | None = None
 
 
 class Schedule(Answer):
@@ -316,6 +332,43 @@ class Campaign(Answer):
     attachments: list[AttachmentRef]
     created_at: Time
     stats: dict[str, VariantStats] | None = None
+    warnings: list[str] = []
+    guard: Guard | None = None
+
+
+class SendingAccount(Answer):
+    id: int
+    email: str
+    sent_24h: int
+    daily_cap: int
+    warmup_ceiling: int | None
+    warmup_started_at: Time | None
+    paused_reason: str | None
+    paused_at: Time | None
+
+
+class SendingDomain(Answer):
+    domain: str
+    sent_24h: int
+    to_personal_gmail_24h: int
+    threshold: int
+    bulk_since: Time | None
+    warning: str | None
+
+
+class Sending(Answer):
+    """Sends over the last 24 h per account and per sending domain, against the caps and
+    Gmail's bulk-sender threshold."""
+
+    accounts: list[SendingAccount]
+    domains: list[SendingDomain]
+
+
+class CampaignPreview(Sending):
+    audience: int
+    skipped_unsubscribed: int
+    to_personal_gmail: int
+    warnings: list[str]
 
 
 class Team(Answer):

@@ -9,7 +9,7 @@ from app.api import Listing, responses
 from app.api.endpoint import route
 from app.invitations import invitation_message, mail_invitation
 from scheduler import commands
-from scheduler.audience import teams
+from scheduler.audience import guard, teams
 from scheduler.audience.accounts import account_states
 from scheduler.store import audit, lookup
 from scheduler.store.db import utcnow
@@ -115,6 +115,52 @@ def list_accounts():
     with c.db.read() as s:
         items = account_states(s, g.team_id, g.user_id, c.settings.daily_cap, utcnow())
     return jsonify({"items": items, "next_cursor": None})
+
+
+@route(bp, "GET", "/sending", answers={200: responses.Sending})
+def sending():
+    """The last 24 h of sends per account (against its cap and warm-up ceiling, with any
+    pause) and per sending domain (against Gmail's bulk-sender threshold of 5,000 a day
+    to personal Gmail addresses, with a warning before it is crossed)."""
+    c = ctx()
+    with c.db.read() as s:
+        mine = s.scalars(teams.usable_accounts(g.team_id, g.user_id)).all()
+        return jsonify(guard.sending_report(s, list(mine), c.settings.daily_cap, utcnow()))
+
+
+def _warmup(account_id, on: bool):
+    c = ctx()
+    with c.db.write() as s:
+        guard.set_warmup(s, actor(), account_id, on, utcnow())
+        mine = s.scalars(teams.usable_accounts(g.team_id, g.user_id)).all()
+        return jsonify(guard.sending_report(s, list(mine), c.settings.daily_cap, utcnow()))
+
+
+@route(bp, "PUT", "/accounts/<account_id>/warmup", answers={200: responses.Sending},
+       role="member")
+def start_warmup(account_id):
+    """Warm up one of your accounts: a daily ceiling from 20 a day, growing over 15 days
+    (what exceeds it is held until the window reopens)."""
+    return _warmup(account_id, True)
+
+
+@route(bp, "DELETE", "/accounts/<account_id>/warmup", answers={200: responses.Sending},
+       role="member")
+def stop_warmup(account_id):
+    """End the warm-up: the account's own daily cap applies again."""
+    return _warmup(account_id, False)
+
+
+@route(bp, "POST", "/accounts/<account_id>/resume", answers={200: responses.Resumed},
+       role="member")
+def resume_account(account_id):
+    """Resume one of your accounts the sender guard paused: what it held goes now."""
+    c = ctx()
+    with c.db.write() as s:
+        account = teams.own_account(s, actor(), account_id)
+        released = guard.resume(s, actor(), "account", account, utcnow())
+    c.wake_worker()
+    return jsonify({"released": released})
 
 
 def _share(account_id, shared: bool):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from scheduler.audience import teams
+from scheduler.audience import guard, teams
 from scheduler.store import audit, queue
 from scheduler.store.audit import Actor
 from scheduler.store.crypto import TokenCipher
@@ -147,10 +147,13 @@ def default_daily_cap(email: str) -> int:
     return CONSUMER_DAILY_CAP if domain in CONSUMER_DOMAINS else WORKSPACE_DAILY_CAP
 
 
-def daily_cap(account, configured_cap: int | None) -> int:
+def daily_cap(account, configured_cap: int | None, now: dt.datetime | None = None) -> int:
     """How many messages the account may send in a rolling 24 h: its own cap, else the
-    deployment's (`MAILRELEASE_DAILY_CAP`), else Gmail's default for its kind."""
-    return account.daily_cap or configured_cap or default_daily_cap(account.email)
+    deployment's (`MAILRELEASE_DAILY_CAP`), else Gmail's default for its kind; lower
+    while it warms up (`guard.WARMUP_STEPS`, from `now`)."""
+    cap = account.daily_cap or configured_cap or default_daily_cap(account.email)
+    ceiling = guard.warmup_ceiling(account, now) if now is not None else None
+    return min(cap, ceiling) if ceiling is not None else cap
 
 
 def account_states(session: Session, team_id: int, user_id: int, configured_cap: int | None,
@@ -161,7 +164,7 @@ def account_states(session: Session, team_id: int, user_id: int, configured_cap:
     rows = []
     for account in session.scalars(teams.usable_accounts(team_id, user_id)):
         sent = queue.sent_since(session, account.id, now - DAY)
-        cap = daily_cap(account, configured_cap)
+        cap = daily_cap(account, configured_cap, now)
         limited = account.limited_until is not None and account.limited_until > now
         state = ("needs reconnecting" if account.status == "reconnect" else
                  "disconnected" if account.status == "disconnected" else

@@ -227,17 +227,24 @@ def shared_with(session: Session, account_id: int) -> list[int]:
                                 .where(AccountShare.account_id == account_id)))
 
 
-def share_account(session: Session, actor: Actor, account_id, share: bool,
-                  now: dt.datetime) -> GmailAccount:
-    """Share (or stop sharing) one of the caller's own accounts with the team."""
-    team_id, user_id = actor.team_id, actor.user_id
+def own_account(session: Session, actor: Actor, account_id) -> GmailAccount:
+    """One of the caller's own Gmail accounts, or NotFound."""
     aid = lookup.path_id(account_id)
     if aid is None:
         raise NotFound(f"no account {str(account_id)[:40]}", field="account_id")
     account = session.scalar(select(GmailAccount).where(GmailAccount.id == aid,
-                                                        GmailAccount.user_id == user_id))
+                                                        GmailAccount.user_id == actor.user_id))
     if account is None:
         raise NotFound(f"no account {account_id} of yours", field="account_id")
+    return account
+
+
+def share_account(session: Session, actor: Actor, account_id, share: bool,
+                  now: dt.datetime) -> GmailAccount:
+    """Share (or stop sharing) one of the caller's own accounts with the team."""
+    team_id, user_id = actor.team_id, actor.user_id
+    account = own_account(session, actor, account_id)
+    aid = account.id
     existing = session.get(AccountShare, (aid, team_id))
     if share and existing is None:
         session.add(AccountShare(account_id=aid, team_id=team_id, shared_by=user_id,

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gmail_client.mime import make_message_id
-from scheduler.audience import contacts
+from scheduler.audience import contacts, guard
 from scheduler.automation import events
 from scheduler.commands import (
     HEADER_FIELDS,
@@ -182,7 +182,9 @@ def prepare_campaign(session: Session, team_id: int, user_id: int, command: NewC
                         **messages.headers(command),
                         attachments=attachments.check(command.attachments, allowed_hosts),
                         status="testing" if ab else "done", created_at=now,
-                        counts={"audience": len(contacts), "skipped_unsubscribed": skipped})
+                        counts={"audience": len(contacts), "skipped_unsubscribed": skipped,
+                                "to_personal_gmail": guard.personal_gmail_share(
+                                    c.email for c in contacts)})
     order = list(contacts)
     # A fair test group, the same for the same team, time and audience.
     random.Random(f"{team_id}:{now.isoformat()}:{len(order)}").shuffle(order)
@@ -213,6 +215,49 @@ def store_campaign(session: Session, prepared: PreparedCampaign,
     audit.record(session, actor, "started a campaign", f"campaign {campaign.id}",
                  {"queued": queued}, campaign.created_at)
     return campaign
+
+
+def preview(session: Session, team_id: int, user_id: int, command: NewCampaign,
+            configured_cap: int | None, now: dt.datetime) -> dict:
+    """Who the campaign would reach and what it would do to the sending account's and
+    domain's 24 h counts, reading only (nothing rendered, nothing queued)."""
+    contacts_, skipped = _audience(session, team_id, command.audience)
+    account, _ = messages.pick_sender(session, team_id, user_id, command.sender)
+    personal = guard.personal_gmail_share(c.email for c in contacts_)
+    report, warnings = _sending(session, account, len(contacts_), personal, configured_cap,
+                                now)
+    return {**report, "audience": len(contacts_), "skipped_unsubscribed": skipped,
+            "to_personal_gmail": personal, "warnings": warnings}
+
+
+def sending_warnings(session: Session, campaign: Campaign, configured_cap: int | None,
+                     now: dt.datetime) -> list[str]:
+    """What a queued campaign does to its sender's standing (see `preview`)."""
+    counts = campaign.counts or {}
+    if not counts.get("audience"):
+        return []
+    account, _ = messages.pick_sender(session, campaign.team_id, campaign.created_by,
+                                      campaign.from_addr)
+    return _sending(session, account, counts["audience"], counts.get("to_personal_gmail", 0),
+                    configured_cap, now)[1]
+
+
+def _sending(session: Session, account, size: int, personal: int,
+             configured_cap: int | None, now: dt.datetime) -> tuple[dict, list[str]]:
+    domain = account.email.rpartition("@")[2].lower()
+    report = guard.sending_report(session, [account], configured_cap, now,
+                                  {domain: personal})
+    warnings = [d["warning"] for d in report["domains"] if d["warning"]]
+    mine = report["accounts"][0]
+    room = max(0, mine["daily_cap"] - mine["sent_24h"])
+    if size > room:
+        which = "warm-up ceiling" if mine["warmup_ceiling"] == mine["daily_cap"] else "cap"
+        warnings.append(f"{account.email} may send {mine['daily_cap']:,} in 24 h (its "
+                        f"{which}; {mine['sent_24h']:,} sent): {size - room:,} of these "
+                        f"{size:,} wait, held, until the window reopens")
+    if mine["paused_reason"]:
+        warnings.append(f"{account.email} is {mine['paused_reason']}")
+    return report, warnings
 
 
 def _copies(campaign: Campaign, parts: dict) -> dict:

@@ -26,7 +26,7 @@ from sqlalchemy import false, or_, select, true, update
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError, HistoryExpired
 from gmail_client.oauth import can_read
-from scheduler.audience import teams
+from scheduler.audience import guard, teams
 from scheduler.audience.suppression import UNSUBSCRIBES, suppress
 from scheduler.delivery import replies
 from scheduler.engine.connections import Gmail
@@ -221,12 +221,15 @@ class MailboxSync:
             hard = _hard(incoming.status)
             detail = {"status": incoming.status, "diagnostic": incoming.diagnostic,
                       "hard": hard}
-            if self._first(s, message.id, "bounced"):
+            first = self._first(s, message.id, "bounced")
+            if first:
                 queue.record_event(s, message.id, "bounced", now, detail)
                 BOUNCES.labels("hard" if hard else "soft").inc()
             if hard:
                 suppress(s, message.team_id, parseaddr(message.to_addr)[1], "bounced",
                                   f"hard bounce {incoming.status}", now)
+                if first:
+                    guard.after_signal(s, message, now)
             return
         if not self._answers(account, message, incoming):
             return

@@ -13,6 +13,7 @@ from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from scheduler.audience import guard
 from scheduler.audience.suppression import UNSUBSCRIBES, suppress
 from scheduler.store import queue
 from scheduler.store.models import Message, MessageEvent
@@ -105,6 +106,7 @@ def unsubscribe(session: Session, message_id: str, how: str, now: dt.datetime) -
                 now):
         UNSUBSCRIBES.labels(how).inc()
         queue.record_event(session, message.id, "unsubscribed", now, {"how": how})
+        guard.after_signal(session, message, now)
     return message
 
 

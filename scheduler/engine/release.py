@@ -40,7 +40,7 @@ from gmail_client.errors import (
 )
 from gmail_client.mime import UnsendableAddress, build_message
 from gmail_client.oauth import can_read
-from scheduler.audience import accounts
+from scheduler.audience import accounts, guard
 from scheduler.audience.suppression import subscription_of
 from scheduler.content.amp import find_problems
 from scheduler.content.attachments import AttachmentProblem, FileReader, resolve
@@ -587,14 +587,16 @@ class Releaser:
         account = state.row
         if account.limited_until and account.limited_until > now:
             return False
-        cap = accounts.daily_cap(account, self.settings.daily_cap)
+        cap = accounts.daily_cap(account, self.settings.daily_cap, now)
         # Near the cap, count again: other workers may send for this account too. Far from
         # it they cannot close the gap before the next refresh, as pacing is shared.
         return (cap, now - DAY) if state.sent_today + self._count_margin >= cap else None
 
     def _daily_limit(self, conn, state: AccountState, now: dt.datetime):
         """(until, reason) when the account may not send now because of a daily limit."""
-        account = state.row
+        # Before holding, the account as it is now: its cap or warm-up may have changed
+        # since this thread read it.
+        state.row = account = conn.execute(_ACCOUNT, {"b_account": state.row.id}).one()
         check = self._cap_to_check(state, now)
         if check is False:
             resumes = account.limited_until.isoformat()
@@ -607,10 +609,13 @@ class Releaser:
         if state.sent_today < cap:
             return None
         until = queue.window_reopens(conn, account.id, now, DAY, cap) or now
-        return until, (f"daily cap reached: {state.sent_today} of {cap} sent from "
+        which = ("warm-up ceiling for today" if guard.warmup_ceiling(account, now) == cap
+                 else "daily cap")
+        return until, (f"{which} reached: {state.sent_today} of {cap} sent from "
                        f"{account.email} in the last 24 h; resumes {until.isoformat()}")
 
-    def _gate(self, claim: queue.Claim, prepared: Prepared, batch: Batch) -> str | None:
+    def _gate(self, claim: queue.Claim, prepared: Prepared, batch: Batch,
+              again: bool = True) -> str | None:
         """gate: the last checks, then the account's pacing slot and a lease that covers
         the send.
 
@@ -627,7 +632,7 @@ class Releaser:
         cover = dt.timedelta(seconds=max(self.settings.lease_seconds,
                                          2 * self.settings.gmail_timeout_seconds + 5))
         recipient = None if message.transactional else _address_of(message.to_addr)
-        wait = 0.0
+        wait, stale = 0.0, False
         with self._write(batch) as conn:
             now = self.clock()
             cap = self._cap_to_check(state, now)
@@ -644,12 +649,21 @@ class Releaser:
                 if suppressed:
                     queue.mark_suppressed(conn, claim, now, suppressed)
                     return "cancelled"
+                # A receipt (no recipient check) is never held for a campaign's bounces.
+                paused = recipient and guard.paused_reason(conn, message)
+                if paused:
+                    return self._held(conn, claim, "paused", paused)
                 limited = self._daily_limit(conn, state, now)
                 if limited is not None:
                     return self._held(conn, claim, "daily_limit", limited[1],
                                       until=limited[0])
                 if problem is not None:
                     return self._held(conn, claim, "missing_data", problem)
+                # The cap this thread knew was stale (its warm-up or cap changed): the
+                # checks again, with the account as it is now.
+                stale = cap is not False and self._cap_to_check(state, now) != cap
+        if not clear and stale and again:
+            return self._gate(claim, prepared, batch, again=False)
         if clear and wait > 0:
             if self.stop.wait(wait):
                 return self.give_back(claim, batch)

@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 
 from scheduler.store import transitions
 from scheduler.store.db import rowcount
-from scheduler.store.models import Contact, GmailAccount, Message, MessageEvent, table
+from scheduler.store.models import (
+    Campaign,
+    Contact,
+    GmailAccount,
+    Message,
+    MessageEvent,
+    Rule,
+    table,
+)
 from scheduler.store.transitions import Status
 
 # Queue operations run on an ORM Session (API) or a Core Connection (the worker's hot path).
@@ -230,6 +238,11 @@ def extend_lease(session: Executor, claim: Claim, until: dt.datetime,
 
 _SENT_EARLIER = _M.alias("earlier")
 _C = table(Contact)
+# What the sender guard paused (see scheduler/audience/guard.py): nothing but
+# transactional mail goes from a paused account, campaign or rule.
+_PAUSED = [~exists().where(t.c.id == column, t.c.paused_at.is_not(None)) for t, column in
+           ((_A, _M.c.account_id), (table(Campaign), _M.c.campaign_id),
+            (table(Rule), _M.c.rule_id))]
 # The variants of the last check before a send, by (recipient checked, cap checked).
 _CLEAR: dict[tuple[bool, bool, bool], Any] = {}
 
@@ -242,6 +255,7 @@ def _clear_statement(check_recipient: bool, check_cap: bool, in_flight: bool):
             conditions.append(~exists().where(
                 _C.c.team_id == _M.c.team_id, _C.c.email == bindparam("b_email"),
                 _C.c.subscription != "subscribed"))
+            conditions.extend(_PAUSED)
         if check_cap:
             conditions.append(select(func.count()).where(
                 _SENT_EARLIER.c.account_id == _M.c.account_id,
@@ -261,7 +275,8 @@ def clear_to_send(session: Executor, claim: Claim, until: dt.datetime,
     """Renew the lease to `until` if nothing stops the send, in one statement.
 
     Nothing stops it when the claim is still this worker's, `recipient` (a lower-case
-    address, or None for transactional mail) has not unsubscribed or bounced, and, with
+    address, or None for transactional mail) has not unsubscribed or bounced and neither
+    the account nor the message's campaign or rule is paused, and, with
     `cap` = (cap, since), the account has sent fewer than cap messages since `since`.
     False: something does; the caller finds out what. `in_flight` (the send follows at
     once, no pacing wait) marks the message as possibly sent from here on.
@@ -306,12 +321,16 @@ def window_reopens(session: Executor, account_id: int, now: dt.datetime,
     return _aware(value) + window if value is not None else None
 
 
-def release_held(session: Executor, account_id: int, kind: str, now: dt.datetime,
-                 reason: str) -> int:
-    """Held messages of one kind for an account become due now (e.g. after reconnecting)."""
-    ids = session.scalars(select(Message.id).where(
-        Message.account_id == account_id, Message.status == "held",
-        Message.hold_kind == kind)).all()
+def release_held(session: Executor, account_id: int | None, kind: str, now: dt.datetime,
+                 reason: str, scope=None) -> int:
+    """Held messages of one kind become due now: an account's (after reconnecting), or
+    those a `scope` condition picks (a resumed campaign's)."""
+    where = [Message.status == "held", Message.hold_kind == kind]
+    if account_id is not None:
+        where.append(Message.account_id == account_id)
+    if scope is not None:
+        where.append(scope)
+    ids = session.scalars(select(Message.id).where(*where)).all()
     if not ids:
         return 0
     step = transitions.get("release_held")

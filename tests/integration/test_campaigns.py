@@ -26,7 +26,8 @@ def test_a_campaign_goes_to_subscribed_contacts_and_counts_the_skipped(live, api
             {"field": "contact.email", "op": "contains", "value": "@example.org"}]}})
     assert resp.status_code == 201, resp.text
     body = resp.json()
-    assert body["counts"] == {"audience": 2, "skipped_unsubscribed": 1, "queued": 2}
+    assert body["counts"] == {"audience": 2, "skipped_unsubscribed": 1, "queued": 2,
+                              "to_personal_gmail": 0}
     wait_for(lambda: len(live.sandbox.sent()) == 2)
     assert sorted(m["subject"] for m in live.sandbox.sent()) == ["News for Ann",
                                                                  "News for Bob"]
