@@ -46,7 +46,7 @@ def test_opens_and_clicks_are_recorded_through_signed_links(live, api):
     sent = _send(live, api)
     html = _html(_delivered(live))
     click = re.search(r'href="([^"]+/t/c/[^"]+)"', html).group(1)
-    pixel = re.search(r'src="([^"]+/t/o/[^"]+)"', html).group(1)
+    pixel = re.search(r'(?:src|background)="([^"]+/t/o/[^"]+)"', html).group(1)
     # A person, far enough after sending not to look like a proxy or a link scanner.
     with live.db.write() as s:
         s.execute(update(Message).values(sent_at=utcnow() - dt.timedelta(minutes=5)))
@@ -68,7 +68,7 @@ def test_scanners_and_image_proxies_are_flagged_not_counted(live, api):
     sent = _send(live, api)
     html = _html(_delivered(live))
     click = re.search(r'href="([^"]+/t/c/[^"]+)"', html).group(1)
-    pixel = re.search(r'src="([^"]+/t/o/[^"]+)"', html).group(1)
+    pixel = re.search(r'(?:src|background)="([^"]+/t/o/[^"]+)"', html).group(1)
     requests.get(pixel, timeout=10, headers={"User-Agent": "Mozilla/5.0 (via ggpht.com "
                                                            "GoogleImageProxy)"})
     requests.head(click, timeout=10)
@@ -388,7 +388,7 @@ def test_links_in_sent_mail_go_to_the_tracking_domain_and_the_app_answers_them(s
     sent = _send(live, api)
     mail = _delivered(live)
     html = _html(mail)
-    pixel = re.search(r'src="(https://t\.sender\.example/t/o/[^"]+)"', html).group(1)
+    pixel = re.search(r'(?:src|background)="(https://t\.sender\.example/t/o/[^"]+)"', html).group(1)
     assert re.search(r'href="https://t\.sender\.example/t/c/', html)
     assert "<https://t.sender.example/u/" in mail["List-Unsubscribe"]
     assert live.url not in html

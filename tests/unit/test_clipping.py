@@ -63,3 +63,16 @@ def test_links_that_are_not_absolute_and_images_without_alt_are_warned_about():
     assert any(w.startswith("1 image without alt text") for w in warnings), warnings
     assert message_warnings('<p><a href="https://ok.example/">ok</a>'
                             '<img src="https://i.example/a.png" alt="A"></p>') == []
+
+
+def test_short_mail_without_images_gets_a_pixel_that_does_not_make_it_image_only():
+    # SpamAssassin's HTML_IMAGE_ONLY_* rules (0.6 to 2.8 points) fire on HTML with an
+    # image and under 3,200 bytes of text: there the pixel must not be an <img>.
+    short = _decorated("<html><body><p>Hi Ann, your invoice is ready.</p></body></html>")
+    assert "<img" not in short and f'background="{LINKS.open_url(MID)}"' in short
+    with_image = _decorated('<html><body><p>Hi</p><img src="https://x.example/a.png" '
+                            'alt="logo"></body></html>')
+    assert f'<img src="{LINKS.open_url(MID)}"' in with_image
+    long_text = _decorated("<html><body>" + "<p>Plenty of words here.</p>" * 200
+                           + "</body></html>")
+    assert f'<img src="{LINKS.open_url(MID)}"' in long_text
