@@ -18,14 +18,12 @@ import argparse
 import base64
 import email
 import email.policy
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from email.message import EmailMessage
 from pathlib import Path
 
 import requests
@@ -35,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.merge_bench import mailmerge_bin
 from bench.release_bench import Sandbox, deployment
-from scheduler.automation import campaigns
 from scheduler.audience import contacts
+from scheduler.automation import campaigns
 from scheduler.commands import NewCampaign, NewContact, NewMessage, NewTemplate
 from scheduler.content import templates
 from scheduler.content.personalize import render_message
@@ -46,6 +44,7 @@ from scheduler.store.db import utcnow
 from scheduler.typed import make
 from scheduler.wiring import Wiring
 from scheduler.worker import ReleaseWorker
+from tests.spamassassin import plain_twin, score
 
 SENDER = "sender0@example.com"
 TO = "reader@example.org"
@@ -56,31 +55,6 @@ CAMPAIGN = {"subject": "What's new at Acme this month, {{ first_name }}",
                     "and a faster export.</p><p>Thanks for being with us,<br>Acme</p>"
                     "</body></html>",
             "text": None, "amp": None}
-
-
-def score(raw: bytes) -> tuple[float, list[str]]:
-    """SpamAssassin's local-test score and rule names for a message."""
-    out = subprocess.run(["spamassassin", "-L", "-t"], input=raw, capture_output=True,
-                         check=True, timeout=120).stdout
-    status = email.message_from_bytes(out, policy=email.policy.compat32)["X-Spam-Status"]
-    text = " ".join(str(status).split())
-    value = float(re.search(r"score=(-?[\d.]+)", text).group(1))
-    tests = re.search(r"tests=(.*?)(?: autolearn=| version=|$)", text)
-    names = (tests.group(1) if tests else "").replace(" ", "").split(",")
-    return value, [t for t in names if t and t != "none"]
-
-
-def plain_twin(subject: str, html: str, text: str, amp: str | None, sent) -> bytes:
-    """The same rendered content (its AMP part too) as Python's EmailMessage writes it."""
-    twin = EmailMessage()
-    for name in ("From", "To", "Date", "Message-ID"):
-        twin[name] = sent[name]
-    twin["Subject"] = subject
-    twin.set_content(text)
-    if amp:
-        twin.add_alternative(amp, subtype="x-amp-html")
-    twin.add_alternative(html, subtype="html")
-    return twin.as_bytes(policy=email.policy.SMTP)
 
 
 def mailmerge_twin(subject: str, html: str, text: str, amp: str | None,
