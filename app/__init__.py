@@ -42,6 +42,20 @@ class Context:
             self.worker.wake(at)
 
 
+# Pages whose forms carry files (attachments): their requests may be as large as an API
+# request with files.
+FILE_FORMS = frozenset({"ui.content.template_page"})
+
+
+def _allow_files(app: Flask) -> None:
+    from scheduler.commands import MAX_REQUEST_WITH_FILES
+
+    @app.before_request
+    def _larger_body_for_files():
+        if request.endpoint in FILE_FORMS:
+            request.max_content_length = MAX_REQUEST_WITH_FILES
+
+
 def create_app(wiring: Wiring | None = None, *, worker=None) -> Flask:
     """Application factory: the given wiring, or one built from the environment."""
     if wiring is None:
@@ -63,6 +77,7 @@ def create_app(wiring: Wiring | None = None, *, worker=None) -> Flask:
 
     _json_errors_under_api(app)
     audit.install(app)
+    _allow_files(app)  # before CSRF's check, which reads the form
     csrf.init_app(app)
     csrf.exempt(api.bp)
     for feature in api.FEATURES:  # Flask-WTF looks up the request's own blueprint

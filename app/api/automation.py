@@ -176,13 +176,15 @@ def get_rule(rule_id):
        role="member")
 def resume_rule(rule_id):
     """Resume a rule the sender guard paused: what it held goes now."""
-    return _resume("rule", lambda s: events.get_rule(s, g.team_id, rule_id))
+    return resume("rule", rule_id)
 
 
-def _resume(kind: str, find):
-    c = ctx()
+def resume(kind: str, raw_id):
+    """Resume the caller's paused campaign, rule or account; answers {released}."""
+    c, who = ctx(), actor()
     with c.db.write() as s:
-        released = guard.resume(s, actor(), kind, find(s), utcnow())
+        released = guard.resume(s, who, kind, guard.pausable(s, who, kind, raw_id),
+                                utcnow())
     c.wake_worker()
     return jsonify({"released": released})
 
@@ -286,7 +288,7 @@ def get_campaign(campaign_id):
        role="member")
 def resume_campaign(campaign_id):
     """Resume a campaign the sender guard paused: what it held goes now."""
-    return _resume("campaign", lambda s: campaigns.get_campaign(s, g.team_id, campaign_id))
+    return resume("campaign", campaign_id)
 
 
 @route(bp, "POST", "/campaigns/preview", body=commands.NewCampaign,

@@ -412,6 +412,8 @@ class Account(Answer):
     sent_24h: int
     daily_cap: int
     limited_until: Time | None
+    warmup_ceiling: int | None
+    paused_reason: str | None
     scopes: list[str]
     own: bool
     shared: bool

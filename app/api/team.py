@@ -6,6 +6,7 @@ from flask import Blueprint, g, jsonify
 
 from app import actor, ctx
 from app.api import Listing, responses
+from app.api.automation import resume
 from app.api.endpoint import route
 from app.invitations import invitation_message, mail_invitation
 from scheduler import commands
@@ -155,12 +156,7 @@ def stop_warmup(account_id):
        role="member")
 def resume_account(account_id):
     """Resume one of your accounts the sender guard paused: what it held goes now."""
-    c = ctx()
-    with c.db.write() as s:
-        account = teams.own_account(s, actor(), account_id)
-        released = guard.resume(s, actor(), "account", account, utcnow())
-    c.wake_worker()
-    return jsonify({"released": released})
+    return resume("account", account_id)
 
 
 def _share(account_id, shared: bool):

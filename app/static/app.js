@@ -121,7 +121,10 @@
     var timer = null, seq = 0;
     function refresh() {
       var mine = ++seq;
-      fetch(f.getAttribute("data-live-preview"), {method: "POST", body: new FormData(f),
+      var fields = new FormData(f);
+      // The preview renders the parts: files chosen for upload are not sent with it.
+      f.querySelectorAll("input[type=file]").forEach(function (i) { fields.delete(i.name); });
+      fetch(f.getAttribute("data-live-preview"), {method: "POST", body: fields,
                                                    headers: {"Accept": "application/json"}})
         .then(function (resp) { return resp.json(); })
         .then(function (out) {

@@ -116,6 +116,7 @@ from app.ui import (  # noqa: E402
     compose,
     content,
     dashboard,
+    guard,
     queue,
     replies,
     rules,
@@ -123,7 +124,7 @@ from app.ui import (  # noqa: E402
     team,
 )
 
-FEATURES = (queue.bp, compose.bp, content.bp, campaigns.bp, dashboard.bp, replies.bp,
-            rules.bp, settings.bp, team.bp)
+FEATURES = (queue.bp, compose.bp, content.bp, campaigns.bp, dashboard.bp, guard.bp,
+            replies.bp, rules.bp, settings.bp, team.bp)
 for _feature in FEATURES:
     bp.register_blueprint(_feature)

@@ -81,7 +81,9 @@ def campaigns_page():
                     held = idempotent.claim_form(s, team_id, key)
                     made = campaigns.store_campaign(s, prepared, who)
                     s.flush()
-                    out = {"id": made.id, "counts": made.counts}
+                    out = {"id": made.id, "counts": made.counts,
+                           "warnings": campaigns.sending_warnings(s, made,
+                                                                  c.settings.daily_cap, now)}
                     idempotency.remember(s, held, 200, out)
                     return out
             except idempotency.Replay as replay:  # a double submit: the first one's answer
@@ -106,9 +108,12 @@ def campaigns_page():
         c.wake_worker()
         flash(f"Campaign queued: {out['counts']['queued']} messages, "
               f"{out['counts']['skipped_unsubscribed']} unsubscribed skipped.", "ok")
+        for warning in out.get("warnings") or ():
+            flash(warning, "warning")
         return redirect(url_for("ui.campaigns.campaigns_page"))
     with c.db.read() as s:
-        rows = [campaigns.campaign_as_dict(x, variant_stats(s, x)) for x in
+        rows = [{**campaigns.campaign_as_dict(x, variant_stats(s, x)),
+                 "paused_reason": x.paused_reason} for x in
                 s.scalars(select(Campaign).where(Campaign.team_id == g.team_id)
                           .order_by(Campaign.id.desc()).limit(50))]
         choices = [(t.id, t.name) for t in templates.list_templates(s, g.team_id)]

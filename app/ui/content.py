@@ -1,7 +1,9 @@
 """Pages for content: templates (starters, Gmail drafts, edit, preview) and contacts."""
 from __future__ import annotations
 
+import base64
 import json
+import re
 
 from flask import (
     Blueprint,
@@ -122,8 +124,38 @@ def use_draft():
     return redirect(url_for("ui.content.template_page", template_id=tid))
 
 
-def _form_body(form) -> dict:
+def _form_attachments(form, current: list) -> list[dict]:
+    """The editor's files: the template's own it keeps (by index), new uploads (an image
+    uploaded as inline is shown where the HTML says cid:<its file name>), and a contact
+    attribute naming a stored file per recipient."""
+    keep = set(form.getlist("keep_attachment"))
+    specs = [{k: v for k, v in ref.items() if k != "size"}
+             for n, ref in enumerate(current) if str(n) in keep]
+    for field, inline in (("new_files", False), ("inline_images", True)):
+        for upload in request.files.getlist(field):
+            if not upload or not upload.filename:
+                continue
+            content = upload.read()
+            spec = {"filename": upload.filename[:255],
+                    "content_base64": base64.b64encode(content).decode("ascii")}
+            if upload.mimetype and upload.mimetype != "application/octet-stream":
+                spec["content_type"] = upload.mimetype
+            if inline:
+                spec["cid"] = _CID.sub("-", upload.filename)[:100].lstrip(".-_@") or "image"
+            specs.append(spec)
+    name = form.get("file_field", "").strip()
+    if name:
+        specs.append({"file_field": name})
+    return specs
+
+
+_CID = re.compile(r"[^A-Za-z0-9._@-]")
+
+
+def _form_body(form, current_files: list | None = None) -> dict:
     body = {k: form.get(k) for k in FORM_PARTS}
+    if form.get("attachments_form"):
+        body["attachments"] = _form_attachments(form, current_files or [])
     body["text"] = body["text"] or None
     body["amp"] = body["amp"] or None
     body["sources"] = json_field(form, "sources", [])
@@ -152,7 +184,7 @@ def template_page(template_id):
                 parts["sources"] = check_sources(parts["sources"], c.settings.content_hosts)
                 preview = _preview(parts, form)
             else:
-                tid = _save(_form_body(form), template_id)
+                tid = _save(_form_body(form, _current_files(template_id)), template_id)
                 flash("Template saved.", "ok")
                 return redirect(url_for("ui.content.template_page", template_id=tid))
         except DomainError as exc:
@@ -160,7 +192,8 @@ def template_page(template_id):
                 not_found(exc)
             flash(exc.message, "error")
             error_field = exc.field
-        values = dict(form)
+        # What the template has is shown again, so that a second save keeps it.
+        values = {**dict(form), "attachments": _current_files(template_id)}
     elif template_id is None:
         kind = "reply" if request.args.get("kind") == "reply" else "email"
         values = {"name": "", "subject": templates.REPLY_SUBJECT if kind == "reply" else "",
@@ -182,6 +215,14 @@ def template_page(template_id):
         values["preview_to"] = people[0][0]  # a real contact, so the preview starts filled
     return render_template("ui/template.html", t=values, template_id=template_id,
                            preview=preview, error_field=error_field, people=people)
+
+
+def _current_files(template_id) -> list:
+    """The files the template has now (none for a new one)."""
+    if template_id is None:
+        return []
+    with ctx().db.read() as s:
+        return templates.get_template(s, g.team_id, template_id).attachments or []
 
 
 @bp.post("/templates/live-preview")

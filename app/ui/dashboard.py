@@ -12,6 +12,7 @@ from app.api import bp as api_bp
 from app.api import responses
 from app.api.endpoint import Query, read_query, route
 from app.auth import login_required
+from app.ui import guard
 from scheduler.delivery import statistics as dashboard
 from scheduler.errors import DomainError
 from scheduler.store.db import utcnow
@@ -52,4 +53,4 @@ def dashboard_page():
         return render_template("ui/error.html", code=exc.status, message=exc.message), \
             exc.status
     return render_template("ui/dashboard.html", data=data, series=dashboard.SERIES,
-                           days=len(data["days"]))
+                           days=len(data["days"]), standing=guard.standing())

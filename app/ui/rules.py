@@ -71,7 +71,8 @@ def rules_page():
     with c.db.read() as s:
         rows = s.scalars(select(Rule).where(Rule.team_id == g.team_id).order_by(Rule.id)).all()
         stats = events.rule_stats(s, [r.id for r in rows])
-        rules = [events.rule_as_dict(r, stats[r.id]) for r in rows]
+        rules = [{**events.rule_as_dict(r, stats[r.id]), "paused_reason": r.paused_reason}
+                 for r in rows]
         names = {t.id: t.name for t in templates.list_templates(s, g.team_id)}
     return render_template("ui/rules.html", rules=rules, names=names, form=form,
                            seeds=starters.rule_seeds(), error_field=error_field), status

@@ -172,6 +172,8 @@ def account_states(session: Session, team_id: int, user_id: int, configured_cap:
         rows.append({"id": account.id, "email": account.email, "state": state,
                      "reason": account.status_reason, "sent_24h": sent, "daily_cap": cap,
                      "limited_until": account.limited_until.isoformat() if limited else None,
+                     "warmup_ceiling": guard.warmup_ceiling(account, now),
+                     "paused_reason": account.paused_reason,
                      "scopes": account.scope_list, "own": account.user_id == user_id,
                      "shared": team_id in teams.shared_with(session, account.id),
                      "send_as": [a for a in account.send_as or () if

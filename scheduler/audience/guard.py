@@ -24,7 +24,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler.store import audit, queue
+from scheduler.errors import NotFound
+from scheduler.store import audit, lookup, queue
 from scheduler.store.db import rowcount
 from scheduler.store.models import (
     Campaign,
@@ -281,6 +282,18 @@ def resume(session: Session, actor, kind: str, row, now: dt.datetime) -> int:
     audit.record(session, actor, f"resumed a paused {kind}", f"{kind} {row.id}",
                  {"was": was, "released": released}, now)
     return released
+
+
+def pausable(session: Session, actor, kind: str, raw_id):
+    """The caller's campaign or rule (their team's), or account (their own), to resume;
+    NotFound otherwise."""
+    if kind == "account":
+        from scheduler.audience.teams import own_account
+        return own_account(session, actor, raw_id)
+    if kind not in ("campaign", "rule"):
+        raise NotFound(f"nothing pausable is called {kind[:20]!r}", field="kind")
+    return lookup.team_row(session, _SCOPES[kind][0], actor.team_id, raw_id, kind,
+                           field=f"{kind}_id")
 
 
 def pause_state(session: Session, kind: str, row) -> dict:

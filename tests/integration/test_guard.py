@@ -3,6 +3,7 @@ warm-up ramp, and pauses after bounces or complaints that a person resumes."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
 from sqlalchemy import func, insert, select, update
@@ -146,3 +147,38 @@ def test_hard_bounces_pause_a_campaign_and_resuming_releases_what_it_held(live, 
     assert got["paused_at"] is None and got["hard_bounces"] == 0  # counted afresh
     audit = api.get(f"{base}/audit").json()["items"]
     assert audit[0]["action"] == "resumed a paused campaign"
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_the_pages_show_the_standing_and_turn_warm_up_and_pauses_off(live_no_worker):
+    live = live_no_worker
+    browser = live.browser()
+    now = utcnow()
+    with live.db.write() as s:
+        s.execute(insert(Message), _sent_rows(1, 4100, "gmail.com", now))
+    page = browser.get(f"{live.url}/dashboard").text
+    assert 'data-standing-account="ada@example.com"' in page
+    assert "4,100 to personal Gmail" in page
+    assert re.search(r'data-domain-warning="example.com">example.com is at 4,100 of '
+                     r"Gmail&#39;s 5,000", page), page[:3000]
+    accounts = browser.get(f"{live.url}/accounts").text
+    done = browser.post(f"{live.url}/accounts/1/warmup",
+                        data={"csrf_token": _csrf(accounts), "warmup": "on"})
+    assert "now warms up: 20 a day" in done.text and "warming up: 20 today" in done.text
+    # A paused account says why on both pages, and the owner resumes it there.
+    with live.db.write() as s:
+        from scheduler.store.models import GmailAccount
+        s.execute(update(GmailAccount).values(paused_at=now, paused_reason="paused by the "
+                                              "sender guard: 5 of its last 40 bounced"))
+    assert "5 of its last 40 bounced" in browser.get(f"{live.url}/dashboard").text
+    page = browser.get(f"{live.url}/accounts").text
+    assert "data-paused" in page
+    resumed = browser.post(f"{live.url}/guard/account/1/resume",
+                           data={"csrf_token": _csrf(page)})
+    assert "Resumed: 0 held messages will go now." in resumed.text
+    assert "data-paused" not in resumed.text
+    assert browser.post(f"{live.url}/guard/campaign/999/resume",
+                        data={"csrf_token": _csrf(page)}).status_code == 404

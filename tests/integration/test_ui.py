@@ -346,3 +346,38 @@ def test_signing_out_ends_the_session_on_the_server_and_everywhere(live_no_worke
                 data={"csrf_token": _csrf(second.get(live.url + "/settings").text)})
     for browser in (second, third):
         assert 'name="to"' not in browser.get(live.url + "/compose").text
+
+
+def test_the_template_editor_attaches_files_inline_images_and_per_recipient_files(
+        live_no_worker):
+    live = live_no_worker
+    browser = live.browser()
+    api = live.api(live.token())
+    page = browser.get(live.url + "/templates/new").text
+    assert 'enctype="multipart/form-data"' in page and 'name="new_files"' in page
+    form = {"csrf_token": _csrf(page), "name": "Invoice", "subject": "Your invoice",
+            "html": '<p>Attached. <img src="cid:logo.png" alt="Logo"></p>', "text": "",
+            "amp": "", "sources": "[]", "attachments_form": "1", "action": "save",
+            "file_field": "invoice_file"}
+    big = b"%PDF" + b"x" * (12 * 1024 * 1024)  # above the 10 MB a form may otherwise be
+    saved = browser.post(live.url + "/templates/new", data=form, files=[
+        ("new_files", ("terms.pdf", big, "application/pdf")),
+        ("inline_images", ("logo.png", b"\x89PNG....", "image/png"))])
+    assert "Template saved." in saved.text, saved.text[:500]
+    tid = int(saved.url.rsplit("/", 1)[1])
+    files = api.get(f"{live.url}/api/v1/templates/{tid}").json()["attachments"]
+    assert [(f.get("filename"), f.get("cid"), f.get("file_field")) for f in files] == [
+        ("terms.pdf", None, None), ("logo.png", "logo.png", None),
+        (None, None, "invoice_file")]
+    assert files[0]["size"] == len(big)
+    assert "inline as <code>cid:logo.png</code>" in saved.text
+    # A save with an error shows the files again, and the next save keeps what is ticked.
+    again = browser.post(saved.url, data={**form, "csrf_token": _csrf(saved.text),
+                                          "html": "{% if %}", "file_field": ""})
+    assert again.text.count('name="keep_attachment"') == 3
+    kept = browser.post(saved.url, data={**form, "csrf_token": _csrf(again.text),
+                                         "file_field": "", "keep_attachment": ["0", "2"]})
+    assert "Template saved." in kept.text
+    files = api.get(f"{live.url}/api/v1/templates/{tid}").json()["attachments"]
+    assert [f.get("filename") or f.get("file_field") for f in files] == ["terms.pdf",
+                                                                         "invoice_file"]
