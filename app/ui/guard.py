@@ -1,5 +1,6 @@
 """The sender guard in pages: the standing of each account and sending domain (on the
-dashboard), turning an account's warm-up on or off, and resuming what the guard paused."""
+dashboard), and resuming what the guard paused (an account's warm-up is switched on the
+Accounts page, in settings)."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, request, url_for
@@ -44,20 +45,3 @@ def resume(kind, row_id):
     back = "ui.dashboard.dashboard_page" if request.form.get("back") == "dashboard" \
         else _BACK[kind]
     return redirect(url_for(back))
-
-
-@bp.post("/accounts/<int:account_id>/warmup")
-@login_required
-def warmup(account_id):
-    """Start or end the warm-up of one of your own accounts."""
-    on = request.form.get("warmup") == "on"
-    try:
-        teams.require(g.role, teams.CAN_CHANGE, "warm up accounts")
-        with ctx().db.write() as s:
-            email = guard.set_warmup(s, actor(), account_id, on, utcnow()).email
-    except DomainError as exc:
-        audit.skip()
-        abort(exc.status, exc.message)
-    flash(f"{email} now warms up: {guard.WARMUP_STEPS[0]} a day at first, more every two "
-          f"days." if on else f"{email} no longer warms up: its daily cap applies.", "ok")
-    return redirect(url_for("ui.settings.accounts_page"))

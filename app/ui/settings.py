@@ -9,7 +9,7 @@ from app import actor, audit, ctx
 from app.auth import login_required
 from app.tokens import create_token, revoke_token
 from gmail_client.oauth import CredentialsFileError, revoke
-from scheduler.audience import accounts, teams
+from scheduler.audience import accounts, guard, teams
 from scheduler.automation import events
 from scheduler.errors import DomainError
 from scheduler.store import lookup
@@ -37,20 +37,40 @@ def _own_account(s, account_id: int) -> GmailAccount | None:
                                                GmailAccount.user_id == g.user_id))
 
 
+def _switch(account_id, field: str, allowed: tuple[str, ...], what: str, change, said):
+    """Turn something of one of the caller's accounts on or off (the form's `field`):
+    `change(session, on)` returns the account, `said(email, on)` the confirmation."""
+    on = request.form.get(field) == "on"
+    try:
+        teams.require(g.role, allowed, what)
+        with ctx().db.write() as s:
+            email = change(s, on).email
+    except DomainError as exc:
+        audit.skip()
+        abort(exc.status, exc.message)
+    flash(said(email, on), "ok")
+    return redirect(url_for("ui.settings.accounts_page"))
+
+
 @bp.post("/accounts/<int:account_id>/share")
 @login_required
 def share_account(account_id):
     """Owners share one of their own accounts with the team, or stop sharing it."""
-    share = request.form.get("shared") == "on"
-    try:
-        teams.require(g.role, teams.CAN_MANAGE, "share accounts")
-        with ctx().db.write() as s:
-            email = teams.share_account(s, actor(), account_id, share, utcnow()).email
-    except DomainError as exc:
-        audit.skip()
-        abort(exc.status, exc.message)
-    flash(f"{email} is {'now' if share else 'no longer'} shared with the team.", "ok")
-    return redirect(url_for("ui.settings.accounts_page"))
+    return _switch(account_id, "shared", teams.CAN_MANAGE, "share accounts",
+                   lambda s, on: teams.share_account(s, actor(), account_id, on, utcnow()),
+                   lambda email, on: f"{email} is {'now' if on else 'no longer'} shared "
+                                     f"with the team.")
+
+
+@bp.post("/accounts/<int:account_id>/warmup")
+@login_required
+def warmup(account_id):
+    """Start or end the warm-up of one of your own accounts (see the sender guard)."""
+    return _switch(account_id, "warmup", teams.CAN_CHANGE, "warm up accounts",
+                   lambda s, on: guard.set_warmup(s, actor(), account_id, on, utcnow()),
+                   lambda email, on: f"{email} now warms up: {guard.WARMUP_STEPS[0]} a day "
+                                     f"at first, more every two days." if on else
+                                     f"{email} no longer warms up: its daily cap applies.")
 
 
 @bp.post("/accounts/<int:account_id>/cap")
