@@ -65,11 +65,12 @@ def create_file(body: commands.NewFile):
     if len(content) > attachments.MAX_TOTAL_BYTES:
         raise InvalidInput("the file is above Gmail's 25 MB for a message's attachments",
                            field="content_base64")
-    kind = attachments.content_type_for(body.filename, body.content_type)
+    name = attachments.file_name(body.filename)
+    kind = attachments.content_type_for(name, body.content_type)
     with c.db.write() as s:
         held = idempotent.claim(s)
         stored = attachments.store_file(s, team_id=g.team_id, user_id=g.user_id,
-                                        filename=body.filename, content_type=kind,
+                                        filename=name, content_type=kind,
                                         content=content, now=utcnow())
         s.flush()
         audit.record(s, actor(), "uploaded a file", f"file {stored.id}",

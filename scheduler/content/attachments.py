@@ -62,6 +62,12 @@ def _mb(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
 
 
+def file_name(name: str) -> str:
+    """A file name as it goes in a message: no folders (a recipient's mail app saves it
+    under that name)."""
+    return basename(name.replace("\\", "/")).strip() or "attachment"
+
+
 def content_type_for(filename: str, given: str | None = None) -> str:
     """The given MIME type, else the one the file name suggests, else octet-stream."""
     return (given or mimetypes.guess_type(filename)[0] or "application/octet-stream").lower()
@@ -97,18 +103,18 @@ def check(specs, allowed_hosts: tuple[str, ...], where: str = "attachments") -> 
             if len(content) > MAX_TOTAL_BYTES:
                 raise InvalidInput(f"{at} is {_mb(len(content))}, above Gmail's 25 MB "
                                    f"for a message's attachments", field=at)
-            ref["pending"] = _Pending(spec.filename, content_type_for(spec.filename,
-                                                                      spec.content_type),
-                                      content)
+            name = file_name(spec.filename)
+            ref["pending"] = _Pending(name, content_type_for(name, spec.content_type), content)
         elif spec.file_id is not None:
             ref["file_id"] = spec.file_id
         elif spec.file_field is not None:
             ref["file_field"] = spec.file_field
         else:
             ref["url"] = sources.check_url(spec.url, f"{at}.url", allowed_hosts)
-        for name in ("filename", "content_type"):
-            if getattr(spec, name) is not None:
-                ref[name] = getattr(spec, name)
+        if spec.filename is not None:
+            ref["filename"] = file_name(spec.filename)
+        if spec.content_type is not None:
+            ref["content_type"] = spec.content_type
         if spec.cid is not None:
             if spec.cid in cids:
                 raise InvalidInput(f"{at}.cid {spec.cid!r} is used twice", field=f"{at}.cid")
@@ -286,5 +292,6 @@ def resolve(conn, refs: list | None, data: dict, team_id: int, reader: FileReade
         if total > MAX_TOTAL_BYTES:
             raise AttachmentProblem(f"the attachments are {_mb(total)} or more, above "
                                     f"Gmail's 25 MB for a message")
+        name = file_name(name)
         out.append(Attachment(name, content_type_for(name, kind), content, ref.get("cid")))
     return out

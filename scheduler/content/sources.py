@@ -402,8 +402,9 @@ class ContentFetcher:
                     return b"".join(chunks)
                 size += len(chunk)
                 if size > limit:
-                    raise _FetchError(f"the answer is larger than {limit / 1e6:g} MB",
-                                      retryable=False)
+                    shown = (f"{limit // 2**20} MB" if limit % 2**20 == 0
+                             else f"{limit / 1e6:g} MB")
+                    raise _FetchError(f"the answer is larger than {shown}", retryable=False)
                 chunks.append(chunk)
         except urllib3.exceptions.HTTPError as exc:
             raise _FetchError(type(exc).__name__, retryable=False) from None

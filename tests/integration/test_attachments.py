@@ -211,3 +211,21 @@ def test_a_message_above_35_mb_is_refused_by_the_client_and_by_the_sandbox(live)
                  "X-Upload-Content-Length": str(len(raw))}, timeout=10)
     assert begun.status_code == 413
     assert [m["via"] for m in live.sandbox.sent()] == ["media", "multipart"]
+
+
+def test_a_campaign_s_files_go_with_each_of_its_messages_and_are_stored_once(live, api):
+    base = f"{live.url}/api/v1"
+    for n in range(3):
+        api.post(f"{base}/contacts", json={"email": f"c{n}@example.org"})
+    tid = api.post(f"{base}/templates", json={"name": "t", "subject": "News",
+                                              "html": "<p>Hi</p>"}).json()["id"]
+    brochure = os.urandom(4000)
+    campaign = api.post(f"{base}/campaigns", json={"template_id": tid, "attachments": [
+        {"filename": "../../etc/brochure.pdf", "content_base64": _b64(brochure)}]})
+    assert campaign.status_code == 201, campaign.text
+    refs = campaign.json()["attachments"]
+    assert refs[0]["filename"] == "brochure.pdf"  # no folders in a name a mail app saves
+    wait_for(lambda: live.sandbox.count() == 3, 20)
+    for index in range(3):
+        assert _files(_received(live, index)[1])["brochure.pdf"][1] == brochure
+    assert [f["id"] for f in api.get(f"{base}/files").json()["items"]] == [refs[0]["file_id"]]
