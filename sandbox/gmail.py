@@ -314,6 +314,9 @@ def get_thread(user_id, thread_id):
     owner, err = _caller(user_id, GMAIL_READ_SCOPES)
     if err:
         return err
+    fault = st.take_fault("threads.get", owner)
+    if fault is not None:
+        return play_fault(fault)
     with st.lock:
         thread = sorted((m for m in st.mailbox(owner) if m.thread_id == thread_id),
                         key=lambda m: m.internal_date)

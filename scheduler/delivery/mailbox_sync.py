@@ -6,7 +6,7 @@ Gmail's history API what was added since last time (a search when that history i
 old), and records on the sent message:
   bounced        a delivery status notification naming it (hard bounces suppress the address)
   replied        a message from the recipient in its thread or naming it in In-Reply-To
-  auto_replied   the same but automatic (Auto-Submitted, out-of-office): not a reply
+  auto_replied   the same but automatic (scheduler/engine/threads.py): not a reply
   unsubscribed   a mail to the account with the subject "unsubscribe" (List-Unsubscribe mailto)
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import email.policy
 import logging
 import re
 from dataclasses import dataclass, field
+from email.header import decode_header, make_header
 from email.utils import parseaddr
 
 from prometheus_client import Counter
@@ -29,7 +30,9 @@ from gmail_client.oauth import can_read
 from scheduler.audience import guard, teams
 from scheduler.audience.suppression import UNSUBSCRIBES, suppress
 from scheduler.delivery import replies
+from scheduler.engine import threads
 from scheduler.engine.connections import Gmail
+from scheduler.engine.threads import is_automatic
 from scheduler.settings import Settings
 from scheduler.store import queue
 from scheduler.store.db import Database, rowcount, utcnow
@@ -42,8 +45,6 @@ REPLIES = Counter("mailrelease_replies", "Replies read back from mailboxes", ["k
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-_AUTO_SUBJECTS = ("auto:", "automatic reply", "autoreply", "auto-reply", "out of office",
-                  "out of the office", "abwesenheitsnotiz", "réponse automatique")
 _DAEMONS = ("mailer-daemon@", "postmaster@")
 
 
@@ -74,11 +75,18 @@ def classify(raw: bytes, thread_id: str | None = None) -> Incoming:
         return _bounce(msg, sender, refs, thread_id)
     if subject == "unsubscribe":
         return Incoming("unsubscribe", refs, thread_id, sender)
-    auto = (msg.get("Auto-Submitted", "no").strip().lower() != "no"
-            or msg.get("X-Autoreply") or msg.get("X-Autorespond")
-            or (msg.get("Precedence") or "").strip().lower() in ("auto_reply", "bulk", "junk")
-            or subject.startswith(_AUTO_SUBJECTS))
+    auto = is_automatic({name.lower(): _decoded(msg.get(name)) for name in threads.HEADERS})
     return Incoming("auto_reply" if auto else "reply", refs, thread_id, sender)
+
+
+def _decoded(value) -> str:
+    """A header as text (its RFC 2047 encoded-words decoded, as Gmail's API gives it)."""
+    if not value:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (ValueError, LookupError):
+        return str(value)
 
 
 def _bounce(msg, sender: str, refs: set[str], thread_id: str | None) -> Incoming:

@@ -12,6 +12,7 @@ from gmail_client.api import GmailService
 from scheduler import addresses
 from scheduler.commands import NewMessage, ThreadReply
 from scheduler.content.templates import REPLY_SUBJECT
+from scheduler.engine.threads import own_addresses
 from scheduler.errors import InvalidInput
 from scheduler.store.models import GmailAccount, Template
 from scheduler.typed import GMAIL_ID, make
@@ -101,11 +102,6 @@ def _usable(header: str, own: set[str]) -> tuple[str, str]:
     if addr in own:
         return "", ""
     return " ".join(name.split())[:200], addr
-
-
-def own_addresses(account: GmailAccount) -> set[str]:
-    """The mailbox's own address and its sendAs aliases, lower case."""
-    return {account.email.lower()} | {a["email"].lower() for a in account.send_as or ()}
 
 
 def recent_threads(service: GmailService, account: GmailAccount, query: str = "",

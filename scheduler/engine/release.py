@@ -54,6 +54,7 @@ from scheduler.content.links import (
 from scheduler.content.personalize import render_message
 from scheduler.content.sources import ContentFetcher, ContentUnavailable
 from scheduler.engine.connections import Gmail, ServicePool
+from scheduler.engine.threads import LAST_CHECKS, own_addresses, reply_in_thread
 from scheduler.errors import MissingData, RenderError, TemplateError
 from scheduler.settings import Settings
 from scheduler.store import queue
@@ -393,8 +394,8 @@ class Releaser:
         built with send-time content; or the status the claim ended in."""
         message = claim.row
         state = self._account(claim.account_id, batch)
-        stopped = self._account_stops(claim, state, batch) or self._follow_up_stops(claim,
-                                                                                   batch)
+        stopped = (self._account_stops(claim, state, batch)
+                   or self._follow_up_stops(claim, state, batch))
         if stopped is not None:
             return stopped
         data = {**message.data, **self._links_for(message)}
@@ -497,12 +498,21 @@ class Releaser:
                               f"until {now.isoformat()}; send now or cancel")
         return None
 
-    def _follow_up_stops(self, claim: queue.Claim, batch: Batch) -> str | None:
-        """A follow-up waits for its previous step, or is skipped after a reply or click."""
+    def _follow_up_stops(self, claim: queue.Claim, state: AccountState,
+                         batch: Batch) -> str | None:
+        """A follow-up waits for its previous step, or is skipped after a reply or click;
+        one that stops on a reply first looks at the thread (the last check)."""
         message = claim.row
         if not message.follows_id:
             return None
-        verdict = self._follow_up(message)
+        verdict, before = self._follow_up(message)
+        if verdict is None and message.follow_unless == "reply":
+            try:
+                verdict = self._last_check(state, batch, message, before)
+            except GmailError as exc:
+                if exc.status != 404:  # a thread deleted by its owner has no reply
+                    batch.accounts.forget(state.row.id)
+                    return self._on_error(claim, batch, state, exc)
         if verdict is None:
             return None
         now = self.clock()
@@ -511,8 +521,33 @@ class Releaser:
                 queue.mark_retry(conn, claim, now, now + verdict[2], verdict[1],
                                  claim.needs_reconcile)
                 return "retry_wait"
+            if verdict[0] == "replied" and not conn.execute(select(MessageEvent.id).where(
+                    MessageEvent.message_id == message.follows_id,
+                    MessageEvent.type == "replied").limit(1)).first():
+                queue.record_event(conn, message.follows_id, "replied", now,
+                                   {"from": verdict[2], "found_by": "last check"})
             queue.mark_skipped(conn, claim, now, verdict[1])
         return "cancelled"
+
+    def _last_check(self, state: AccountState, batch: Batch, message, before):
+        """("replied", why, who) when someone answered in the previous step's thread since
+        it was sent, else None (or nothing to look at: no read access, no thread)."""
+        account = state.row
+        if not before.gmail_thread_id or before.sent_at is None or not can_read(
+                account.scopes.split()):
+            LAST_CHECKS.labels("skipped").inc()
+            return None
+        service = self.gmail.pooled(account.id, state.token_info)
+        try:
+            who = reply_in_thread(service, before.gmail_thread_id, before.sent_at,
+                                  own_addresses(account) | {_address_of(message.from_addr)})
+        finally:
+            self._persist_refresh(state, batch, service)
+        LAST_CHECKS.labels("found" if who else "clear").inc()
+        if who is None:
+            return None
+        return ("replied", f"skipped: {who} replied to the previous step (found by the last "
+                           f"look at the thread before sending)", who)
 
     def _send(self, claim: queue.Claim, prepared: Prepared, batch: Batch) -> str:
         """send: reconcile an earlier attempt, then Gmail's messages.send; a send Gmail
@@ -552,26 +587,28 @@ class Releaser:
                                     else self.links.unsubscribe_url(message.id))
         return links
 
-    def _follow_up(self, message) -> tuple | None:
-        """None to send this follow-up; ("skip", why) or ("wait", why, recheck) otherwise."""
+    def _follow_up(self, message) -> tuple:
+        """(verdict, the previous step's row): verdict None to send this follow-up,
+        ("skip", why) or ("wait", why, recheck) otherwise."""
         with self.db.core_read() as conn:
-            before = conn.execute(select(Message.status, Message.clicks).where(
+            before = conn.execute(select(Message.status, Message.clicks,
+                                         Message.gmail_thread_id, Message.sent_at).where(
                 Message.id == message.follows_id)).first()
             replied = conn.execute(select(MessageEvent.id).where(
                 MessageEvent.message_id == message.follows_id,
                 MessageEvent.type == "replied").limit(1)).first() is not None
         if before is None or before.status in ("cancelled", "failed"):
-            return "skip", "skipped: the previous step was not sent"
+            return ("skip", "skipped: the previous step was not sent"), before
         if before.status != "sent":
             # A previous step on its way goes soon; a held one waits for a person.
             soon = before.status in ("scheduled", "sending", "retry_wait")
             return ("wait", f"waiting for the previous step ({before.status})",
-                    FOLLOW_UP_SOON if soon else FOLLOW_UP_RECHECK)
+                    FOLLOW_UP_SOON if soon else FOLLOW_UP_RECHECK), before
         if replied:
-            return "skip", "skipped: the recipient replied to the previous step"
+            return ("skip", "skipped: the recipient replied to the previous step"), before
         if message.follow_unless == "click" and before.clicks:
-            return "skip", "skipped: the recipient clicked in the previous step"
-        return None
+            return ("skip", "skipped: the recipient clicked in the previous step"), before
+        return None, before
 
     @staticmethod
     def _suppressed(conn, team_id: int, address: str) -> str | None:

@@ -1,0 +1,87 @@
+"""The last look at a thread before a follow-up: a reply the mailbox sync has not read yet
+(its round is an hour away, or its notification was lost) still stops the next step; an
+automatic answer does not; a reply from a colleague in the thread does."""
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from scheduler.store.db import utcnow
+from scheduler.store.models import Message
+
+
+def _answer(live, original: str, sender: str, subject: str, **headers) -> None:
+    extra = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
+    live.sandbox.deliver("ada@example.com", (
+        f"From: {sender}\r\nTo: ada@example.com\r\nSubject: {subject}\r\n"
+        f"In-Reply-To: {original}\r\nReferences: {original}\r\n{extra}\r\nThanks\r\n"))
+
+
+def test_a_reply_not_yet_synced_stops_the_follow_up_and_an_out_of_office_does_not(
+        live_no_worker):
+    from scheduler.worker import ReleaseWorker
+    live = live_no_worker
+    api = live.user()
+    people = ["r1@example.org", "r2@example.org", "r3@example.org", "r4@example.org"]
+    api.post(f"{live.url}/api/v1/contacts", json=[{"email": p} for p in people])
+    tid = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
+    api.post(f"{live.url}/api/v1/campaigns", json={
+        "template_id": tid, "follow_ups": [{"after_seconds": 3 * 86400, "unless": "reply",
+                                            "subject": "Following up"}]})
+    worker = ReleaseWorker(live.wiring)
+    try:
+        worker.run_once(wait=True)
+        first = {m["to"]: m["messageId"] for m in live.sandbox.sent()}
+        assert set(first) == set(people)
+        _answer(live, first["r1@example.org"], "r1@example.org", "Re: News")
+        _answer(live, first["r2@example.org"], "r2@example.org",
+                "Automatische Antwort: News", Auto_Submitted="auto-replied")
+        # The mail was forwarded: a colleague answers in the same thread.
+        _answer(live, first["r3@example.org"], "Boss <boss@example.org>", "Re: News")
+        # No sync round runs (MAILRELEASE_SYNC_SECONDS is an hour): three days later the
+        # follow-ups fall due.
+        with live.db.write() as s:
+            s.execute(update(Message).where(Message.follows_id.is_not(None))
+                      .values(release_at=utcnow()))
+        worker.run_once(wait=True)
+    finally:
+        worker.stop()
+    followed = sorted(m["to"] for m in live.sandbox.sent() if m["subject"] == "Following up")
+    assert followed == ["r2@example.org", "r4@example.org"]
+    stopped = api.get(f"{live.url}/api/v1/messages?status=cancelled").json()["items"]
+    assert sorted(m["to"] for m in stopped) == ["r1@example.org", "r3@example.org"]
+    reasons = {m["to"]: m["error"] for m in stopped}
+    assert "boss@example.org replied to the previous step" in reasons["r3@example.org"]
+    assert "last look at the thread" in reasons["r1@example.org"]
+    # The reply is on the first step's timeline too, saying who found it.
+    step = next(m for m in api.get(f"{live.url}/api/v1/messages?status=sent&limit=10")
+                .json()["items"] if m["to"] == "r1@example.org" and m["subject"] == "News")
+    replied = [e for e in step["events"] if e["type"] == "replied"]
+    assert replied and replied[0]["detail"]["found_by"] == "last check"
+
+
+def test_gmail_failing_the_last_look_retries_the_follow_up_instead_of_sending_blind(
+        live_no_worker):
+    from scheduler.worker import ReleaseWorker
+    live = live_no_worker
+    api = live.user()
+    api.post(f"{live.url}/api/v1/contacts", json={"email": "r1@example.org"})
+    tid = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
+    api.post(f"{live.url}/api/v1/campaigns", json={
+        "template_id": tid, "follow_ups": [{"after_seconds": 60, "subject": "Following up"}]})
+    worker = ReleaseWorker(live.wiring)
+    try:
+        worker.run_once(wait=True)
+        assert live.sandbox.count() == 1
+        # Reads are retried twice by the client library: three 503s in a row.
+        live.sandbox.fault(method="threads.get", status=503, times=3)
+        with live.db.write() as s:
+            s.execute(update(Message).where(Message.follows_id.is_not(None))
+                      .values(release_at=utcnow()))
+        worker.run_once(wait=True)
+    finally:
+        worker.stop()
+    assert live.sandbox.count() == 1
+    step = api.get(f"{live.url}/api/v1/messages?status=retry_wait").json()["items"]
+    assert len(step) == 1 and "503" in step[0]["error"]
