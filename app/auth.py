@@ -25,6 +25,7 @@ from gmail_client.oauth import (
 )
 from scheduler.audience import teams
 from scheduler.audience.accounts import sign_in
+from scheduler.delivery.notifications import PushNotifications, watch_account
 from scheduler.store.db import utcnow
 from scheduler.store.models import Team, User
 
@@ -151,6 +152,11 @@ def callback():
     session.permanent = True
     log.info("action=signin user=%s account=%s new=%s scopes=%d", who.user_id,
              who.account_id, who.newly_created, len(granted))
+    if PushNotifications.configured(c.settings):
+        try:  # replies in seconds from now on; a failure is shown on the Accounts page
+            watch_account(c.db, c.settings, c.gmail, who.account_id, utcnow())
+        except Exception:  # noqa: BLE001 - never a reason for sign-in to fail
+            log.exception("action=watch_at_signin_failed account=%s", who.account_id)
     missing = []
     if not can_read(granted):
         missing.append("read access (safe resend checks after a crash, bounce and reply "

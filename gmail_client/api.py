@@ -288,6 +288,18 @@ class GmailService:
         return self._read(self._threads.get(userId="me", id=thread_id, format="metadata",
                                             metadataHeaders=list(headers) or None))
 
+    def watch(self, topic: str, label_ids: tuple[str, ...] = ("INBOX",)) -> dict:
+        """users.watch: Gmail publishes to `topic` when a message with one of `label_ids`
+        changes (INBOX: what arrives, not our own sends, which would spend the mailbox's
+        one-notification-a-second budget). Returns {historyId, expiration} (ms)."""
+        return self._read(self._users.watch(userId="me", body={
+            "topicName": topic, "labelIds": list(label_ids),
+            "labelFilterBehavior": "include"}))
+
+    def stop_watch(self) -> None:
+        """users.stop: no more notifications for this mailbox."""
+        self._read(self._users.stop(userId="me"))
+
     def send_as(self) -> list[dict]:
         """settings.sendAs.list: the primary address and "Send mail as" aliases."""
         return self._read(self._send_as.list(userId="me")).get("sendAs", [])

@@ -13,6 +13,7 @@ import time
 
 from flask import Blueprint, abort, jsonify, render_template, request
 
+from sandbox import pubsub
 from sandbox.state import Fault, StoredMessage, b64url, state, summary
 
 bp = Blueprint("control", __name__)
@@ -89,11 +90,69 @@ def deliver():
                        if m.headers.get("Message-ID") and m.headers["Message-ID"] in wanted),
                       None)
         msg_id = st.next_id()
-        st.messages[msg_id] = StoredMessage(
+        stored = st.messages[msg_id] = StoredMessage(
             id=msg_id, thread_id=thread or msg_id, label_ids=["INBOX", "UNREAD"],
             raw=raw, internal_date=int(time.time() * 1000),
             history_id=st.next_history(), owner=owner)
+        pubsub.mailbox_changed(owner, stored.label_ids, stored.history_id)
     return jsonify({"id": msg_id, "threadId": thread or msg_id})
+
+
+@bp.post("/sandbox/api/pubsub/subscriptions")
+def add_subscription():
+    """A pull subscription: {"name": "projects/P/subscriptions/S", "topic":
+    "projects/P/topics/T", "ack_deadline": seconds}; the topic exists from then on."""
+    body = request.get_json(silent=True) or {}
+    pubsub.add_subscription(str(body.get("name", "")), str(body.get("topic", "")),
+                            int(body.get("ack_deadline") or 10))
+    return jsonify({"name": body.get("name")})
+
+
+@bp.post("/sandbox/api/pubsub/deny")
+def deny_topic():
+    """Gmail's service account lacks the publisher grant on {"topic"}: watch() is a 403."""
+    st = state()
+    with st.lock:
+        st.pubsub_denied_topics.add(str((request.get_json(silent=True) or {}).get("topic")))
+    return jsonify({})
+
+
+@bp.post("/sandbox/api/pubsub/faults")
+def pubsub_faults():
+    """Lose (`drop`), duplicate (`duplicate`) the next n notifications, or publish each
+    `delay` seconds late."""
+    body = request.get_json(silent=True) or {}
+    ps = state().pubsub
+    with ps.arrived:
+        ps.drop = int(body.get("drop", ps.drop))
+        ps.duplicate = int(body.get("duplicate", ps.duplicate))
+        ps.delay = float(body.get("delay", ps.delay))
+    return jsonify({"drop": ps.drop, "duplicate": ps.duplicate, "delay": ps.delay})
+
+
+@bp.get("/sandbox/api/pubsub")
+def pubsub_state():
+    """Watches, how many notifications were published, and each subscription's backlog."""
+    st = state()
+    ps = st.pubsub
+    with st.lock:
+        watches = {k: dict(v) for k, v in ps.watches.items()}
+    with ps.arrived:
+        subs = {name: {"topic": s.topic, "waiting": len(s.waiting), "out": len(s.out)}
+                for name, s in ps.subscriptions.items()}
+        return jsonify({"watches": watches, "published": ps.published,
+                        "subscriptions": subs})
+
+
+@bp.post("/sandbox/api/service-accounts")
+def add_service_account():
+    """A service account whose signed JWTs the token endpoint accepts: {"email",
+    "public_key_pem"}."""
+    body = request.get_json(silent=True) or {}
+    st = state()
+    with st.lock:
+        st.service_accounts[str(body.get("email", ""))] = str(body.get("public_key_pem", ""))
+    return jsonify({"email": body.get("email")})
 
 
 @bp.post("/sandbox/api/drafts")

@@ -14,6 +14,7 @@ from email.utils import getaddresses, parseaddr
 
 from flask import Blueprint, jsonify, request
 
+from sandbox import pubsub
 from sandbox.state import (
     GMAIL_COMPOSE_SCOPES,
     GMAIL_PROFILE_SCOPES,
@@ -244,6 +245,7 @@ def _send(user_id, raw: bytes, thread_id: str | None, via: str):
                                history_id=st.next_history(), owner=owner,
                                headers=headers, via=via)
         st.messages[msg_id] = stored
+        pubsub.mailbox_changed(owner, stored.label_ids, stored.history_id)
     if fault is not None:
         return play_fault(fault)
     return jsonify({"id": stored.id, "threadId": stored.thread_id,

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request
 
-from sandbox.state import Grant, b64url, oauth_error, state
+from sandbox.state import Grant, b64url, oauth_error, state, unb64url
 
 bp = Blueprint("oauth", __name__)
 
@@ -89,9 +89,14 @@ def _new_access_token(grant: Grant) -> dict:
             "scope": " ".join(grant.scopes), "token_type": "Bearer"}
 
 
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
 @bp.post("/token")
 def token():
     st = state()
+    if request.form.get("grant_type") == JWT_BEARER:
+        return _service_account_token(request.form.get("assertion", ""))
     client_id, secret = _client_credentials()
     client = st.clients.get(client_id)
     if client is None or not secrets.compare_digest(client["secret"], secret or ""):
@@ -116,6 +121,40 @@ def token():
                 return oauth_error("invalid_grant", "Token has been expired or revoked.")
             return jsonify(_new_access_token(grant))
     return oauth_error("unsupported_grant_type", f"Invalid grant_type: {grant_type}")
+
+
+def _service_account_token(assertion: str) -> Response:
+    """A service account's access token for a JWT it signed with its key (RS256), as
+    google-auth's service_account.Credentials asks for one."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    st = state()
+    try:
+        head, body, signature = assertion.split(".")
+        claims = json.loads(unb64url(body))
+        with st.lock:
+            pem = st.service_accounts.get(str(claims.get("iss", "")))
+        if pem is None:
+            return oauth_error("invalid_grant", "Invalid JWT: unknown service account.")
+        key = serialization.load_pem_public_key(pem.encode())
+        key.verify(unb64url(signature), f"{head}.{body}".encode(), padding.PKCS1v15(),
+                   hashes.SHA256())
+    except (ValueError, InvalidSignature, TypeError):
+        return oauth_error("invalid_grant", "Invalid JWT Signature.")
+    # google-auth names Google's token endpoint as the audience, whatever token_uri is.
+    audiences = (request.base_url, "https://oauth2.googleapis.com/token")
+    if claims.get("aud") not in audiences or int(claims.get("exp", 0)) < time.time():
+        return oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived "
+                                            "token and in a reasonable timeframe.")
+    token = "ya29.sandbox-sa-" + secrets.token_urlsafe(32)
+    scopes = str(claims.get("scope", "")).split()
+    with st.lock:
+        st.access_tokens[token] = {"email": claims["iss"], "scopes": scopes,
+                                   "expires": time.time() + st.access_token_seconds,
+                                   "refresh_token": "", "service_account": True}
+    return jsonify({"access_token": token, "expires_in": st.access_token_seconds,
+                    "token_type": "Bearer"})
 
 
 def _exchange_code(client_id: str) -> Response:

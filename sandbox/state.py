@@ -105,6 +105,30 @@ class Fault:
 
 
 @dataclass
+class Subscription:
+    """A pull subscription: messages not yet delivered, and those out with an ack id."""
+
+    topic: str
+    ack_deadline: int = 10
+    waiting: list[dict] = field(default_factory=list)
+    out: dict[str, tuple[dict, float]] = field(default_factory=dict)  # ack id → (msg, due)
+    delivered: int = 0
+
+
+@dataclass
+class Notifications:
+    """Everything the sandbox knows of Pub/Sub, guarded by the sandbox state's lock."""
+
+    watches: dict[str, dict] = field(default_factory=dict)  # mailbox → {topic, labels}
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    published: int = 0
+    drop: int = 0  # the next n notifications are lost
+    duplicate: int = 0  # the next n are published twice
+    delay: float = 0.0  # seconds before a notification is published
+    arrived: threading.Condition = field(default_factory=threading.Condition)
+
+
+@dataclass
 class SandboxState:
     """Everything the sandbox knows; guarded by `lock`."""
 
@@ -122,6 +146,13 @@ class SandboxState:
     # Gmail's "Send mail as" aliases per mailbox: [{"sendAsEmail", "displayName",
     # "verificationStatus"}] besides the primary address.
     send_as: dict[str, list[dict]] = field(default_factory=dict)
+    # Pub/Sub (sandbox/pubsub.py): watches, subscriptions, and the topics Gmail may
+    # publish to (a topic in pubsub_denied_topics lacks the publisher grant).
+    pubsub: Notifications = field(default_factory=Notifications)
+    pubsub_topics: set[str] = field(default_factory=set)
+    pubsub_denied_topics: set[str] = field(default_factory=set)
+    # Service accounts whose JWTs the token endpoint accepts: email → public key (PEM).
+    service_accounts: dict[str, str] = field(default_factory=dict)
     # Resumable uploads begun and not finished: upload id → (owner, metadata, length).
     uploads: dict[str, tuple[str, dict, int | None]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)

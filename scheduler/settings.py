@@ -77,6 +77,11 @@ class Settings:
     # Crashes (any error but Gmail's own) a message may have before it is failed.
     max_attempts: int = 5
     sandbox: bool = False
+    # Gmail push notifications through Cloud Pub/Sub (all None: polling only).
+    pubsub_topic: str | None = None  # projects/P/topics/T, that each mailbox is watched to
+    pubsub_subscription: str | None = None  # projects/P/subscriptions/S, pulled by workers
+    pubsub_api_endpoint: str | None = None  # the API root (default Google's)
+    service_account_key: Path | None = None  # GOOGLE_APPLICATION_CREDENTIALS
     # MAILRELEASE_SELF_CHECK=1 (the test suite sets it): the app checks its own invariants
     # as it runs (answers match their declarations, no render inside a write transaction).
     self_check: bool = False
@@ -105,7 +110,9 @@ class Settings:
             tracking_url=(env.get("MAILRELEASE_TRACKING_URL") or "").rstrip("/") or None,
             gmail_scopes=env.get("MAILRELEASE_GMAIL_SCOPES") or "full",
             lease_seconds=_float(env, "MAILRELEASE_LEASE_SECONDS", 120.0),
-            sync_seconds=_float(env, "MAILRELEASE_SYNC_SECONDS", 300.0),
+            # With push notifications, polling is a safety net: an hour unless told.
+            sync_seconds=_float(env, "MAILRELEASE_SYNC_SECONDS",
+                                3600.0 if env.get("MAILRELEASE_PUBSUB_SUBSCRIPTION") else 300.0),
             poll_seconds=_float(env, "MAILRELEASE_POLL_SECONDS", 1.0),
             content_hosts=tuple(h.strip().lower() for h in
                                 (env.get("MAILRELEASE_CONTENT_HOSTS") or "").split(",")
@@ -118,5 +125,10 @@ class Settings:
             send_threads=max(1, int(_float(env, "MAILRELEASE_SEND_THREADS", 64))),
             max_attempts=max(1, int(_float(env, "MAILRELEASE_MAX_ATTEMPTS", 5))),
             self_check=env.get("MAILRELEASE_SELF_CHECK") == "1",
+            pubsub_topic=env.get("MAILRELEASE_PUBSUB_TOPIC") or None,
+            pubsub_subscription=env.get("MAILRELEASE_PUBSUB_SUBSCRIPTION") or None,
+            pubsub_api_endpoint=_endpoint(env.get("MAILRELEASE_PUBSUB_API_ENDPOINT")),
+            service_account_key=Path(env["GOOGLE_APPLICATION_CREDENTIALS"]).resolve()
+            if env.get("GOOGLE_APPLICATION_CREDENTIALS") else None,
         )
         return replace(settings, **overrides) if overrides else settings

@@ -1,9 +1,9 @@
 """The release worker: APScheduler is the clock, the messages table is the queue.
 
-Fixed jobs only (release, heartbeat, schedules, sync, guard), in memory, UTC. After every
-run the 'release' job is moved forward to the next due time, so a message due in 4 s
-leaves in 4 s, not at the next poll; `wake()` does the same at once for a message created
-in this process.
+Fixed jobs only (release, heartbeat, schedules, sync, guard, watch), in memory, UTC.
+After every run the 'release' job is moved forward to the next due time, so a message due
+in 4 s leaves in 4 s, not at the next poll; `wake()` does the same at once for a message
+created in this process. With push notifications, a thread of their own pulls them.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from sqlalchemy import delete, select
 from scheduler.audience import guard
 from scheduler.automation import campaigns, schedules
 from scheduler.delivery.mailbox_sync import MailboxSync
+from scheduler.delivery.notifications import PushNotifications
 from scheduler.engine.release import AccountStates, Batch, Releaser
 from scheduler.store import idempotency, queue
 from scheduler.store.db import utcnow
@@ -35,6 +36,8 @@ HEARTBEAT_JOB = "heartbeat"
 SYNC_JOB = "sync"
 SCHEDULES_JOB = "schedules"
 SCHEDULES_SECONDS = 60.0
+WATCH_JOB = "watch"
+WATCH_SECONDS = 60.0  # how often mailboxes without a watch (or near its end) are watched
 GUARD_JOB = "guard"
 GUARD_SECONDS = 300.0  # how often sending domains' daily counts are kept
 HEARTBEAT_SECONDS = 10.0
@@ -59,6 +62,8 @@ class ReleaseWorker:
         self.releaser = Releaser(db, settings, wiring.gmail, wiring.content, wiring.links,
                                  clock=clock, stop=self._stopping)
         self.sync = MailboxSync(db, settings, wiring.gmail, clock=clock)
+        self.push = (PushNotifications(db, settings, wiring.gmail, self.sync, clock=clock)
+                     if PushNotifications.configured(settings) else None)
         self._senders = ThreadPoolExecutor(max_workers=max_threads or settings.send_threads,
                                            thread_name_prefix="mailrelease-send")
         self._scheduler = BackgroundScheduler(
@@ -92,6 +97,10 @@ class ReleaseWorker:
                                 id=SYNC_JOB,
                                 next_run_time=now + dt.timedelta(seconds=min(
                                     60.0, self.settings.sync_seconds)))
+        if self.push is not None:
+            self._scheduler.add_job(self._watch, "interval", seconds=WATCH_SECONDS,
+                                    id=WATCH_JOB, next_run_time=now)
+            self.push.start()
         self._scheduler.start()
         log.info("action=worker_start worker=%s poll_seconds=%s", self.id,
                  self.settings.poll_seconds)
@@ -99,6 +108,8 @@ class ReleaseWorker:
     def stop(self, wait: bool = True) -> None:
         """Stop claiming, finish sends in flight, give back claims not yet started."""
         self._stopping.set()
+        if self.push is not None:
+            self.push.stop()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=wait)
         self._senders.shutdown(wait=wait)
@@ -269,6 +280,13 @@ class ReleaseWorker:
                 self.wake()
         except Exception:  # noqa: BLE001 - the next round tries again
             log.exception("action=schedules_round_failed worker=%s", self.id)
+
+    def _watch(self) -> None:
+        assert self.push is not None
+        try:
+            self.push.watch_due()
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("action=watch_round_failed worker=%s", self.id)
 
     def _guard(self) -> None:
         try:

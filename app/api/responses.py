@@ -414,6 +414,8 @@ class Account(Answer):
     limited_until: Time | None
     warmup_ceiling: int | None
     paused_reason: str | None
+    watch_expires_at: Time | None
+    watch_error: str | None
     scopes: list[str]
     own: bool
     shared: bool

@@ -174,6 +174,9 @@ def account_states(session: Session, team_id: int, user_id: int, configured_cap:
                      "limited_until": account.limited_until.isoformat() if limited else None,
                      "warmup_ceiling": guard.warmup_ceiling(account, now),
                      "paused_reason": account.paused_reason,
+                     "watch_expires_at": account.watch_expires_at.isoformat()
+                     if account.watch_expires_at else None,
+                     "watch_error": account.watch_error,
                      "scopes": account.scope_list, "own": account.user_id == user_id,
                      "shared": team_id in teams.shared_with(session, account.id),
                      "send_as": [a for a in account.send_as or () if

@@ -46,6 +46,8 @@ REPLIES = Counter("mailrelease_replies", "Replies read back from mailboxes", ["k
 _MESSAGE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _DAEMONS = ("mailer-daemon@", "postmaster@")
+# How long a worker may take to read a mailbox before another may (a crash frees it).
+SYNC_LEASE = dt.timedelta(seconds=120)
 
 
 @dataclass
@@ -142,36 +144,49 @@ class MailboxSync:
         total = 0
         for account_id in ids:
             try:
-                total += self.sync_account(account_id)
+                total += self.sync_account(account_id) or 0
             except GmailError as exc:
                 log.warning("action=sync_failed account=%s reason=%s", account_id, exc)
         return total
 
     def _claim(self, account_id: int, now: dt.datetime, force: bool = False):
         """(account, when its previous round was) if this worker takes this round, else
-        (None, None): one worker per account per round, whatever the number of workers."""
+        (None, None): one worker reads a mailbox at a time (a lease of SYNC_LEASE), and a
+        round is due once per interval unless `force` (a push notification) says now."""
         before = now - dt.timedelta(seconds=self.settings.sync_seconds / 2)
         with self.db.write() as s:
             previous = s.scalar(select(GmailAccount.synced_at).where(
                 GmailAccount.id == account_id))
             due = or_(GmailAccount.synced_at.is_(None), GmailAccount.synced_at < before,
                       true() if force else false())
+            free = or_(GmailAccount.sync_lease_until.is_(None),
+                       GmailAccount.sync_lease_until < now)
             moved = rowcount(s.execute(update(GmailAccount).where(
-                GmailAccount.id == account_id, GmailAccount.status == "connected", due)
-                .values(synced_at=now).execution_options(synchronize_session=False)))
+                GmailAccount.id == account_id, GmailAccount.status == "connected", due, free)
+                .values(synced_at=now, sync_lease_until=now + SYNC_LEASE)
+                .execution_options(synchronize_session=False)))
             if not moved:
                 return None, None
             account = s.get(GmailAccount, account_id)
             s.expunge(account)
             return account, previous
 
-    def sync_account(self, account_id: int, force: bool = False) -> int:
+    def sync_account(self, account_id: int, force: bool = False) -> int | None:
         """Read what arrived in one mailbox since the last round (`force`: even if another
-        round was this recent)."""
+        round was this recent). None when another worker is reading it now."""
         now = self.clock()
         account, previous = self._claim(account_id, now, force)
-        if account is None or not can_read(account.scope_list):
-            return 0
+        if account is None:
+            return None
+        try:
+            return self._read(account, previous, now) if can_read(account.scope_list) else 0
+        finally:
+            with self.db.write() as s:
+                s.execute(update(GmailAccount).where(GmailAccount.id == account_id)
+                          .values(sync_lease_until=None))
+
+    def _read(self, account: GmailAccount, previous: dt.datetime | None,
+              now: dt.datetime) -> int:
         info = self.cipher.decrypt(account.token_blob)
         service = self.gmail.for_grant(info)
         ids, latest = self._new_ids(service, account, previous)

@@ -141,6 +141,13 @@ class GmailAccount(Base):
     # Gmail's sendAs addresses (aliases) of this mailbox: [{"email", "name", "default"}].
     send_as: Mapped[list[dict[str, Any]] | None] = mapped_column()
     synced_at: Mapped[dt.datetime | None] = mapped_column()
+    # One worker reads the mailbox at a time (a round, or a push notification's).
+    sync_lease_until: Mapped[dt.datetime | None] = mapped_column()
+    # Gmail push notifications (users.watch): until when, when last tried, and why the
+    # last try failed (shown on the Accounts page with the fix).
+    watch_expires_at: Mapped[dt.datetime | None] = mapped_column()
+    watch_checked_at: Mapped[dt.datetime | None] = mapped_column()
+    watch_error: Mapped[str | None] = mapped_column(Text)
     # Opted in to the warm-up ramp on this day (a daily ceiling that grows; see
     # scheduler/audience/guard.py).
     warmup_started_at: Mapped[dt.datetime | None] = mapped_column()

@@ -1,0 +1,97 @@
+"""Gmail push notifications through Pub/Sub (the sandbox plays Gmail's watch and a pull
+subscription): with polling an hour away, a reply is recorded within seconds; duplicate
+notifications are harmless; a topic Gmail may not publish to is shown with its fix."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from scheduler.store.models import GmailAccount
+from tests.helpers import wait_for
+
+TOPIC = "projects/mr-test/topics/gmail"
+SUBSCRIPTION = "projects/mr-test/subscriptions/replies"
+PULLER = "puller@mr-test.iam.gserviceaccount.com"
+
+
+@pytest.fixture
+def pushing(serve, sandbox, tmp_path):
+    """A deployment whose mailboxes are watched, with a worker pulling the subscription."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    key_file = tmp_path / "service-account.json"
+    key_file.write_text(json.dumps({
+        "type": "service_account", "project_id": "mr-test", "private_key_id": "k1",
+        "private_key": pem, "client_email": PULLER, "client_id": "1",
+        "token_uri": f"{sandbox.url}/token"}))
+    requests.post(f"{sandbox.url}/sandbox/api/service-accounts",
+                  json={"email": PULLER, "public_key_pem": public.decode()}, timeout=10)
+    requests.post(f"{sandbox.url}/sandbox/api/pubsub/subscriptions",
+                  json={"name": SUBSCRIPTION, "topic": TOPIC, "ack_deadline": 5}, timeout=10)
+
+    def start(**env):
+        return serve(MAILRELEASE_PUBSUB_TOPIC=TOPIC, MAILRELEASE_PUBSUB_SUBSCRIPTION=SUBSCRIPTION,
+                     MAILRELEASE_PUBSUB_API_ENDPOINT=sandbox.url,
+                     GOOGLE_APPLICATION_CREDENTIALS=str(key_file),
+                     MAILRELEASE_SYNC_SECONDS="3600", **env)
+    return start
+
+
+def _pubsub(live) -> dict:
+    return requests.get(f"{live.sandbox.url}/sandbox/api/pubsub", timeout=10).json()
+
+
+def _reply(live, original: str) -> None:
+    live.sandbox.deliver("ada@example.com", (
+        f"From: Reader <reader@example.org>\r\nTo: ada@example.com\r\nSubject: Re: News\r\n"
+        f"In-Reply-To: {original}\r\nReferences: {original}\r\n\r\nThanks!\r\n"))
+
+
+def test_a_reply_is_recorded_within_seconds_with_polling_an_hour_away(pushing):
+    live = pushing()
+    api = live.user()  # signing in watches the mailbox
+    watch = _pubsub(live)["watches"]["ada@example.com"]
+    assert watch["topic"] == TOPIC and watch["labels"] == ["INBOX"]
+    made = api.post(f"{live.url}/api/v1/messages", json={
+        "to": "reader@example.org", "subject": "News", "html": "<p>Hi</p>"}).json()
+    sent = wait_for(lambda: (m := api.get(f"{live.url}/api/v1/messages/{made['id']}")
+                             .json())["status"] == "sent" and m)
+    assert _pubsub(live)["published"] == 0  # our own send is not a notification
+    # Gmail publishes the reply's notification twice (Pub/Sub delivers at least once).
+    requests.post(f"{live.sandbox.url}/sandbox/api/pubsub/faults", json={"duplicate": 1},
+                  timeout=10)
+    _reply(live, sent["message_id_header"])
+    replied = wait_for(lambda: [e for e in api.get(f"{live.url}/api/v1/messages/"
+                                                   f"{made['id']}").json()["events"]
+                                if e["type"] == "replied"], 10)
+    assert len(replied) == 1
+    # Everything pulled was acknowledged: nothing comes back.
+    wait_for(lambda: _pubsub(live)["subscriptions"][SUBSCRIPTION] == {
+        "topic": TOPIC, "waiting": 0, "out": 0}, 10)
+    with live.db.read() as s:
+        account = s.get(GmailAccount, 1)
+        assert account.watch_expires_at is not None and account.watch_error is None
+
+
+def test_a_topic_gmail_may_not_publish_to_is_shown_with_the_fix(pushing):
+    live = pushing()
+    requests.post(f"{live.sandbox.url}/sandbox/api/pubsub/deny", json={"topic": TOPIC},
+                  timeout=10)
+    browser = live.browser()
+    with live.db.read() as s:
+        problem = s.get(GmailAccount, 1).watch_error
+    assert "gmail-api-push@system.gserviceaccount.com" in problem
+    assert "Pub/Sub Publisher" in browser.get(f"{live.url}/accounts").text
+    # Sending goes on.
+    api = live.user()
+    made = api.post(f"{live.url}/api/v1/messages", json={
+        "to": "reader@example.org", "subject": "News", "html": "<p>Hi</p>"}).json()
+    wait_for(lambda: api.get(f"{live.url}/api/v1/messages/{made['id']}").json()["status"]
+             == "sent")
