@@ -120,6 +120,25 @@ def _bounce(msg, sender: str, refs: set[str], thread_id: str | None) -> Incoming
     return found
 
 
+def stop_follow_ups(s, message: Message, why: str, now: dt.datetime) -> int:
+    """Cancel the steps still to come after `message` that stop on a reply (and the
+    steps after those), saying why on their timelines; returns how many."""
+    stopped, frontier, first = 0, [message.id], True
+    while frontier:
+        after = s.execute(select(Message.id, Message.follow_unless).where(
+            Message.follows_id.in_(frontier), Message.status.in_(queue.OPEN_STATUSES))).all()
+        frontier = []
+        for row in after:
+            if first and row.follow_unless != "reply":
+                continue  # an "unless clicked" step is not stopped by a reply
+            if queue.transition(s, row.id, message.team_id, "cancel", now,
+                                {"reason": f"skipped: {why}"}, error=f"skipped: {why}"):
+                stopped += 1
+                frontier.append(row.id)
+        first = False
+    return stopped
+
+
 def _hard(status: str | None) -> bool:
     return bool(status) and str(status).startswith("5")
 
@@ -260,6 +279,9 @@ class MailboxSync:
         if self._first(s, message.id, event):
             queue.record_event(s, message.id, event, now, {"from": incoming.sender})
             REPLIES.labels("human" if event == "replied" else "automatic").inc()
+            if event == "replied":
+                stop_follow_ups(s, message, f"{incoming.sender} replied to a previous step",
+                                now)
 
     @staticmethod
     def _answers(account: GmailAccount, message: Message, incoming: Incoming) -> bool:

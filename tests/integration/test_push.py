@@ -80,6 +80,24 @@ def test_a_reply_is_recorded_within_seconds_with_polling_an_hour_away(pushing):
         assert account.watch_expires_at is not None and account.watch_error is None
 
 
+def test_a_reply_cancels_the_follow_ups_still_to_come_at_once(pushing):
+    live = pushing()
+    api = live.user()
+    api.post(f"{live.url}/api/v1/contacts", json={"email": "reader@example.org"})
+    tid = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
+    api.post(f"{live.url}/api/v1/campaigns", json={"template_id": tid, "follow_ups": [
+        {"after_seconds": 86400, "subject": "Following up"},
+        {"after_seconds": 86400, "subject": "Last call", "unless": "click"}]})
+    first = wait_for(lambda: live.sandbox.sent() and live.sandbox.sent()[0])
+    _reply(live, first["messageId"])
+    ended = wait_for(lambda: len(rows := api.get(f"{live.url}/api/v1/messages?status="
+                                                 f"cancelled").json()["items"]) == 2 and rows,
+                     10)
+    assert all("reader@example.org replied to a previous step" in m["error"] for m in ended)
+    assert live.sandbox.count() == 1  # only the first step went
+
+
 def test_a_topic_gmail_may_not_publish_to_is_shown_with_the_fix(pushing):
     live = pushing()
     requests.post(f"{live.sandbox.url}/sandbox/api/pubsub/deny", json={"topic": TOPIC},
