@@ -73,19 +73,21 @@ def create_app(wiring: Wiring | None = None, *, worker=None) -> Flask:
     )
     app.extensions["mailrelease"] = Context(wiring, worker=worker)
 
-    from app import api, audit, auth, health, links, ui
+    from app import api, audit, auth, health, hooks, links, ui
 
     _json_errors_under_api(app)
     audit.install(app)
     _allow_files(app)  # before CSRF's check, which reads the form
     csrf.init_app(app)
     csrf.exempt(api.bp)
+    csrf.exempt(hooks.bp)  # Pub/Sub signs its requests (an OIDC token), it has no form
     for feature in api.FEATURES:  # Flask-WTF looks up the request's own blueprint
         csrf.exempt(feature)
     app.register_blueprint(auth.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(links.bp)
+    app.register_blueprint(hooks.bp)
     _warn_on_plain_http(settings.public_url)
     app.register_blueprint(ui.bp)
     return app

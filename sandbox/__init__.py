@@ -8,7 +8,8 @@ its state in memory; nothing here ever reaches the real Google.
     state.py    the one state object, Google's error and resource shapes
     oauth.py    blueprint: consent, token, revoke
     gmail.py    blueprint: the Gmail API under /gmail/v1/users/<user_id>
-    pubsub.py   blueprint: users.watch/stop and Cloud Pub/Sub pull subscriptions (/v1/...)
+    pubsub.py   blueprint: users.watch/stop and Cloud Pub/Sub subscriptions, pull and push
+    signing.py  blueprint: the key OIDC tokens are signed with, its certificates
     control.py  blueprint: mailbox pages and the control API, loopback clients only
 
 Imports Flask and nothing of mailrelease's.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from sandbox import control, gmail, oauth, pubsub
+from sandbox import control, gmail, oauth, pubsub, signing
 from sandbox.state import Fault, SandboxState
 
 __all__ = ["Fault", "SandboxState", "create_sandbox_app", "sandbox_credentials"]
@@ -30,7 +31,7 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
     st = state or SandboxState()
     st.clients.update(clients or {})
     app.extensions["sandbox_state"] = st
-    for blueprint in (oauth.bp, gmail.bp, pubsub.bp, control.bp):
+    for blueprint in (oauth.bp, signing.bp, gmail.bp, pubsub.bp, control.bp):
         app.register_blueprint(blueprint)
     return app
 

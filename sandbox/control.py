@@ -100,11 +100,12 @@ def deliver():
 
 @bp.post("/sandbox/api/pubsub/subscriptions")
 def add_subscription():
-    """A pull subscription: {"name": "projects/P/subscriptions/S", "topic":
-    "projects/P/topics/T", "ack_deadline": seconds}; the topic exists from then on."""
+    """A subscription: {"name": "projects/P/subscriptions/S", "topic": "projects/P/topics/T",
+    "ack_deadline": seconds}, and for push {"push": {"endpoint", "audience",
+    "service_account"}}; the topic exists from then on."""
     body = request.get_json(silent=True) or {}
     pubsub.add_subscription(str(body.get("name", "")), str(body.get("topic", "")),
-                            int(body.get("ack_deadline") or 10))
+                            int(body.get("ack_deadline") or 10), body.get("push"))
     return jsonify({"name": body.get("name")})
 
 

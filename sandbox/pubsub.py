@@ -58,14 +58,45 @@ def mailbox_changed(owner: str, labels: list[str], history_id: int) -> None:
                            "messageId": str(10_000 + ps.published),
                            "publishTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "attributes": {}}
-                for sub in ps.subscriptions.values():
-                    if sub.topic == watch["topic"]:
+                for name, sub in ps.subscriptions.items():
+                    if sub.topic != watch["topic"]:
+                        continue
+                    if sub.push_endpoint:
+                        threading.Thread(target=_push, args=(name, sub, message),
+                                         daemon=True).start()
+                    else:
                         sub.waiting.append(message)
             ps.arrived.notify_all()
     if ps.delay:
         threading.Timer(ps.delay, publish).start()
     else:
         publish()
+
+
+PUSH_ATTEMPTS = 5
+
+
+def _push(name: str, sub: Subscription, message: dict) -> None:
+    """Post one message to a push endpoint as Pub/Sub does, with an OIDC token for the
+    subscription's audience and service account; retried with backoff until a 2xx."""
+    import urllib.error
+    import urllib.request
+
+    from sandbox.signing import oidc_token
+    body = json.dumps({"message": message, "subscription": name}).encode()
+    for attempt in range(PUSH_ATTEMPTS):
+        token = oidc_token(sub.push_audience or sub.push_endpoint or "",
+                           sub.push_service_account or "")
+        request_ = urllib.request.Request(
+            sub.push_endpoint or "", data=body, method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request_, timeout=10) as answer:
+                if 200 <= answer.status < 300:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2 * 2 ** attempt)
 
 
 def _mailbox_caller(user_id: str):
@@ -209,10 +240,16 @@ def modify_ack_deadline(project, name):
     return jsonify({})
 
 
-def add_subscription(name: str, topic: str, ack_deadline: int = 10) -> None:
-    """A pull subscription on a topic (the control API's; Google's console makes them)."""
+def add_subscription(name: str, topic: str, ack_deadline: int = 10,
+                     push: dict | None = None) -> None:
+    """A subscription on a topic (the control API's; Google's console makes them): pull,
+    or push with {"endpoint", "audience", "service_account"}."""
     st = state()
     ps = notifications()
     with st.lock:
         st.pubsub_topics.add(topic)
-        ps.subscriptions[name] = Subscription(topic=topic, ack_deadline=ack_deadline)
+        ps.subscriptions[name] = Subscription(
+            topic=topic, ack_deadline=ack_deadline,
+            push_endpoint=(push or {}).get("endpoint"),
+            push_audience=(push or {}).get("audience"),
+            push_service_account=(push or {}).get("service_account"))

@@ -106,10 +106,14 @@ class Fault:
 
 @dataclass
 class Subscription:
-    """A pull subscription: messages not yet delivered, and those out with an ack id."""
+    """A subscription: pull (messages not yet delivered, and those out with an ack id),
+    or push (`push_endpoint`: each message is posted there with an OIDC token)."""
 
     topic: str
     ack_deadline: int = 10
+    push_endpoint: str | None = None
+    push_audience: str | None = None
+    push_service_account: str | None = None
     waiting: list[dict] = field(default_factory=list)
     out: dict[str, tuple[dict, float]] = field(default_factory=dict)  # ack id → (msg, due)
     delivered: int = 0

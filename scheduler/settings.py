@@ -82,6 +82,11 @@ class Settings:
     pubsub_subscription: str | None = None  # projects/P/subscriptions/S, pulled by workers
     pubsub_api_endpoint: str | None = None  # the API root (default Google's)
     service_account_key: Path | None = None  # GOOGLE_APPLICATION_CREDENTIALS
+    # Push mode: POST /hooks/gmail-push, an OIDC token for this audience from this account.
+    pubsub_push_audience: str | None = None
+    pubsub_push_service_account: str | None = None
+    # Where Google's OIDC signing certificates are read ({kid: PEM}).
+    google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
     # MAILRELEASE_SELF_CHECK=1 (the test suite sets it): the app checks its own invariants
     # as it runs (answers match their declarations, no render inside a write transaction).
     self_check: bool = False
@@ -111,8 +116,8 @@ class Settings:
             gmail_scopes=env.get("MAILRELEASE_GMAIL_SCOPES") or "full",
             lease_seconds=_float(env, "MAILRELEASE_LEASE_SECONDS", 120.0),
             # With push notifications, polling is a safety net: an hour unless told.
-            sync_seconds=_float(env, "MAILRELEASE_SYNC_SECONDS",
-                                3600.0 if env.get("MAILRELEASE_PUBSUB_SUBSCRIPTION") else 300.0),
+            sync_seconds=_float(env, "MAILRELEASE_SYNC_SECONDS", 3600.0 if env.get(
+                "MAILRELEASE_PUBSUB_TOPIC") else 300.0),
             poll_seconds=_float(env, "MAILRELEASE_POLL_SECONDS", 1.0),
             content_hosts=tuple(h.strip().lower() for h in
                                 (env.get("MAILRELEASE_CONTENT_HOSTS") or "").split(",")
@@ -130,5 +135,10 @@ class Settings:
             pubsub_api_endpoint=_endpoint(env.get("MAILRELEASE_PUBSUB_API_ENDPOINT")),
             service_account_key=Path(env["GOOGLE_APPLICATION_CREDENTIALS"]).resolve()
             if env.get("GOOGLE_APPLICATION_CREDENTIALS") else None,
+            pubsub_push_audience=env.get("MAILRELEASE_PUBSUB_PUSH_AUDIENCE") or None,
+            pubsub_push_service_account=(env.get("MAILRELEASE_PUBSUB_PUSH_SERVICE_ACCOUNT")
+                                         or "").lower() or None,
+            google_certs_url=env.get("MAILRELEASE_GOOGLE_CERTS_URL")
+            or "https://www.googleapis.com/oauth2/v1/certs",
         )
         return replace(settings, **overrides) if overrides else settings

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gmail_client.oauth import ClientConfig, load_client_config
+from gmail_client.oidc import GoogleTokens
 from scheduler.content.links import Links
 from scheduler.content.sources import ContentFetcher
 from scheduler.engine.connections import Gmail
@@ -42,7 +43,8 @@ class OAuthClient:
 @dataclass
 class Wiring:
     """The database, the token cipher, the OAuth client, the Gmail factory, the send-time
-    content fetcher, the link signer and the settings of one process."""
+    content fetcher, the link signer, Google's token verifier and the settings of one
+    process."""
 
     settings: Settings
     db: Database
@@ -51,6 +53,7 @@ class Wiring:
     gmail: Gmail
     content: ContentFetcher
     links: Links
+    google_tokens: GoogleTokens  # verifies Google's OIDC tokens (Pub/Sub push)
 
     @classmethod
     def build(cls, settings: Settings, db: Database | None = None) -> Wiring:
@@ -63,4 +66,5 @@ class Wiring:
                    gmail=Gmail(settings, cipher, oauth),
                    content=ContentFetcher(settings.content_hosts),
                    links=Links(settings.secret_key,
-                               settings.tracking_url or settings.public_url))
+                               settings.tracking_url or settings.public_url),
+                   google_tokens=GoogleTokens(settings.google_certs_url))

@@ -6,6 +6,9 @@ With MAILRELEASE_PUBSUB_TOPIC and MAILRELEASE_PUBSUB_SUBSCRIPTION set:
            it has no watch, and again a day before its watch lapses (after 7 days). A
            failure is kept on the account with its fix, shown on the Accounts page, and
            tried again after WATCH_RETRY; it never stops sending.
+  push     with MAILRELEASE_PUBSUB_PUSH_AUDIENCE instead of a subscription, Pub/Sub posts
+           each notification to POST /hooks/gmail-push (app/hooks.py), which keeps it once
+           its OIDC token checks out; a worker thread reads the mailboxes they name.
   pull     a worker thread pulls the subscription; the notifications of one pull are
            coalesced by mailbox, and each mailbox named is read from its stored history
            cursor (never from the notification's id, so duplicates and out-of-order
@@ -22,7 +25,7 @@ import logging
 import threading
 
 from prometheus_client import Counter
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from gmail_client.errors import GmailError
 from gmail_client.oauth import can_read
@@ -31,7 +34,7 @@ from scheduler.delivery.mailbox_sync import MailboxSync
 from scheduler.engine.connections import Gmail
 from scheduler.settings import Settings
 from scheduler.store.db import Database, rowcount, utcnow
-from scheduler.store.models import GmailAccount
+from scheduler.store.models import GmailAccount, MailboxNotification
 
 log = logging.getLogger("mailrelease.push")
 
@@ -43,6 +46,8 @@ RENEW_BEFORE = dt.timedelta(days=1)
 WATCH_RETRY = dt.timedelta(minutes=10)
 BUSY_RETRY_SECONDS = 2
 PULL_PAUSE_SECONDS = 1.0  # after a failed pull
+PUSHED_POLL_SECONDS = 0.5  # how often a worker looks for pushed notifications
+STALE_NOTIFICATION = dt.timedelta(hours=1)
 
 
 def watch_problem(exc: GmailError, topic: str) -> str:
@@ -109,9 +114,13 @@ class PushNotifications:
 
     @staticmethod
     def configured(settings: Settings) -> bool:
-        """Whether this deployment uses push notifications."""
-        return bool(settings.pubsub_topic and settings.pubsub_subscription
-                    and settings.service_account_key)
+        """Whether this deployment uses push notifications (mailboxes are watched)."""
+        return bool(settings.pubsub_topic)
+
+    @staticmethod
+    def pulling(settings: Settings) -> bool:
+        """Whether workers pull the subscription (else Pub/Sub pushes to the app)."""
+        return bool(settings.pubsub_subscription and settings.service_account_key)
 
     # -- watching ------------------------------------------------------------------------
 
@@ -144,15 +153,59 @@ class PushNotifications:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        assert self.settings.service_account_key and self.settings.pubsub_subscription
-        client = PubSub(self.settings.service_account_key, self.settings.pubsub_subscription,
-                        api_endpoint=self.settings.pubsub_api_endpoint)
+        client = None
+        if self.pulling(self.settings):
+            assert self.settings.service_account_key and self.settings.pubsub_subscription
+            client = PubSub(self.settings.service_account_key,
+                            self.settings.pubsub_subscription,
+                            api_endpoint=self.settings.pubsub_api_endpoint)
         while not self._stop.is_set():
             try:
-                self.pull_once(client)
-            except Exception:  # noqa: BLE001 - the next pull tries again
-                log.exception("action=pull_failed")
+                if client is not None:
+                    self.pull_once(client)
+                elif not self.drain_once():
+                    self._stop.wait(PUSHED_POLL_SECONDS)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("action=notifications_failed")
                 self._stop.wait(PULL_PAUSE_SECONDS)
+
+    def drain_once(self) -> int:
+        """Read the mailboxes that pushed notifications (POST /hooks/gmail-push) name, and
+        forget those notifications; returns how many were forgotten. A mailbox another
+        worker is reading keeps its notifications for the next round."""
+        with self.db.read() as s:
+            rows = s.execute(select(MailboxNotification.id, MailboxNotification.email)
+                             .order_by(MailboxNotification.id).limit(500)).all()
+        by_email: dict[str, list[int]] = {}
+        for row in rows:
+            by_email.setdefault(row.email, []).append(row.id)
+        done: list[int] = []
+        for email, ids in by_email.items():
+            outcome = self._read_mailbox(email)
+            if outcome != "busy" and outcome != "failed":
+                NOTIFICATIONS.labels(outcome).inc(len(ids))
+                done += ids
+        with self.db.write() as s:
+            if done:
+                s.execute(delete(MailboxNotification).where(MailboxNotification.id.in_(done)))
+            # One whose mailbox keeps failing is given up after a while: polling reads it.
+            s.execute(delete(MailboxNotification).where(
+                MailboxNotification.received_at < self.clock() - STALE_NOTIFICATION))
+        return len(done)
+
+    def _read_mailbox(self, email: str) -> str:
+        """Read the mailbox a notification names: read, unknown, busy or failed."""
+        with self.db.read() as s:
+            account_id = s.scalar(select(GmailAccount.id).where(
+                GmailAccount.email == email, GmailAccount.status == "connected"))
+        if account_id is None:
+            return "unknown"  # not ours (or disconnected): nothing to read
+        try:
+            read = self.sync.sync_account(account_id, force=True)
+        except GmailError as exc:
+            log.warning("action=push_sync_failed account=%s reason=%s", account_id, exc)
+            return "failed"
+        return "busy" if read is None else "read"
 
     def pull_once(self, client: PubSub) -> int:
         """One pull: read each mailbox named, acknowledge what was read. Returns how many
@@ -164,23 +217,12 @@ class PushNotifications:
         done: list[str] = []
         busy: list[str] = []
         for email, ack_ids in by_email.items():
-            with self.db.read() as s:
-                account_id = s.scalar(select(GmailAccount.id).where(
-                    GmailAccount.email == email, GmailAccount.status == "connected"))
-            if account_id is None:
-                NOTIFICATIONS.labels("unknown").inc(len(ack_ids))
-                done += ack_ids  # not ours (or disconnected): nothing to read
-                continue
-            try:
-                read = self.sync.sync_account(account_id, force=True)
-            except GmailError as exc:
-                log.warning("action=push_sync_failed account=%s reason=%s", account_id, exc)
-                continue  # delivered again after the ack deadline
-            if read is None:
+            outcome = self._read_mailbox(email)
+            if outcome == "busy":
                 busy += ack_ids  # another worker is reading it: again in a moment
-                continue
-            NOTIFICATIONS.labels("read").inc(len(ack_ids))
-            done += ack_ids
+            elif outcome != "failed":  # a failure: delivered again after the ack deadline
+                NOTIFICATIONS.labels(outcome).inc(len(ack_ids))
+                done += ack_ids
         client.acknowledge(done)
         client.extend(busy, BUSY_RETRY_SECONDS)
         return len(done)

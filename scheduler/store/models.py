@@ -414,6 +414,17 @@ class SendingDomain(Base):
     peak_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+class MailboxNotification(Base):
+    """A Gmail push notification the app received (POST /hooks/gmail-push), kept until a
+    worker has read the mailbox it names."""
+
+    __tablename__ = "mailbox_notification"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    history_id: Mapped[str | None] = mapped_column(String(40))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class WebSession(Base):
     """A signed-in browser: the cookie carries a random id, this row says it is still valid
     (signing out ends it here, not only in the cookie). Only the id's SHA-256 is stored."""
@@ -562,5 +573,5 @@ __all__ = ["table", "Base", "Team", "User", "Membership", "GmailAccount", "Accou
            "Invitation",
            "AuditEntry", "ApiToken", "Template",
            "Contact", "Rule", "Event", "Schedule", "Campaign", "Message", "IdempotencyKey",
-           "WebSession", "StoredFile", "SendingDomain",
+           "WebSession", "StoredFile", "SendingDomain", "MailboxNotification",
            "MessageEvent", "WorkerHeartbeat", "MESSAGE_STATUSES", "HOLD_KINDS", "UTCDateTime"]

@@ -3,12 +3,13 @@ subscription): with polling an hour away, a reply is recorded within seconds; du
 notifications are harmless; a topic Gmail may not publish to is shown with its fix."""
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from scheduler.store.models import GmailAccount
 from tests.helpers import wait_for
@@ -113,3 +114,49 @@ def test_a_topic_gmail_may_not_publish_to_is_shown_with_the_fix(pushing):
         "to": "reader@example.org", "subject": "News", "html": "<p>Hi</p>"}).json()
     wait_for(lambda: api.get(f"{live.url}/api/v1/messages/{made['id']}").json()["status"]
              == "sent")
+
+
+PUSHER = "gmail-push@mr-test.iam.gserviceaccount.com"
+
+
+def test_pushed_notifications_are_verified_stored_and_read_within_seconds(serve, sandbox):
+    live = serve(MAILRELEASE_PUBSUB_TOPIC=TOPIC,
+                 MAILRELEASE_PUBSUB_PUSH_AUDIENCE="https://mail.example.com/hooks/gmail-push",
+                 MAILRELEASE_PUBSUB_PUSH_SERVICE_ACCOUNT=PUSHER,
+                 MAILRELEASE_GOOGLE_CERTS_URL=f"{sandbox.url}/oauth2/v1/certs")
+    hook = f"{live.url}/hooks/gmail-push"
+    requests.post(f"{sandbox.url}/sandbox/api/pubsub/subscriptions", json={
+        "name": "projects/mr-test/subscriptions/push", "topic": TOPIC,
+        "push": {"endpoint": hook, "audience": "https://mail.example.com/hooks/gmail-push",
+                 "service_account": PUSHER}}, timeout=10)
+    api = live.user()
+    made = api.post(f"{live.url}/api/v1/messages", json={
+        "to": "reader@example.org", "subject": "News", "html": "<p>Hi</p>"}).json()
+    sent = wait_for(lambda: (m := api.get(f"{live.url}/api/v1/messages/{made['id']}")
+                             .json())["status"] == "sent" and m)
+    _reply(live, sent["message_id_header"])
+    wait_for(lambda: "replied" in [e["type"] for e in api.get(
+        f"{live.url}/api/v1/messages/{made['id']}").json()["events"]], 10)
+    # Forged or misdirected pushes are refused and store nothing.
+    from sandbox.signing import oidc_token
+    data = {"message": {"data": base64.b64encode(json.dumps(
+        {"emailAddress": "ada@example.com", "historyId": 1}).encode()).decode()}}
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    good = oidc_token("https://mail.example.com/hooks/gmail-push", PUSHER)
+    head, body, _ = good.split(".")
+    forged_sig = other.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    forged = f"{head}.{body}.{base64.urlsafe_b64encode(forged_sig).rstrip(b'=').decode()}"
+    for token in (None, "nonsense", forged,
+                  oidc_token("https://elsewhere.example/hook", PUSHER),
+                  oidc_token("https://mail.example.com/hooks/gmail-push",
+                             "someone@evil.example"),
+                  oidc_token("https://mail.example.com/hooks/gmail-push", PUSHER,
+                             lifetime=-600)):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        refused = requests.post(hook, json=data, headers=headers, timeout=10)
+        assert refused.status_code == 401, (token, refused.text)
+    with live.db.read() as s:
+        from scheduler.store.models import MailboxNotification
+        assert s.query(MailboxNotification).count() == 0
+    assert requests.post(hook, json=data, headers={"Authorization": f"Bearer {good}"},
+                         timeout=10).status_code == 204

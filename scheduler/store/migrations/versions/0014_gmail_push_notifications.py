@@ -1,4 +1,5 @@
-"""gmail push notifications: each mailbox's watch, and one syncing worker at a time
+"""gmail push notifications: each mailbox's watch, one syncing worker at a time, and the
+notifications pushed to the app until a worker reads their mailbox
 
 Revision ID: 0014
 Revises: 0013
@@ -18,6 +19,13 @@ _WHEN = scheduler.store.models.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:
+    op.create_table('mailbox_notification',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('history_id', sa.String(length=40), nullable=True),
+    sa.Column('received_at', _WHEN, nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mailbox_notification'))
+    )
     with op.batch_alter_table('gmail_account', schema=None) as batch_op:
         batch_op.add_column(sa.Column('watch_expires_at', _WHEN, nullable=True))
         batch_op.add_column(sa.Column('watch_checked_at', _WHEN, nullable=True))
@@ -26,6 +34,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('mailbox_notification')
     with op.batch_alter_table('gmail_account', schema=None) as batch_op:
         batch_op.drop_column('sync_lease_until')
         batch_op.drop_column('watch_error')
