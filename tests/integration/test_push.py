@@ -99,6 +99,32 @@ def test_a_reply_cancels_the_follow_ups_still_to_come_at_once(pushing):
     assert live.sandbox.count() == 1  # only the first step went
 
 
+def test_a_dropped_notification_is_caught_by_the_last_check(pushing):
+    from sqlalchemy import update
+
+    from scheduler.store.db import utcnow
+    from scheduler.store.models import Message
+    live = pushing()
+    api = live.user()
+    api.post(f"{live.url}/api/v1/contacts", json={"email": "reader@example.org"})
+    tid = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
+    api.post(f"{live.url}/api/v1/campaigns", json={"template_id": tid, "follow_ups": [
+        {"after_seconds": 86400, "subject": "Following up"}]})
+    first = wait_for(lambda: live.sandbox.sent() and live.sandbox.sent()[0])
+    requests.post(f"{live.sandbox.url}/sandbox/api/pubsub/faults", json={"drop": 1},
+                  timeout=10)
+    _reply(live, first["messageId"])
+    with live.db.write() as s:  # the next day: nothing told the worker of the reply
+        s.execute(update(Message).where(Message.follows_id.is_not(None))
+                  .values(release_at=utcnow()))
+    live.worker.wake()
+    ended = wait_for(lambda: api.get(f"{live.url}/api/v1/messages?status=cancelled")
+                     .json()["items"], 10)
+    assert "found by the last look at the thread" in ended[0]["error"]
+    assert live.sandbox.count() == 1
+
+
 def test_a_topic_gmail_may_not_publish_to_is_shown_with_the_fix(pushing):
     live = pushing()
     requests.post(f"{live.sandbox.url}/sandbox/api/pubsub/deny", json={"topic": TOPIC},
