@@ -388,10 +388,13 @@ class Variant(Command):
 
 
 class FollowUp(Command):
-    """A step sent `after_seconds` after the previous one unless they replied (clicked)."""
+    """A step sent `after_seconds` after the previous one unless they replied in its
+    thread ("reply"), wrote to us in any thread ("person"), anyone at their company
+    domain wrote to us ("domain"; a free-mail domain counts as "person"), or they clicked
+    ("click")."""
 
     after_seconds: Annotated[float, Field(gt=0, le=MAX_DELAY_SECONDS)]
-    unless: Literal["reply", "click"] = "reply"
+    unless: Literal["reply", "person", "domain", "click"] = "reply"
     template_id: Id | None = None
     subject: Part | None = None
     html: Part | None = None

@@ -22,7 +22,7 @@ from email.header import decode_header, make_header
 from email.utils import parseaddr
 
 from prometheus_client import Counter
-from sqlalchemy import false, or_, select, true, update
+from sqlalchemy import and_, false, func, or_, select, true, update
 
 from gmail_client.api import GmailService
 from gmail_client.errors import GmailError, HistoryExpired
@@ -123,19 +123,55 @@ def _bounce(msg, sender: str, refs: set[str], thread_id: str | None) -> Incoming
 def stop_follow_ups(s, message: Message, why: str, now: dt.datetime) -> int:
     """Cancel the steps still to come after `message` that stop on a reply (and the
     steps after those), saying why on their timelines; returns how many."""
-    stopped, frontier, first = 0, [message.id], True
+    reason = f"skipped: {why}"
+    stopped = 0
+    for step_id in s.scalars(select(Message.id).where(
+            Message.follows_id == message.id, Message.status.in_(queue.OPEN_STATUSES),
+            Message.follow_unless.in_(threads.STOPS_ON_MAIL))).all():
+        # A step that stops only on a click goes on.
+        if queue.transition(s, step_id, message.team_id, "cancel", now, {"reason": reason},
+                            error=reason):
+            stopped += 1 + _cancel_after(s, step_id, message.team_id, reason, now)
+    return stopped
+
+
+def stop_on_mail_from(s, account: GmailAccount, incoming: Incoming, now: dt.datetime) -> int:
+    """Someone wrote to the mailbox, in any thread: stop the steps still to come that stop
+    when that person writes ("person"), or anyone at their company ("domain")."""
+    sender, domain = incoming.sender, threads.company_domain(incoming.sender)
+    addr = func.lower(Message.to_addr)
+    person = or_(addr == sender, addr.like(f"%<{sender}>"))
+    company = (or_(addr.like(f"%@{domain}"), addr.like(f"%@{domain}>")) if domain
+               else person)
+    since = incoming.arrived_at or now
+    previous = select(Message.id).where(Message.status == "sent", Message.sent_at < since)
+    steps = s.execute(select(Message.id, Message.follow_unless, Message.team_id).where(
+        Message.account_id == account.id, Message.status.in_(queue.OPEN_STATUSES),
+        Message.follows_id.in_(previous.scalar_subquery()),
+        or_(and_(Message.follow_unless == "person", person),
+            and_(Message.follow_unless == "domain", company)))).all()
+    stopped = 0
+    for step in steps:
+        who = "someone at " + domain if step.follow_unless == "domain" and domain else sender
+        why = f"skipped: {who} wrote to us ({sender}) since the previous step"
+        if queue.transition(s, step.id, step.team_id, "cancel", now, {"reason": why},
+                            error=why):
+            stopped += 1 + _cancel_after(s, step.id, step.team_id, why, now)
+    return stopped
+
+
+def _cancel_after(s, message_id: str, team_id: int, why: str, now: dt.datetime) -> int:
+    """Cancel every open step after `message_id`."""
+    stopped, frontier = 0, [message_id]
     while frontier:
-        after = s.execute(select(Message.id, Message.follow_unless).where(
+        after = s.scalars(select(Message.id).where(
             Message.follows_id.in_(frontier), Message.status.in_(queue.OPEN_STATUSES))).all()
         frontier = []
-        for row in after:
-            if first and row.follow_unless != "reply":
-                continue  # an "unless clicked" step is not stopped by a reply
-            if queue.transition(s, row.id, message.team_id, "cancel", now,
-                                {"reason": f"skipped: {why}"}, error=f"skipped: {why}"):
+        for step_id in after:
+            if queue.transition(s, step_id, team_id, "cancel", now, {"reason": why},
+                                error=why):
                 stopped += 1
-                frontier.append(row.id)
-        first = False
+                frontier.append(step_id)
     return stopped
 
 
@@ -256,6 +292,8 @@ class MailboxSync:
                                      "asked by email", now):
                     UNSUBSCRIBES.labels("mail").inc()
             return
+        if incoming.kind == "reply" and incoming.sender not in threads.own_addresses(account):
+            stop_on_mail_from(s, account, incoming, now)
         message = self._match(s, account, incoming)
         if message is None:
             return

@@ -54,7 +54,14 @@ from scheduler.content.links import (
 from scheduler.content.personalize import render_message
 from scheduler.content.sources import ContentFetcher, ContentUnavailable
 from scheduler.engine.connections import Gmail, ServicePool
-from scheduler.engine.threads import LAST_CHECKS, own_addresses, reply_in_thread
+from scheduler.engine.threads import (
+    LAST_CHECKS,
+    STOPS_ON_MAIL,
+    company_domain,
+    own_addresses,
+    reply_in_thread,
+    wrote_since,
+)
 from scheduler.errors import MissingData, RenderError, TemplateError
 from scheduler.settings import Settings
 from scheduler.store import queue
@@ -506,7 +513,7 @@ class Releaser:
         if not message.follows_id:
             return None
         verdict, before = self._follow_up(message)
-        if verdict is None and message.follow_unless == "reply":
+        if verdict is None and message.follow_unless in STOPS_ON_MAIL:
             try:
                 verdict = self._last_check(state, batch, message, before)
             except GmailError as exc:
@@ -538,16 +545,25 @@ class Releaser:
             LAST_CHECKS.labels("skipped").inc()
             return None
         service = self.gmail.pooled(account.id, state.token_info)
+        own = own_addresses(account) | {_address_of(message.from_addr)}
         try:
-            who = reply_in_thread(service, before.gmail_thread_id, before.sent_at,
-                                  own_addresses(account) | {_address_of(message.from_addr)})
+            who = reply_in_thread(service, before.gmail_thread_id, before.sent_at, own)
+            elsewhere = None
+            if who is None and message.follow_unless in ("person", "domain"):
+                recipient = _address_of(message.to_addr)
+                wide = (company_domain(recipient) if message.follow_unless == "domain"
+                        else None)
+                elsewhere = wrote_since(service, wide or recipient, before.sent_at, own)
         finally:
             self._persist_refresh(state, batch, service)
-        LAST_CHECKS.labels("found" if who else "clear").inc()
-        if who is None:
-            return None
-        return ("replied", f"skipped: {who} replied to the previous step (found by the last "
-                           f"look at the thread before sending)", who)
+        LAST_CHECKS.labels("found" if who or elsewhere else "clear").inc()
+        if who is not None:
+            return ("replied", f"skipped: {who} replied to the previous step (found by the "
+                               f"last look at the thread before sending)", who)
+        if elsewhere is not None:
+            return ("skip", f"skipped: {elsewhere} wrote to us since the previous step "
+                            f"(found by the last look at the mailbox before sending)")
+        return None
 
     def _send(self, claim: queue.Claim, prepared: Prepared, batch: Batch) -> str:
         """send: reconcile an earlier attempt, then Gmail's messages.send; a send Gmail

@@ -36,6 +36,38 @@ _AUTO_SUBJECT = re.compile(
 _MACHINE_PRECEDENCE = ("auto_reply", "bulk", "junk")
 
 
+# Free-mail domains: "anyone at the same company" means nothing there.
+FREE_MAIL = frozenset({
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com",
+    "yahoo.com", "ymail.com", "icloud.com", "me.com", "mac.com", "aol.com", "gmx.com",
+    "gmx.de", "gmx.net", "web.de", "proton.me", "protonmail.com", "mail.com", "yandex.com",
+    "yandex.ru", "zoho.com", "orange.fr", "free.fr", "laposte.net", "t-online.de"})
+STOPS_ON_MAIL = ("reply", "person", "domain")  # follow_unless values a reply stops
+
+
+def company_domain(address: str) -> str | None:
+    """The address's domain when it is a company's (not a free-mail provider's)."""
+    domain = address.rpartition("@")[2].lower()
+    return None if not domain or domain in FREE_MAIL else domain
+
+
+def wrote_since(service: GmailService, who: str, since: dt.datetime, own: set[str],
+                most: int = 5) -> str | None:
+    """The address of someone who wrote to the mailbox from `who` (an address, or a
+    domain) in any thread after `since`, not automatically; None when nobody did."""
+    query = f"from:{who} -in:sent -in:drafts after:{int(since.timestamp())}"
+    for gmail_id in service.search(query, most):
+        message = service.get_message(gmail_id, "metadata")
+        arrived = dt.datetime.fromtimestamp(int(message.get("internalDate") or 0) / 1000,
+                                            dt.UTC)
+        headers = {h["name"].lower(): h["value"] for h in
+                   (message.get("payload") or {}).get("headers") or ()}
+        sender = parseaddr(headers.get("from", ""))[1].lower()
+        if arrived > since and sender and sender not in own and not is_automatic(headers):
+            return sender
+    return None
+
+
 def own_addresses(account) -> set[str]:
     """The mailbox's own address and its sendAs aliases, lower case."""
     return {account.email.lower()} | {a["email"].lower() for a in account.send_as or ()}

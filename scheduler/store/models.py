@@ -498,7 +498,8 @@ class Message(Base):
         ForeignKey("campaign.id", ondelete="SET NULL"), index=True)
     variant: Mapped[str | None] = mapped_column(String(20))
     # A follow-up step: sent only if `follows` was sent and its recipient did not reply
-    # (follow_unless "reply") or click ("click") meanwhile.
+    # (follow_unless "reply"; "person": wrote in any thread; "domain": anyone at their
+    # company domain wrote) or click ("click") meanwhile.
     follows_id: Mapped[str | None] = mapped_column(
         ForeignKey("message.id", ondelete="SET NULL"))
     follow_unless: Mapped[str | None] = mapped_column(String(10))

@@ -85,3 +85,58 @@ def test_gmail_failing_the_last_look_retries_the_follow_up_instead_of_sending_bl
     assert live.sandbox.count() == 1
     step = api.get(f"{live.url}/api/v1/messages?status=retry_wait").json()["items"]
     assert len(step) == 1 and "503" in step[0]["error"]
+
+
+def _campaign(live, api, people: list[str], unless: str) -> None:
+    api.post(f"{live.url}/api/v1/contacts", json=[{"email": p} for p in people])
+    tid = api.post(f"{live.url}/api/v1/templates", json={
+        "name": f"t-{unless}", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
+    made = api.post(f"{live.url}/api/v1/campaigns", json={
+        "template_id": tid, "audience": {"contact_ids": [
+            c["id"] for c in api.get(f"{live.url}/api/v1/contacts?limit=100").json()["items"]
+            if c["email"] in people]},
+        "follow_ups": [{"after_seconds": 3 * 86400, "unless": unless,
+                        "subject": "Following up"}]})
+    assert made.status_code == 201, made.text
+
+
+def _new_mail(live, sender: str) -> None:
+    live.sandbox.deliver("ada@example.com", f"From: {sender}\r\nTo: ada@example.com\r\n"
+                                            f"Subject: A question\r\n\r\nHello\r\n")
+
+
+def test_stop_when_they_or_anyone_at_their_company_write_in_any_thread(live_no_worker):
+    from scheduler.worker import ReleaseWorker
+    live = live_no_worker
+    api = live.user()
+    _campaign(live, api, ["ann@acme.example", "bob@acme.example", "carl@gmail.com",
+                          "dora@other.example"], "domain")
+    _campaign(live, api, ["erin@else.example"], "person")
+    worker = ReleaseWorker(live.wiring)
+    try:
+        worker.run_once(wait=True)
+        assert live.sandbox.count() == 5
+        # Ann writes a new mail (no thread of ours): everyone at acme.example stops;
+        # a stranger at gmail.com stops nobody (gmail.com is not a company).
+        _new_mail(live, "Ann <ann@acme.example>")
+        _new_mail(live, "zed@gmail.com")
+        worker.sync.sync_account(1, force=True)
+        stopped = {m["to"]: m["error"] for m in api.get(
+            f"{live.url}/api/v1/messages?status=cancelled").json()["items"]}
+        assert set(stopped) == {"ann@acme.example", "bob@acme.example"}
+        assert "someone at acme.example wrote to us (ann@acme.example)" in \
+            stopped["bob@acme.example"]
+        # Erin writes too, but no sync reads it: the last look at the mailbox does.
+        _new_mail(live, "erin@else.example")
+        with live.db.write() as s:
+            s.execute(update(Message).where(Message.follows_id.is_not(None))
+                      .values(release_at=utcnow()))
+        worker.run_once(wait=True)
+    finally:
+        worker.stop()
+    followed = sorted(m["to"] for m in live.sandbox.sent() if m["subject"] == "Following up")
+    assert followed == ["carl@gmail.com", "dora@other.example"]
+    erin = next(m for m in api.get(f"{live.url}/api/v1/messages?status=cancelled")
+                .json()["items"] if m["to"] == "erin@else.example")
+    assert "erin@else.example wrote to us since the previous step (found by the last " \
+           "look at the mailbox" in erin["error"]
