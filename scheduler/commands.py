@@ -395,6 +395,9 @@ class FollowUp(Command):
 
     after_seconds: Annotated[float, Field(gt=0, le=MAX_DELAY_SECONDS)]
     unless: Literal["reply", "person", "domain", "click"] = "reply"
+    # "postpone": an out-of-office answer with a return date moves this step to that
+    # date (at most 30 days on); "ignore": it goes at its time.
+    out_of_office: Literal["ignore", "postpone"] = "ignore"
     template_id: Id | None = None
     subject: Part | None = None
     html: Part | None = None

@@ -104,6 +104,7 @@ def _follow_ups(session: Session, team_id: int, command: NewCampaign,
                          amp=template.amp, template_id=template.id)
         parts = _overridden(parts, step, where)
         steps.append({"after_seconds": float(step.after_seconds), "unless": step.unless,
+                      "out_of_office": step.out_of_office,
                       "parts": parts})
     return steps
 
@@ -308,7 +309,8 @@ def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
             opens=0, clicks=0, machine_opens=0, machine_clicks=0,
             rfc822_id=make_message_id(f"mr.{mid}", domain), campaign_id=campaign.id,
             origin_key=(contact.id, 0),
-            variant=variant["key"], follows_id=None, follow_unless=None, created_at=now,
+            variant=variant["key"], follows_id=None, follow_unless=None,
+            follow_postpone=False, created_at=now,
             updated_at=now))
         evts.append({"message_id": mid, "type": "held" if hold else "scheduled", "at": now,
                      "detail": {"release_at": release_at.isoformat(),
@@ -331,7 +333,8 @@ def _render(session: Session, campaign: Campaign, pairs, now: dt.datetime,
                          "rfc822_id": make_message_id(f"mr.{fid}", domain),
                          "origin_key": (contact.id, n),
                          "variant": f"{variant['key']}.{n}", "follows_id": previous,
-                         "follow_unless": step["unless"]})
+                         "follow_unless": step["unless"],
+                         "follow_postpone": step.get("out_of_office") == "postpone"})
             evts.append({"message_id": fid, "type": "held" if shold else "scheduled",
                          "at": now, "detail": {"release_at": at.isoformat(),
                                                "campaign_id": campaign.id,

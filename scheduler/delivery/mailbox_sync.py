@@ -61,6 +61,7 @@ class Incoming:
     status: str | None = None  # a bounce's enhanced status code (5.1.1)
     diagnostic: str | None = None
     arrived_at: dt.datetime | None = None  # Gmail's internalDate
+    text: str = ""  # an automatic answer's subject and text (a return date may be there)
 
 
 def _refs(value: str | None) -> set[str]:
@@ -78,7 +79,19 @@ def classify(raw: bytes, thread_id: str | None = None) -> Incoming:
     if subject == "unsubscribe":
         return Incoming("unsubscribe", refs, thread_id, sender)
     auto = is_automatic({name.lower(): _decoded(msg.get(name)) for name in threads.HEADERS})
-    return Incoming("auto_reply" if auto else "reply", refs, thread_id, sender)
+    if not auto:
+        return Incoming("reply", refs, thread_id, sender)
+    return Incoming("auto_reply", refs, thread_id, sender,
+                    text=f"{_decoded(msg.get('Subject'))}\n{_plain_text(msg)}"[:5000])
+
+
+def _plain_text(msg) -> str:
+    """The first text/plain part's text, or ""."""
+    for part in msg.walk():
+        if part.get_content_type() == "text/plain" and not part.is_multipart():
+            payload = part.get_payload(decode=True) or b""
+            return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    return ""
 
 
 def _decoded(value) -> str:
@@ -133,6 +146,47 @@ def stop_follow_ups(s, message: Message, why: str, now: dt.datetime) -> int:
                             error=reason):
             stopped += 1 + _cancel_after(s, step_id, message.team_id, reason, now)
     return stopped
+
+
+MAX_POSTPONE = dt.timedelta(days=30)
+_LANGUAGES = ["en", "de", "fr", "es"]
+
+
+def return_date(text: str, now: dt.datetime) -> dt.datetime | None:
+    """The date an out-of-office says its writer is back: the latest future date it names
+    within a year (dateparser, in English, German, French and Spanish), at most 30 days
+    on; None when it names none."""
+    import dateparser.search  # heavy, and needed only for out-of-office answers
+
+    found = dateparser.search.search_dates(
+        text, languages=_LANGUAGES,
+        settings={"PREFER_DATES_FROM": "future", "RETURN_AS_TIMEZONE_AWARE": True,
+                  "TIMEZONE": "UTC", "RELATIVE_BASE": now.replace(tzinfo=None)}) or []
+    dates = [when.astimezone(dt.UTC) for _, when in found
+             if now < when.astimezone(dt.UTC) <= now + dt.timedelta(days=366)]
+    return min(max(dates), now + MAX_POSTPONE) if dates else None
+
+
+def postpone_follow_ups(s, message: Message, incoming: Incoming, now: dt.datetime) -> int:
+    """An out-of-office answered `message`: the next steps that wait for one ("postpone")
+    move to the return date it names, if later than their time; returns how many."""
+    steps = s.execute(select(Message.id, Message.release_at).where(
+        Message.follows_id == message.id, Message.follow_postpone.is_(True),
+        Message.status.in_(queue.OPEN_STATUSES))).all()
+    back = return_date(incoming.text, now) if steps else None
+    if back is None:
+        return 0
+    moved = 0
+    for step in steps:
+        if step.release_at is not None and step.release_at >= back:
+            continue
+        if queue.transition(s, step.id, message.team_id, "schedule", now,
+                            {"postponed": f"{incoming.sender} is away until "
+                                          f"{back:%Y-%m-%d} (out of office)",
+                             "release_at": back.isoformat()},
+                            where=(Message.status == "scheduled",), release_at=back):
+            moved += 1
+    return moved
 
 
 def stop_on_mail_from(s, account: GmailAccount, incoming: Incoming, now: dt.datetime) -> int:
@@ -320,6 +374,8 @@ class MailboxSync:
             if event == "replied":
                 stop_follow_ups(s, message, f"{incoming.sender} replied to a previous step",
                                 now)
+        if event == "auto_replied":  # each one: a later answer may name the return date
+            postpone_follow_ups(s, message, incoming, now)
 
     @staticmethod
     def _answers(account: GmailAccount, message: Message, incoming: Incoming) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -503,6 +504,9 @@ class Message(Base):
     follows_id: Mapped[str | None] = mapped_column(
         ForeignKey("message.id", ondelete="SET NULL"))
     follow_unless: Mapped[str | None] = mapped_column(String(10))
+    # An out-of-office with a return date moves this step to that date (at most 30 days).
+    follow_postpone: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=false())
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     transactional: Mapped[bool] = mapped_column(Boolean, default=False)
     tracking: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -140,3 +140,53 @@ def test_stop_when_they_or_anyone_at_their_company_write_in_any_thread(live_no_w
                 .json()["items"] if m["to"] == "erin@else.example")
     assert "erin@else.example wrote to us since the previous step (found by the last " \
            "look at the mailbox" in erin["error"]
+
+
+def test_an_out_of_office_with_a_return_date_postpones_the_steps_that_ask_for_it(
+        live_no_worker):
+    import datetime as dt
+
+    from scheduler.worker import ReleaseWorker
+    live = live_no_worker
+    api = live.user()
+    people = ["r1@example.org", "r2@example.org", "r3@example.org"]
+    api.post(f"{live.url}/api/v1/contacts", json=[{"email": p} for p in people])
+    tid = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
+    for who, ooo in (("r1@example.org", "postpone"), ("r2@example.org", "ignore"),
+                     ("r3@example.org", "postpone")):
+        ids = [c["id"] for c in api.get(f"{live.url}/api/v1/contacts").json()["items"]
+               if c["email"] == who]
+        api.post(f"{live.url}/api/v1/campaigns", json={
+            "template_id": tid, "audience": {"contact_ids": ids},
+            "follow_ups": [{"after_seconds": 86400, "out_of_office": ooo,
+                            "subject": "Following up"}]})
+    worker = ReleaseWorker(live.wiring)
+    try:
+        worker.run_once(wait=True)
+        first = {m["to"]: m["messageId"] for m in live.sandbox.sent()}
+        back = (utcnow() + dt.timedelta(days=10)).date()
+        for who in ("r1@example.org", "r2@example.org"):
+            _answer(live, first[who], who, "Automatische Antwort: News",
+                    Auto_Submitted="auto-replied")
+        live.sandbox.deliver("ada@example.com", (
+            f"From: r1@example.org\r\nTo: ada@example.com\r\nSubject: Out of office\r\n"
+            f"In-Reply-To: {first['r1@example.org']}\r\nAuto-Submitted: auto-replied\r\n"
+            f"\r\nI am out of the office until {back:%B %d, %Y}.\r\n"))
+        live.sandbox.deliver("ada@example.com", (
+            f"From: r3@example.org\r\nTo: ada@example.com\r\nSubject: Abwesenheitsnotiz\r\n"
+            f"In-Reply-To: {first['r3@example.org']}\r\nAuto-Submitted: auto-replied\r\n"
+            f"\r\nIch bin bis zum {(utcnow() + dt.timedelta(days=90)):%d.%m.%Y} im Urlaub.\r\n"))
+        worker.sync.sync_account(1, force=True)
+    finally:
+        worker.stop()
+    steps = {m["to"]: m for m in api.get(f"{live.url}/api/v1/messages?status=scheduled")
+             .json()["items"]}
+    assert steps["r1@example.org"]["release_at"].startswith(back.isoformat())
+    postponed = [e for e in steps["r1@example.org"]["events"] if "postponed" in
+                 (e["detail"] or {})]
+    assert "r1@example.org is away until" in postponed[0]["detail"]["postponed"]
+    # "ignore": at its time; 90 days away: at most 30 days on.
+    assert not any("postponed" in (e["detail"] or {}) for e in steps["r2@example.org"]["events"])
+    r3 = dt.datetime.fromisoformat(steps["r3@example.org"]["release_at"])
+    assert dt.timedelta(days=29) < r3 - utcnow() <= dt.timedelta(days=30)
