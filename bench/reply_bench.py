@@ -14,7 +14,6 @@ falls due at once, and the number of them sent after a reply (goal: 0).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import threading
@@ -22,8 +21,6 @@ import time
 from pathlib import Path
 
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,29 +37,11 @@ from scheduler.store.models import Message, MessageEvent
 from scheduler.typed import make
 from scheduler.wiring import Wiring
 from scheduler.worker import ReleaseWorker
+from tests.helpers import service_account
 
 TOPIC = "projects/bench/topics/gmail"
 SUBSCRIPTION = "projects/bench/subscriptions/replies"
 PULLER = "puller@bench.iam.gserviceaccount.com"
-
-
-def service_account(sandbox: Sandbox, folder: Path) -> Path:
-    """A service-account key the sandbox accepts, and a pull subscription on the topic."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = folder / "service-account.json"
-    path.write_text(json.dumps({
-        "type": "service_account", "project_id": "bench", "private_key_id": "k1",
-        "private_key": key.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()).decode(),
-        "client_email": PULLER, "client_id": "1", "token_uri": f"{sandbox.url}/token"}))
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    requests.post(f"{sandbox.url}/sandbox/api/service-accounts",
-                  json={"email": PULLER, "public_key_pem": public.decode()}, timeout=10)
-    requests.post(f"{sandbox.url}/sandbox/api/pubsub/subscriptions",
-                  json={"name": SUBSCRIPTION, "topic": TOPIC}, timeout=10)
-    return path
 
 
 def campaign(db, people: int) -> None:
@@ -94,7 +73,8 @@ def run(mode: str, replies: int, polling_seconds: float) -> None:
                 env.update(MAILRELEASE_PUBSUB_TOPIC=TOPIC,
                            MAILRELEASE_PUBSUB_SUBSCRIPTION=SUBSCRIPTION,
                            MAILRELEASE_PUBSUB_API_ENDPOINT=sandbox.url,
-                           GOOGLE_APPLICATION_CREDENTIALS=str(service_account(sandbox, folder)))
+                           GOOGLE_APPLICATION_CREDENTIALS=str(service_account(
+                               sandbox.url, folder, PULLER, "bench", SUBSCRIPTION, TOPIC)))
             else:
                 env["MAILRELEASE_SYNC_SECONDS"] = str(polling_seconds)
             settings, _, db = deployment(sandbox, folder, 1, **env)

@@ -126,3 +126,32 @@ def start_worker(env: dict, log_path):
     with open(log_path, "a") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
+
+
+def service_account(sandbox_url: str, folder, email: str, project: str,
+                    subscription: str | None = None, topic: str | None = None,
+                    ack_deadline: int = 10):
+    """A service-account JSON key the sandbox Google accepts (its public key registered,
+    its `token_uri` the sandbox's), and optionally a pull subscription on a topic;
+    returns the key file's path."""
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = Path(folder) / "service-account.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": project, "private_key_id": "k1",
+        "private_key": key.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()).decode(),
+        "client_email": email, "client_id": "1", "token_uri": f"{sandbox_url}/token"}))
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    requests.post(f"{sandbox_url}/sandbox/api/service-accounts",
+                  json={"email": email, "public_key_pem": public.decode()}, timeout=10)
+    if subscription:
+        requests.post(f"{sandbox_url}/sandbox/api/pubsub/subscriptions", timeout=10,
+                      json={"name": subscription, "topic": topic,
+                            "ack_deadline": ack_deadline})
+    return path

@@ -4,15 +4,12 @@ and every notification is acknowledged (one reader per mailbox at a time)."""
 from __future__ import annotations
 
 import collections
-import json
 
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from scheduler.store.models import Message, MessageEvent
-from tests.helpers import start_worker, wait_for, worker_env
+from tests.helpers import service_account, start_worker, wait_for, worker_env
 
 TOPIC = "projects/mr-pg/topics/gmail"
 SUBSCRIPTION = "projects/mr-pg/subscriptions/replies"
@@ -20,20 +17,8 @@ PULLER = "puller@mr-pg.iam.gserviceaccount.com"
 
 
 def _pubsub_env(sandbox, tmp_path) -> dict:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key_file = tmp_path / "service-account.json"
-    key_file.write_text(json.dumps({
-        "type": "service_account", "project_id": "mr-pg", "private_key_id": "k1",
-        "private_key": key.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()).decode(),
-        "client_email": PULLER, "client_id": "1", "token_uri": f"{sandbox.url}/token"}))
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    requests.post(f"{sandbox.url}/sandbox/api/service-accounts",
-                  json={"email": PULLER, "public_key_pem": public.decode()}, timeout=10)
-    requests.post(f"{sandbox.url}/sandbox/api/pubsub/subscriptions",
-                  json={"name": SUBSCRIPTION, "topic": TOPIC, "ack_deadline": 5}, timeout=10)
+    key_file = service_account(sandbox.url, tmp_path, PULLER, "mr-pg", SUBSCRIPTION, TOPIC,
+                               ack_deadline=5)
     return {"MAILRELEASE_PUBSUB_TOPIC": TOPIC, "MAILRELEASE_PUBSUB_SUBSCRIPTION": SUBSCRIPTION,
             "MAILRELEASE_PUBSUB_API_ENDPOINT": sandbox.url,
             "GOOGLE_APPLICATION_CREDENTIALS": str(key_file)}

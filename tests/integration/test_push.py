@@ -8,11 +8,11 @@ import json
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from scheduler.store.models import GmailAccount
-from tests.helpers import wait_for
+from tests.helpers import service_account, wait_for
 
 TOPIC = "projects/mr-test/topics/gmail"
 SUBSCRIPTION = "projects/mr-test/subscriptions/replies"
@@ -22,20 +22,8 @@ PULLER = "puller@mr-test.iam.gserviceaccount.com"
 @pytest.fixture
 def pushing(serve, sandbox, tmp_path):
     """A deployment whose mailboxes are watched, with a worker pulling the subscription."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    key_file = tmp_path / "service-account.json"
-    key_file.write_text(json.dumps({
-        "type": "service_account", "project_id": "mr-test", "private_key_id": "k1",
-        "private_key": pem, "client_email": PULLER, "client_id": "1",
-        "token_uri": f"{sandbox.url}/token"}))
-    requests.post(f"{sandbox.url}/sandbox/api/service-accounts",
-                  json={"email": PULLER, "public_key_pem": public.decode()}, timeout=10)
-    requests.post(f"{sandbox.url}/sandbox/api/pubsub/subscriptions",
-                  json={"name": SUBSCRIPTION, "topic": TOPIC, "ack_deadline": 5}, timeout=10)
+    key_file = service_account(sandbox.url, tmp_path, PULLER, "mr-test", SUBSCRIPTION,
+                               TOPIC, ack_deadline=5)
 
     def start(**env):
         return serve(MAILRELEASE_PUBSUB_TOPIC=TOPIC, MAILRELEASE_PUBSUB_SUBSCRIPTION=SUBSCRIPTION,
