@@ -5,7 +5,7 @@ With MAILRELEASE_PUBSUB_TOPIC and MAILRELEASE_PUBSUB_SUBSCRIPTION set:
            so our own sends spend none of Gmail's one-a-second notification budget) when
            it has no watch, and again a day before its watch lapses (after 7 days). A
            failure is kept on the account with its fix, shown on the Accounts page, and
-           tried again after WATCH_RETRY; it never stops sending.
+           tried again with backoff (10 min doubling, at most 6 h); it never stops sending.
   push     with MAILRELEASE_PUBSUB_PUSH_AUDIENCE instead of a subscription, Pub/Sub posts
            each notification to POST /hooks/gmail-push (app/hooks.py), which keeps it once
            its OIDC token checks out; a worker thread reads the mailboxes they name.
@@ -44,6 +44,7 @@ WATCHES = Counter("mailrelease_watches", "users.watch calls by outcome", ["outco
 
 RENEW_BEFORE = dt.timedelta(days=1)
 WATCH_RETRY = dt.timedelta(minutes=10)
+WATCH_RETRY_MAX = dt.timedelta(hours=6)
 BUSY_RETRY_SECONDS = 2
 PULL_PAUSE_SECONDS = 1.0  # after a failed pull
 PUSHED_POLL_SECONDS = 0.5  # how often a worker looks for pushed notifications
@@ -87,11 +88,12 @@ def watch_account(db: Database, settings: Settings, gmail: Gmail, account_id: in
         log.warning("action=watch_failed account=%s status=%s", account.id, exc.status)
         with db.write() as s:
             s.execute(update(GmailAccount).where(GmailAccount.id == account.id)
-                      .values(watch_error=watch_problem(exc, topic)))
+                      .values(watch_error=watch_problem(exc, topic),
+                              watch_failures=GmailAccount.watch_failures + 1))
         return 0
     WATCHES.labels("watched").inc()
     expires = dt.datetime.fromtimestamp(int(answer["expiration"]) / 1000, dt.UTC)
-    values: dict = {"watch_expires_at": expires, "watch_error": None}
+    values: dict = {"watch_expires_at": expires, "watch_error": None, "watch_failures": 0}
     if not account.history_id and answer.get("historyId"):
         values["history_id"] = str(answer["historyId"])  # the baseline to read from
     with db.write() as s:
@@ -128,16 +130,23 @@ class PushNotifications:
         """Watch every mailbox that has no watch, or one lapsing within a day; returns
         how many were watched now. Each account is claimed first (one worker)."""
         now = self.clock()
-        due = and_(GmailAccount.status == "connected",
-                   or_(GmailAccount.watch_expires_at.is_(None),
-                       GmailAccount.watch_expires_at < now + RENEW_BEFORE),
-                   or_(GmailAccount.watch_checked_at.is_(None),
-                       GmailAccount.watch_checked_at < now - WATCH_RETRY))
+        lapsing = and_(GmailAccount.status == "connected",
+                       or_(GmailAccount.watch_expires_at.is_(None),
+                           GmailAccount.watch_expires_at < now + RENEW_BEFORE))
         with self.db.read() as s:
-            ids = s.scalars(select(GmailAccount.id).where(due)).all()
+            rows = s.execute(select(GmailAccount.id, GmailAccount.watch_checked_at,
+                                    GmailAccount.watch_failures).where(lapsing)).all()
         done = 0
-        for account_id in ids:
-            done += watch_account(self.db, self.settings, self.gmail, account_id, now, due)
+        for row in rows:
+            # After failures, tries back off: 10 min, 20 min, 40 min… at most 6 h.
+            wait = min(WATCH_RETRY * 2 ** min(row.watch_failures, 10), WATCH_RETRY_MAX)
+            if row.watch_checked_at is not None and row.watch_checked_at > now - wait:
+                continue
+            # Claimed as read: another worker that got here first changed it.
+            same = (GmailAccount.watch_checked_at.is_(None) if row.watch_checked_at is None
+                    else GmailAccount.watch_checked_at == row.watch_checked_at)
+            done += watch_account(self.db, self.settings, self.gmail, row.id, now,
+                                  and_(lapsing, same))
         return done
 
     # -- pulling -------------------------------------------------------------------------

@@ -85,6 +85,10 @@ LAG = Histogram("mailrelease_release_lag_seconds", "Gmail's answer minus the due
 BACKOFF_MAX_SECONDS = 3600.0
 FOLLOW_UP_RECHECK = dt.timedelta(hours=1)
 FOLLOW_UP_SOON = dt.timedelta(seconds=10)
+# Gmail's quota units: messages.send 100; the last check's threads.get 10 (and with the
+# person or domain rule, messages.list 5 and a get of 5 per message found).
+SEND_UNITS = 100
+LAST_CHECK_UNITS = 20
 
 
 def backoff(attempt: int, retry_after: float | None, rng: random.Random,
@@ -536,6 +540,20 @@ class Releaser:
             queue.mark_skipped(conn, claim, now, verdict[1])
         return "cancelled"
 
+    def _spend_quota(self, account_id: int, units: int) -> None:
+        """Take `units` of Gmail's per-user quota from the account's pacing slot (a send
+        is 100 units, paced at MAILRELEASE_SENDS_PER_SECOND), waiting for it as a send
+        would: a look at a thread is counted in the same budget as the sends."""
+        rate = self.settings.sends_per_second
+        if rate <= 0:
+            return
+        with self.db.core_write() as conn:
+            now = self.clock()
+            slot = queue.reserve_send_slot(conn, account_id, now, units / SEND_UNITS / rate)
+        wait = (slot - now).total_seconds()
+        if wait > 0:
+            self.stop.wait(wait)
+
     def _last_check(self, state: AccountState, batch: Batch, message, before):
         """("replied", why, who) when someone answered in the previous step's thread since
         it was sent, else None (or nothing to look at: no read access, no thread)."""
@@ -544,6 +562,7 @@ class Releaser:
                 account.scopes.split()):
             LAST_CHECKS.labels("skipped").inc()
             return None
+        self._spend_quota(account.id, LAST_CHECK_UNITS)
         service = self.gmail.pooled(account.id, state.token_info)
         own = own_addresses(account) | {_address_of(message.from_addr)}
         try:

@@ -149,6 +149,8 @@ class GmailAccount(Base):
     watch_expires_at: Mapped[dt.datetime | None] = mapped_column()
     watch_checked_at: Mapped[dt.datetime | None] = mapped_column()
     watch_error: Mapped[str | None] = mapped_column(Text)
+    # Failed watches in a row: the next try waits 10 min × 2^n, at most 6 h.
+    watch_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Opted in to the warm-up ramp on this day (a daily ceiling that grows; see
     # scheduler/audience/guard.py).
     warmup_started_at: Mapped[dt.datetime | None] = mapped_column()

@@ -122,6 +122,25 @@ def test_a_topic_gmail_may_not_publish_to_is_shown_with_the_fix(pushing):
         problem = s.get(GmailAccount, 1).watch_error
     assert "gmail-api-push@system.gserviceaccount.com" in problem
     assert "Pub/Sub Publisher" in browser.get(f"{live.url}/accounts").text
+    # Tried again with backoff: not at once, and after 20 minutes for the second failure.
+    import datetime as dt
+
+    from scheduler.delivery.notifications import PushNotifications
+    from scheduler.store.db import utcnow
+    later = {"at": utcnow()}
+    push = PushNotifications(live.db, live.settings, live.wiring.gmail, live.worker.sync,
+                             clock=lambda: later["at"])
+    assert push.watch_due() == 0
+    with live.db.read() as s:
+        assert s.get(GmailAccount, 1).watch_failures == 1
+    later["at"] += dt.timedelta(minutes=15)
+    push.watch_due()
+    with live.db.read() as s:
+        assert s.get(GmailAccount, 1).watch_failures == 1  # 20 minutes not yet up
+    later["at"] += dt.timedelta(minutes=10)
+    push.watch_due()
+    with live.db.read() as s:
+        assert s.get(GmailAccount, 1).watch_failures == 2
     # Sending goes on.
     api = live.user()
     made = api.post(f"{live.url}/api/v1/messages", json={

@@ -30,6 +30,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('watch_expires_at', _WHEN, nullable=True))
         batch_op.add_column(sa.Column('watch_checked_at', _WHEN, nullable=True))
         batch_op.add_column(sa.Column('watch_error', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('watch_failures', sa.Integer(), nullable=False,
+                                      server_default='0'))
         batch_op.add_column(sa.Column('sync_lease_until', _WHEN, nullable=True))
     with op.batch_alter_table('message', schema=None) as batch_op:
         batch_op.add_column(sa.Column('follow_postpone', sa.Boolean(), nullable=False,
@@ -42,6 +44,7 @@ def downgrade() -> None:
         batch_op.drop_column('follow_postpone')
     with op.batch_alter_table('gmail_account', schema=None) as batch_op:
         batch_op.drop_column('sync_lease_until')
+        batch_op.drop_column('watch_failures')
         batch_op.drop_column('watch_error')
         batch_op.drop_column('watch_checked_at')
         batch_op.drop_column('watch_expires_at')
