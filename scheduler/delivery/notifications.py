@@ -3,7 +3,7 @@
 With MAILRELEASE_PUBSUB_TOPIC and MAILRELEASE_PUBSUB_SUBSCRIPTION set:
   watch    each connected mailbox with read access is watched (`users.watch`, INBOX only,
            so our own sends spend none of Gmail's one-a-second notification budget) when
-           it has no watch, and again a day before its watch lapses (after 7 days). A
+           it has no watch, and again every day (a watch lapses after 7 days). A
            failure is kept on the account with its fix, shown on the Accounts page, and
            tried again with backoff (10 min doubling, at most 6 h); it never stops sending.
   push     with MAILRELEASE_PUBSUB_PUSH_AUDIENCE instead of a subscription, Pub/Sub posts
@@ -42,7 +42,9 @@ NOTIFICATIONS = Counter("mailrelease_push_notifications", "Gmail push notificati
                         "by what became of them", ["outcome"])
 WATCHES = Counter("mailrelease_watches", "users.watch calls by outcome", ["outcome"])
 
-RENEW_BEFORE = dt.timedelta(days=1)
+# Google asks for a watch to be renewed daily (it lapses after 7 days): renewed once it
+# has less than 6 days left.
+RENEW_BEFORE = dt.timedelta(days=6)
 WATCH_RETRY = dt.timedelta(minutes=10)
 WATCH_RETRY_MAX = dt.timedelta(hours=6)
 BUSY_RETRY_SECONDS = 2
@@ -127,7 +129,7 @@ class PushNotifications:
     # -- watching ------------------------------------------------------------------------
 
     def watch_due(self) -> int:
-        """Watch every mailbox that has no watch, or one lapsing within a day; returns
+        """Watch every mailbox that has no watch, or one a day old or more; returns
         how many were watched now. Each account is claimed first (one worker)."""
         now = self.clock()
         lapsing = and_(GmailAccount.status == "connected",
