@@ -520,10 +520,15 @@ class Releaser:
         if verdict is None and message.follow_unless in STOPS_ON_MAIL:
             try:
                 verdict = self._last_check(state, batch, message, before)
+            except (TransientGmailError, ReconnectNeeded) as exc:
+                # Gmail is down or the grant is gone: the send would fail the same way.
+                batch.accounts.forget(state.row.id)
+                return self._on_error(claim, batch, state, exc)
             except GmailError as exc:
-                if exc.status != 404:  # a thread deleted by its owner has no reply
-                    batch.accounts.forget(state.row.id)
-                    return self._on_error(claim, batch, state, exc)
+                # The thread cannot be read (deleted by its owner: 404): as without read
+                # access, the step goes on what the sync has recorded.
+                log.info("action=last_check_unavailable message_id=%s status=%s",
+                         message.id, exc.status)
         if verdict is None:
             return None
         now = self.clock()

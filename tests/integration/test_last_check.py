@@ -190,3 +190,27 @@ def test_an_out_of_office_with_a_return_date_postpones_the_steps_that_ask_for_it
     assert not any("postponed" in (e["detail"] or {}) for e in steps["r2@example.org"]["events"])
     r3 = dt.datetime.fromisoformat(steps["r3@example.org"]["release_at"])
     assert dt.timedelta(days=29) < r3 - utcnow() <= dt.timedelta(days=30)
+
+
+def test_a_thread_gmail_no_longer_has_does_not_stop_the_follow_up(live_no_worker):
+    from scheduler.worker import ReleaseWorker
+    live = live_no_worker
+    api = live.user()
+    api.post(f"{live.url}/api/v1/contacts", json={"email": "r1@example.org"})
+    tid = api.post(f"{live.url}/api/v1/templates", json={
+        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
+    api.post(f"{live.url}/api/v1/campaigns", json={
+        "template_id": tid, "follow_ups": [{"after_seconds": 60, "subject": "Following up"}]})
+    worker = ReleaseWorker(live.wiring)
+    try:
+        worker.run_once(wait=True)
+        # Its owner deleted the thread: Gmail answers 404 (not retried).
+        live.sandbox.fault(method="threads.get", status=404, reason="notFound",
+                           message="Requested entity was not found.", times=1)
+        with live.db.write() as s:
+            s.execute(update(Message).where(Message.follows_id.is_not(None))
+                      .values(release_at=utcnow()))
+        worker.run_once(wait=True)
+    finally:
+        worker.stop()
+    assert sorted(m["subject"] for m in live.sandbox.sent()) == ["Following up", "News"]
