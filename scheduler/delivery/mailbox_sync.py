@@ -135,17 +135,13 @@ def _bounce(msg, sender: str, refs: set[str], thread_id: str | None) -> Incoming
 
 def stop_follow_ups(s, message: Message, why: str, now: dt.datetime) -> int:
     """Cancel the steps still to come after `message` that stop on a reply (and the
-    steps after those), saying why on their timelines; returns how many."""
-    reason = f"skipped: {why}"
-    stopped = 0
-    for step_id in s.scalars(select(Message.id).where(
-            Message.follows_id == message.id, Message.status.in_(queue.OPEN_STATUSES),
-            Message.follow_unless.in_(threads.STOPS_ON_MAIL))).all():
-        # A step that stops only on a click goes on.
-        if queue.transition(s, step_id, message.team_id, "cancel", now, {"reason": reason},
-                            error=reason):
-            stopped += 1 + _cancel_after(s, step_id, message.team_id, reason, now)
-    return stopped
+    steps after those), saying why on their timelines; returns how many. A step that
+    stops only on a click goes on."""
+    steps = s.scalars(select(Message.id).where(
+        Message.follows_id == message.id, Message.status.in_(queue.OPEN_STATUSES),
+        Message.follow_unless.in_(threads.STOPS_ON_MAIL))).all()
+    return _cancel_steps(s, [(step_id, message.team_id) for step_id in steps],
+                         f"skipped: {why}", now)
 
 
 MAX_POSTPONE = dt.timedelta(days=30)
@@ -208,24 +204,23 @@ def stop_on_mail_from(s, account: GmailAccount, incoming: Incoming, now: dt.date
     for step in steps:
         who = "someone at " + domain if step.follow_unless == "domain" and domain else sender
         why = f"skipped: {who} wrote to us ({sender}) since the previous step"
-        if queue.transition(s, step.id, step.team_id, "cancel", now, {"reason": why},
-                            error=why):
-            stopped += 1 + _cancel_after(s, step.id, step.team_id, why, now)
+        stopped += _cancel_steps(s, [(step.id, step.team_id)], why, now)
     return stopped
 
 
-def _cancel_after(s, message_id: str, team_id: int, why: str, now: dt.datetime) -> int:
-    """Cancel every open step after `message_id`."""
-    stopped, frontier = 0, [message_id]
+def _cancel_steps(s, steps: list[tuple[str, int]], why: str, now: dt.datetime) -> int:
+    """Cancel these steps, (id, team id), and every open step after each of them,
+    saying why on their timelines; returns how many were cancelled."""
+    stopped, frontier = 0, list(steps)
     while frontier:
-        after = s.scalars(select(Message.id).where(
-            Message.follows_id.in_(frontier), Message.status.in_(queue.OPEN_STATUSES))).all()
+        cancelled = [(step_id, team_id) for step_id, team_id in frontier
+                     if queue.transition(s, step_id, team_id, "cancel", now,
+                                         {"reason": why}, error=why)]
+        stopped += len(cancelled)
         frontier = []
-        for step_id in after:
-            if queue.transition(s, step_id, team_id, "cancel", now, {"reason": why},
-                                error=why):
-                stopped += 1
-                frontier.append(step_id)
+        for step_id, team_id in cancelled:
+            frontier += [(after, team_id) for after in s.scalars(select(Message.id).where(
+                Message.follows_id == step_id, Message.status.in_(queue.OPEN_STATUSES)))]
     return stopped
 
 

@@ -561,7 +561,9 @@ class Releaser:
 
     def _last_check(self, state: AccountState, batch: Batch, message, before):
         """("replied", why, who) when someone answered in the previous step's thread since
-        it was sent, else None (or nothing to look at: no read access, no thread)."""
+        it was sent; ("skip", why) when, under the person or domain rule, they (or their
+        company) wrote to the mailbox in another thread; else None (also when there is
+        nothing to look at: no read access, no thread)."""
         account = state.row
         if not before.gmail_thread_id or before.sent_at is None or not can_read(
                 account.scopes.split()):
