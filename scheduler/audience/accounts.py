@@ -136,7 +136,7 @@ def set_daily_cap(session: Session, actor: Actor, account: GmailAccount, cap: in
 
 
 DAY = dt.timedelta(hours=24)
-CONSUMER_DOMAINS = ("gmail.com", "googlemail.com")
+CONSUMER_DOMAINS = guard.PERSONAL_GMAIL  # consumer Gmail, as Gmail's limits name it
 CONSUMER_DAILY_CAP = 500
 WORKSPACE_DAILY_CAP = 2000
 

@@ -112,7 +112,6 @@ class PushNotifications:
                  *, clock=utcnow):
         self.db, self.settings, self.gmail, self.sync = db, settings, gmail, sync
         self.clock = clock
-        self.topic = settings.pubsub_topic or ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
