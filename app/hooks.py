@@ -4,15 +4,13 @@ token must be Google's, for MAILRELEASE_PUBSUB_PUSH_AUDIENCE, from the service a
 MAILRELEASE_PUBSUB_PUSH_SERVICE_ACCOUNT; anything else is refused and stores nothing."""
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 
 from flask import Blueprint, jsonify, request
 
 from app import ctx
 from gmail_client.oidc import InvalidToken
+from gmail_client.pubsub import gmail_notification
 from scheduler.store.db import utcnow
 from scheduler.store.models import MailboxNotification
 
@@ -43,16 +41,14 @@ def gmail_push():
         log.warning("action=push_refused reason=%s", " ".join(str(exc).split())[:200])
         return _refused(401, "the token is not Google's for this endpoint")
     body = request.get_json(silent=True)
-    try:
-        data = json.loads(base64.b64decode((body or {})["message"]["data"]))
-        email, history = str(data["emailAddress"]).lower(), data.get("historyId")
-    except (KeyError, TypeError, ValueError, binascii.Error):
+    read = gmail_notification(body.get("message") if isinstance(body, dict) else None)
+    if read is None:
         # Not a Gmail notification: acknowledged (a non-2xx would be retried forever).
         log.warning("action=push_unreadable")
         return "", 204
+    email, history = read
     with c.db.write() as s:
         s.add(MailboxNotification(email=email[:320], received_at=utcnow(),
-                                  history_id=str(history)[:40] if history is not None
-                                  else None))
+                                  history_id=history[:40] if history else None))
     c.wake_worker()
     return "", 204

@@ -33,7 +33,19 @@ class Notification:
 
     ack_id: str
     email: str
-    history_id: int | None
+    history_id: str | None
+
+
+def gmail_notification(message) -> tuple[str, str | None] | None:
+    """(mailbox, history id) of a Pub/Sub message Gmail published (its `data`: base64
+    JSON of emailAddress and historyId), pulled or pushed; None for anything else."""
+    try:
+        data = json.loads(base64.b64decode(message["data"]))
+        history = data.get("historyId")
+        return str(data["emailAddress"]).lower(), str(history) if history is not None \
+            else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 @functools.lru_cache(maxsize=4)
@@ -73,16 +85,11 @@ class PubSub:
         out = []
         for received in found.get("receivedMessages") or ():
             ack_id = received.get("ackId", "")
-            try:
-                data = json.loads(base64.b64decode(received["message"].get("data", "")))
-                email = str(data["emailAddress"]).lower()
-                history = data.get("historyId")
-                out.append(Notification(ack_id, email,
-                                        int(history) if history is not None else None))
-            except (KeyError, ValueError, TypeError):
+            read = gmail_notification(received.get("message"))
+            if read is None:
                 # Not one of Gmail's: acknowledged so that it does not come back forever.
                 log.warning("action=pubsub_unreadable ack_id=%s", ack_id[:12])
-                out.append(Notification(ack_id, "", None))
+            out.append(Notification(ack_id, *(read or ("", None))))
         return out
 
     def acknowledge(self, ack_ids: list[str]) -> None:

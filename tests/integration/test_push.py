@@ -191,5 +191,11 @@ def test_pushed_notifications_are_verified_stored_and_read_within_seconds(serve,
     with live.db.read() as s:
         from scheduler.store.models import MailboxNotification
         assert s.query(MailboxNotification).count() == 0
+    # Not a Gmail notification: acknowledged (Pub/Sub would retry a refusal), not kept.
+    for junk in ({"message": {"data": "!!"}}, {"message": "x"}, ["x"]):
+        assert requests.post(hook, json=junk, headers={"Authorization": f"Bearer {good}"},
+                             timeout=10).status_code == 204
+    with live.db.read() as s:
+        assert s.query(MailboxNotification).count() == 0
     assert requests.post(hook, json=data, headers={"Authorization": f"Bearer {good}"},
                          timeout=10).status_code == 204
