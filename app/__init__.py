@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from app.throttle import Throttle
 from gmail_client.api import GmailService
 from scheduler.content import drafts
+from scheduler.content.drawing import RenderCache
 from scheduler.store.audit import Actor
 from scheduler.store.models import GmailAccount
 from scheduler.wiring import Wiring
@@ -25,6 +26,7 @@ class Context:
     wiring: Wiring
     worker: object | None = None
     throttle: Throttle = field(default_factory=Throttle)
+    images: RenderCache = field(default_factory=RenderCache)  # live images, drawn on fetch
 
     def __post_init__(self) -> None:
         w = self.wiring

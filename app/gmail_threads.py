@@ -123,6 +123,7 @@ def preview(team_id: int, user_id: int, account_id, thread_id: str,
         _, recipient = contacts.recipient(s, team_id, messages.parse_address(message.to,
                                                                               "to"))
         parts = {"subject": message.subject, "html": message.html, "text": message.text}
-        out = templates.preview(parts, {**recipient, **message.data}, ctx().content)
+        out = templates.preview(parts, {**recipient, **message.data}, ctx().content,
+                                ctx().links)
     out.update(to=message.to, thread=thread.as_dict())
     return out

@@ -1,10 +1,12 @@
-"""The links inside sent mail: open pixel, click redirect, unsubscribe, AMP live data.
+"""The links inside sent mail: open pixel, live images, click redirect, unsubscribe, AMP
+live data.
 
 No login and no CSRF token here (mail clients call these): each link is authenticated by
 its signed token instead, and a tampered or foreign token is a plain 404.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from email.utils import parseaddr
 from urllib.parse import urlsplit
@@ -13,6 +15,7 @@ from flask import Blueprint, Response, abort, jsonify, redirect, render_template
 
 from app import csrf, ctx
 from scheduler.audience.suppression import subscription_of
+from scheduler.content import live_images
 from scheduler.content import sources as content
 from scheduler.content.links import Links
 from scheduler.delivery import tracking
@@ -33,11 +36,87 @@ def open_pixel(token):
     message_id = _links().read("open", token)
     if message_id is None:
         abort(404)
-    with ctx().db.write() as s:
-        tracking.record_open(s, message_id, request.headers.get("User-Agent", ""), utcnow())
+    _record_open(message_id, "pixel")
     resp = Response(tracking.PIXEL_GIF, mimetype="image/gif")
     resp.headers["Cache-Control"] = "no-store, max-age=0"
     return resp
+
+
+def _record_open(message_id: str, image: str) -> None:
+    with ctx().db.write() as s:
+        tracking.record_open(s, message_id, request.headers.get("User-Agent", ""), utcnow(),
+                             method=request.method, image=image)
+
+
+def _image(body: bytes) -> Response:
+    """An image drawn for this fetch: Gmail's image proxy must fetch it again next time
+    (no-cache, no validators that would let it reuse this second's image)."""
+    kind = "image/gif" if body[:3] == b"GIF" else "image/png"
+    resp = Response(body, mimetype=kind)
+    resp.headers["Cache-Control"] = "no-cache, max-age=0"
+    resp.headers["Pragma"] = "no-cache"
+    resp.headers["Expires"] = "0"
+    return resp
+
+
+@bp.get("/li/<token>.<ext>")
+def live_image(token, ext):
+    """A message's live image as of now, counted as an open like the pixel. Anything not
+    ours (tampered, another deployment's, a deleted message) gets the neutral "expired"
+    image: an error would be cached by Gmail's image proxy."""
+    c = ctx()
+    value = _links().read("live_image", token)
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], dict)
+            and ext in ("gif", "png")):
+        return _image(live_images.neutral_image(c.images))
+    message_id, spec = value
+    with c.db.read() as s:
+        message = s.get(Message, message_id)
+        if message is None:
+            return _image(live_images.neutral_image(c.images))
+        sent_at, tracked = message.sent_at, message.tracking and not message.transactional
+        sources = [x for x in message.sources or () if x["name"] == spec.get("source")]
+        data = dict(message.data or {})
+    if tracked:
+        _record_open(message_id, spec.get("k", "live image"))
+    return _image(_draw(spec, sent_at, data, sources, utcnow()))
+
+
+@bp.get("/li/preview/<token>.<ext>")
+def live_image_preview(token, ext):
+    """A live image for the template editor's preview, as of now or `?at=` (nothing is
+    counted; sources are fetched with the template's data)."""
+    c = ctx()
+    found = _links().read_preview(token)
+    if found is None or ext not in ("gif", "png"):
+        return _image(live_images.neutral_image(c.images))
+    spec, made = found
+    now = utcnow()
+    try:
+        at = dt.datetime.fromisoformat(request.args.get("at", ""))
+        now = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+    except ValueError:
+        pass
+    # "Hours after sending" counts from when the preview was made, as if sent then.
+    return _image(_draw(spec, made, spec.get("data") or {}, spec.get("sources") or [], now))
+
+
+def _draw(spec: dict, sent_at, data: dict, sources: list, now: dt.datetime) -> bytes:
+    c = ctx()
+    try:
+        if spec.get("k") == "countdown":
+            return live_images.countdown_image(spec, sent_at, now, c.images)
+        value = None
+        if sources:
+            try:
+                value = c.content.fetch(sources, data)[0][sources[0]["name"]]
+            except content.ContentUnavailable as exc:
+                log.warning("action=live_image_source_unavailable source=%s reason=%s",
+                            sources[0]["name"], exc)
+        return live_images.text_image(spec, value, c.images)
+    except (KeyError, TypeError, ValueError) as exc:  # a spec this version cannot draw
+        log.warning("action=live_image_undrawable reason=%s", exc)
+        return live_images.neutral_image(c.images)
 
 
 @bp.route("/t/c/<token>", methods=["GET", "HEAD"])

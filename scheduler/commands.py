@@ -269,17 +269,20 @@ class TemplateFromDraft(Command):
 
 
 class PreviewData(Command):
-    """POST /templates/{id}/preview: a contact's address and/or data."""
+    """POST /templates/{id}/preview: a contact's address and/or data; live images are
+    drawn as of `at` (default: when the preview's image is fetched)."""
 
     to: Address | None = None
     data: Data = {}
+    at: Aware | None = None
 
 
 class PreviewContent(NewTemplate):
-    """POST /templates/preview: unsaved template fields plus `to`/`data`."""
+    """POST /templates/preview: unsaved template fields plus `to`/`data`/`at`."""
 
     to: Address | None = None
     data: Data = {}
+    at: Aware | None = None
 
 
 # -- contacts ----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class TemplateError(InvalidInput):
         where = f" (line {line})" if line else ""
         super().__init__(f"{field}{where}: {message}", field=field)
         self.line = line
+        self.detail = message
 
 
 class RenderError(TemplateError):

@@ -156,7 +156,11 @@ def preview_template(template_id, body: commands.PreviewData):
         parts = templates.template_as_dict(template)
         data = _preview_data(s, body.to, body.data)
         best = _best_hour(s, body.to)
-    return jsonify({**templates.preview(parts, data, c.content), **best})
+    return jsonify({**templates.preview(parts, data, c.content, c.links, _at(body)), **best})
+
+
+def _at(body) -> str | None:
+    return body.at.isoformat() if body.at else None
 
 
 @route(bp, "POST", "/templates/preview", body=commands.PreviewContent,
@@ -165,14 +169,14 @@ def preview_template(template_id, body: commands.PreviewData):
 def preview_inline(body: commands.PreviewContent):
     """Preview content that is not saved yet (`subject`, `html`, ... plus `to`/`data`)."""
     c = ctx()
-    fields = body.model_dump(include=body.model_fields_set - {"to", "data"})
+    fields = body.model_dump(include=body.model_fields_set - {"to", "data", "at"})
     parts = templates.template_values(make(commands.NewTemplate, **{"name": "preview",
                                                                      **fields}),
                                       c.settings.content_hosts)
     with c.db.read() as s:
         data = _preview_data(s, body.to, body.data)
         best = _best_hour(s, body.to)
-    return jsonify({**templates.preview(parts, data, c.content), **best})
+    return jsonify({**templates.preview(parts, data, c.content, c.links, _at(body)), **best})
 
 
 @route(bp, "GET", "/starter-templates", answers={200: responses.Page[responses.Starter]})

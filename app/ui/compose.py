@@ -242,7 +242,7 @@ def compose_preview():
                 data = {**recipient, **data}
                 if form.get("when") == "best_hour":
                     best = best_hour.best_hour_for(s, g.team_id, contact, utcnow())
-        out = templates.preview(parts, data, ctx().content)
+        out = templates.preview(parts, data, ctx().content, ctx().links)
     except DomainError as exc:
         return preview_problem(exc)
     return jsonify({"subject": out["subject"], "html": out["html"], "text": out["text"],

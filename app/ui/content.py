@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import re
 
@@ -255,7 +256,13 @@ def _preview(parts: dict, form) -> dict:
             contact = contacts.find_contact(s, g.team_id, to)
             data = {**contacts.contact_data(contact, to.lower()), **data}
             best = best_hour.best_hour_for(s, g.team_id, contact, utcnow())
-    return {**templates.preview(parts, data, c.content), "best_hour": best}
+    at = form.get("preview_at", "").strip() or None
+    if at is not None:
+        try:
+            at = dt.datetime.fromisoformat(at).replace(tzinfo=dt.UTC).isoformat()
+        except ValueError:
+            raise InvalidInput("a time like 2026-12-24T18:00", field="preview_at") from None
+    return {**templates.preview(parts, data, c.content, c.links, at), "best_hour": best}
 
 
 @bp.get("/contacts")

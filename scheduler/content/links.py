@@ -7,13 +7,17 @@ What happens when a link is used is `scheduler.delivery.tracking`.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import html as html_lib
+import json
 import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 
+from scheduler.content import live_images
 from scheduler.errors import TemplateError
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"']+)\2""", re.I)
@@ -30,6 +34,8 @@ class Links:
         self._click = URLSafeSerializer(key, salt="click")
         self._unsub = URLSafeSerializer(key, salt="unsubscribe")
         self._amp = URLSafeSerializer(key, salt="amp")
+        self._live_image = URLSafeSerializer(key, salt="live-image")
+        self._preview = URLSafeTimedSerializer(key, salt="live-image-preview")
 
     def open_url(self, message_id: str) -> str:
         return f"{self.public_url}/t/o/{self._open.dumps(message_id)}.gif"
@@ -43,14 +49,40 @@ class Links:
     def live_url(self, message_id: str, source: str) -> str:
         return f"{self.public_url}/amp/{self._amp.dumps([message_id, source])}"
 
+    def live_image_url(self, message_id: str, spec: dict) -> str:
+        """A live image of a sent message: the message and the image's options, signed."""
+        ext = "gif" if spec["k"] == "countdown" else "png"
+        return f"{self.public_url}/li/{self._live_image.dumps([message_id, spec])}.{ext}"
+
+    def live_image_preview_url(self, spec: dict, at: str | None = None) -> str:
+        """A live image drawn for the template editor's preview (no message, nothing
+        counted; the token is good for PREVIEW_SECONDS), optionally as of time `at`."""
+        ext = "gif" if spec["k"] == "countdown" else "png"
+        url = f"{self.public_url}/li/preview/{self._preview.dumps(spec)}.{ext}"
+        return f"{url}?at={quote(at)}" if at else url
+
+    def read_preview(self, token: str) -> tuple[dict, dt.datetime] | None:
+        """A preview image's options and when the preview was made, or None (tampered,
+        foreign, older than PREVIEW_SECONDS)."""
+        try:
+            spec, made = self._preview.loads(token, max_age=PREVIEW_SECONDS,
+                                             return_timestamp=True)
+        except BadSignature:
+            return None
+        return (spec, made) if isinstance(spec, dict) else None
+
     def read(self, kind: str, token: str):
         """The signed value, or None for a tampered or foreign token."""
         serializer = {"open": self._open, "click": self._click, "unsubscribe": self._unsub,
-                      "amp": self._amp}[kind]
+                      "amp": self._amp, "live_image": self._live_image}[kind]
         try:
             return serializer.loads(token)
         except BadSignature:
             return None
+
+
+PREVIEW_SECONDS = 7 * 86_400
+PREVIEW_DATA_BYTES = 2000
 
 
 
@@ -238,7 +270,32 @@ def live_url_function(links: Links | None, message_id: str | None, sources: list
 
 
 
-def stand_in_links(sources: list | None) -> dict:
-    """What unsubscribe_url and live_url render as when a template is checked."""
+def stand_in_links(sources: list | None, data: dict | None = None,
+                   links: Links | None = None, at: str | None = None) -> dict:
+    """What unsubscribe_url, live_url and live_image render as before a release: with
+    `links` (a preview) live images are drawn as of now (or time `at`), without them
+    (checking a template) they are stand-ins."""
+    def image_url(spec: dict) -> str:
+        if links is None:
+            return f"https://live-image.invalid/{live_images.extension(spec)}"
+        if spec["k"] == "text":
+            # The preview fetches the source itself: its definition and (if small) the
+            # data its URL is made from travel signed with the image.
+            spec = {**spec, "sources": [s for s in sources or ()
+                                        if s["name"] == spec["source"]]}
+            if len(json.dumps(data or {}, default=str)) <= PREVIEW_DATA_BYTES:
+                spec["data"] = data or {}
+        return links.live_image_preview_url(spec, at)
     return {"unsubscribe_url": "https://unsubscribe.invalid/",
-            "live_url": live_url_function(None, None, sources)}
+            "live_url": live_url_function(None, None, sources),
+            "live_image": live_images.live_image_function(image_url, data or {}, sources)}
+
+
+def message_links(links: Links, message_id: str, data: dict, sources: list | None,
+                  transactional: bool) -> dict:
+    """The signed links a message's template may use at its release: unsubscribe_url,
+    live_url() in AMP, live_image() in HTML."""
+    return {"live_url": live_url_function(links, message_id, sources),
+            "live_image": live_images.live_image_function(
+                lambda spec: links.live_image_url(message_id, spec), data, sources),
+            "unsubscribe_url": "" if transactional else links.unsubscribe_url(message_id)}

@@ -80,6 +80,12 @@ def render_part(part: str, source: str, data: dict) -> str:
         raise MissingData(text, part) from exc
     except SecurityError as exc:
         raise TemplateError(f"not allowed in a template: {exc}", field=part) from exc
+    except TemplateError as exc:
+        if exc.line is not None:
+            raise
+        # A template function said no (a live_image option, say): add the line it is on.
+        raise TemplateError(exc.detail, field=exc.field or part,
+                            line=_template_line(exc)) from exc
     except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as exc:
         # The template itself fails with this data ({{ 1/0 }}, a huge range...): say where.
         raise RenderError(f"{type(exc).__name__}: {exc}", field=part,

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from scheduler.commands import HEADER_FIELDS, NewTemplate, stored_header
 from scheduler.content import amp, attachments, starters
 from scheduler.content import sources as content
-from scheduler.content.links import message_warnings, stand_in_links
+from scheduler.content.links import Links, message_warnings, stand_in_links
 from scheduler.content.personalize import check_template, render_message
 from scheduler.errors import Conflict, InvalidInput, MissingData
 from scheduler.store import audit, lookup
@@ -163,8 +163,11 @@ def delete_template(session: Session, team_id: int, template_id,
                  {"name": template.name})
 
 
-def preview(template_parts: dict, data: dict, fetcher: content.ContentFetcher) -> dict:
-    """Render every part for one recipient, fetching send-time content as a release would.
+def preview(template_parts: dict, data: dict, fetcher: content.ContentFetcher,
+            links: Links | None = None, at: str | None = None) -> dict:
+    """Render every part for one recipient, fetching send-time content as a release would;
+    with `links`, live images are drawn as the recipient would see them now (or at `at`,
+    an ISO 8601 time).
 
     A variable with no value and no fallback is a 422 naming it, as it would hold the
     message.
@@ -179,7 +182,8 @@ def preview(template_parts: dict, data: dict, fetcher: content.ContentFetcher) -
         parts = render_message(template_parts["subject"], template_parts["html"],
                                template_parts.get("text"),
                                {**data, **values,
-                                **stand_in_links(template_parts.get("sources"))},
+                                **stand_in_links(template_parts.get("sources"), data, links,
+                                                 at)},
                                amp=template_parts.get("amp"))
     except MissingData as exc:
         raise InvalidInput(str(exc), field=exc.part, code="missing_data") from None

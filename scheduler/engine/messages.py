@@ -59,7 +59,7 @@ def _render_check(subject: str, html: str, text: str | None, data: dict,
 def _render_before_release(subject: str, html: str, text: str | None, data: dict,
                            amp: str | None, sources: list | None):
     # Tracking links and send-time content exist only at the release: stand-ins until then.
-    return render_message(subject, html, text, {**data, **stand_in_links(sources),
+    return render_message(subject, html, text, {**data, **stand_in_links(sources, data),
                                                 **content.stand_ins(sources)}, amp=amp)
 
 

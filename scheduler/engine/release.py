@@ -49,7 +49,7 @@ from scheduler.content.links import (
     Links,
     decorate,
     decorate_amp,
-    live_url_function,
+    message_links,
 )
 from scheduler.content.personalize import render_message
 from scheduler.content.sources import ContentFetcher, ContentUnavailable
@@ -622,12 +622,9 @@ class Releaser:
         return "sent"
 
     def _links_for(self, message) -> dict:
-        """The signed links a template may use: unsubscribe_url, and live_url() in AMP."""
-        links = {"live_url": live_url_function(self.links, message.id,
-                                                        message.sources)}
-        links["unsubscribe_url"] = ("" if message.transactional
-                                    else self.links.unsubscribe_url(message.id))
-        return links
+        """The signed links a template may use (content.links.message_links)."""
+        return message_links(self.links, message.id, message.data, message.sources,
+                             message.transactional)
 
     def _follow_up(self, message) -> tuple:
         """(verdict, the previous step's row): verdict None to send this follow-up,

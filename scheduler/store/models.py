@@ -517,6 +517,10 @@ class Message(Base):
     clicks: Mapped[int] = mapped_column(Integer, default=0)
     machine_opens: Mapped[int] = mapped_column(Integer, default=0)
     machine_clicks: Mapped[int] = mapped_column(Integer, default=0)
+    # When an open (a person's, a machine's) was last counted: the images one look fetches
+    # together are one open (delivery.tracking.SAME_OPEN_SECONDS).
+    last_open_at: Mapped[dt.datetime | None] = mapped_column()
+    last_machine_open_at: Mapped[dt.datetime | None] = mapped_column()
     subject: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20))
     release_at: Mapped[dt.datetime | None] = mapped_column()
