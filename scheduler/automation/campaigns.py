@@ -32,7 +32,7 @@ from scheduler.commands import (
     NewCampaign,
     Variant,
 )
-from scheduler.content import attachments, templates
+from scheduler.content import attachments, live_images, templates
 from scheduler.delivery.statistics import variant_stats
 from scheduler.engine import messages
 from scheduler.errors import InvalidInput
@@ -69,6 +69,7 @@ def _overridden(parts: dict, given: Variant | FollowUp, where: str) -> dict:
                                    field=f"{where}.{name}")
             parts[name] = value
     templates.check_parts(parts["subject"], parts["html"], parts["text"], parts["amp"])
+    live_images.check_calls(parts["html"], parts.get("sources"))
     return parts
 
 

@@ -24,6 +24,7 @@ import html as html_lib
 import math
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jinja2 import Environment, TemplateSyntaxError, Undefined, nodes
 from markupsafe import Markup
 
 from scheduler.content import drawing
@@ -139,6 +140,9 @@ def _text_option(options: dict, name: str) -> str | None:
 
 def spec_of(kind: str, options: dict, data: dict, sources: list | None) -> dict:
     """The checked, resolved options of one live image: what its signed URL carries."""
+    for value in (kind, *options.values()):
+        if isinstance(value, Undefined):  # a variable with no value, passed as an option
+            raise MissingData(value._undefined_name or "live_image", "html")
     if kind not in KINDS:
         raise _problem(f"the kind must be one of {', '.join(KINDS)}, not {str(kind)[:30]!r}")
     unknown = sorted(set(options) - _OPTIONS[kind])
@@ -174,6 +178,40 @@ def spec_of(kind: str, options: dict, data: dict, sources: list | None) -> dict:
     spec["alt"] = alt or (spec.get("label") or "Live content" if kind == "text"
                           else "Time left")
     return spec
+
+
+# What a call's options stand for when they are variables, to check the rest at save time.
+_STAND_INS = {"until": "2000-01-01T00:00:00+00:00", "hours_after_send": 1}
+_PARSER = Environment()
+
+
+def check_calls(html: str, sources: list | None) -> None:
+    """Check each live_image() call a template writes with literal options (a saved
+    template, before any data): a bad option is a 422 naming the HTML's line. Options
+    given as variables are checked when a message is rendered."""
+    try:
+        tree = _PARSER.parse(html)
+    except TemplateSyntaxError:
+        return  # reported by the template check, with its line
+    for call in tree.find_all(nodes.Call):
+        if not (isinstance(call.node, nodes.Name) and call.node.name == "live_image"):
+            continue
+        if not (call.args and isinstance(call.args[0], nodes.Const)):
+            continue
+        options = {}
+        for keyword in call.kwargs:
+            if isinstance(keyword.value, nodes.Const):
+                options[keyword.key] = keyword.value.value
+            elif keyword.key in _STAND_INS:
+                options[keyword.key] = _STAND_INS[keyword.key]
+            elif keyword.key == "source" and sources:
+                options["source"] = sources[0]["name"]
+        try:
+            spec_of(call.args[0].value, options, {}, sources)
+        except MissingData:
+            pass  # a field's value: known when a message is made
+        except TemplateError as exc:
+            raise TemplateError(exc.detail, field="html", line=call.lineno) from None
 
 
 def style_of(spec: dict) -> drawing.Style:

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scheduler.commands import HEADER_FIELDS, NewTemplate, stored_header
-from scheduler.content import amp, attachments, starters
+from scheduler.content import amp, attachments, live_images, starters
 from scheduler.content import sources as content
 from scheduler.content.links import Links, message_warnings, stand_in_links
 from scheduler.content.personalize import check_template, render_message
@@ -65,6 +65,7 @@ def template_values(command: NewTemplate, allowed_hosts: tuple[str, ...],
     else:
         values["sources"] = content.check_sources(
             [x.model_dump(exclude_unset=True) for x in command.sources or ()], allowed_hosts)
+    live_images.check_calls(values["html"], values["sources"])
     if values["amp"]:
         amp.check_amp(values["amp"], values["sources"])
     transactional, track = pick("transactional"), pick("tracking")
