@@ -23,7 +23,10 @@ from pathlib import Path
 from babel import Locale, UnknownLocaleError
 from babel.units import get_unit_name
 from PIL import Image, ImageDraw, ImageFont
+from prometheus_client import Counter
 
+RENDERS = Counter("mailrelease_live_image_renders", "Live images drawn (each shared by every "
+                  "fetch of the same image in the same second)", ["kind"])
 FONT_DIR = Path(__file__).with_name("fonts")
 # DejaVu (Bitstream Vera licence, fonts/LICENSE-DejaVu.txt): Latin, Greek, Cyrillic,
 # Arabic and Devanagari digits among others.
@@ -316,6 +319,7 @@ class RenderCache:
             if found is not None:
                 return found
             image = render()
+            RENDERS.labels(str(key[0])).inc()
             with self._lock:
                 self.renders += 1
                 self._items[key] = image
