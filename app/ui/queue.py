@@ -90,7 +90,7 @@ def message_page(message_id):
             row = messages.message_as_dict(m)
             row["html"], row["data"] = m.html_tpl, m.data
             row["subject_tpl"] = m.subject_tpl
-            row["rendered"] = messages.rendered(m)
+            row["rendered"] = messages.rendered(m, ctx().links)
     except DomainError:
         return render_template("ui/error.html", code=404,
                                message="No such message in your team."), 404

@@ -18,7 +18,7 @@ from scheduler.audience import contacts, teams
 from scheduler.commands import API, HEADER_FIELDS, MessageChange, NewMessage, Origin, stored_header
 from scheduler.content import amp, attachments, templates
 from scheduler.content import sources as content
-from scheduler.content.links import message_warnings, stand_in_links
+from scheduler.content.links import Links, message_warnings, stand_in_links
 from scheduler.content.personalize import render_message
 from scheduler.content.templates import check_parts
 from scheduler.errors import Conflict, InvalidInput, MissingData, NotFound
@@ -57,19 +57,21 @@ def _render_check(subject: str, html: str, text: str | None, data: dict,
 
 
 def _render_before_release(subject: str, html: str, text: str | None, data: dict,
-                           amp: str | None, sources: list | None):
-    # Tracking links and send-time content exist only at the release: stand-ins until then.
-    return render_message(subject, html, text, {**data, **stand_in_links(sources, data),
+                           amp: str | None, sources: list | None, links: Links | None = None):
+    # Tracking links and send-time content exist only at the release: stand-ins until then
+    # (with `links`, live images as previews: drawn, nothing counted).
+    return render_message(subject, html, text, {**data, **stand_in_links(sources, data, links),
                                                 **content.stand_ins(sources)}, amp=amp)
 
 
-def rendered(message: Message) -> dict:
+def rendered(message: Message, links: Links | None = None) -> dict:
     """The message's parts as its recipient gets them (send-time content and tracking links
-    as stand-ins), or {"problem": why} when it cannot be rendered (a held message)."""
+    as stand-ins; live images drawn as previews with `links`), or {"problem": why} when it
+    cannot be rendered (a held message)."""
     try:
         parts = _render_before_release(message.subject_tpl, message.html_tpl,
                                        message.text_tpl, message.data, message.amp_tpl,
-                                       message.sources)
+                                       message.sources, links)
     except (MissingData, InvalidInput) as exc:
         return {"problem": str(exc)}
     return {"subject": parts.subject, "html": parts.html, "text": parts.text,

@@ -185,3 +185,54 @@ def test_pages_fit_a_phone_label_every_field_and_start_with_a_skip_link(live, pa
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
+
+
+COUNTDOWN = ("<p>The sale ends soon.</p>{{ live_image('countdown', until=ends, "
+             "alt='Time left') }}")
+
+
+def _seconds_on_screen(page, frame_locator) -> int:
+    """The time left the countdown shows in the browser right now, read from a screenshot."""
+    import io
+
+    from PIL import Image
+
+    from tests.image_reader import seconds_shown
+    image = frame_locator.locator("img[alt='Time left']")
+    image.wait_for()
+    image.evaluate("i => i.decode()")
+    assert image.evaluate("i => i.naturalWidth") == 600
+    top = image.bounding_box()["y"]
+    page.evaluate("y => window.scrollBy(0, y - 100)", top)
+    box = image.bounding_box()
+    shot = page.screenshot(clip=box)  # what the reader sees, where the image is
+    return seconds_shown(Image.open(io.BytesIO(shot)).convert("RGB"))
+
+
+def test_a_live_countdown_in_the_template_preview_and_in_the_sandbox_mailbox(live, page):
+    _sign_in(page, live)
+    _nav(page, "Templates")
+    page.goto(live.url + "/templates/new")
+    page.fill("#name", "Sale")
+    page.fill("#subject", "Sale")
+    page.fill("#html", COUNTDOWN)
+    page.fill("#preview_data", '{"ends": "2027-01-01T00:00:00Z"}')
+    page.fill("#preview_at", "2026-12-31T23:00:00")
+    page.get_by_role("button", name="Preview").click()
+    page.get_by_role("heading", name="Preview").wait_for()
+    shown = _seconds_on_screen(page, page.frame_locator("section.preview iframe"))
+    # The GIF counts down from 1:00:00 as of the chosen time, a frame a second.
+    assert 3600 - 30 <= shown <= 3600, shown
+    import datetime as dt
+    ends = dt.datetime.now(dt.UTC) + dt.timedelta(hours=5)
+    api = live.api(live.token())
+    resp = api.post(live.url + "/api/v1/messages", json={
+        "to": "reader@example.org", "subject": "Sale", "html": COUNTDOWN,
+        "data": {"ends": ends.isoformat()}})
+    assert resp.status_code == 201, resp.text
+    from tests.helpers import wait_for
+    wait_for(lambda: live.sandbox.count() == 1)
+    page.goto(f"{live.sandbox.url}/sandbox/messages/{live.sandbox.sent()[0]['id']}")
+    shown = _seconds_on_screen(page, page.frame_locator("iframe[title='HTML part']"))
+    left = (ends - dt.datetime.now(dt.UTC)).total_seconds()
+    assert left - 30 <= shown <= left + 1, (shown, left)
