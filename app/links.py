@@ -2,7 +2,8 @@
 live data.
 
 No login and no CSRF token here (mail clients call these): each link is authenticated by
-its signed token instead, and a tampered or foreign token is a plain 404.
+its signed token instead, and a tampered or foreign token is a plain 404 (a live image's
+is the neutral "expired" image: image proxies keep errors).
 """
 from __future__ import annotations
 
@@ -97,12 +98,7 @@ def live_image_preview(token, ext):
     if found is None or ext not in ("gif", "png"):
         return _image(live_images.neutral_image(c.images))
     spec, made = found
-    now = utcnow()
-    try:
-        at = dt.datetime.fromisoformat(request.args.get("at", ""))
-        now = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
-    except ValueError:
-        pass
+    now = live_images.as_of(request.args.get("at")) or utcnow()
     # "Hours after sending" counts from when the preview was made, as if sent then.
     return _image(_draw(spec, made, spec.get("data") or {}, spec.get("sources") or [], now))
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import re
 
@@ -27,7 +26,7 @@ from app.progress import own_copy
 from app.ui import json_field, not_found, preview_problem
 from scheduler.audience import contacts
 from scheduler.commands import NewTemplate
-from scheduler.content import drafts, starters, templates
+from scheduler.content import drafts, live_images, starters, templates
 from scheduler.engine.messages import pick_sender
 from scheduler.errors import DomainError, InvalidInput
 from scheduler.store.db import utcnow
@@ -256,12 +255,12 @@ def _preview(parts: dict, form) -> dict:
             contact = contacts.find_contact(s, g.team_id, to)
             data = {**contacts.contact_data(contact, to.lower()), **data}
             best = best_hour.best_hour_for(s, g.team_id, contact, utcnow())
-    at = form.get("preview_at", "").strip() or None
-    if at is not None:
-        try:
-            at = dt.datetime.fromisoformat(at).replace(tzinfo=dt.UTC).isoformat()
-        except ValueError:
-            raise InvalidInput("a time like 2026-12-24T18:00", field="preview_at") from None
+    at = None
+    if form.get("preview_at", "").strip():
+        moment = live_images.as_of(form["preview_at"])
+        if moment is None:
+            raise InvalidInput("a time like 2026-12-24T18:00", field="preview_at")
+        at = moment.isoformat()
     return {**templates.preview(parts, data, c.content, c.links, at), "best_hour": best}
 
 

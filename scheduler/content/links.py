@@ -51,14 +51,14 @@ class Links:
 
     def live_image_url(self, message_id: str, spec: dict) -> str:
         """A live image of a sent message: the message and the image's options, signed."""
-        ext = "gif" if spec["k"] == "countdown" else "png"
-        return f"{self.public_url}/li/{self._live_image.dumps([message_id, spec])}.{ext}"
+        return (f"{self.public_url}/li/{self._live_image.dumps([message_id, spec])}."
+                f"{live_images.extension(spec)}")
 
     def live_image_preview_url(self, spec: dict, at: str | None = None) -> str:
         """A live image drawn for the template editor's preview (no message, nothing
         counted; the token is good for PREVIEW_SECONDS), optionally as of time `at`."""
-        ext = "gif" if spec["k"] == "countdown" else "png"
-        url = f"{self.public_url}/li/preview/{self._preview.dumps(spec)}.{ext}"
+        url = (f"{self.public_url}/li/preview/{self._preview.dumps(spec)}."
+               f"{live_images.extension(spec)}")
         return f"{url}?at={quote(at)}" if at else url
 
     def read_preview(self, token: str) -> tuple[dict, dt.datetime] | None:

@@ -237,6 +237,7 @@ def image_tag(url: str, spec: dict) -> Markup:
 
 
 def extension(spec: dict) -> str:
+    """The file type a live image is served as: an animated GIF, or a PNG card."""
     return "gif" if spec["k"] == "countdown" else "png"
 
 
@@ -248,6 +249,15 @@ def live_image_function(url_for, data: dict, sources: list | None):
         spec = spec_of(kind, options, data, sources)
         return image_tag(url_for(spec), spec)
     return live_image
+
+
+def as_of(value: str | None) -> dt.datetime | None:
+    """A preview's "as of" time: ISO 8601, UTC when it names no zone; None if unreadable."""
+    try:
+        moment = dt.datetime.fromisoformat((value or "").strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def deadline(spec: dict, sent_at: dt.datetime | None, now: dt.datetime) -> dt.datetime:
