@@ -75,7 +75,7 @@ def create_app(wiring: Wiring | None = None, *, worker=None) -> Flask:
     )
     app.extensions["mailrelease"] = Context(wiring, worker=worker)
 
-    from app import api, audit, auth, health, hooks, links, ui
+    from app import addon, api, audit, auth, health, hooks, links, ui
 
     _json_errors_under_api(app)
     audit.install(app)
@@ -90,6 +90,7 @@ def create_app(wiring: Wiring | None = None, *, worker=None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(links.bp)
     app.register_blueprint(hooks.bp)
+    app.register_blueprint(addon.bp)  # Google signs its requests (an ID token): no CSRF
     _warn_on_plain_http(settings.public_url)
     app.register_blueprint(ui.bp)
     return app
@@ -148,5 +149,6 @@ def ctx() -> Context:
 def actor() -> Actor:
     """Who asks for this request's change: the signed-in member, through the API or the
     web app (the domain writes the audit entry with it)."""
-    via = "api" if (request.blueprint or "").split(".")[0] == "api" else "web"
+    blueprint = (request.blueprint or "").split(".")[0]
+    via = blueprint if blueprint in ("api", "addon") else "web"
     return Actor(g.team_id, g.user_id, via)

@@ -59,7 +59,7 @@ def _sandbox_settings(settings: Settings, host: str, port: int) -> tuple[Setting
         fd = os.open(client_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(client, fh)
-    from sandbox import sandbox_credentials
+    from sandbox import SandboxState, sandbox_credentials
 
     redirect = settings.public_url + "/auth/callback"
     creds_path = settings.instance_path / "sandbox-credentials.json"
@@ -67,8 +67,12 @@ def _sandbox_settings(settings: Settings, host: str, port: int) -> tuple[Setting
     with os.fdopen(fd, "w") as fh:  # it holds the client secret: the owner's only
         json.dump(sandbox_credentials(base, client["client_id"], client["client_secret"],
                                       [redirect]), fh, indent=2)
+    # The sandbox's Gmail add-on host signs with the sandbox's key, as its service account.
+    addon = {} if os.environ.get("MAILRELEASE_ADDON_SERVICE_ACCOUNT") else {
+        "addon_service_account": SandboxState().addon_service_account,
+        "google_certs_url": base + "/oauth2/v1/certs"}
     settings = replace(settings, google_credentials=creds_path,
-                       gmail_api_endpoint=base + "/", sandbox=True)
+                       gmail_api_endpoint=base + "/", sandbox=True, **addon)
     return settings, {client["client_id"]: {"secret": client["client_secret"],
                                             "redirect_uris": [redirect]}}
 
@@ -174,6 +178,19 @@ def worker() -> None:
     finally:
         release_worker.stop()
         wiring.db.dispose()
+
+
+@main.group()
+def addon() -> None:
+    """The Gmail add-on (Google Workspace add-on on the HTTP runtime)."""
+
+
+@addon.command("deployment")
+def addon_deployment() -> None:
+    """Print the deployment.json for `gcloud workspace-add-ons deployments create`."""
+    from app.addon.deployment import deployment
+    settings = Settings.from_env()
+    click.echo(json.dumps(deployment(settings.public_url), indent=2))
 
 
 @main.group()

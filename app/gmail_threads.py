@@ -81,10 +81,12 @@ def one(team_id: int, user_id: int, account_id, thread_id: str):
 
 
 def reply(team_id: int, user_id: int, account_id, thread_id: str, command: ThreadReply,
-          form_key: tuple[str, str] | None = None):
+          form_key: tuple[str, str] | None = None, unless_reply: bool = False):
     """Queue a reply in the thread and return its API form; 422 naming the field when the
     command is wrong. `form_key` (the reply page's) makes a double submit replay the first
-    reply (idempotency.Replay). Rendered in a read transaction, stored in a write one."""
+    reply (idempotency.Replay). `unless_reply`: a follow-up, skipped if anyone answers in
+    the thread before it goes (the release looks at the thread last). Rendered in a read
+    transaction, stored in a write one."""
     account, thread = one(team_id, user_id, account_id, thread_id)
     c = ctx()
     with c.db.read() as s:
@@ -100,6 +102,8 @@ def reply(team_id: int, user_id: int, account_id, thread_id: str, command: Threa
                            "whose thread this is", field="from")
     if template is not None:
         prepared.values["template_id"] = template.id
+    if unless_reply:
+        prepared.values["follow_unless"] = "reply"
     with c.db.write() as s:
         held = idempotent.claim_form(s, team_id, form_key)
         stored = messages.store_message(s, prepared, actor())

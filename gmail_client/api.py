@@ -245,6 +245,15 @@ class GmailService:
         return self._read(self._messages.get(
             userId="me", id=message_id, format=fmt))
 
+    def current_message(self, message_id: str, access_token: str,
+                        fmt: str = "full") -> dict:
+        """messages.get of the message a Gmail add-on has open: on the user's add-on
+        token, with the per-message token Gmail gave the add-on (X-Goog-Gmail-Access-Token,
+        scope gmail.addons.current.message.readonly)."""
+        request = self._messages.get(userId="me", id=message_id, format=fmt)
+        request.headers["X-Goog-Gmail-Access-Token"] = access_token
+        return self._read(request)
+
     def list_drafts(self, max_results: int = 25) -> list[dict]:
         """The account's newest drafts as [{id, message: {id, threadId}}]."""
         return self._read(self._drafts.list(

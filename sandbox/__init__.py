@@ -11,6 +11,8 @@ its state in memory; nothing here ever reaches the real Google.
     pubsub.py   blueprint: users.watch/stop and Cloud Pub/Sub subscriptions, pull and push
     signing.py  blueprint: the key OIDC tokens are signed with, its certificates
     control.py  blueprint: mailbox pages and the control API, loopback clients only
+    addon.py    blueprint: a Gmail add-on host (signed event objects, cards shown)
+    cards.py    the Card v2 schema check of an add-on's answers
 
 Imports Flask and nothing of mailrelease's.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from sandbox import control, gmail, oauth, pubsub, signing
+from sandbox import addon, control, gmail, oauth, pubsub, signing
 from sandbox.state import Fault, SandboxState
 
 __all__ = ["Fault", "SandboxState", "create_sandbox_app", "sandbox_credentials"]
@@ -31,7 +33,7 @@ def create_sandbox_app(clients: dict[str, dict] | None = None,
     st = state or SandboxState()
     st.clients.update(clients or {})
     app.extensions["sandbox_state"] = st
-    for blueprint in (oauth.bp, signing.bp, gmail.bp, pubsub.bp, control.bp):
+    for blueprint in (oauth.bp, signing.bp, gmail.bp, pubsub.bp, control.bp, addon.bp):
         app.register_blueprint(blueprint)
     return app
 

@@ -16,6 +16,7 @@ from flask import Blueprint, jsonify, request
 
 from sandbox import pubsub
 from sandbox.state import (
+    ADDON_MESSAGE_SCOPES,
     GMAIL_COMPOSE_SCOPES,
     GMAIL_PROFILE_SCOPES,
     GMAIL_READ_SCOPES,
@@ -296,12 +297,31 @@ def list_messages(user_id):
     return jsonify(body)
 
 
+def _addon_may_read(msg_id: str, owner: str) -> bool:
+    """Whether an add-on token's call carries Gmail's token for this open message."""
+    st = state()
+    header = request.headers.get("Authorization", "")[7:]
+    with st.lock:
+        scopes = set((st.access_tokens.get(header) or {}).get("scopes") or ())
+        if scopes & GMAIL_READ_SCOPES:
+            return True
+        given = st.addon_message_tokens.get(request.headers.get("X-Goog-Gmail-Access-Token",
+                                                                ""))
+    return bool(given and given["owner"] == owner and given["message_id"] == msg_id
+                and given["expires"] > time.time())
+
+
 @bp.get("/gmail/v1/users/<user_id>/messages/<msg_id>")
 def get_message(user_id, msg_id):
     st = state()
-    owner, err = _caller(user_id, GMAIL_READ_SCOPES)
+    owner, err = _caller(user_id, GMAIL_READ_SCOPES | ADDON_MESSAGE_SCOPES)
     if err:
         return err
+    if not _addon_may_read(msg_id, owner):
+        return google_error(403, "Request had insufficient authentication scopes: an "
+                                 "add-on reads the open message with its "
+                                 "X-Goog-Gmail-Access-Token.", "insufficientPermissions",
+                            "PERMISSION_DENIED")
     with st.lock:
         stored = st.messages.get(msg_id)
     if stored is None or stored.owner != owner:

@@ -36,6 +36,15 @@ GMAIL_COMPOSE_SCOPES = {"https://www.googleapis.com/auth/gmail.compose",
 GMAIL_SETTINGS_SCOPES = {"https://www.googleapis.com/auth/gmail.settings.basic"}
 
 
+# A Gmail add-on's token reads only the open message, with Gmail's per-message token.
+ADDON_MESSAGE_SCOPES = {"https://www.googleapis.com/auth/gmail.addons.current.message.readonly",
+                        "https://www.googleapis.com/auth/gmail.addons.current.message.metadata"}
+ADDON_SCOPES = sorted(ADDON_MESSAGE_SCOPES | {
+    "https://www.googleapis.com/auth/gmail.addons.execute",
+    "https://www.googleapis.com/auth/gmail.addons.current.action.compose",
+    "https://www.googleapis.com/auth/userinfo.email"})
+
+
 GMAIL_PROFILE_SCOPES = GMAIL_READ_SCOPES | {"https://www.googleapis.com/auth/gmail.compose",
                                             "https://www.googleapis.com/auth/gmail.metadata"}
 
@@ -159,6 +168,12 @@ class SandboxState:
     service_accounts: dict[str, str] = field(default_factory=dict)
     # Resumable uploads begun and not finished: upload id → (owner, metadata, length).
     uploads: dict[str, tuple[str, dict, int | None]] = field(default_factory=dict)
+    # The Gmail add-on host (sandbox/addon.py): Gmail's per-message tokens (token →
+    # {owner, message_id, expires}), the add-on's service account, and the host pages'
+    # card stacks (session id → {owner, app, stack, notice, draft}).
+    addon_message_tokens: dict[str, dict] = field(default_factory=dict)
+    addon_service_account: str = "gmail-addon@sandbox-project.iam.gserviceaccount.com"
+    addon_sessions: dict[str, dict] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(0x18c0000000000))
     _history: itertools.count = field(default_factory=lambda: itertools.count(1000))

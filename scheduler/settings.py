@@ -85,6 +85,9 @@ class Settings:
     # Push mode: POST /hooks/gmail-push, an OIDC token for this audience from this account.
     pubsub_push_audience: str | None = None
     pubsub_push_service_account: str | None = None
+    # The Gmail add-on: the service account whose ID token Google's add-on requests carry
+    # (None: the /addon/ endpoints refuse every request).
+    addon_service_account: str | None = None
     # Where Google's OIDC signing certificates are read ({kid: PEM}).
     google_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
     # MAILRELEASE_SELF_CHECK=1 (the test suite sets it): the app checks its own invariants
@@ -138,6 +141,8 @@ class Settings:
             pubsub_push_audience=env.get("MAILRELEASE_PUBSUB_PUSH_AUDIENCE") or None,
             pubsub_push_service_account=(env.get("MAILRELEASE_PUBSUB_PUSH_SERVICE_ACCOUNT")
                                          or "").lower() or None,
+            addon_service_account=(env.get("MAILRELEASE_ADDON_SERVICE_ACCOUNT")
+                                   or "").lower() or None,
             google_certs_url=env.get("MAILRELEASE_GOOGLE_CERTS_URL")
             or "https://www.googleapis.com/oauth2/v1/certs",
         )

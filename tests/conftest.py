@@ -230,6 +230,9 @@ def make_settings(tmp_path, sandbox: Sandbox, port: int, **env) -> Settings:
         # Mailbox sync runs when a test asks (or sets a shorter period), so that it never
         # takes a fault a test queued for the release path.
         "MAILRELEASE_SYNC_SECONDS": "3600",
+        # The sandbox's Gmail add-on host signs as this account, with the sandbox's key.
+        "MAILRELEASE_ADDON_SERVICE_ACCOUNT": SandboxState().addon_service_account,
+        "MAILRELEASE_GOOGLE_CERTS_URL": f"{sandbox.url}/oauth2/v1/certs",
         "MAILRELEASE_SELF_CHECK": os.environ.get("MAILRELEASE_SELF_CHECK", ""),
         **env,
     }

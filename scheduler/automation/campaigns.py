@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gmail_client.mime import make_message_id
@@ -35,7 +36,7 @@ from scheduler.commands import (
 from scheduler.content import attachments, live_images, templates
 from scheduler.delivery.statistics import variant_stats
 from scheduler.engine import messages
-from scheduler.errors import InvalidInput
+from scheduler.errors import Conflict, InvalidInput
 from scheduler.store import audit, lookup
 from scheduler.store.audit import Actor
 from scheduler.store.db import Database, rowcount
@@ -469,6 +470,38 @@ def store_decision(session: Session, planned: Decision, now: dt.datetime) -> boo
     counts = campaign.counts or {}
     campaign.counts = {**counts, "queued": counts.get("queued", 0) + queued}
     return True
+
+
+def prepare_addition(session: Session, team_id: int, campaign_id, contact: Contact,
+                     now: dt.datetime) -> tuple[Campaign, list[dict], list[dict]]:
+    """One more recipient for a campaign (from the Gmail add-on): its messages rendered as
+    the campaign's own (the winner's, once an A/B test is decided), reading only."""
+    campaign = get_campaign(session, team_id, campaign_id)
+    if campaign.status == "testing":
+        raise Conflict("this campaign's A/B test is still running: add the contact once "
+                       "the winner is chosen", field="campaign_id")
+    variants = campaign.variants or []
+    variant = next((v for v in variants if v["key"] == campaign.winner), variants[0])
+    rows, evts = _render(session, campaign, [(contact, variant)], now)
+    return campaign, _own(rows, evts, campaign.id), evts
+
+
+def store_addition(session: Session, actor: Actor, campaign: Campaign, rows: list[dict],
+                   evts: list[dict]) -> int:
+    """Queue a prepared addition; a contact already in the campaign is a 409 (each of its
+    messages has the campaign's one origin key for that contact and step)."""
+    keys = [r["origin_key"] for r in rows]
+    if session.scalar(select(Message.id).where(Message.origin_key.in_(keys)).limit(1)):
+        raise Conflict("the contact is already in this campaign", field="campaign_id")
+    try:
+        with session.begin_nested():
+            queued = _insert(session, rows, evts)
+    except IntegrityError:  # added at the same moment by another request
+        raise Conflict("the contact is already in this campaign",
+                       field="campaign_id") from None
+    audit.record(session, actor, "added a contact to a campaign", f"campaign {campaign.id}",
+                 {"queued": queued}, rows[0]["created_at"] if rows else None)
+    return queued
 
 
 def get_campaign(session: Session, team_id: int, campaign_id) -> Campaign:

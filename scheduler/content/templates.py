@@ -11,7 +11,7 @@ from scheduler.commands import HEADER_FIELDS, NewTemplate, stored_header
 from scheduler.content import amp, attachments, live_images, starters
 from scheduler.content import sources as content
 from scheduler.content.links import Links, message_warnings, stand_in_links
-from scheduler.content.personalize import check_template, render_message
+from scheduler.content.personalize import check_template, inline_css, render_message, render_part
 from scheduler.errors import Conflict, InvalidInput, MissingData
 from scheduler.store import audit, lookup
 from scheduler.store.audit import Actor
@@ -191,6 +191,22 @@ def preview(template_parts: dict, data: dict, fetcher: content.ContentFetcher,
     return {"subject": parts.subject, "html": parts.html, "text": parts.text,
             "amp": parts.amp, "data": data, "sources": report,
             "warnings": message_warnings(parts.html)}
+
+
+def for_draft(template: Template, data: dict) -> str:
+    """A template's HTML for a draft the user sends from Gmail themselves (the add-on's
+    insert): personalized, CSS inlined, no tracking and no unsubscribe link (the mail is
+    not ours to track). Send-time content and live images need mailrelease to send the
+    message: such a template is a 422, as is a variable with no value."""
+    if template.sources or "live_image(" in template.html or "live_url(" in template.html:
+        raise InvalidInput("this template fetches content when mailrelease sends it: "
+                           "schedule it from the add-on instead of inserting it",
+                           field="template_id")
+    try:
+        # The body only: the draft has its own subject.
+        return inline_css(render_part("html", template.html, {**data, "unsubscribe_url": ""}))
+    except MissingData as exc:
+        raise InvalidInput(str(exc), field=exc.part, code="missing_data") from None
 
 
 def template_as_dict(template: Template) -> dict:

@@ -97,6 +97,11 @@ class Gmail:
         return GmailService(credentials, api_endpoint=self.settings.gmail_api_endpoint,
                             timeout=self.settings.gmail_timeout_seconds)
 
+    def for_addon(self, user_token: str) -> GmailService:
+        """A service on the access token a Gmail add-on event carries (userOAuthToken): it
+        cannot be refreshed, and lives as long as the event."""
+        return self.for_credentials(Credentials(token=user_token))
+
     def for_grant(self, token_info: dict) -> GmailService:
         """A new service on a decrypted grant, for one caller (a web request, a sync round)."""
         return self.for_credentials(credentials_from_info(token_info, self.oauth()))

@@ -105,6 +105,15 @@ _ACCOUNT = select(table(GmailAccount)).where(GmailAccount.id == bindparam("b_acc
 ACCOUNT_REFRESH_SECONDS = 5.0
 
 
+@dataclass(frozen=True)
+class ThreadSince:
+    """What a thread follow-up's last check looks at: the thread, from when it was queued
+    (the shape of a previous step's row)."""
+
+    gmail_thread_id: str
+    sent_at: dt.datetime
+
+
 @dataclass
 class AccountState:
     """An account as a sender thread sees it: its row, decrypted grant, sends in 24 h.
@@ -514,9 +523,14 @@ class Releaser:
         """A follow-up waits for its previous step, or is skipped after a reply or click;
         one that stops on a reply first looks at the thread (the last check)."""
         message = claim.row
-        if not message.follows_id:
+        if message.follows_id:
+            verdict, before = self._follow_up(message)
+        elif message.reply_thread_id and message.follow_unless in STOPS_ON_MAIL:
+            # A follow-up in a Gmail thread we did not start (queued from the add-on):
+            # it goes unless someone answered there since it was queued.
+            verdict, before = None, ThreadSince(message.reply_thread_id, message.created_at)
+        else:
             return None
-        verdict, before = self._follow_up(message)
         if verdict is None and message.follow_unless in STOPS_ON_MAIL:
             try:
                 verdict = self._last_check(state, batch, message, before)
@@ -537,7 +551,8 @@ class Releaser:
                 queue.mark_retry(conn, claim, now, now + verdict[2], verdict[1],
                                  claim.needs_reconcile)
                 return "retry_wait"
-            if verdict[0] == "replied" and not conn.execute(select(MessageEvent.id).where(
+            if verdict[0] == "replied" and message.follows_id and not conn.execute(
+                    select(MessageEvent.id).where(
                     MessageEvent.message_id == message.follows_id,
                     MessageEvent.type == "replied").limit(1)).first():
                 queue.record_event(conn, message.follows_id, "replied", now,
