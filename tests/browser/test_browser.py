@@ -236,3 +236,29 @@ def test_a_live_countdown_in_the_template_preview_and_in_the_sandbox_mailbox(liv
     shown = _seconds_on_screen(page, page.frame_locator("iframe[title='HTML part']"))
     left = (ends - dt.datetime.now(dt.UTC)).total_seconds()
     assert left - 30 <= shown <= left + 1, (shown, left)
+
+
+def test_clicking_through_the_gmail_add_on_in_the_sandbox_host(live, page):
+    api = live.user()
+    api.post(live.url + "/api/v1/contacts", json=[{"email": "grace@example.org",
+                                                    "name": "Grace Hopper"}])
+    api.post(live.url + "/api/v1/templates", json={
+        "name": "Shipping", "kind": "reply", "html": "<p>Dear {{ name }}, it ships today.</p>"})
+    live.sandbox.deliver("ada@example.com", CUSTOMER_MAIL)
+    page.goto(f"{live.sandbox.url}/sandbox/addon?owner=ada@example.com&app={live.url}")
+    page.get_by_role("button", name="Home").click()
+    addon = page.get_by_role("complementary", name="Add-on")
+    addon.get_by_role("heading", name="Today's sends").wait_for()
+    page.get_by_role("button", name="Open Cannot log in").click()
+    addon.get_by_role("heading", name="Grace Hopper").wait_for()
+    addon.get_by_role("button", name="Reply later").click()
+    addon.get_by_label("When").fill("2031-03-04T09:30")
+    addon.get_by_role("button", name="Schedule the reply").click()
+    assert "Reply scheduled: Tue 04 Mar 2031, 09:30 UTC" in addon.get_by_role(
+        "status").inner_text()
+    assert "Re: Cannot log in" in addon.inner_text()
+    page.fill("input[name=to]", "grace@example.org")
+    page.get_by_role("button", name="Compose", exact=True).click()
+    addon.get_by_role("button", name="Insert into the draft").click()
+    draft = page.frame_locator("iframe[title='The draft']")
+    draft.get_by_text("Dear Grace Hopper, it ships today.").wait_for()
