@@ -64,9 +64,11 @@ class AddonEvent(_Part):
 
     def text(self, name: str) -> str:
         """A text input's (or a selection's first) value, stripped; '' when absent."""
-        found = self.commonEventObject.formInputs.get(name) or {}
-        values = (found.get("stringInputs") or {}).get("value") or []
-        return str(values[0]).strip()[:MAX_INPUT] if values else ""
+        found = (self.commonEventObject.formInputs.get(name) or {}).get("stringInputs")
+        values = found.get("value") if isinstance(found, dict) else None
+        if not isinstance(values, list) or not values:
+            return ""
+        return str(values[0]).strip()[:MAX_INPUT]
 
     def moment(self, name: str) -> dt.datetime | None:
         """A date-time picker's value, or None when it was left empty."""

@@ -38,6 +38,15 @@ def test_run_with_sandbox_serves_everything_in_one_process(tmp_path):
             base + "/sandbox-google/sandbox/").text) and t, 10)
         assert "pat@example.org" in mailbox
         assert "sent" in browser.get(base + "/").text
+        # The sandbox's Gmail add-on host, signed with the sandbox's key: the add-on
+        # answers sam with their own mailbox's standing.
+        host = browser.get(f"{base}/sandbox-google/sandbox/addon",
+                           params={"owner": "sam@example.com", "app": base})
+        sid = host.url.split("sid=")[1]
+        shown = browser.post(f"{base}/sandbox-google/sandbox/addon/trigger",
+                             data={"sid": sid, "kind": "homepage"}).text
+        assert "Today&#39;s sends" in shown and "sam@example.com" in shown
+        assert re.search(r"\b1 of [0-9,]+ in the last 24 hours", shown), shown
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) == 0
