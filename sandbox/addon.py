@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html as html_lib
-import ipaddress
 import json
 import re
 import secrets
@@ -28,21 +27,14 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 
 from sandbox.cards import answer_problems
 from sandbox.signing import oidc_token
-from sandbox.state import ADDON_SCOPES, Grant, state, summary
+from sandbox.state import ADDON_SCOPES, Grant, loopback_only, state, summary
 
 bp = Blueprint("addon", __name__)
 MESSAGE_TOKEN_SECONDS = 300
 USER_TOKEN_AUDIENCE = "sandbox-gmail-addon.apps.googleusercontent.com"
 
 
-@bp.before_request
-def _loopback_only():
-    try:
-        loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        abort(403)
+bp.before_request(loopback_only)
 
 
 def _user_token(owner: str) -> str:

@@ -8,25 +8,17 @@ from __future__ import annotations
 import email
 import email.parser
 import email.policy
-import ipaddress
 import time
 
 from flask import Blueprint, abort, jsonify, render_template, request
 
 from sandbox import pubsub
-from sandbox.state import Fault, StoredMessage, b64url, state, summary
+from sandbox.state import Fault, StoredMessage, b64url, loopback_only, state, summary
 
 bp = Blueprint("control", __name__)
 
 
-@bp.before_request
-def _loopback_only():
-    try:
-        loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        abort(403)
+bp.before_request(loopback_only)
 
 
 @bp.get("/favicon.ico")

@@ -10,6 +10,7 @@ import base64
 import email
 import email.parser
 import email.policy
+import ipaddress
 import itertools
 import re
 import secrets
@@ -331,3 +332,14 @@ def message_resource(m: StoredMessage, fmt: str = "full",
     elif fmt == "full":
         body["payload"] = part_resource(parsed, with_bodies=True)
     return body
+
+
+def loopback_only():
+    """Refuse (403) a request that is not from this machine: the pages and APIs that show
+    or change every mailbox answer loopback clients only."""
+    try:
+        loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        abort(403)
