@@ -221,7 +221,9 @@ def host_page():
         owner = request.args.get("owner", "").strip().lower()
         app_url = request.args.get("app", "").strip().rstrip("/")
         if not owner or not app_url.startswith(("http://", "https://")):
-            return render_template("addon.html", box=None, owner=owner, app=app_url)
+            # Mounted inside the app (`mailrelease run --sandbox`), the app is this host.
+            here = request.host_url.rstrip("/") if request.script_root else ""
+            return render_template("addon.html", box=None, owner=owner, app=app_url or here)
         sid = secrets.token_urlsafe(12)
         with st.lock:
             st.addon_sessions[sid] = {"owner": owner, "app": app_url, "stack": [],
