@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from flask import Flask, current_app, g, request
@@ -27,6 +28,9 @@ class Context:
     worker: object | None = None
     throttle: Throttle = field(default_factory=Throttle)
     images: RenderCache = field(default_factory=RenderCache)  # live images, drawn on fetch
+    # Work done after the answer (accepted events' rules), a few threads per process.
+    background: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=2, thread_name_prefix="mailrelease-after"))
 
     def __post_init__(self) -> None:
         w = self.wiring

@@ -365,6 +365,12 @@ class NewEvent(Command):
     data: Data | None = None
 
 
+class NewEventBatch(Command):
+    """POST /events/batch: events as POST /events takes them, each checked on its own."""
+
+    events: Annotated[list[Json], Field(min_length=1, max_length=500)]
+
+
 # -- schedules and campaigns -------------------------------------------------------------
 
 class NewSchedule(Command):

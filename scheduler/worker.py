@@ -20,7 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import delete, select
 
 from scheduler.audience import guard
-from scheduler.automation import campaigns, schedules
+from scheduler.automation import campaigns, events, schedules
 from scheduler.delivery.mailbox_sync import MailboxSync
 from scheduler.delivery.notifications import PushNotifications
 from scheduler.engine.release import AccountStates, Batch, Releaser
@@ -38,6 +38,8 @@ SCHEDULES_JOB = "schedules"
 SCHEDULES_SECONDS = 60.0
 WATCH_JOB = "watch"
 WATCH_SECONDS = 60.0  # how often mailboxes without a watch (or near its end) are watched
+EVENTS_JOB = "events"
+EVENTS_SECONDS = 5.0  # how often events accepted and left pending are looked for
 GUARD_JOB = "guard"
 GUARD_SECONDS = 300.0  # how often sending domains' daily counts are kept
 HEARTBEAT_SECONDS = 10.0
@@ -91,6 +93,8 @@ class ReleaseWorker:
                                 id=HEARTBEAT_JOB, next_run_time=now)
         self._scheduler.add_job(self._schedules, "interval", seconds=SCHEDULES_SECONDS,
                                 id=SCHEDULES_JOB, next_run_time=now)
+        self._scheduler.add_job(self._events, "interval", seconds=EVENTS_SECONDS,
+                                id=EVENTS_JOB, next_run_time=now)
         self._scheduler.add_job(self._guard, "interval", seconds=GUARD_SECONDS, id=GUARD_JOB,
                                 next_run_time=now + dt.timedelta(seconds=30))
         self._scheduler.add_job(self._sync, "interval", seconds=self.settings.sync_seconds,
@@ -266,6 +270,20 @@ class ReleaseWorker:
                 # failed. The lease expires and the message is claimed again.
                 log.exception("action=release_batch_error message_id=%s", claim.message_id)
         return done
+
+    def _events(self) -> None:
+        """Run the rules of events accepted with Prefer: respond-async that no web
+        process ran (it stopped, or its claim ran out): one claim per event, so one
+        process runs each."""
+        try:
+            ran = total = events.run_pending(self.db, self.clock, limit=100)
+            while ran == 100:  # more are waiting
+                ran = events.run_pending(self.db, self.clock, limit=100)
+                total += ran
+            if total:
+                self.wake()
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("action=events_failed worker=%s", self.id)
 
     def _schedules(self) -> None:
         """Queue the recurring sends' next occurrences (a few minutes ahead), and send

@@ -17,6 +17,7 @@ from scheduler import commands, sanity
 from scheduler.audience import guard
 from scheduler.automation import campaigns, events, schedules
 from scheduler.delivery.statistics import variant_stats
+from scheduler.errors import DomainError
 from scheduler.store import idempotency, lookup
 from scheduler.store.db import utcnow
 from scheduler.store.models import Campaign, Rule, Schedule, Team
@@ -70,38 +71,142 @@ def receive_event():
     """An event from the user's systems: queues what its rules say, cancels what it cancels.
 
     202 with {"event_id", "messages", "cancelled"}; the same `id` again answers the same
-    without doing anything. Bearer token or X-Mailrelease-Signature.
+    without doing anything. Bearer token or X-Mailrelease-Signature. With `Prefer:
+    respond-async` (RFC 7240) it is stored and answered at once ({"event_id", "status":
+    "pending"}); GET /events/{event_id} shows what it did once its rules ran.
     """
-    c = ctx()
     request.max_content_length = events.MAX_EVENT_BYTES
+    return _authenticated(_receive)
+
+
+@route(bp, "POST", "/events/batch", body=commands.NewEventBatch, body_kind="raw",
+       answers={200: responses.BatchAnswer}, auth="token_or_signature")
+@changes_nothing
+def receive_events():
+    """Up to 500 events at once: one answer per event, in order, each idempotent on its
+    `id` as POST /events is; one that is refused does not stop the others. With `Prefer:
+    respond-async`, all are stored at once and run after the answer."""
+    request.max_content_length = MAX_BATCH_BYTES
+    return _authenticated(_receive_batch)
+
+
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+
+
+def _authenticated(receive):
+    """Run `receive(team_id, user_id, raw)` for a Bearer token or a signed webhook."""
     raw = request.get_data(cache=True)
-    signature = request.headers.get("X-Mailrelease-Signature")
     if request.headers.get("Authorization"):
-        return _with_token()
+        return require_token(lambda: receive(g.team_id, g.user_id, raw))()
+    signature = request.headers.get("X-Mailrelease-Signature")
     if not signature:
         raise events.Unauthorized("sign the request (X-Mailrelease-Signature, see GET "
                                   "/api/v1/webhook-secret) or send a Bearer token")
-    team_id = _signed_team(signature, raw)
-    return _receive(c, team_id, None, raw)
+    return receive(_signed_team(signature, raw), None, raw)
 
 
-@require_token
-def _with_token():
-    return _receive(ctx(), g.team_id, g.user_id, request.get_data(cache=True))
+def _asynchronous() -> bool:
+    return any(p.strip().split(";")[0].strip().lower() == "respond-async"
+               for p in request.headers.get("Prefer", "").split(","))
 
 
-def _receive(c, team_id: int, user_id: int | None, raw: bytes):
+def _receive(team_id: int, user_id: int | None, raw: bytes):
+    c = ctx()
     event = events.event_fields(parse(commands.NewEvent, sanity.loads(raw)))
     now = utcnow()
-    with c.db.read() as s:  # rules matched and their messages rendered
-        planned = events.plan_event(s, team_id, user_id, event, now)
-    with c.db.write() as s:
-        answer, new = events.store_event(s, team_id, planned, now)
-    if new and answer["messages"]:
-        c.wake_worker()
-    resp = jsonify(answer)
+    if _asynchronous():
+        with c.db.write() as s:  # one INSERT: the rules run after the answer
+            row, new = events.accept_event(s, team_id, user_id, event, now)
+            answer = events.accepted(row)
+        if new:
+            _run_soon(c, [row.id])
+        resp = jsonify(answer)
+        resp.headers["Preference-Applied"] = "respond-async"
+        resp.headers["Location"] = f"/api/v1/events/{answer['event_id']}"
+    else:
+        with c.db.read() as s:  # rules matched and their messages rendered
+            planned = events.plan_event(s, team_id, user_id, event, now)
+        with c.db.write() as s:
+            answer, new = events.store_event(s, team_id, planned, now)
+        if new and answer["messages"]:
+            c.wake_worker()
+        resp = jsonify(answer)
     resp.headers["Idempotent-Replayed"] = "false" if new else "true"
     return resp, 202
+
+
+def _run_soon(c, ids: list[int]) -> None:
+    """Run accepted events' rules in this process, after the answer (a worker sweeps up
+    any this process does not get to: see events.run_pending)."""
+    def run():
+        if events.run_pending(c.db, utcnow, ids, limit=len(ids)):
+            c.wake_worker()
+    c.background.submit(run)
+
+
+def _receive_batch(team_id: int, user_id: int | None, raw: bytes):
+    c = ctx()
+    batch = parse(commands.NewEventBatch, sanity.loads(raw))
+    items: list[dict] = []
+    parsed: list[tuple[int, dict]] = []
+    for index, entry in enumerate(batch.events):
+        given = entry.get("id") if isinstance(entry, dict) else None
+        try:
+            parsed.append((index, events.event_fields(parse(commands.NewEvent, entry))))
+        except DomainError as exc:
+            items.append(_refused(index, given, exc))
+    now = utcnow()
+    if _asynchronous():
+        accepted = []
+        with c.db.write() as s:  # every event stored in one transaction
+            for index, event in parsed:
+                row, new = events.accept_event(s, team_id, user_id, event, now)
+                items.append({"index": index, "id": event["id"], "status_code": 202,
+                              "replayed": not new, "answer": events.accepted(row)})
+                if new:
+                    accepted.append(row.id)
+        if accepted:
+            _run_soon(c, accepted)
+    else:
+        planned = []
+        with c.db.read() as s:
+            for index, event in parsed:
+                try:
+                    planned.append((index, events.plan_event(s, team_id, user_id, event,
+                                                             now)))
+                except DomainError as exc:
+                    items.append(_refused(index, event["id"], exc))
+        queued = False
+        with c.db.write() as s:
+            for index, plan in planned:
+                try:
+                    with s.begin_nested():
+                        answer, new = events.store_event(s, team_id, plan, now)
+                except DomainError as exc:
+                    items.append(_refused(index, plan.event["id"], exc))
+                    continue
+                queued = queued or bool(new and answer["messages"])
+                items.append({"index": index, "id": plan.event["id"], "status_code": 202,
+                              "replayed": not new, "answer": answer})
+        if queued:
+            c.wake_worker()
+    return jsonify({"items": sorted(items, key=lambda x: x["index"])}), 200
+
+
+def _refused(index: int, given, exc: DomainError) -> dict:
+    return {"index": index, "id": str(given)[:200] if isinstance(given, str) else None,
+            "status_code": exc.status,
+            "error": {"code": exc.code, "message": exc.message, "field": exc.field}}
+
+
+@route(bp, "GET", "/events/<event_id>", answers={200: responses.EventOutcome})
+def get_event(event_id):
+    """An event and what it did: `status` "pending" until its rules ran (accepted with
+    Prefer: respond-async), then its messages and cancellations."""
+    with ctx().db.read() as s:
+        row = events.get_event(s, g.team_id, event_id)
+        return jsonify({**events.accepted(row), "id": row.external_id, "name": row.name,
+                        "email": row.email, "received_at": row.received_at.isoformat()})
 
 
 @route(bp, "GET", "/webhook-secret", answers={200: responses.WebhookSecret}, role="member",

@@ -223,9 +223,36 @@ class ContactsAdded(ImportReport):
 
 
 class EventAnswer(Answer):
+    """What an event did, or (accepted with Prefer: respond-async) that it is pending."""
+
     event_id: int
-    messages: list[str]
-    cancelled: list[str]
+    status: Literal["done", "pending"] = "done"
+    messages: list[str] = []
+    cancelled: list[str] = []
+    error: str | None = None  # an accepted event whose rules could not run: why
+
+
+class EventOutcome(EventAnswer):
+    id: str
+    name: str
+    email: str
+    received_at: Time
+
+
+class BatchItem(Answer):
+    """One event of a batch: its answer, or why it was refused (`error`, and its HTTP
+    status)."""
+
+    index: int
+    id: str | None = None
+    status_code: int
+    replayed: bool = False
+    answer: EventAnswer | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchAnswer(Answer):
+    items: list[BatchItem]
 
 
 class WebhookSecret(Answer):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,10 +27,12 @@ from scheduler.errors import Conflict, DomainError, InvalidInput, NotFound
 from scheduler.store import audit, lookup, queue
 from scheduler.store.audit import Actor
 from scheduler.store.crypto import TokenCipher
+from scheduler.store.db import Database, rowcount
 from scheduler.store.models import Contact, Event, Message, Rule, Team, Template
 from scheduler.timing.release_at import Recipient, plan
 from scheduler.typed import make
 
+log = logging.getLogger("mailrelease.events")
 SIGNATURE_MAX_AGE = 300
 ROTATION_GRACE = dt.timedelta(hours=24)
 MAX_EVENT_BYTES = 64 * 1024
@@ -222,12 +225,14 @@ class PlannedEvent:
     event: dict
     answered: dict | None = None  # the id was seen: its first answer
     messages: tuple = ()  # (rule id, PreparedMessage), in rule order
+    problem: str | None = None  # an accepted event's rules could not run: why
 
 
 def plan_event(session: Session, team_id: int, user_id: int | None, event: dict,
-               now: dt.datetime) -> PlannedEvent:
-    """Match the event's rules and render what they queue, reading only."""
-    earlier = _answered(session, team_id, event["id"])
+               now: dt.datetime, pending: bool = False) -> PlannedEvent:
+    """Match the event's rules and render what they queue, reading only (`pending`: an
+    accepted event, stored already)."""
+    earlier = None if pending else _answered(session, team_id, event["id"])
     if earlier is not None:
         return PlannedEvent(event, earlier)
     # A new address is a contact with nothing but its address: what its templates see is
@@ -283,26 +288,131 @@ def store_event(session: Session, team_id: int, planned: PlannedEvent,
         raise Conflict("this event id is being processed by another request; send it "
                        "again in a moment to get its answer", field="id",
                        retry_after=1) from None
+    return _run_rules(session, team_id, row.id, planned, now, row.received_at), True
+
+
+def _run_rules(session: Session, team_id: int, row_id: int, planned: PlannedEvent,
+               now: dt.datetime, received_at: dt.datetime) -> dict:
+    """Cancel what the event cancels and queue what its rules queue; its answer, stored
+    on its row (in the caller's transaction)."""
+    event = planned.event
     contact = contacts.ensure_contact(session, team_id, event["email"], now)
-    cancelled = _cancel(session, team_id, event["name"], contact, now, row.id)
+    cancelled = _cancel(session, team_id, event["name"], contact, now, row_id)
     queued = []
     for rule_id, cap, prepared in planned.messages:
         if _capped(session, rule_id, cap, contact.id, now):  # again, now it is exact
             continue
         message = messages.store_message(session, messages.PreparedMessage(
-            {**prepared.values, "contact_id": contact.id, "event_id": row.id,
-             "event_at": now, "origin_key": f"rule:{rule_id}:event:{row.id}"},
+            {**prepared.values, "contact_id": contact.id, "event_id": row_id,
+             "event_at": received_at, "origin_key": f"rule:{rule_id}:event:{row_id}"},
             prepared.detail))
         queued.append(message.id)
-    row.response = {"event_id": row.id, "messages": queued, "cancelled": cancelled}
-    session.flush()
-    return row.response, True
+    answer = {"event_id": row_id, "messages": queued, "cancelled": cancelled}
+    session.execute(update(Event).where(Event.id == row_id)
+                    .values(response=answer, status=DONE, claimed_until=None))
+    return answer
+
+
+# -- accepted now, processed later (Prefer: respond-async) --------------------------------
+
+PENDING, DONE = "pending", "done"
+# Whoever claims a pending event runs its rules within this, or another may.
+CLAIM_SECONDS = 60
+
+
+def accepted(row: Event) -> dict:
+    """What a caller is told of an event: its answer once its rules ran, else that it is
+    pending."""
+    if row.status == DONE and row.response is not None:
+        return {**row.response, "status": DONE}
+    return {"event_id": row.id, "status": PENDING, "messages": [], "cancelled": []}
+
+
+def accept_event(session: Session, team_id: int, user_id: int | None, event: dict,
+                 now: dt.datetime) -> tuple[Event, bool]:
+    """Store an event to run its rules later (one INSERT; its id seen before: that row).
+    Returns (the row, whether it is new)."""
+    found = session.scalar(select(Event).where(Event.team_id == team_id,
+                                               Event.external_id == event["id"]))
+    if found is not None:
+        return found, False
+    row = Event(team_id=team_id, external_id=event["id"], name=event["name"],
+                email=event["email"], data=event["data"], user_id=user_id,
+                occurred_at=event["occurred_at"] or now, received_at=now, status=PENDING)
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:  # the same id at the same moment: the other one is the row
+        found = session.scalar(select(Event).where(Event.team_id == team_id,
+                                                   Event.external_id == event["id"]))
+        if found is None:
+            raise
+        return found, False
+    return row, True
+
+
+def claim_pending(session: Session, now: dt.datetime, limit: int = 100,
+                  ids: list[int] | None = None) -> list[int]:
+    """Take up to `limit` pending events nobody holds (or whose holder's claim ran out),
+    for CLAIM_SECONDS: one conditional UPDATE, so each is run by one process at a time."""
+    free = select(Event.id).where(Event.status == PENDING, or_(
+        Event.claimed_until.is_(None), Event.claimed_until < now))
+    if ids is not None:
+        free = free.where(Event.id.in_(ids))
+    free = free.order_by(Event.id).limit(limit).with_for_update(skip_locked=True)
+    return list(session.scalars(
+        update(Event).where(Event.id.in_(free.scalar_subquery()))
+        .values(claimed_until=now + dt.timedelta(seconds=CLAIM_SECONDS))
+        .returning(Event.id).execution_options(synchronize_session=False)))
+
+
+def plan_pending(session: Session, event_id: int, now: dt.datetime) -> PlannedEvent | None:
+    """A claimed event's rules, matched and rendered, reading only (None: done already)."""
+    row = session.get(Event, event_id)
+    if row is None or row.status != PENDING:
+        return None
+    event = {"id": row.external_id, "name": row.name, "email": row.email,
+             "data": row.data or {}, "occurred_at": row.occurred_at}
+    try:
+        return plan_event(session, row.team_id, row.user_id, event, now, pending=True)
+    except DomainError as exc:
+        # What a synchronous request would have been refused with (its template gone,
+        # say): the event ends with that, visible at GET /events/{id}.
+        return PlannedEvent(event, problem=exc.message)
+
+
+def finish_pending(session: Session, event_id: int, planned: PlannedEvent,
+                   now: dt.datetime) -> dict | None:
+    """Run a planned pending event's rules (write transaction); None when another
+    process finished it meanwhile (then nothing is queued twice: this UPDATE is the
+    one that may move it to done)."""
+    row = session.get(Event, event_id)
+    if row is None:
+        return None
+    done = rowcount(session.execute(update(Event).where(
+        Event.id == event_id, Event.status == PENDING).values(status=DONE)))
+    if not done:
+        return None
+    if planned.problem:
+        answer = {"event_id": event_id, "messages": [], "cancelled": [],
+                  "error": planned.problem}
+        session.execute(update(Event).where(Event.id == event_id)
+                        .values(response=answer, claimed_until=None))
+        return answer
+    return _run_rules(session, row.team_id, event_id, planned, now, row.received_at)
 
 
 def _answered(session: Session, team_id: int, external_id: str) -> dict | None:
-    """The answer an event id already got (a committed event always has one)."""
-    return session.scalar(select(Event.response).where(Event.team_id == team_id,
-                                                       Event.external_id == external_id))
+    """The answer an event id already got (a committed event has one once its rules ran;
+    one accepted and still pending is a 409 to a synchronous request: ask again)."""
+    found = session.execute(select(Event.response, Event.status).where(
+        Event.team_id == team_id, Event.external_id == external_id)).first()
+    if found is not None and found.status == PENDING:
+        raise Conflict("this event id was accepted and is still being processed: "
+                       "GET /api/v1/events/{event_id} shows its outcome", field="id",
+                       retry_after=1)
+    return found.response if found is not None else None
 
 
 def _cancel(session: Session, team_id: int, name: str, contact: Contact, now: dt.datetime,
@@ -332,6 +442,33 @@ def _capped(session: Session, rule_id: int, cap: dict | None, contact_id: int,
         and_(Message.rule_id == rule_id, Message.contact_id == contact_id,
              Message.created_at >= since, Message.status != "cancelled")))
     return count >= cap["max"]
+
+
+def run_pending(db: Database, clock, ids: list[int] | None = None, limit: int = 100) -> int:
+    """Claim pending events (those of `ids`, or up to `limit` that nobody holds) and run
+    their rules: matched and rendered in a read transaction, stored in a write one. Returns
+    how many this call finished. One that fails unexpectedly stays claimed until its claim
+    runs out, then any process tries it again."""
+    with db.write() as s:
+        claimed = claim_pending(s, clock(), limit, ids)
+    finished = 0
+    for event_id in claimed:
+        try:
+            with db.read() as s:
+                planned = plan_pending(s, event_id, clock())
+            if planned is None:
+                continue
+            with db.write() as s:
+                if finish_pending(s, event_id, planned, clock()) is not None:
+                    finished += 1
+        except Exception:  # noqa: BLE001 - the claim runs out and it is tried again
+            log.exception("action=event_failed event_id=%s", event_id)
+    return finished
+
+
+def get_event(session: Session, team_id: int, event_id) -> Event:
+    """The team's event by its event_id, or NotFound."""
+    return lookup.team_row(session, Event, team_id, event_id, "event")
 
 
 def get_rule(session: Session, team_id: int, rule_id) -> Rule:

@@ -312,7 +312,8 @@ class Event(Base):
     """An event received from the user's systems, with the answer it got (idempotency)."""
 
     __tablename__ = "event"
-    __table_args__ = (UniqueConstraint("team_id", "external_id", name="uq_event_team_external"),)
+    __table_args__ = (UniqueConstraint("team_id", "external_id", name="uq_event_team_external"),
+                      Index("ix_event_pending", "status", "claimed_until"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(200))
@@ -322,6 +323,13 @@ class Event(Base):
     occurred_at: Mapped[dt.datetime] = mapped_column()
     received_at: Mapped[dt.datetime] = mapped_column()
     response: Mapped[dict[str, Any] | None] = mapped_column()
+    # "done" (its rules ran; `response` is its answer) or "pending" (accepted with
+    # Prefer: respond-async, its rules still to run by whoever holds `claimed_until`).
+    status: Mapped[str] = mapped_column(String(10), default="done", server_default="done")
+    claimed_until: Mapped[dt.datetime | None] = mapped_column()
+    # Who sent it with a token (their messages are theirs); None for a signed webhook.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL"))
 
 
 class Schedule(Base):
