@@ -142,18 +142,31 @@ def run(host: str, port: int, sandbox: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def web(host: str, port: int) -> None:
-    """The web app alone, on waitress (no scheduler: run `mailrelease worker` beside it)."""
-    from waitress import serve
-
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="web processes (gunicorn; more than one needs PostgreSQL)")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="threads per process")
+def web(host: str, port: int, processes: int, threads: int) -> None:
+    """The web app alone (no scheduler: run `mailrelease worker` beside it): one process
+    on waitress, or several on gunicorn (Linux and macOS, PostgreSQL)."""
     from app import create_app
 
     settings = _settings_for(host, port)
     upgrade_db(settings.database_url)
-    _stop_on_sigterm()
-    log.info("action=serve url=%s worker=separate", settings.public_url)
-    serve(create_app(Wiring.build(settings)), host=host, port=port, threads=8,
-          ident="mailrelease")
+    log.info("action=serve url=%s worker=separate processes=%d threads=%d",
+             settings.public_url, processes, threads)
+    if processes == 1:
+        from waitress import serve
+        _stop_on_sigterm()
+        serve(create_app(Wiring.build(settings)), host=host, port=port, threads=threads,
+              ident="mailrelease")
+        return
+    if settings.database_url.startswith("sqlite"):
+        raise click.ClickException("several web processes need PostgreSQL "
+                                   "(MAILRELEASE_DATABASE_URL): SQLite takes one writer")
+    from app.server import serve_processes
+    serve_processes(lambda: create_app(Wiring.build(settings)), host, port, processes,
+                    threads)
 
 
 @main.command()
