@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from flask import Flask, current_app, g, request
@@ -10,9 +9,11 @@ from flask_wtf.csrf import CSRFProtect
 
 from app.throttle import Throttle
 from gmail_client.api import GmailService
+from scheduler.automation.events import PendingRunner
 from scheduler.content import drafts
 from scheduler.content.drawing import RenderCache
 from scheduler.store.audit import Actor
+from scheduler.store.db import utcnow
 from scheduler.store.models import GmailAccount
 from scheduler.wiring import Wiring
 
@@ -28,14 +29,13 @@ class Context:
     worker: object | None = None
     throttle: Throttle = field(default_factory=Throttle)
     images: RenderCache = field(default_factory=RenderCache)  # live images, drawn on fetch
-    # Work done after the answer (accepted events' rules), a few threads per process.
-    background: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
-        max_workers=2, thread_name_prefix="mailrelease-after"))
+    events: PendingRunner | None = None  # accepted events' rules, run after the answer
 
     def __post_init__(self) -> None:
         w = self.wiring
         self.settings, self.db, self.cipher = w.settings, w.db, w.cipher
         self.content, self.links, self.gmail, self.oauth = w.content, w.links, w.gmail, w.oauth
+        self.events = PendingRunner(w.db, utcnow, after=self.wake_worker)
 
     def gmail_for(self, account: GmailAccount) -> GmailService:
         """A Gmail service on the account for this request (read or compose granted)."""

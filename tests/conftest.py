@@ -1,14 +1,10 @@
 """Fixtures: a sandbox Google over real HTTP, and mailrelease served with its worker."""
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
@@ -21,6 +17,7 @@ from scheduler.store.db import Database, utcnow
 from scheduler.store.migrate import upgrade
 from scheduler.wiring import Wiring
 from scheduler.worker import ReleaseWorker
+from tests import postgres
 from tests.helpers import ServerThread, free_port, google_sign_in, write_credentials
 
 # Every API answer in every test is checked against its route's declared models
@@ -130,14 +127,6 @@ class Live:
         return self.api(self.token(email))
 
 
-def _pg_binaries() -> str | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return os.path.dirname(os.path.realpath(found))
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return os.path.dirname(candidates[-1]) if candidates else None
-
-
 PG_CONTROL: dict[str, list[str]] = {}
 
 
@@ -167,34 +156,13 @@ def pg_server():
     if url:
         yield url
         return
-    bindir = _pg_binaries()
-    if bindir is None:
+    if postgres.binaries() is None:
         pytest.fail("PostgreSQL server binaries not found: install Debian's `postgresql` "
                     "package (.ci/run does) or set MAILRELEASE_TEST_PG_URL")
-    # Not under pytest's tmp folder: that is private to root, and the server runs as postgres.
-    base = Path(tempfile.mkdtemp(prefix="mailrelease-pg-"))
-    as_postgres = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        shutil.chown(base, "postgres", "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    data = base / "data"
-    subprocess.run(as_postgres + [f"{bindir}/initdb", "-D", str(data), "-A", "trust",
-                                  "-U", "postgres", "--no-sync"],
-                   check=True, capture_output=True)
-    port = free_port()
-    options = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
-               f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-    start = as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "-o", options,
-                           "-l", str(base / "server.log"), "-w", "start"]
-    subprocess.run(start, check=True, capture_output=True)
-    # What a test needs to take this server down and up again (a database outage).
-    PG_CONTROL.update(stop=as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "-m", "fast",
-                                          "-w", "stop"], start=start,
-                      status=as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "status"])
-    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    subprocess.run(as_postgres + [f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate",
-                                  "stop"], capture_output=True)
-    shutil.rmtree(base, ignore_errors=True)
+    with postgres.private_cluster() as (server, control):
+        # What a test needs to take this server down and up again (a database outage).
+        PG_CONTROL.update(control)
+        yield server
 
 
 @pytest.fixture

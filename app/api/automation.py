@@ -137,11 +137,8 @@ def _receive(team_id: int, user_id: int | None, raw: bytes):
 
 def _run_soon(c, ids: list[int]) -> None:
     """Run accepted events' rules in this process, after the answer (a worker sweeps up
-    any this process does not get to: see events.run_pending)."""
-    def run():
-        if events.run_pending(c.db, utcnow, ids, limit=len(ids)):
-            c.wake_worker()
-    c.background.submit(run)
+    any this process does not get to)."""
+    c.events.poke()
 
 
 def _receive_batch(team_id: int, user_id: int | None, raw: bytes):

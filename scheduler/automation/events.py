@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
@@ -464,6 +465,39 @@ def run_pending(db: Database, clock, ids: list[int] | None = None, limit: int = 
         except Exception:  # noqa: BLE001 - the claim runs out and it is tried again
             log.exception("action=event_failed event_id=%s", event_id)
     return finished
+
+
+class PendingRunner:
+    """Runs accepted events' rules in a web process, right after their answers: one daemon
+    thread that, when poked, claims and runs pending events until none is free. A process
+    that stops leaves nothing half done: what it had claimed is run by anyone once the
+    claim runs out (the workers sweep every few seconds)."""
+
+    def __init__(self, db: Database, clock, after=None):
+        self.db, self.clock, self.after = db, clock, after
+        self._poked = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def poke(self) -> None:
+        """There are new pending events."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                name="mailrelease-events")
+                self._thread.start()
+        self._poked.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._poked.wait()
+            self._poked.clear()
+            try:
+                while run_pending(self.db, self.clock, limit=50):
+                    if self.after is not None:
+                        self.after()
+            except Exception:  # noqa: BLE001 - the next poke (or a worker) goes on
+                log.exception("action=pending_events_failed")
 
 
 def get_event(session: Session, team_id: int, event_id) -> Event:
