@@ -172,28 +172,27 @@ def stack(name: str, db_url: str, processes: int, seconds: float, sandbox: Sandb
         # Every accepted event processed once: pending ones finish (the web processes run
         # them after their answers), then one message each.
         deadline, waited = time.monotonic() + 900, time.monotonic()
+
+        def pending() -> int:
+            with db.read() as s:  # a new read each time: a snapshot would never change
+                return s.scalar(select(func.count()).select_from(Event).where(
+                    Event.status == "pending")) or 0
+        first = left = pending()
+        while left and time.monotonic() < deadline:
+            time.sleep(1)
+            left = pending()
+        if first:
+            spent = time.monotonic() - waited
+            print(f"  {name:<10} {first:,} accepted events were still pending after the "
+                  f"runs; run after their answers at {(first - left) / spent:.0f} events/s",
+                  flush=True)
         with db.read() as s:
-            left = s.scalar(select(func.count()).select_from(Event).where(
-                Event.status == "pending"))
-            first = left
-            while left and time.monotonic() < deadline:
-                time.sleep(1)
-                s.expire_all()
-                left = s.scalar(select(func.count()).select_from(Event).where(
-                    Event.status == "pending"))
-            if first:
-                spent = time.monotonic() - waited
-                print(f"  {name:<10} {first:,} accepted events were still pending after the "
-                      f"runs; run after their answers at {(first - left) / spent:.0f} "
-                      f"events/s", flush=True)
             accepted = s.scalar(select(func.count()).select_from(Event))
-            pending = s.scalar(select(func.count()).select_from(Event).where(
-                Event.status == "pending"))
             made = s.scalar(select(func.count()).select_from(Message))
             distinct = s.scalar(select(func.count(func.distinct(Message.event_id))))
-        print(f"  {name:<10} exactly once: {accepted:,} events accepted, {pending} pending, "
+        print(f"  {name:<10} exactly once: {accepted:,} events accepted, {left} pending, "
               f"{made:,} messages for {distinct:,} distinct events", flush=True)
-        rows.append(("exactly once", 0, {"ok": made == accepted == distinct and not pending}))
+        rows.append(("exactly once", 0, {"ok": made == accepted == distinct and not left}))
     finally:
         for proc in servers:
             proc.terminate()
@@ -228,13 +227,15 @@ def main() -> int:
               for label, _, figures in rows if label == "exactly once" and not figures["ok"]]
     pg = results.get("postgresql")
     if pg:
-        def best(label):
-            return max(f["events_s"] for lab, _, f in pg if lab.startswith(label))
-        single_p99 = min(f["p99"] for lab, _, f in pg if lab == "POST /events")
-        checks = {"batches at 1,000 events/s": best("POST /events/batch") >= 1000,
+        def best(*labels):
+            return max(f["events_s"] for lab, _, f in pg if lab in labels)
+        singles = ("POST /events", "POST /events, respond-async")
+        batches = tuple(lab for lab, _, _ in pg if lab.startswith("POST /events/batch"))
+        single_p99 = min(f["p99"] for lab, _, f in pg if lab in singles)
+        checks = {"batches at 1,000 events/s": best(*batches) >= 1000,
                   "single p99 under 100 ms": single_p99 < 100,
                   "single at half the minimal endpoint's rate":
-                      best("POST /events") >= best("minimal") / 2}
+                      best(*singles) >= best("minimal endpoint (one INSERT)") / 2}
         for goal, ok in checks.items():
             print(f"goal {goal}: {'met' if ok else 'MISSED'}")
             if not ok:
