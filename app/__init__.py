@@ -29,7 +29,7 @@ class Context:
     worker: object | None = None
     throttle: Throttle = field(default_factory=Throttle)
     images: RenderCache = field(default_factory=RenderCache)  # live images, drawn on fetch
-    events: PendingRunner | None = None  # accepted events' rules, run after the answer
+    events: PendingRunner = field(init=False)  # accepted events' rules, after the answer
 
     def __post_init__(self) -> None:
         w = self.wiring

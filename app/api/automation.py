@@ -119,7 +119,7 @@ def _receive(team_id: int, user_id: int | None, raw: bytes):
             row, new = events.accept_event(s, team_id, user_id, event, now)
             answer = events.accepted(row)
         if new:
-            _run_soon(c, [row.id])
+            c.events.poke()  # its rules run on this process's events thread
         resp = jsonify(answer)
         resp.headers["Preference-Applied"] = "respond-async"
         resp.headers["Location"] = f"/api/v1/events/{answer['event_id']}"
@@ -135,12 +135,6 @@ def _receive(team_id: int, user_id: int | None, raw: bytes):
     return resp, 202
 
 
-def _run_soon(c, ids: list[int]) -> None:
-    """Run accepted events' rules in this process, after the answer (a worker sweeps up
-    any this process does not get to)."""
-    c.events.poke()
-
-
 def _receive_batch(team_id: int, user_id: int | None, raw: bytes):
     c = ctx()
     batch = parse(commands.NewEventBatch, sanity.loads(raw))
@@ -154,16 +148,15 @@ def _receive_batch(team_id: int, user_id: int | None, raw: bytes):
             items.append(_refused(index, given, exc))
     now = utcnow()
     if _asynchronous():
-        accepted = []
+        fresh = False
         with c.db.write() as s:  # every event stored in one transaction
             for index, event in parsed:
                 row, new = events.accept_event(s, team_id, user_id, event, now)
                 items.append({"index": index, "id": event["id"], "status_code": 202,
                               "replayed": not new, "answer": events.accepted(row)})
-                if new:
-                    accepted.append(row.id)
-        if accepted:
-            _run_soon(c, accepted)
+                fresh = fresh or new
+        if fresh:
+            c.events.poke()
     else:
         planned = []
         with c.db.read() as s:
