@@ -105,7 +105,7 @@ def homepage(event: AddonEvent) -> c.Card:
                   header=f"Held ({held_count})" if held_count else "Held",
                   collapsible=True),
         c.Section(tuple(sends), header="Today's sends"),
-        c.Section((c.Buttons((_web("/queue", "Open the queue"), _web("/compose", "Compose"),
+        c.Section((c.Buttons((_web("/", "Open the queue"), _web("/compose", "Compose"),
                               _web("/dashboard", "Dashboard"))),)),
     ), subtitle=f"as of {when(now, zone)}", name=HOME)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 import requests
@@ -130,6 +131,11 @@ def test_the_homepage_shows_what_goes_next_what_is_held_and_why_and_today_s_send
     assert "Quarterly report" in shown and "Wed 01 Jan 2031, 10:00 CET" in shown
     assert "Hello {{ first_name }}" in shown and "no value for 'first_name'" in shown
     assert "1 of" in shown and "ada@example.com" in shown
+    # Its links open pages of the web app that exist.
+    links = [u for u in re.findall(r'"url": "([^"]+)"', shown) if u.startswith(live.url)]
+    assert len(links) == 3
+    for link in links:
+        assert live.browser().get(link, timeout=10).status_code == 200, link
     # Send now on the held one says why it cannot; cancel on the next one cancels it.
     body = press(live, card, "Send now", zone="Europe/Paris")
     assert "first_name" in notice(body)
