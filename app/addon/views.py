@@ -69,7 +69,8 @@ def connect_card() -> c.Card:
         c.Paragraph("This add-on shows your mailrelease queue and acts on it. Sign in to "
                     "mailrelease with this same Google account once, then open the add-on "
                     "again."),
-        c.Buttons((c.Button("Sign in to mailrelease", c.Link(url("/login")), filled=True),)),
+        c.Buttons((c.Button("Sign in to mailrelease", c.Link(url("/auth/login")),
+                            filled=True),)),
     )),))
 
 

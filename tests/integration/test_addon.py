@@ -109,6 +109,8 @@ def test_a_google_user_unknown_here_gets_how_to_connect_and_no_data(live, api):
     card = card_of(answer(live, "/addon/homepage", owner="stranger@example.net"))
     assert card["header"]["title"] == "Connect mailrelease"
     assert "Secret plans" not in texts(card)
+    (sign_in,) = re.findall(r'"url": "([^"]+)"', texts(card))
+    assert requests.get(sign_in, allow_redirects=False, timeout=10).status_code == 302
     body = answer(live, "/addon/action/cancel", owner="stranger@example.net")
     assert card_of(body)["header"]["title"] == "Connect mailrelease"
 
