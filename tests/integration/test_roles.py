@@ -14,7 +14,7 @@ OWNER_ONLY = {("PATCH", "/team"), ("PATCH", "/team/members/{user}"),
 # Reads that a viewer may not make (whoever holds the secret can queue mail).
 NOT_FOR_VIEWERS = {("GET", "/webhook-secret")}
 # Routes with another way in, or none to guard.
-OWN_AUTH = {("POST", "/events"), ("GET", "/openapi.json")}
+OWN_AUTH = {("POST", "/events"), ("POST", "/events/batch"), ("GET", "/openapi.json")}
 
 
 def _routes(live) -> list[tuple[str, str]]:
@@ -60,6 +60,8 @@ def test_every_route_answers_each_role_as_the_table_says(live_no_worker):
             "items"] if a["email"] == "ada@example.com"),
         "user": next(m["user_id"] for m in ada.get(live.url + "/api/v1/team/members").json()[
             "items"] if m["email"] == "bob@example.com"),
+        "event": ada.post(live.url + "/api/v1/events", json={
+            "id": "role-check", "name": "e", "email": "c@example.org"}).json()["event_id"],
         "thread": live.sandbox.deliver("ada@example.com", (
             "From: g@example.org\r\nTo: ada@example.com\r\nSubject: Q\r\n"
             "Message-ID: <q@example.org>\r\n\r\nHi\r\n"))["threadId"],
