@@ -3,6 +3,8 @@
 automatic answer does not; a reply from a colleague in the thread does."""
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import update
 
 from scheduler.store.db import utcnow
@@ -16,18 +18,36 @@ def _answer(live, original: str, sender: str, subject: str, **headers) -> None:
         f"In-Reply-To: {original}\r\nReferences: {original}\r\n{extra}\r\nThanks\r\n"))
 
 
+def campaign(live, api, people: list[str], unless: str = "reply",
+             follow_ups: list[dict] | None = None) -> None:
+    """`people` as contacts, a template, and a campaign to them with `follow_ups` (by
+    default one "Following up" three days on, stopped as `unless` says)."""
+    api.post(f"{live.url}/api/v1/contacts", json=[{"email": p} for p in people])
+    tid = api.post(f"{live.url}/api/v1/templates", json={
+        "name": f"t-{uuid.uuid4().hex[:8]}", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
+    made = api.post(f"{live.url}/api/v1/campaigns", json={
+        "template_id": tid, "audience": {"contact_ids": [
+            c["id"] for c in api.get(f"{live.url}/api/v1/contacts?limit=100").json()["items"]
+            if c["email"] in people]},
+        "follow_ups": follow_ups or [{"after_seconds": 3 * 86400, "unless": unless,
+                                      "subject": "Following up"}]})
+    assert made.status_code == 201, made.text
+
+
+def follow_ups_due(live) -> None:
+    """Days pass: every follow-up falls due now."""
+    with live.db.write() as s:
+        s.execute(update(Message).where(Message.follows_id.is_not(None))
+                  .values(release_at=utcnow()))
+
+
 def test_a_reply_not_yet_synced_stops_the_follow_up_and_an_out_of_office_does_not(
         live_no_worker):
     from scheduler.worker import ReleaseWorker
     live = live_no_worker
     api = live.user()
     people = ["r1@example.org", "r2@example.org", "r3@example.org", "r4@example.org"]
-    api.post(f"{live.url}/api/v1/contacts", json=[{"email": p} for p in people])
-    tid = api.post(f"{live.url}/api/v1/templates", json={
-        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
-    api.post(f"{live.url}/api/v1/campaigns", json={
-        "template_id": tid, "follow_ups": [{"after_seconds": 3 * 86400, "unless": "reply",
-                                            "subject": "Following up"}]})
+    campaign(live, api, people)
     worker = ReleaseWorker(live.wiring)
     try:
         worker.run_once(wait=True)
@@ -40,9 +60,7 @@ def test_a_reply_not_yet_synced_stops_the_follow_up_and_an_out_of_office_does_no
         _answer(live, first["r3@example.org"], "Boss <boss@example.org>", "Re: News")
         # No sync round runs (MAILRELEASE_SYNC_SECONDS is an hour): three days later the
         # follow-ups fall due.
-        with live.db.write() as s:
-            s.execute(update(Message).where(Message.follows_id.is_not(None))
-                      .values(release_at=utcnow()))
+        follow_ups_due(live)
         worker.run_once(wait=True)
     finally:
         worker.stop()
@@ -65,39 +83,20 @@ def test_gmail_failing_the_last_look_retries_the_follow_up_instead_of_sending_bl
     from scheduler.worker import ReleaseWorker
     live = live_no_worker
     api = live.user()
-    api.post(f"{live.url}/api/v1/contacts", json={"email": "r1@example.org"})
-    tid = api.post(f"{live.url}/api/v1/templates", json={
-        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
-    api.post(f"{live.url}/api/v1/campaigns", json={
-        "template_id": tid, "follow_ups": [{"after_seconds": 60, "subject": "Following up"}]})
+    campaign(live, api, ["r1@example.org"])
     worker = ReleaseWorker(live.wiring)
     try:
         worker.run_once(wait=True)
         assert live.sandbox.count() == 1
         # Reads are retried twice by the client library: three 503s in a row.
         live.sandbox.fault(method="threads.get", status=503, times=3)
-        with live.db.write() as s:
-            s.execute(update(Message).where(Message.follows_id.is_not(None))
-                      .values(release_at=utcnow()))
+        follow_ups_due(live)
         worker.run_once(wait=True)
     finally:
         worker.stop()
     assert live.sandbox.count() == 1
     step = api.get(f"{live.url}/api/v1/messages?status=retry_wait").json()["items"]
     assert len(step) == 1 and "503" in step[0]["error"]
-
-
-def _campaign(live, api, people: list[str], unless: str) -> None:
-    api.post(f"{live.url}/api/v1/contacts", json=[{"email": p} for p in people])
-    tid = api.post(f"{live.url}/api/v1/templates", json={
-        "name": f"t-{unless}", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
-    made = api.post(f"{live.url}/api/v1/campaigns", json={
-        "template_id": tid, "audience": {"contact_ids": [
-            c["id"] for c in api.get(f"{live.url}/api/v1/contacts?limit=100").json()["items"]
-            if c["email"] in people]},
-        "follow_ups": [{"after_seconds": 3 * 86400, "unless": unless,
-                        "subject": "Following up"}]})
-    assert made.status_code == 201, made.text
 
 
 def _new_mail(live, sender: str) -> None:
@@ -109,9 +108,9 @@ def test_stop_when_they_or_anyone_at_their_company_write_in_any_thread(live_no_w
     from scheduler.worker import ReleaseWorker
     live = live_no_worker
     api = live.user()
-    _campaign(live, api, ["ann@acme.example", "bob@acme.example", "carl@gmail.com",
-                          "dora@other.example"], "domain")
-    _campaign(live, api, ["erin@else.example"], "person")
+    campaign(live, api, ["ann@acme.example", "bob@acme.example", "carl@gmail.com",
+                         "dora@other.example"], "domain")
+    campaign(live, api, ["erin@else.example"], "person")
     worker = ReleaseWorker(live.wiring)
     try:
         worker.run_once(wait=True)
@@ -128,9 +127,7 @@ def test_stop_when_they_or_anyone_at_their_company_write_in_any_thread(live_no_w
             stopped["bob@acme.example"]
         # Erin writes too, but no sync reads it: the last look at the mailbox does.
         _new_mail(live, "erin@else.example")
-        with live.db.write() as s:
-            s.execute(update(Message).where(Message.follows_id.is_not(None))
-                      .values(release_at=utcnow()))
+        follow_ups_due(live)
         worker.run_once(wait=True)
     finally:
         worker.stop()
@@ -196,20 +193,14 @@ def test_a_thread_gmail_no_longer_has_does_not_stop_the_follow_up(live_no_worker
     from scheduler.worker import ReleaseWorker
     live = live_no_worker
     api = live.user()
-    api.post(f"{live.url}/api/v1/contacts", json={"email": "r1@example.org"})
-    tid = api.post(f"{live.url}/api/v1/templates", json={
-        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
-    api.post(f"{live.url}/api/v1/campaigns", json={
-        "template_id": tid, "follow_ups": [{"after_seconds": 60, "subject": "Following up"}]})
+    campaign(live, api, ["r1@example.org"])
     worker = ReleaseWorker(live.wiring)
     try:
         worker.run_once(wait=True)
         # Its owner deleted the thread: Gmail answers 404 (not retried).
         live.sandbox.fault(method="threads.get", status=404, reason="notFound",
                            message="Requested entity was not found.", times=1)
-        with live.db.write() as s:
-            s.execute(update(Message).where(Message.follows_id.is_not(None))
-                      .values(release_at=utcnow()))
+        follow_ups_due(live)
         worker.run_once(wait=True)
     finally:
         worker.stop()

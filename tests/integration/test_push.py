@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from scheduler.store.models import GmailAccount
 from tests.helpers import service_account, wait_for
+from tests.integration.test_last_check import campaign, follow_ups_due
 
 TOPIC = "projects/mr-test/topics/gmail"
 SUBSCRIPTION = "projects/mr-test/subscriptions/replies"
@@ -72,12 +73,9 @@ def test_a_reply_is_recorded_within_seconds_with_polling_an_hour_away(pushing):
 def test_a_reply_cancels_the_follow_ups_still_to_come_at_once(pushing):
     live = pushing()
     api = live.user()
-    api.post(f"{live.url}/api/v1/contacts", json={"email": "reader@example.org"})
-    tid = api.post(f"{live.url}/api/v1/templates", json={
-        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
-    api.post(f"{live.url}/api/v1/campaigns", json={"template_id": tid, "follow_ups": [
+    campaign(live, api, ["reader@example.org"], follow_ups=[
         {"after_seconds": 86400, "subject": "Following up"},
-        {"after_seconds": 86400, "subject": "Last call", "unless": "click"}]})
+        {"after_seconds": 86400, "subject": "Last call", "unless": "click"}])
     first = wait_for(lambda: live.sandbox.sent() and live.sandbox.sent()[0])
     _reply(live, first["messageId"])
     ended = wait_for(lambda: len(rows := api.get(f"{live.url}/api/v1/messages?status="
@@ -88,24 +86,15 @@ def test_a_reply_cancels_the_follow_ups_still_to_come_at_once(pushing):
 
 
 def test_a_dropped_notification_is_caught_by_the_last_check(pushing):
-    from sqlalchemy import update
-
-    from scheduler.store.db import utcnow
-    from scheduler.store.models import Message
     live = pushing()
     api = live.user()
-    api.post(f"{live.url}/api/v1/contacts", json={"email": "reader@example.org"})
-    tid = api.post(f"{live.url}/api/v1/templates", json={
-        "name": "t", "subject": "News", "html": "<p>Hi</p>"}).json()["id"]
-    api.post(f"{live.url}/api/v1/campaigns", json={"template_id": tid, "follow_ups": [
-        {"after_seconds": 86400, "subject": "Following up"}]})
+    campaign(live, api, ["reader@example.org"], follow_ups=[
+        {"after_seconds": 86400, "subject": "Following up"}])
     first = wait_for(lambda: live.sandbox.sent() and live.sandbox.sent()[0])
     requests.post(f"{live.sandbox.url}/sandbox/api/pubsub/faults", json={"drop": 1},
                   timeout=10)
     _reply(live, first["messageId"])
-    with live.db.write() as s:  # the next day: nothing told the worker of the reply
-        s.execute(update(Message).where(Message.follows_id.is_not(None))
-                  .values(release_at=utcnow()))
+    follow_ups_due(live)  # the next day: nothing told the worker of the reply
     live.worker.wake()
     ended = wait_for(lambda: api.get(f"{live.url}/api/v1/messages?status=cancelled")
                      .json()["items"], 10)
