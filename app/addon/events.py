@@ -3,9 +3,10 @@ the add-on uses; anything else Google adds is ignored)."""
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from scheduler.timing.release_at import zone_or_utc
 
 MAX_INPUT = 100_000
 
@@ -54,10 +55,7 @@ class AddonEvent(_Part):
     @property
     def zone(self) -> dt.tzinfo:
         """The user's time zone (Gmail's setting), UTC when unknown."""
-        try:
-            return ZoneInfo(self.commonEventObject.timeZone.id)
-        except (ZoneInfoNotFoundError, ValueError):
-            return dt.UTC
+        return zone_or_utc(self.commonEventObject.timeZone.id)
 
     def parameter(self, name: str) -> str | None:
         return self.commonEventObject.parameters.get(name)

@@ -25,6 +25,7 @@ from scheduler.engine.threads import own_addresses
 from scheduler.errors import Conflict, DomainError, InvalidInput
 from scheduler.store.db import utcnow
 from scheduler.store.models import Campaign, GmailAccount, Message
+from scheduler.timing.release_at import zone_or_utc
 from scheduler.typed import make
 
 HOME = "home"
@@ -169,7 +170,7 @@ def message_card(event: AddonEvent) -> c.Card:
     name = (contact.name if contact else None) or shown_name or address
     about: list[c.Widget] = [c.Text(address or "unknown", top="Address")]
     if contact is not None and contact.timezone:
-        now_there = utcnow().astimezone(contacts_zone(contact.timezone))
+        now_there = utcnow().astimezone(zone_or_utc(contact.timezone))
         about.append(c.Text(contact.timezone, top="Time zone",
                             bottom=f"their time now: {now_there.strftime('%H:%M')}"))
     for key, value in list((contact.attributes or {}).items())[:10] if contact else ():
@@ -209,14 +210,6 @@ def message_card(event: AddonEvent) -> c.Card:
         c.Section((c.Buttons(tuple(actions[:2])), c.Buttons(tuple(actions[2:]))),
                   header="Actions"),
     ), subtitle=headers.get("subject") or None, name="message")
-
-
-def contacts_zone(name: str) -> dt.tzinfo:
-    from zoneinfo import ZoneInfo
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError):
-        return dt.UTC
 
 
 def _back(event: AddonEvent) -> c.Card:

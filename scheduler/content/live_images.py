@@ -22,13 +22,13 @@ from __future__ import annotations
 import datetime as dt
 import html as html_lib
 import math
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, TemplateSyntaxError, Undefined, nodes
 from markupsafe import Markup
 
 from scheduler.content import drawing
 from scheduler.errors import MissingData, TemplateError
+from scheduler.timing.release_at import zone_or_utc
 
 KINDS = ("countdown", "text")
 _COMMON = {"width", "height", "color", "background", "label_color", "font", "locale", "alt"}
@@ -53,11 +53,7 @@ def _lookup(data: dict, path: str):
 
 
 def _zone(data: dict) -> dt.tzinfo:
-    name = data.get("timezone") or _lookup(data, "contact.timezone")
-    try:
-        return ZoneInfo(name) if isinstance(name, str) and name else dt.UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        return dt.UTC
+    return zone_or_utc(data.get("timezone") or _lookup(data, "contact.timezone"))
 
 
 def _as_time(value, data: dict) -> dt.datetime | None:

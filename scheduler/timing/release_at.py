@@ -27,6 +27,15 @@ DEFAULT_BEST_HOUR = 10  # on any day, in the recipient's zone, without enough hi
 MIN_HISTORY = 3
 
 
+def zone_or_utc(name) -> dt.tzinfo:
+    """The IANA zone `name` names, or UTC for anything that names none (for showing a
+    time, where a wrong zone is no reason to fail)."""
+    try:
+        return ZoneInfo(name) if isinstance(name, str) and name else dt.UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
 def _zone(name: str | None, field: str) -> ZoneInfo:
     try:
         return ZoneInfo(name or "")
