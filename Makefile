@@ -35,7 +35,13 @@ AMP_VALIDATOR := tests/amp_validator/validator_wasm.js
 $(AMP_VALIDATOR): tests/amp_validator/package-lock.json tests/amp_validator/setup.sh
 	tests/amp_validator/setup.sh
 
-test: install-test $(AMP_VALIDATOR)
+AXE := tests/browser/axe/node_modules/axe-core/axe.min.js
+
+# axe-core, the accessibility checker the browser tests run on every page.
+$(AXE): tests/browser/axe/package-lock.json
+	cd tests/browser/axe && npm ci --silent --no-audit --no-fund
+
+test: install-test $(AMP_VALIDATOR) $(AXE)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

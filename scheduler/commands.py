@@ -297,6 +297,15 @@ class NewContact(Command):
     subscription: Literal["subscribed", "unsubscribed", "bounced"] | None = None
 
 
+class ContactChange(Command):
+    """PATCH /contacts/{id}: the fields given change (attributes are replaced)."""
+
+    name: Annotated[Line, Field(max_length=300)] | None = None
+    timezone: Zone | None = None
+    attributes: Data | None = None
+    subscription: Literal["subscribed", "unsubscribed", "bounced"] | None = None
+
+
 # -- events and rules --------------------------------------------------------------------
 
 def _data_or_contact(value: str) -> str:
@@ -429,13 +438,37 @@ class ContactFilter(Command):
     filter: Conditions
 
 
+class SegmentAudience(Command):
+    """A saved segment's contacts, as they are when the campaign is queued."""
+
+    segment_id: Id
+
+
+class NewSegment(Command):
+    """A saved audience: a name and conditions on contact fields (contact.plan, ...)."""
+
+    name: Name
+    conditions: Conditions = []
+
+
+class ScheduleChange(Command):
+    """Editing a recurring send: any of its name, cron, zone, recipient, data, catch-up."""
+
+    name: Name | None = None
+    cron: Annotated[Line, Field(min_length=1, max_length=200, pattern=r"\S")] | None = None
+    timezone: Zone | None = None
+    to: Address | None = None
+    data: Data | None = None
+    catch_up: Literal["latest", "all", "hold"] | None = None
+
+
 class NewCampaign(Headers, Files):
     """POST /campaigns: a mail merge to all contacts, a list of ids or a filter."""
 
     name: Name | None = None
     template_id: Id | None = None
     variants: Annotated[list[Variant], Field(min_length=1, max_length=10)] | None = None
-    audience: Literal["all"] | ContactIds | ContactFilter = "all"
+    audience: Literal["all"] | ContactIds | ContactFilter | SegmentAudience = "all"
     ab: ABTest | None = None
     send_at: Aware | None = None
     delay_seconds: Seconds | None = None

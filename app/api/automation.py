@@ -338,6 +338,35 @@ def stop_schedule(schedule_id):
         return jsonify(schedules.schedule_as_dict(found))
 
 
+@route(bp, "PATCH", "/schedules/<schedule_id>", body=commands.ScheduleChange,
+       answers={200: responses.Schedule}, role="member")
+def change_schedule(schedule_id, body: commands.ScheduleChange):
+    """Edit a schedule: name, cron, timezone, to, data, catch_up."""
+    with ctx().db.write() as s:
+        found = schedules.change_schedule(s, actor(), schedule_id, body, utcnow())
+        return jsonify(schedules.schedule_as_dict(found))
+
+
+@route(bp, "POST", "/schedules/<schedule_id>/pause", answers={200: responses.Schedule},
+       role="member")
+def pause_schedule(schedule_id):
+    """Pause a schedule: no occurrences until it is resumed."""
+    with ctx().db.write() as s:
+        return jsonify(schedules.schedule_as_dict(
+            schedules.pause_schedule(s, actor(), schedule_id, utcnow())))
+
+
+@route(bp, "POST", "/schedules/<schedule_id>/resume", answers={200: responses.Schedule},
+       role="member")
+def resume_schedule(schedule_id):
+    """Resume a paused schedule from its next occurrence after now."""
+    with ctx().db.write() as s:
+        found = schedules.resume_schedule(s, actor(), schedule_id, utcnow())
+        out = schedules.schedule_as_dict(found)
+    ctx().wake_worker()
+    return jsonify(out)
+
+
 @route(bp, "POST", "/campaigns", body=commands.NewCampaign,
        answers={201: responses.Campaign}, role="member",
        max_bytes=commands.MAX_REQUEST_WITH_FILES)

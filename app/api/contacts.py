@@ -13,7 +13,7 @@ from app.api import Listing, responses
 from app.api.endpoint import route
 from app.progress import own_copy, with_progress
 from scheduler import commands, sanity
-from scheduler.audience import contacts
+from scheduler.audience import contacts, segments
 from scheduler.errors import InvalidInput
 from scheduler.store import idempotency, lookup
 from scheduler.store.db import utcnow
@@ -65,9 +65,13 @@ def add_contacts():
 
 
 class ContactQuery(Listing):
-    """?email= finds one address."""
+    """?email= finds one address; ?q= searches addresses and names; ?attribute= (and
+    ?value=) keeps those with that attribute."""
 
     email: Annotated[str, Field(max_length=320)] | None = None
+    q: Annotated[str, Field(max_length=200)] | None = None
+    attribute: Annotated[str, Field(max_length=200)] | None = None
+    value: Annotated[str, Field(max_length=1000)] | None = None
 
 
 
@@ -78,7 +82,8 @@ def list_contacts(query: ContactQuery):
     after = lookup.query_id(query.cursor, "cursor", "cursor is not one this API gave out")
     with ctx().db.read() as s:
         items, nxt = contacts.list_contacts(s, g.team_id, after=after, limit=query.limit,
-                                            email=query.email)
+                                            email=query.email, q=query.q,
+                                            attribute=query.attribute, value=query.value)
         return jsonify({"items": [contacts.contact_as_dict(x) for x in items],
                         "next_cursor": str(nxt) if nxt else None})
 
@@ -92,6 +97,45 @@ def delete_contact(contact_id):
         contacts.delete_contact(s, actor(), contact_id, utcnow())
     return "", 204
 
+
+
+@route(bp, "PATCH", "/contacts/<contact_id>", body=commands.ContactChange,
+       answers={200: responses.Contact}, role="member")
+def change_contact(contact_id, body: commands.ContactChange):
+    """Edit a contact: name, timezone, attributes (replaced as given), subscription."""
+    with ctx().db.write() as s:
+        return jsonify(contacts.contact_as_dict(
+            contacts.change_contact(s, actor(), contact_id, body, utcnow())))
+
+
+@route(bp, "POST", "/segments", body=commands.NewSegment, answers={201: responses.Segment},
+       role="member")
+def create_segment(body: commands.NewSegment):
+    """A saved audience: `name` and `conditions` on contact fields (contact.plan ...);
+    campaigns send to it with `"audience": {"segment_id": id}`."""
+    with ctx().db.write() as s:
+        found = segments.save_segment(s, actor(), body, utcnow())
+        out = {**segments.segment_as_dict(found), **segments.count(s, g.team_id,
+                                                                  found.conditions)}
+    return jsonify(out), 201
+
+
+@route(bp, "GET", "/segments", answers={200: responses.Page[responses.Segment]})
+def list_segments():
+    """The team's segments, each with how many contacts match now."""
+    with ctx().db.read() as s:
+        return jsonify({"items": [{**segments.segment_as_dict(x),
+                                   **segments.count(s, g.team_id, x.conditions)}
+                                  for x in segments.list_segments(s, g.team_id)],
+                        "next_cursor": None})
+
+
+@route(bp, "DELETE", "/segments/<segment_id>", answers={204: None}, role="member")
+def delete_segment(segment_id):
+    """Forget a segment (204)."""
+    with ctx().db.write() as s:
+        segments.delete_segment(s, actor(), segment_id, utcnow())
+    return "", 204
 
 
 @route(bp, "GET", "/contacts/<contact_id>", answers={200: responses.Contact})

@@ -27,6 +27,9 @@ class MessageQuery(Listing):
     campaign_id: Id | None = None
     rule_id: Id | None = None
     q: Annotated[str, Field(max_length=200)] | None = None
+    # created: newest first (the default); release: soonest release first;
+    # release_desc: latest release first (drafts, without a time, last).
+    sort: Literal["created", "release", "release_desc"] = "created"
 
 
 
@@ -57,10 +60,11 @@ def create_message(body: commands.NewMessage):
 @route(bp, "GET", "/messages", query=MessageQuery,
        answers={200: responses.Page[responses.Message]})
 def list_messages(query: MessageQuery):
-    """The team's messages, newest first, with a cursor."""
+    """The team's messages, newest first (or by release time: `sort`), with a cursor."""
     with ctx().db.read() as s:
         items, cursor = messages.list_messages(
             s, g.team_id, status=query.status, cursor=query.cursor, limit=query.limit,
+            sort=query.sort,
             filters={k: getattr(query, k) for k in ("account_id", "campaign_id",
                                                     "rule_id", "q")})
         return jsonify({"items": [messages.message_as_dict(m) for m in items],

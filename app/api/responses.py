@@ -212,10 +212,26 @@ class Rejected(Answer):
     error: str
 
 
+class Merged(Answer):
+    row: int
+    same_as_row: int
+    email: str
+
+
 class ImportReport(Answer):
     imported: int
     updated: int
     rejected: list[Rejected]
+    merged: list[Merged] = []
+
+
+class Segment(Answer):
+    id: int
+    name: str
+    conditions: list[dict[str, Any]]
+    created_at: Time
+    matching: int
+    subscribed: int
 
 
 class ContactsAdded(ImportReport):
@@ -321,6 +337,8 @@ class Schedule(Answer):
     to: str
     data: dict[str, Any]
     active: bool
+    state: Literal["active", "paused", "stopped"]
+    stop_reason: str | None
     next_at: Time | None
     occurrences: int
     catch_up: Literal["latest", "all", "hold"]

@@ -1,27 +1,207 @@
-// Progressive enhancement only: every page works without this file.
+// Progressive enhancement only: every page works without this file (forms post, links
+// go, times read in UTC); with it, pages confirm, refresh themselves and show live counts.
 (function () {
   "use strict";
-  // Fill the compose form's time zone with the browser's own.
-  var zone = document.querySelector("[data-browser-zone]");
-  if (zone && zone.value === "UTC" && window.Intl) {
-    try { zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch (e) { /* keep UTC */ }
-  }
-  // Ask before a change that cannot be undone (deleting a contact).
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
+  var root = document.documentElement;
+  root.classList.remove("no-js");
+  root.classList.add("js");
+
+  // -- the phone menu -------------------------------------------------------------------
+  var menu = document.querySelector("[data-menu]");
+  var nav = document.getElementById("main-nav");
+  if (menu && nav) {
+    menu.addEventListener("click", function () {
+      var open = nav.classList.toggle("open");
+      menu.setAttribute("aria-expanded", String(open));
     });
+  }
+
+  // -- times in the viewer's zone, with the zone named --------------------------------
+  var TIME_FORMAT = {weekday: "short", day: "numeric", month: "short", year: "numeric",
+                     hour: "2-digit", minute: "2-digit", timeZoneName: "short"};
+  function localizeTimes(scope) {
+    (scope || document).querySelectorAll("time[datetime]").forEach(function (el) {
+      var d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d)) { return; }
+      try { el.textContent = d.toLocaleString(undefined, TIME_FORMAT); } catch (e) { return; }
+      el.title = el.getAttribute("datetime");
+    });
+  }
+  localizeTimes();
+
+  // Fill time zone fields with the browser's own.
+  document.querySelectorAll("[data-browser-zone]").forEach(function (zone) {
+    if (zone.value === "UTC" && window.Intl) {
+      try { zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch (e) { /* keep UTC */ }
+    }
   });
-  // Show times in the viewer's zone.
-  document.querySelectorAll("time[datetime]").forEach(function (el) {
-    var d = new Date(el.getAttribute("datetime"));
-    if (!isNaN(d)) { el.textContent = d.toLocaleString(); el.title = el.getAttribute("datetime"); }
+
+  // -- confirmations: say what will happen (and to how many) before it does -------------
+  var dialog = null;
+  function ask(title, text, yes, danger) {
+    return new Promise(function (resolve) {
+      if (!window.HTMLDialogElement) { resolve(window.confirm(text)); return; }
+      if (!dialog) {
+        dialog = document.createElement("dialog");
+        dialog.className = "confirm";
+        dialog.setAttribute("aria-labelledby", "confirm-title");
+        dialog.innerHTML = "<h2 id=\"confirm-title\"></h2><p data-confirm-text></p>" +
+          "<div class=\"actions\"><button type=\"button\" data-no>Keep things as they are</button>" +
+          "<button type=\"button\" data-yes></button></div>";
+        document.body.appendChild(dialog);
+      }
+      dialog.querySelector("h2").textContent = title;
+      dialog.querySelector("[data-confirm-text]").textContent = text;
+      var yesButton = dialog.querySelector("[data-yes]");
+      yesButton.textContent = yes || "Yes";
+      yesButton.className = danger ? "danger solid" : "primary";
+      function done(answer) {
+        yesButton.onclick = null;
+        dialog.querySelector("[data-no]").onclick = null;
+        dialog.onclose = null;
+        if (dialog.open) { dialog.close(); }
+        resolve(answer);
+      }
+      yesButton.onclick = function () { done(true); };
+      dialog.querySelector("[data-no]").onclick = function () { done(false); };
+      dialog.onclose = function () { done(false); };
+      dialog.showModal();
+      dialog.querySelector("[data-no]").focus();
+    });
+  }
+  window.mailreleaseAsk = ask;
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var button = event.submitter;
+    var text = button && button.getAttribute("data-confirm-template")
+      ? button.getAttribute("data-confirm-template").replace("{n}", String(form.querySelectorAll("input[name=message_id]:checked").length))
+      : form.getAttribute("data-confirm");
+    if (!text || form.hasAttribute("data-confirmed")) { return; }
+    event.preventDefault();
+    var yes = (button && button.getAttribute("data-confirm-button")) || form.getAttribute("data-confirm-button");
+    var danger = button ? button.classList.contains("danger") : false;
+    ask("Are you sure?", text, yes, danger || /delete|cancel|stop|disconnect|remove|revoke|rotate/i.test(yes || "")).then(function (ok) {
+      if (!ok) { return; }
+      form.setAttribute("data-confirmed", "");
+      if (form.requestSubmit) { form.requestSubmit(button || undefined); } else { form.submit(); }
+    });
+  }, true);
+
+  // -- the queue's selection: select all, a count, the bulk buttons ----------------------
+  function bindBulk(scope) {
+    var form = scope.querySelector("form[data-bulk]");
+    if (!form) { return; }
+    var boxes = function () { return form.querySelectorAll("input[name=message_id]"); };
+    var all = form.querySelector("[data-select-all]");
+    var label = form.querySelector("[data-selected-count]");
+    function update() {
+      var n = form.querySelectorAll("input[name=message_id]:checked").length;
+      label.textContent = n ? n + " selected" : "None selected";
+      form.querySelectorAll("[data-bulk-action]").forEach(function (b) { b.disabled = n === 0; });
+      if (all) { all.checked = n > 0 && n === boxes().length; }
+    }
+    form.addEventListener("change", function (event) {
+      if (event.target === all) { boxes().forEach(function (b) { b.checked = all.checked; }); }
+      update();
+    });
+    update();
+  }
+  bindBulk(document);
+
+  // -- pages that refresh themselves (the queue, a message) ---------------------------
+  document.querySelectorAll("[data-live]").forEach(function (region) {
+    if (!window.fetch) { return; }
+    var every = parseInt(region.getAttribute("data-live-every"), 10) || 5000;
+    var last = null;
+    function busy() {
+      return document.hidden || (dialog && dialog.open) ||
+        region.contains(document.activeElement) && document.activeElement !== document.body ||
+        region.querySelector("details[open]");
+    }
+    function tick() {
+      if (busy()) { window.setTimeout(tick, every); return; }
+      fetch(region.getAttribute("data-live"), {credentials: "same-origin", headers: {"Accept": "text/html"}})
+        .then(function (resp) { return resp.ok ? resp.text() : null; })
+        .then(function (html) {
+          if (html !== null && html !== last && !busy()) {
+            if (last !== null) {
+              var checked = Array.prototype.map.call(region.querySelectorAll("input[name=message_id]:checked"), function (b) { return b.value; });
+              region.innerHTML = html;
+              checked.forEach(function (v) {
+                var box = region.querySelector("input[name=message_id][value=\"" + v + "\"]");
+                if (box) { box.checked = true; }
+              });
+              localizeTimes(region);
+              bindBulk(region);
+              region.setAttribute("data-live-updated", String(Date.now()));
+            }
+            last = html;
+          }
+        })
+        .catch(function () { /* the next round tries again */ })
+        .then(function () { window.setTimeout(tick, every); });
+    }
+    tick();
   });
-  // A new campaign: the server's progress lines while it queues the messages.
+
+  // -- audience sizes: a segment form's conditions, a campaign's segment ----------------
+  function countAudience(url, form, out, words) {
+    var fields = new FormData(form);
+    return fetch(url, {method: "POST", body: fields, credentials: "same-origin",
+                       headers: {"Accept": "application/json"}})
+      .then(function (resp) { return resp.json(); })
+      .then(function (n) {
+        if (n.error) { out.textContent = n.error.message; return null; }
+        out.textContent = (words ? "Contacts whose " + n.words + ": " : "") +
+          n.matching.toLocaleString() + " contact" + (n.matching === 1 ? "" : "s") + ", " +
+          n.subscribed.toLocaleString() + " subscribed (who get it).";
+        return n;
+      });
+  }
+  document.querySelectorAll("form[data-audience-count]").forEach(function (form) {
+    var out = form.querySelector("[data-audience-size]");
+    var timer = null;
+    function later() {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(function () { countAudience(form.getAttribute("data-audience-count"), form, out, true); }, 300);
+    }
+    form.addEventListener("input", later);
+    form.addEventListener("change", later);
+    later();
+  });
+
+  // -- a new campaign: its size confirmed, then the server's progress lines -------------
   var campaign = document.querySelector("form[data-campaign]");
   if (campaign && window.fetch && window.TextDecoder) {
+    var sizeOut = campaign.querySelector("[data-audience-size]");
+    var counter = campaign.getAttribute("data-count-url");
+    function audienceForm() {
+      var f = document.createElement("form");
+      var seg = campaign.querySelector("[name=segment_id]");
+      var input = document.createElement("input");
+      input.name = "segment_id";
+      input.value = seg ? seg.value : "";
+      f.appendChild(input);
+      return f;
+    }
+    function refreshSize() { return countAudience(counter, audienceForm(), sizeOut, false); }
+    campaign.addEventListener("change", function (e) { if (e.target.name === "segment_id") { refreshSize(); } });
+    refreshSize();
     campaign.addEventListener("submit", function (event) {
       event.preventDefault();
+      refreshSize().then(function (n) {
+        if (!n) { return false; }
+        var from = campaign.querySelector("[name=from]");
+        var sender = from && from.value ? from.value : campaign.getAttribute("data-sender");
+        var when = campaign.querySelector("[name=local_time]").value ? "at " + campaign.querySelector("[name=local_time]").value + " in each contact's zone" : "starting now";
+        var text = "Send to " + n.subscribed.toLocaleString() + " contact" + (n.subscribed === 1 ? "" : "s") +
+          (sender ? " from " + sender : "") + " " + when + "?" +
+          (n.matching > n.subscribed ? " (" + (n.matching - n.subscribed).toLocaleString() + " unsubscribed or bounced are skipped.)" : "");
+        return ask("Queue this campaign?", text, "Queue the campaign", false);
+      }).then(function (ok) { if (ok) { queueCampaign(); } });
+    });
+    function queueCampaign() {
       var bar = campaign.querySelector("progress");
       var status = campaign.querySelector("[data-campaign-status]");
       bar.hidden = false;
@@ -40,9 +220,9 @@
               lines.forEach(function (line) {
                 if (!line) { return; }
                 var item = JSON.parse(line);
-                if (item.error) { status.textContent = item.error.message; }
+                if (item.error) { status.textContent = item.error.message; bar.hidden = true; }
                 else if ("queued" in item) { status.textContent = item.queued.toLocaleString() + " recipients queued…"; }
-                else { bar.value = 100; status.textContent = "Queued " + item.counts.queued + " messages; " + item.counts.skipped_unsubscribed + " unsubscribed skipped."; window.setTimeout(function () { window.location.reload(); }, 800); }
+                else { bar.value = 100; status.textContent = "Queued " + item.counts.queued.toLocaleString() + " messages; " + item.counts.skipped_unsubscribed.toLocaleString() + " unsubscribed skipped."; window.setTimeout(function () { window.location.reload(); }, 800); }
               });
               return pump();
             });
@@ -50,9 +230,10 @@
           return pump();
         })
         .catch(function () { status.textContent = "Queueing failed."; });
-    });
+    }
   }
-  // Contacts import: upload progress, then the server's progress lines, then the report.
+
+  // -- contacts import: upload progress, the server's progress, the report, the table ---
   var form = document.querySelector("form[data-import]");
   if (form && window.XMLHttpRequest && window.FormData) {
     form.addEventListener("submit", function (event) {
@@ -71,26 +252,42 @@
           status.textContent = "Uploading… " + Math.round(100 * e.loaded / e.total) + "%";
         }
       };
+      function item(text, cls) {
+        var li = document.createElement("li");
+        li.textContent = text;
+        if (cls) { li.className = cls; }
+        return li;
+      }
       function handle(line) {
-        var item = JSON.parse(line);
-        if (item.error) { status.textContent = item.error.message; return; }
-        if ("rows" in item) {
-          status.textContent = item.rows.toLocaleString() + " rows processed…";
+        var out = JSON.parse(line);
+        if (out.error) { status.textContent = out.error.message; return; }
+        if ("rows" in out) {
+          status.textContent = out.rows.toLocaleString() + " rows processed…";
           bar.removeAttribute("value");
           return;
         }
         bar.value = 100;
         status.textContent = "Done.";
-        var html = "<p class=\"flash ok\" role=\"status\">Imported " + item.imported + ", updated " +
-          item.updated + ", rejected " + item.rejected.length + ".</p>";
-        if (item.rejected.length) {
-          html += "<ul class=\"rejected\">" + item.rejected.map(function (r) {
-            var li = document.createElement("li");
-            li.textContent = "Row " + r.row + ": " + r.error;
-            return li.outerHTML;
-          }).join("") + "</ul>";
+        var merged = out.merged || [];
+        report.innerHTML = "";
+        var summary = document.createElement("p");
+        summary.className = "flash ok";
+        summary.setAttribute("role", "status");
+        summary.textContent = "Imported " + out.imported + ", updated " + out.updated +
+          ", merged " + merged.length + ", rejected " + out.rejected.length + ".";
+        report.appendChild(summary);
+        if (out.rejected.length || merged.length) {
+          var list = document.createElement("ul");
+          out.rejected.forEach(function (r) { list.appendChild(item("Row " + r.row + ": " + r.error, "rejected")); });
+          merged.forEach(function (m) { list.appendChild(item("Row " + m.row + ": same address as row " + m.same_as_row + " (" + m.email + "); merged into it, its values win", "warning-text")); });
+          report.appendChild(list);
         }
-        report.innerHTML = html;
+        // The table below shows the contacts as they are now.
+        fetch(window.location.href, {credentials: "same-origin"}).then(function (r) { return r.text(); }).then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("[data-contacts]");
+          var here = document.querySelector("[data-contacts]");
+          if (fresh && here) { here.innerHTML = fresh.innerHTML; localizeTimes(here); }
+        });
       }
       xhr.onprogress = function () {
         var lines = xhr.responseText.split("\n");
@@ -104,12 +301,28 @@
       xhr.send(new FormData(form));
     });
   }
+
   // Team switcher: switch as soon as a team is chosen.
   document.querySelectorAll("form[data-autosubmit]").forEach(function (f) {
     var button = f.querySelector("[data-autosubmit-button]");
     if (button) { button.hidden = true; }
     f.querySelector("select").addEventListener("change", function () { f.submit(); });
   });
+
+  // Compose: the choices that need a saved template say so as they are picked.
+  document.querySelectorAll("form[data-needs-template]").forEach(function (f) {
+    var note = f.querySelector("[data-template-note]");
+    function check() {
+      var list = f.querySelector("input[name=audience][value=contacts]");
+      var recurring = f.querySelector("input[name=when][value=recurring]");
+      var template = f.querySelector("[name=template_id]");
+      var needs = (list && list.checked) || (recurring && recurring.checked);
+      note.hidden = !(needs && template && !template.value);
+    }
+    f.addEventListener("change", check);
+    check();
+  });
+
   // Live preview: the form's fields, rendered by the server as the recipient will see them.
   document.querySelectorAll("form[data-live-preview]").forEach(function (f) {
     var box = document.querySelector("[data-preview]") || f;

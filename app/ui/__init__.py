@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from email.utils import getaddresses
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -10,11 +11,13 @@ from flask import (
     Blueprint,
     abort,
     g,
+    request,
     session,
 )
 from sqlalchemy import select
 
 from app import ctx
+from app.ui import timeline
 from scheduler import sanity
 from scheduler.audience import teams
 from scheduler.errors import DomainError, InvalidInput
@@ -41,13 +44,71 @@ def _globals():
             "current_team": session.get("team_id"), "role": g.get("role"),
             # A fresh key for each rendered form that creates mail: a double submit of the
             # same form is recognised (app/idempotent.py) and queues nothing twice.
-            "form_key": lambda: uuid.uuid4().hex}
+            "form_key": lambda: uuid.uuid4().hex,
+            "nav_primary": NAV_PRIMARY, "nav_secondary": NAV_SECONDARY,
+            "nav_current": _nav_current}
+
+
+# The main navigation: work on the left, the team's set-up on the right.
+NAV_PRIMARY = (("Queue", "ui.queue.home"), ("Dashboard", "ui.dashboard.dashboard_page"),
+               ("Compose", "ui.compose.compose"), ("Replies", "ui.replies.replies_page"),
+               ("Contacts", "ui.contacts.contacts_page"),
+               ("Campaigns", "ui.campaigns.campaigns_page"),
+               ("Schedules", "ui.schedules.schedules_page"), ("Rules", "ui.rules.rules_page"),
+               ("Templates", "ui.content.templates_page"))
+NAV_SECONDARY = (("Accounts", "ui.settings.accounts_page"), ("Team", "ui.team.team_page"),
+                 ("Settings", "ui.settings.settings_page"))
+
+
+def _nav_current(href: str) -> bool:
+    """Whether the page shown is the nav link's section (a message page is the queue's)."""
+    path = request.path
+    if href == "/":
+        return path == "/" or path.startswith("/messages/")
+    return path == href or path.startswith(href.rstrip("/") + "/")
 
 
 @bp.app_template_filter("timestamp_iso")
 def timestamp_iso(seconds: int) -> str:
     """Unix seconds as ISO 8601 UTC (pages show it in the viewer's zone)."""
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat()
+
+
+@bp.app_template_filter("when")
+def when_filter(value):
+    """A time as a <time> element in UTC with the zone named (the script localizes it)."""
+    return timeline.when(value)
+
+
+@bp.app_template_filter("sentence")
+def sentence_filter(event: dict):
+    """A timeline event as a sentence."""
+    return timeline.sentence(event)
+
+
+@bp.app_template_filter("tone")
+def tone_filter(event: dict) -> str:
+    return timeline.tone(event)
+
+
+@bp.app_template_filter("pretty")
+def pretty_filter(value, indent: int | None = 2) -> str:
+    """JSON for people to read (and edit): the characters as they are, escaped as HTML by
+    the template, not `tojson`'s \\u0027 forms (those are for <script>)."""
+    import json
+    return json.dumps(value, indent=indent, ensure_ascii=False, sort_keys=False)
+
+
+@bp.app_template_filter("person")
+def person_filter(value) -> str:
+    """An address header as people read it: `Katherine "Kat" Johnson <kat@example.org>`,
+    not its quoted, escaped form."""
+    if not isinstance(value, str) or not value:
+        return value or ""
+    out = []
+    for name, addr in getaddresses([value]):
+        out.append(f"{name} <{addr}>" if name else addr)
+    return ", ".join(out) or value
 
 
 def preview_problem(exc: DomainError):
@@ -114,17 +175,19 @@ def local_send_at(form) -> str | None:
 from app.ui import (  # noqa: E402
     campaigns,
     compose,
+    contacts,
     content,
     dashboard,
     guard,
     queue,
     replies,
     rules,
+    schedules,
     settings,
     team,
 )
 
-FEATURES = (queue.bp, compose.bp, content.bp, campaigns.bp, dashboard.bp, guard.bp,
-            replies.bp, rules.bp, settings.bp, team.bp)
+FEATURES = (queue.bp, compose.bp, contacts.bp, content.bp, campaigns.bp, dashboard.bp,
+            guard.bp, replies.bp, rules.bp, schedules.bp, settings.bp, team.bp)
 for _feature in FEATURES:
     bp.register_blueprint(_feature)

@@ -20,7 +20,9 @@ from sqlalchemy import select
 from app import actor, audit, ctx, idempotent
 from app.auth import login_required
 from app.progress import with_progress
+from app.ui.compose import senders
 from scheduler import sanity
+from scheduler.audience import segments
 from scheduler.automation import campaigns
 from scheduler.commands import NewCampaign
 from scheduler.content import templates
@@ -41,9 +43,11 @@ def _command(form) -> NewCampaign:
     template_id = sanity.number(form["template_id"], "template_id", whole=True, minimum=1,
                                 maximum=2 ** 31 - 1)
     body: dict = {"name": form.get("name") or None, "template_id": template_id}
-    if form.get("filter_attribute"):
-        body["audience"] = {"filter": [{"field": f"contact.{form['filter_attribute'].strip()}",
-                                        "op": "equals", "value": form.get("filter_value", "")}]}
+    if form.get("from"):
+        body["from"] = form["from"]
+    if form.get("segment_id"):
+        body["audience"] = {"segment_id": sanity.number(
+            form["segment_id"], "segment_id", whole=True, minimum=1, maximum=2 ** 31 - 1)}
     if form.get("local_time"):
         body["local_time"] = {"time": form["local_time"],
                               "fallback_timezone": form.get("timezone") or "UTC"}
@@ -117,4 +121,6 @@ def campaigns_page():
                 s.scalars(select(Campaign).where(Campaign.team_id == g.team_id)
                           .order_by(Campaign.id.desc()).limit(50))]
         choices = [(t.id, t.name) for t in templates.list_templates(s, g.team_id)]
-    return render_template("ui/campaigns.html", rows=rows, choices=choices)
+        saved = segments.list_segments(s, g.team_id)
+    return render_template("ui/campaigns.html", rows=rows, choices=choices, segments=saved,
+                           senders=senders(), chosen=request.args.get("segment_id", ""))

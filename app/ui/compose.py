@@ -3,16 +3,18 @@ preview for the first recipient, timing (now, at, in, the recipient's local time
 best hour, recurring), and the sending account or one of its Gmail aliases."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
+from markupsafe import Markup
 
 from app import actor, audit, ctx, idempotent
 from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
-from app.ui import json_field, local_send_at, preview_problem
+from app.ui import json_field, local_send_at, preview_problem, timeline
 from scheduler import sanity
-from scheduler.audience import accounts, contacts
+from scheduler.audience import accounts, contacts, segments
 from scheduler.automation import campaigns, schedules
 from scheduler.commands import Content, NewCampaign, NewMessage, NewSchedule, Origin
 from scheduler.content import templates
@@ -26,9 +28,11 @@ from scheduler.typed import make
 bp = Blueprint("compose", __name__)
 
 MAX_RECIPIENTS = 500
+# An "At" time this far in the past is a mistake to point out, not an order to send now.
+PAST_GRACE = dt.timedelta(minutes=1)
 
 
-def _senders() -> list[dict]:
+def senders() -> list[dict]:
     """Every address one may send from here: accounts, then their aliases."""
     c = ctx()
     with c.db.read() as s:
@@ -53,7 +57,11 @@ def recipients(raw: str) -> list[str]:
 def _timing(form) -> dict:
     when = form.get("when", "now")
     if when == "at":
-        return {"send_at": local_send_at(form)}
+        at = local_send_at(form)
+        if at and dt.datetime.fromisoformat(at) < utcnow() - PAST_GRACE:
+            raise InvalidInput("that time has passed: choose a later one, or Now to send at "
+                               "once", field="send_at")
+        return {"send_at": at}
     if when == "in":
         minutes = sanity.number(form.get("in_minutes", ""), "delay_seconds",
                                 maximum=366 * 24 * 60)
@@ -135,8 +143,9 @@ def compose():
         except DomainError as exc:
             audit.skip()
             flash(exc.message, "error")
-            return render_template("ui/compose.html", form=form, senders=_senders(),
-                                   choices=_choices(), error_field=exc.field), exc.status
+            return render_template("ui/compose.html", form=form, senders=senders(),
+                                   choices=_choices(), segments=_segments(),
+                                   error_field=exc.field), exc.status
         except idempotency.Replay:
             audit.skip()
             flash("This form was already sent: nothing was queued twice.", "ok")
@@ -152,8 +161,13 @@ def compose():
         flash(f"{len(made)} messages scheduled" + (f", {held} held (see why on each)"
                                                    if held else "") + ".", "ok")
         return redirect(url_for("ui.queue.home"))
-    return render_template("ui/compose.html", form=form, senders=_senders(),
-                           choices=_choices(), error_field=None)
+    return render_template("ui/compose.html", form=form, senders=senders(),
+                           choices=_choices(), segments=_segments(), error_field=None)
+
+
+def _segments():
+    with ctx().db.read() as s:
+        return segments.list_segments(s, g.team_id)
 
 
 def _choices() -> list[tuple[int, str]]:
@@ -168,10 +182,9 @@ def _to_contact_list(form, body: dict):
     campaign = {"template_id": body["template_id"], "data": body["data"],
                 "from": body["from"], "name": form.get("list_name") or None,
                 **{k: body[k] for k in COPIES if k in body}}
-    if form.get("filter_attribute", "").strip():
-        campaign["audience"] = {"filter": [{
-            "field": f"contact.{form['filter_attribute'].strip()}", "op": "equals",
-            "value": form.get("filter_value", "")}]}
+    if form.get("segment_id"):
+        campaign["audience"] = {"segment_id": sanity.number(
+            form["segment_id"], "segment_id", whole=True, minimum=1, maximum=2 ** 31 - 1)}
     timing = _timing(form)
     if timing.get("best_hour"):
         raise InvalidInput("best hour is per message; for a list choose a time or the "
@@ -186,7 +199,7 @@ def _to_contact_list(form, body: dict):
         counts = made.counts
         idempotency.remember(s, held, 200, {"counts": counts})
     ctx().wake_worker()
-    flash(f"Queued {counts['queued']} messages to the contact list; "
+    flash(f"Queued {counts['queued']} messages to your contacts; "
           f"{counts['skipped_unsubscribed']} unsubscribed skipped.", "ok")
     return redirect(url_for("ui.campaigns.campaigns_page"))
 
@@ -209,8 +222,9 @@ def _recurring(form, body: dict):
             template_id=body["template_id"], to=addresses[0], data=body["data"]),
             utcnow(), actor())
         first = schedule.next_at
-    flash(f"Recurring send saved; the first goes out at {first.isoformat()}.", "ok")
-    return redirect(url_for("ui.queue.home"))
+    flash(Markup("Recurring send saved; the first goes out {}.").format(timeline.when(first))
+          if first else "Recurring send saved.", "ok")
+    return redirect(url_for("ui.schedules.schedules_page"))
 
 
 @bp.post("/compose/preview")

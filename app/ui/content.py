@@ -1,4 +1,4 @@
-"""Pages for content: templates (starters, Gmail drafts, edit, preview) and contacts."""
+"""Pages for content: templates (starters, Gmail drafts, edit, preview)."""
 from __future__ import annotations
 
 import base64
@@ -7,22 +7,18 @@ import re
 
 from flask import (
     Blueprint,
-    Response,
     flash,
     g,
     jsonify,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 
 from app import actor, audit, ctx
-from app.api.contacts import import_with_progress
 from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
-from app.progress import own_copy
 from app.ui import json_field, not_found, preview_problem
 from scheduler.audience import contacts
 from scheduler.commands import NewTemplate
@@ -262,69 +258,3 @@ def _preview(parts: dict, form) -> dict:
             raise InvalidInput("a time like 2026-12-24T18:00", field="preview_at")
         at = moment.isoformat()
     return {**templates.preview(parts, data, c.content, c.links, at), "best_hour": best}
-
-
-@bp.get("/contacts")
-@login_required
-def contacts_page():
-    """Contacts, and a CSV import that shows its progress."""
-    try:
-        after = int(request.args["after"]) if request.args.get("after") else None
-    except ValueError:
-        after = None
-    with ctx().db.read() as s:
-        items, nxt = contacts.list_contacts(s, g.team_id, after=after, limit=100)
-        rows = [contacts.contact_as_dict(x) for x in items]
-    return render_template("ui/contacts.html", rows=rows, next_after=nxt, report=None)
-
-
-@bp.post("/contacts/<int:contact_id>/delete")
-@login_required
-def delete_contact(contact_id):
-    """Delete a contact; their messages not yet sending are cancelled."""
-    try:
-        with ctx().db.write() as s:
-            cancelled = contacts.delete_contact(s, actor(), contact_id, utcnow())
-    except DomainError as exc:
-        audit.skip()
-        not_found(exc)
-        flash(exc.message, "error")
-    else:
-        flash(f"Contact deleted; {len(cancelled)} message(s) not yet sent were cancelled.",
-              "ok")
-    return redirect(url_for("ui.content.contacts_page"))
-
-
-@bp.post("/contacts/import")
-@login_required
-def import_contacts_page():
-    """Import the uploaded CSV: a page with the report, or (from the page's script) a
-    stream of progress lines."""
-    c = ctx()
-    request.max_content_length = 256 * 1024 * 1024
-    upload = request.files.get("file")
-    if upload is None or not upload.filename:
-        flash("Choose a CSV file to import.", "error")
-        return redirect(url_for("ui.content.contacts_page"))
-    team_id, now, who = g.team_id, utcnow(), actor()
-    if "application/x-ndjson" in request.headers.get("Accept", ""):
-        data = own_copy(upload.stream)
-
-        def lines():
-            try:
-                for item in import_with_progress(c.db, team_id, data, now, who):
-                    yield json.dumps(item) + "\n"
-            except InvalidInput as exc:
-                yield json.dumps({"error": {"message": exc.message}}) + "\n"
-            finally:
-                data.close()
-        return Response(stream_with_context(lines()), mimetype="application/x-ndjson")
-    try:
-        report = contacts.import_csv(c.db, team_id, upload.stream, now, actor=who).as_dict()
-    except InvalidInput as exc:
-        flash(exc.message, "error")
-        return redirect(url_for("ui.content.contacts_page"))
-    with c.db.read() as s:
-        items, nxt = contacts.list_contacts(s, team_id, limit=100)
-        rows = [contacts.contact_as_dict(x) for x in items]
-    return render_template("ui/contacts.html", rows=rows, next_after=nxt, report=report)

@@ -54,17 +54,42 @@ def home():
 
 
 
+FILTERS = ("account_id", "campaign_id", "rule_id", "q")
+# The tabs, in the order work flows; each tab's natural order by release time.
+TABS = (("all", "All"), ("scheduled", "Scheduled"), ("held", "Held"), ("draft", "Drafts"),
+        ("sending", "Sending"), ("retry_wait", "Retrying"), ("sent", "Sent"),
+        ("failed", "Failed"), ("cancelled", "Cancelled"))
+SOONEST_FIRST = {"scheduled", "held", "draft", "sending", "retry_wait"}
+SORT_NAMES = (("release", "Release time, soonest first"),
+              ("release_desc", "Release time, latest first"),
+              ("created", "Created, newest first"))
+PAGE = 50
+
+
+def queue_params(**changes) -> dict:
+    """The queue's query string as it stands, with `changes`; empty values left out (an
+    empty filter is no filter, never the text 'None')."""
+    params = {k: request.args.get(k) for k in (*FILTERS, "status", "sort")}
+    params.update(changes)
+    return {k: v for k, v in params.items() if v not in (None, "", "all")}
+
+
 @login_required
 def queue_page():
-    """The team's queue, newest first, filterable by status."""
+    """The team's queue: a tab per status with its count, filters, sorted by release time,
+    a page at a time; the page's script refreshes it (the rows alone) as messages move."""
     status = request.args.get("status") or None
+    if status == "all":
+        status = None
+    sort = request.args.get("sort") or ("release" if status in SOONEST_FIRST
+                                        else "release_desc")
+    filters = {k: request.args.get(k) or None for k in FILTERS}
     try:
         with ctx().db.read() as s:
-            filters = {k: request.args.get(k) for k in
-                       ("account_id", "campaign_id", "rule_id", "q")}
             items, cursor = messages.list_messages(s, g.team_id, status=status,
                                                    cursor=request.args.get("cursor"),
-                                                   limit=50, filters=filters)
+                                                   limit=PAGE, filters=filters, sort=sort)
+            counts = messages.status_counts(s, g.team_id, filters)
             from scheduler.store.models import Campaign, Rule
             campaigns = s.execute(select(Campaign.id, Campaign.name).where(
                 Campaign.team_id == g.team_id).order_by(Campaign.id.desc())).all()
@@ -72,11 +97,47 @@ def queue_page():
                 Rule.team_id == g.team_id).order_by(Rule.id)).all()
             rows = [messages.message_as_dict(m) for m in items]
     except InvalidInput as exc:
-        flash(exc.message, "error")
+        flash(f"{exc.message}: the queue is shown without it.", "error")
         return redirect(url_for("ui.queue.home"))
-    return render_template("ui/queue.html", rows=rows, next_cursor=cursor, status=status,
-                           accounts=sender_accounts(g.team_id), filters=filters,
-                           campaigns=campaigns, rules=rules)
+    page = {"rows": rows, "next_cursor": cursor, "status": status or "all", "sort": sort,
+            "counts": counts, "filters": filters, "tabs": TABS, "params": queue_params,
+            "first_page": not request.args.get("cursor")}
+    if request.args.get("fragment") == "rows":
+        return render_template("ui/queue_live.html", **page)
+    return render_template("ui/queue.html", accounts=sender_accounts(g.team_id),
+                           campaigns=campaigns, rules=rules, sorts=SORT_NAMES, **page)
+
+
+@bp.post("/messages/bulk")
+@login_required
+def bulk():
+    """Cancel or send now the chosen messages, each on its own (one that moved meanwhile
+    is named, the others still go)."""
+    c = ctx()
+    action = request.form.get("action")
+    ids = list(dict.fromkeys(request.form.getlist("message_id")))[:PAGE * 4]
+    nxt = same_origin_path(request.form.get("next", "")) or url_for("ui.queue.home")
+    if action not in ("cancel", "send_now") or not ids:
+        flash("Choose messages, then Cancel or Send now.", "error")
+        audit.skip()
+        return redirect(nxt)
+    done, problems = 0, []
+    for mid in ids:
+        try:
+            if action == "cancel":
+                cancelling.cancel(c.db, c.gmail, actor(), mid, utcnow())
+            else:
+                _send_now(actor(), mid, utcnow())
+            done += 1
+        except DomainError as exc:
+            problems.append(exc.message)
+    verb = "Cancelled" if action == "cancel" else "Released now"
+    flash(f"{verb} {done} message{'s' if done != 1 else ''}.", "ok" if done else "warning")
+    if problems:
+        flash(f"{len(problems)} could not be: " + "; ".join(problems[:5]) +
+              ("…" if len(problems) > 5 else ""), "warning")
+    c.wake_worker()
+    return redirect(nxt)
 
 
 
@@ -94,6 +155,8 @@ def message_page(message_id):
     except DomainError:
         return render_template("ui/error.html", code=404,
                                message="No such message in your team."), 404
+    if request.args.get("fragment") == "live":  # the page's script, as the message moves
+        return render_template("ui/message_live.html", m=row)
     return render_template("ui/message.html", m=row)
 
 
@@ -163,9 +226,11 @@ def edit_message(message_id):
 @login_required
 def send_now(message_id):
     """Send an open message now."""
-    def send_now(who, mid, now):
-        with ctx().db.read() as s:  # a held message is rendered again before the write
-            messages.check_send_now(s, who.team_id, mid)
-        with ctx().db.write() as s:
-            messages.send_now(s, who, mid, now)
-    return _action(message_id, send_now, "released now")
+    return _action(message_id, _send_now, "released now")
+
+
+def _send_now(who, mid, now) -> None:
+    with ctx().db.read() as s:  # a held message is rendered again before the write
+        messages.check_send_now(s, who.team_id, mid)
+    with ctx().db.write() as s:
+        messages.send_now(s, who, mid, now)

@@ -8,18 +8,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from scheduler import addresses, sanity
-from scheduler.commands import NewContact
+from scheduler.commands import ContactChange, NewContact
 from scheduler.errors import InvalidInput
 from scheduler.store import audit, lookup, queue
 from scheduler.store.audit import Actor
 from scheduler.store.db import Database
-from scheduler.store.models import Contact, Message
+from scheduler.store.models import Contact, Event, Message
 from scheduler.typed import is_zone
 
 BATCH_ROWS = 1000
@@ -70,14 +70,18 @@ class Report:
     imported: int = 0
     updated: int = 0
     rejected: list[dict] = field(default_factory=list)
+    # Rows repeating an address met earlier in the same file: merged into it (later
+    # values win, attributes merge), and named so that nobody wonders where a row went.
+    merged: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"imported": self.imported, "updated": self.updated, "rejected": self.rejected}
+        return {"imported": self.imported, "updated": self.updated, "rejected": self.rejected,
+                "merged": self.merged}
 
     def counts(self) -> dict:
         """The numbers alone (the audit log keeps no addresses)."""
         return {"imported": self.imported, "updated": self.updated,
-                "rejected": len(self.rejected)}
+                "rejected": len(self.rejected), "merged": len(self.merged)}
 
 
 def _store(session: Session, team_id: int, batch: dict[str, ContactInput],
@@ -210,6 +214,7 @@ def import_csv(db: Database, team_id: int, stream: BinaryIO, now: dt.datetime,
                            "e-mail or email address)", field="file")
     names = [h.strip() for h in header]
     batch: dict[str, ContactInput] = {}
+    first_row: dict[str, int] = {}  # each address's first row in the file
     seen = 0
     for number, fields, problem in rows:
         seen += 1
@@ -223,6 +228,11 @@ def import_csv(db: Database, team_id: int, stream: BinaryIO, now: dt.datetime,
         if problem is not None:
             report.rejected.append({"row": number, "error": problem})
         else:
+            if item.email in first_row:
+                report.merged.append({"row": number, "same_as_row": first_row[item.email],
+                                      "email": item.email})
+            else:
+                first_row[item.email] = number
             earlier = batch.get(item.email)
             if earlier is not None:
                 item.attributes = {**earlier.attributes, **item.attributes}
@@ -278,11 +288,26 @@ def _from_fields(fields: list[str], kinds: list[str], names: list[str]) -> Conta
 
 
 def list_contacts(session: Session, team_id: int, *, after: int | None = None,
-                  limit: int = 100, email: str | None = None) -> tuple[list[Contact], int | None]:
-    """Oldest first, keyset-paginated by id; returns (items, next cursor)."""
+                  limit: int = 100, email: str | None = None, q: str | None = None,
+                  attribute: str | None = None,
+                  value: str | None = None) -> tuple[list[Contact], int | None]:
+    """Oldest first, keyset-paginated by id; returns (items, next cursor).
+
+    `email` finds one address; `q` is text in the address or the name; `attribute`
+    (with an optional `value`) keeps contacts having that attribute (equal to it).
+    """
     query = select(Contact).where(Contact.team_id == team_id)
     if email:
         query = query.where(Contact.email == email.strip().lower())
+    text = (q or "").strip().lower()
+    if text:
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(Contact.email.like(like, escape="\\")
+                            | func.lower(Contact.name).like(like, escape="\\"))
+    if attribute and attribute.strip():
+        held = Contact.attributes[attribute.strip()]
+        query = query.where(held.as_string() == value if value not in (None, "")
+                            else held.is_not(None))
     if after is not None:
         query = query.where(Contact.id > after)
     rows = list(session.scalars(query.order_by(Contact.id).limit(limit + 1)))
@@ -322,6 +347,49 @@ def delete_contact(session: Session, actor: Actor, contact_id, now: dt.datetime)
     audit.record(session, actor, "deleted a contact", f"contact {contact.id}",
                  {"cancelled": len(cancelled)} if cancelled else None, now)
     return cancelled
+
+
+def change_contact(session: Session, actor: Actor, contact_id, change: ContactChange,
+                   now: dt.datetime) -> Contact:
+    """Edit a contact's name, time zone, attributes (replaced as given) or subscription."""
+    contact = get_contact(session, actor.team_id, contact_id)
+    given = change.model_dump(exclude_unset=True)
+    if "name" in given:
+        contact.name = (given["name"] or "").strip() or None
+    if "timezone" in given:
+        contact.timezone = given["timezone"]
+    if "attributes" in given:
+        contact.attributes = dict(given["attributes"] or {})
+    if given.get("subscription") and given["subscription"] != contact.subscription:
+        contact.subscription = given["subscription"]
+        contact.subscription_reason = f"set by {actor.by}"
+        contact.subscription_changed_at = now
+    contact.updated_at = now
+    session.flush()
+    audit.record(session, actor, "changed a contact", f"contact {contact.id}",
+                 {"fields": sorted(given)}, now)
+    return contact
+
+
+HISTORY_LIMIT = 50
+
+
+def history(session: Session, contact: Contact) -> dict:
+    """What happened with a contact: their latest messages, engagement totals and events."""
+    shown = list(session.scalars(select(Message).where(
+        Message.team_id == contact.team_id, Message.contact_id == contact.id)
+        .order_by(Message.created_at.desc(), Message.id.desc()).limit(HISTORY_LIMIT)))
+    totals = session.execute(select(
+        func.count(), func.coalesce(func.sum(Message.opens), 0),
+        func.coalesce(func.sum(Message.clicks), 0),
+        func.count(Message.sent_at)).where(
+        Message.team_id == contact.team_id, Message.contact_id == contact.id)).one()
+    evts = list(session.scalars(select(Event).where(
+        Event.team_id == contact.team_id, Event.email == contact.email)
+        .order_by(Event.received_at.desc()).limit(HISTORY_LIMIT)))
+    return {"messages": shown, "events": evts,
+            "totals": {"messages": totals[0], "opens": int(totals[1]),
+                       "clicks": int(totals[2]), "sent": totals[3]}}
 
 
 def get_contact(session: Session, team_id: int, contact_id) -> Contact:

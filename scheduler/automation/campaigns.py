@@ -22,8 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gmail_client.mime import make_message_id
-from scheduler.audience import contacts, guard
-from scheduler.automation import events
+from scheduler.audience import conditions as conditions_of
+from scheduler.audience import contacts, guard, segments
 from scheduler.commands import (
     HEADER_FIELDS,
     TIMING,
@@ -31,6 +31,7 @@ from scheduler.commands import (
     ContactIds,
     FollowUp,
     NewCampaign,
+    SegmentAudience,
     Variant,
 )
 from scheduler.content import attachments, live_images, templates
@@ -122,11 +123,13 @@ def _audience(session: Session, team_id: int, spec) -> tuple[list[Contact], int]
         if any(not c["field"].startswith("contact.") for c in conditions):
             raise InvalidInput("audience.filter fields must start with contact.",
                                field="audience.filter")
+    elif isinstance(spec, SegmentAudience):
+        conditions = list(segments.get_segment(session, team_id, spec.segment_id).conditions)
     rows = session.scalars(query.order_by(Contact.id).limit(MAX_AUDIENCE + 1)).all()
     if len(rows) > MAX_AUDIENCE:
         raise InvalidInput(f"the audience is larger than {MAX_AUDIENCE:,}", field="audience")
     if conditions is not None:
-        rows = [c for c in rows if events.matches(conditions, {}, c)]
+        rows = [c for c in rows if conditions_of.matches(conditions, {}, c)]
     allowed = [c for c in rows if c.subscription == "subscribed"]
     return allowed, len(rows) - len(allowed)
 

@@ -10,13 +10,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from scheduler.commands import NewMessage, NewSchedule, Origin
+from scheduler.commands import NewMessage, NewSchedule, Origin, ScheduleChange
 from scheduler.content import templates
 from scheduler.engine import messages
-from scheduler.errors import InvalidInput, NotFound
+from scheduler.errors import Conflict, InvalidInput, NotFound
 from scheduler.store import audit, lookup
 from scheduler.store.audit import Actor
-from scheduler.store.db import Database, rowcount
+from scheduler.store.db import Database, rowcount, utcnow
 from scheduler.store.models import Schedule
 from scheduler.timing.recurring import next_after
 from scheduler.typed import make
@@ -49,13 +49,83 @@ def create_schedule(session: Session, team_id: int, user_id: int | None,
 
 
 def stop_schedule(session: Session, actor: Actor, schedule_id, now: dt.datetime) -> Schedule:
-    """No further occurrences; those already queued can still be cancelled."""
+    """No further occurrences, for good; those already queued can still be cancelled."""
     schedule = get_schedule(session, actor.team_id, schedule_id)
-    if schedule.active:
-        schedule.active = False
+    if schedule.stopped_at is None:
+        schedule.active, schedule.next_at = False, None
+        schedule.stopped_at, schedule.stop_reason = now, f"stopped by {actor.by}"
         audit.record(session, actor, "stopped a recurring send", f"schedule {schedule.id}",
                      None, now)
     return schedule
+
+
+def pause_schedule(session: Session, actor: Actor, schedule_id, now: dt.datetime) -> Schedule:
+    """No occurrences until resumed (those already queued stay queued)."""
+    schedule = _open(session, actor, schedule_id, "pause")
+    if schedule.active:
+        schedule.active = False
+        audit.record(session, actor, "paused a recurring send", f"schedule {schedule.id}",
+                     None, now)
+    return schedule
+
+
+def resume_schedule(session: Session, actor: Actor, schedule_id,
+                    now: dt.datetime) -> Schedule:
+    """Occurrences again, from the next one after now: those that fell while it was
+    paused are not sent late."""
+    schedule = _open(session, actor, schedule_id, "resume")
+    if not schedule.active:
+        schedule.active = True
+        schedule.next_at = next_after(schedule.cron, schedule.timezone, now)
+        audit.record(session, actor, "resumed a recurring send", f"schedule {schedule.id}",
+                     None, now)
+    return schedule
+
+
+def change_schedule(session: Session, actor: Actor, schedule_id, change: ScheduleChange,
+                    now: dt.datetime) -> Schedule:
+    """Edit a recurring send; a new cron or zone takes effect from the next occurrence."""
+    schedule = _open(session, actor, schedule_id, "edit")
+    given = change.model_dump(exclude_unset=True, exclude_none=True)
+    cron = given.get("cron", schedule.cron).strip()
+    zone = given.get("timezone", schedule.timezone)
+    following = next_after(cron, zone, now)  # checks both (422 naming the field)
+    if (cron, zone) != (schedule.cron, schedule.timezone):
+        schedule.cron, schedule.timezone = cron, zone
+        if schedule.active:
+            schedule.next_at = following
+    for name, column in (("name", "name"), ("to", "to_addr"), ("data", "data"),
+                         ("catch_up", "catch_up")):
+        if name in given:
+            setattr(schedule, column, given[name])
+    session.flush()
+    audit.record(session, actor, "changed a recurring send", f"schedule {schedule.id}",
+                 {"fields": sorted(given)}, now)
+    return schedule
+
+
+def _open(session: Session, actor: Actor, schedule_id, action: str) -> Schedule:
+    schedule = get_schedule(session, actor.team_id, schedule_id)
+    if schedule.stopped_at is not None:
+        raise Conflict(f"cannot {action} a recurring send that was stopped", field="status")
+    return schedule
+
+
+def upcoming(schedule: Schedule, count: int = 3) -> list[dt.datetime]:
+    """Its next occurrences (none while paused or stopped)."""
+    out: list[dt.datetime] = []
+    at = schedule.next_at if schedule.active else None
+    while at is not None and len(out) < count:
+        out.append(at)
+        at = next_after(schedule.cron, schedule.timezone, at)
+    return out
+
+
+def schedule_state(schedule: Schedule) -> str:
+    """active, paused or stopped."""
+    if schedule.stopped_at is not None:
+        return "stopped"
+    return "active" if schedule.active else "paused"
 
 
 def queue_due(db: Database, now: dt.datetime,
@@ -162,7 +232,8 @@ def store_round(s: Session, planned: Round) -> int:
                     planned.stop)
         s.execute(update(Schedule).where(Schedule.id == planned.schedule_id,
                                          Schedule.next_at == planned.first)
-                  .values(active=False))
+                  .values(active=False, next_at=None, stopped_at=utcnow(),
+                          stop_reason=planned.stop))
         return 0
     moved = rowcount(s.execute(update(Schedule).where(Schedule.id == planned.schedule_id,
                                              Schedule.next_at == planned.first)
@@ -193,6 +264,7 @@ def schedule_as_dict(schedule: Schedule) -> dict:
     return {"id": schedule.id, "name": schedule.name, "cron": schedule.cron,
             "timezone": schedule.timezone, "template_id": schedule.template_id,
             "to": schedule.to_addr, "data": schedule.data, "active": schedule.active,
+            "state": schedule_state(schedule), "stop_reason": schedule.stop_reason,
             "next_at": schedule.next_at.isoformat() if schedule.next_at else None,
             "occurrences": schedule.occurrences, "catch_up": schedule.catch_up,
             "created_at": schedule.created_at.isoformat()}

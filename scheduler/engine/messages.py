@@ -247,30 +247,36 @@ def get_message(session: Session, team_id: int, message_id: str) -> Message:
     return message
 
 
-def _encode_cursor(message: Message) -> str:
-    raw = json.dumps([message.created_at.isoformat(), message.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+SORTS = ("created", "release", "release_desc")
 
 
-def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+def _encode_cursor(message: Message, sort: str = "created") -> str:
+    key: list[str | None]
+    if sort == "created":
+        key = [message.created_at.isoformat(), message.id]
+    else:  # messages with a release time, then those without (drafts) by id
+        key = [sort, message.release_at.isoformat() if message.release_at else None,
+               message.id]
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str = "created") -> tuple[dt.datetime | None, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        created, mid = json.loads(base64.urlsafe_b64decode(padded))
-        return dt.datetime.fromisoformat(created), str(mid)
-    except (ValueError, TypeError):
+        key = json.loads(base64.urlsafe_b64decode(padded))
+        if sort == "created":
+            created, mid = key
+            return dt.datetime.fromisoformat(created), str(mid)
+        kind, at, mid = key
+        if kind != sort:
+            raise ValueError(kind)
+        return (dt.datetime.fromisoformat(at) if at is not None else None), str(mid)
+    except (ValueError, TypeError, AttributeError):
         raise InvalidInput("cursor is not one this API gave out", field="cursor") from None
 
 
-def list_messages(session: Session, team_id: int, *, status: str | None = None,
-                  cursor: str | None = None, limit: int = 100,
-                  filters: dict | None = None) -> tuple[list[Message], str | None]:
-    """Newest first, keyset-paginated; returns (items, next_cursor).
-
-    `filters`: account_id, campaign_id, rule_id (ids) and q (text in the recipient or the
-    subject).
-    """
-    query = (select(Message).options(selectinload(Message.events))
-             .where(Message.team_id == team_id))
+def _filtered(team_id: int, status: str | None, filters: dict | None):
+    query = select(Message).where(Message.team_id == team_id)
     if status is not None:
         if status not in MESSAGE_STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(MESSAGE_STATUSES)}",
@@ -287,14 +293,62 @@ def list_messages(session: Session, team_id: int, *, status: str | None = None,
         query = query.where(func.lower(Message.to_addr).like(like)
                             | func.lower(func.coalesce(Message.subject, Message.subject_tpl))
                             .like(like))
-    if cursor:
-        created, mid = _decode_cursor(cursor)
-        query = query.where(tuple_(Message.created_at, Message.id) < (created, mid))
-    rows = list(session.scalars(query.order_by(Message.created_at.desc(),
-                                               Message.id.desc()).limit(limit + 1)))
+    return query
+
+
+def list_messages(session: Session, team_id: int, *, status: str | None = None,
+                  cursor: str | None = None, limit: int = 100,
+                  filters: dict | None = None,
+                  sort: str = "created") -> tuple[list[Message], str | None]:
+    """Keyset-paginated; returns (items, next_cursor).
+
+    `sort`: created (newest first), release (soonest release first) or release_desc
+    (latest first); by release, messages without a release time (drafts) come last.
+    `filters`: account_id, campaign_id, rule_id (ids) and q (text in the recipient or the
+    subject).
+    """
+    if sort not in SORTS:
+        raise InvalidInput(f"sort must be one of {', '.join(SORTS)}", field="sort")
+    query = _filtered(team_id, status, filters).options(selectinload(Message.events))
+    if sort == "created":
+        if cursor:
+            created, mid = _decode_cursor(cursor)
+            query = query.where(tuple_(Message.created_at, Message.id) < (created, mid))
+        rows = list(session.scalars(query.order_by(Message.created_at.desc(),
+                                                   Message.id.desc()).limit(limit + 1)))
+    else:
+        at, mid = _decode_cursor(cursor, sort) if cursor else (None, "")
+        rows = []
+        if not cursor or at is not None:
+            timed = query.where(Message.release_at.is_not(None))
+            if cursor:
+                timed = timed.where(tuple_(Message.release_at, Message.id) > (at, mid)
+                                    if sort == "release" else
+                                    tuple_(Message.release_at, Message.id) < (at, mid))
+            order = ((Message.release_at.asc(), Message.id.asc()) if sort == "release"
+                     else (Message.release_at.desc(), Message.id.desc()))
+            rows = list(session.scalars(timed.order_by(*order).limit(limit + 1)))
+        if len(rows) <= limit:  # then the drafts, by id
+            untimed = query.where(Message.release_at.is_(None))
+            if cursor and at is None:
+                untimed = untimed.where(Message.id > mid)
+            rows += list(session.scalars(untimed.order_by(Message.id)
+                                         .limit(limit + 1 - len(rows))))
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, (_encode_cursor(rows[-1]) if more and rows else None)
+    return rows, (_encode_cursor(rows[-1], sort) if more and rows else None)
+
+
+def status_counts(session: Session, team_id: int, filters: dict | None = None) -> dict:
+    """How many of the team's messages are in each status (with the same filters as the
+    list), and in all."""
+    query = _filtered(team_id, None, filters).with_only_columns(
+        Message.status, func.count()).group_by(Message.status)
+    counts = {st: 0 for st in MESSAGE_STATUSES}
+    for st, n in session.execute(query):
+        counts[st] = n
+    counts["all"] = sum(counts.values())
+    return counts
 
 
 def _not_open(message: Message, action: str) -> Conflict:

@@ -313,7 +313,8 @@ class Event(Base):
 
     __tablename__ = "event"
     __table_args__ = (UniqueConstraint("team_id", "external_id", name="uq_event_team_external"),
-                      Index("ix_event_pending", "status", "claimed_until"))
+                      Index("ix_event_pending", "status", "claimed_until"),
+                      Index("ix_event_team_email", "team_id", "email", "received_at"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(200))
@@ -351,8 +352,27 @@ class Schedule(Base):
     # "latest" sends only the most recent one, "all" sends each, "hold" holds them.
     catch_up: Mapped[str] = mapped_column(String(10), default="latest",
                                           server_default="latest")
+    # active False and stopped_at None: paused (resuming picks up from then);
+    # stopped_at set: ended for good, with why (a person, or its template was deleted).
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column()
+    stop_reason: Mapped[str | None] = mapped_column(Text)
     occurrences: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Segment(Base):
+    """A saved audience: a name and conditions on contact fields (the rules' shape,
+    fields starting with contact.), usable by campaigns and compose."""
+
+    __tablename__ = "segment"
+    __table_args__ = (UniqueConstraint("team_id", "name", name="uq_segment_team_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id",
+                                                              ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -474,6 +494,10 @@ class Message(Base):
         Index("ix_message_due", "status", "release_at"),
         Index("ix_message_account_sent", "account_id", "sent_at"),
         Index("ix_message_team_created", "team_id", "created_at", "id"),
+        # The queue page: by release time, all of them or one status's tab.
+        Index("ix_message_team_release", "team_id", "release_at", "id"),
+        Index("ix_message_team_status_release", "team_id", "status", "release_at", "id"),
+        Index("ix_message_team_contact", "team_id", "contact_id"),
         Index("ix_message_thread", "gmail_thread_id"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
