@@ -110,11 +110,14 @@ def _json_errors_under_api(app: Flask) -> None:
         if request.path.startswith("/api/"):
             from app.api import http_error
             return http_error(exc)
+        from flask import render_template
+        if request.path.startswith(("/t/c/", "/u/")) and exc.code == 404:
+            # Recipients follow these links: a page of theirs, not the app's.
+            return render_template("ui/link_error.html"), 404
         if request.path.startswith(("/t/", "/amp/", "/sandbox-google")) or (
                 exc.code or 500) < 400:
             return exc
         # A page for each HTTP error, in the app's own layout.
-        from flask import render_template
         allow = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
         return render_template("ui/error.html", code=exc.code,
                                message=exc.description or exc.name), exc.code, allow

@@ -24,8 +24,11 @@ from gmail_client.oauth import (
     start_authorization,
 )
 from scheduler.audience import teams
-from scheduler.audience.accounts import sign_in
+from scheduler.audience.accounts import connect_account, sign_in
 from scheduler.delivery.notifications import PushNotifications, watch_account
+from scheduler.errors import DomainError
+from scheduler.store.audit import Actor
+from scheduler.store.audit import record as audit_entry
 from scheduler.store.db import utcnow
 from scheduler.store.models import Team, User
 
@@ -95,6 +98,10 @@ def login():
         flash(f"Google sign-in is not set up: {exc}", "error")
         return redirect(url_for("ui.queue.home"))
     session["oauth"] = {"state": start.state, "code_verifier": start.code_verifier}
+    if request.args.get("connect") and "user_id" in session:
+        # Another mailbox for the member signed in, in the team they work in: not a
+        # sign-in as that address (which would be another user with an empty team).
+        session["oauth"]["connect"] = [session["user_id"], session["team_id"]]
     return redirect(start.url)
 
 
@@ -140,6 +147,8 @@ def callback():
         log.warning("action=signin_failed class=%s", type(exc).__name__)
         flash(f"Google sign-in failed: {exc}", "error")
         return redirect(url_for("ui.queue.home"))
+    if pending.get("connect") and pending["connect"][0] == session.get("user_id"):
+        return _connected(address, creds, granted, send_as, *pending["connect"])
     with c.db.write() as s:
         who = sign_in(s, c.cipher, email=address,
                       token_info=credentials_to_info(creds), scopes=granted, now=utcnow(),
@@ -170,6 +179,29 @@ def callback():
     flash(f"Connected {who.email}." + (" Not granted: " + "; ".join(missing) + "."
                                         if missing else ""), "warning" if missing else "ok")
     return redirect(url_for("ui.queue.home"))
+
+
+def _connected(address: str, creds, granted: list[str], send_as, user_id: int, team_id: int):
+    """The end of "Connect another Gmail account": the mailbox joins the member's accounts."""
+    c = ctx()
+    try:
+        with c.db.write() as s:
+            account = connect_account(s, c.cipher, user_id=user_id, team_id=team_id,
+                                      email=address, token_info=credentials_to_info(creds),
+                                      scopes=granted, now=utcnow(), send_as=send_as)
+            account_id = account.id
+            audit_entry(s, Actor(team_id, user_id, "web"), "connected a Gmail account",
+                        f"account {account_id}", None, utcnow())
+    except DomainError as exc:
+        flash(f"Not connected: {exc.message}", "error")
+        return redirect(url_for("ui.settings.accounts_page"))
+    if PushNotifications.configured(c.settings):
+        try:
+            watch_account(c.db, c.settings, c.gmail, account_id, utcnow())
+        except Exception:  # noqa: BLE001 - never a reason for connecting to fail
+            log.exception("action=watch_at_connect_failed account=%s", account_id)
+    flash(f"Connected {address}: you can send from it in this team.", "ok")
+    return redirect(url_for("ui.settings.accounts_page"))
 
 
 @bp.post("/logout")

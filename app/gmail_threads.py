@@ -80,6 +80,18 @@ def one(team_id: int, user_id: int, account_id, thread_id: str):
     return account, thread
 
 
+def read(team_id: int, user_id: int, account_id, thread_id: str):
+    """(account, thread, its latest messages in full) for the reply page."""
+    account, service = mailbox(team_id, user_id, account_id)
+    try:
+        thread = replies.read_thread(service, account, thread_id)
+        said = replies.read_conversation(service, account, thread_id)
+    except GmailError as exc:
+        raise drafts.gmail_failure(exc, "thread", "thread_id") from None
+    _after(account, service)
+    return account, thread, said
+
+
 def reply(team_id: int, user_id: int, account_id, thread_id: str, command: ThreadReply,
           form_key: tuple[str, str] | None = None, unless_reply: bool = False):
     """Queue a reply in the thread and return its API form; 422 naming the field when the

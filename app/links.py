@@ -148,7 +148,8 @@ def unsubscribe_page(token):
         address = parseaddr(message.to_addr)[1]
         state = subscription_of(s, message.team_id, address)
     return render_template("ui/unsubscribe.html", address=address, done=False,
-                           already=state is not None and state[0] != "subscribed")
+                           already=state is not None and state[0] != "subscribed",
+                           **_sender(message.from_addr))
 
 
 @bp.post("/u/<token>")
@@ -165,9 +166,17 @@ def unsubscribe(token):
         if message is None:
             abort(404)
         address = parseaddr(message.to_addr)[1]
+        sender = _sender(message.from_addr)
     if one_click:
         return "", 200
-    return render_template("ui/unsubscribe.html", address=address, done=True, already=False)
+    return render_template("ui/unsubscribe.html", address=address, done=True, already=False,
+                           **sender)
+
+
+def _sender(from_addr: str | None) -> dict:
+    """Who the recipient knows the mail from: the From display name, else its address."""
+    name, address = parseaddr(from_addr or "")
+    return {"sender_name": name or address or "the sender", "sender_address": address}
 
 
 def _amp_cors(resp: Response, sender: str) -> Response | None:

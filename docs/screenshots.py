@@ -80,7 +80,10 @@ def main() -> None:
                  "replies": "/replies", "reply": f"/replies/1/{thread}",
                  "templates": "/templates", "preview": "/templates/1", "contacts": "/contacts",
                  "rules": "/rules", "campaigns": "/campaigns", "accounts": "/accounts",
-                 "team": "/team", "settings": "/settings"}
+                 "team": "/team", "settings": "/settings", "schedules": "/schedules",
+                 "contact": "/contacts/25",
+                 "message": "/messages/" + api.get(base + "/api/v1/messages?limit=1").json()[
+                     "items"][0]["id"]}
         for name, path in shots.items():
             page.goto(base + path)
             if name == "dashboard":
@@ -95,6 +98,15 @@ def main() -> None:
                 page.locator("[data-preview]").scroll_into_view_if_needed()
                 page.wait_for_timeout(300)
             page.screenshot(path=str(OUT / f"{name}.png"), full_page=False)
+            print("wrote", OUT / f"{name}.png")
+        # The same app on a phone: the menu folds, tables keep their labels.
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                    device_scale_factor=2, timezone_id="Europe/Paris")
+        phone.add_cookies(page.context.cookies())
+        small = phone.new_page()
+        for name, path in (("queue-phone", "/"), ("contacts-phone", "/contacts")):
+            small.goto(base + path)
+            small.screenshot(path=str(OUT / f"{name}.png"), full_page=False)
             print("wrote", OUT / f"{name}.png")
         browser.close()
     worker.stop()
@@ -132,6 +144,12 @@ def _data(api, base: str, google: str) -> None:
         "send_at": (utcnow() + dt.timedelta(days=2)).isoformat()})
     api.post(base + "/api/v1/messages", json={
         "to": "reader2@example.org", "subject": "Your invoice", "html": "<p>{{ missing }}</p>"})
+    api.post(base + "/api/v1/schedules", json={
+        "name": "Monday digest", "cron": "0 9 * * mon", "timezone": "Europe/Paris",
+        "template_id": welcome["id"], "to": "Grace Hopper <grace@example.org>"})
+    api.post(base + "/api/v1/segments", json={
+        "name": "Pro plan", "conditions": [{"field": "contact.plan", "op": "equals",
+                                            "value": "pro"}]})
     api.post(base + "/api/v1/team/invitations", json={"email": "bob@example.com",
                                                       "role": "member", "send_email": False})
     requests.post(google + "/sandbox/api/deliver", json={"owner": "ada@example.com", "raw": (

@@ -297,6 +297,10 @@ class GmailService:
         return self._read(self._threads.get(userId="me", id=thread_id, format="metadata",
                                             metadataHeaders=list(headers) or None))
 
+    def get_conversation(self, thread_id: str) -> dict:
+        """threads.get with each message in full (headers and body parts)."""
+        return self._read(self._threads.get(userId="me", id=thread_id, format="full"))
+
     def watch(self, topic: str, label_ids: tuple[str, ...] = ("INBOX",)) -> dict:
         """users.watch: Gmail publishes to `topic` when a message with one of `label_ids`
         changes (INBOX: what arrives, not our own sends, which would spend the mailbox's

@@ -9,7 +9,7 @@ import time
 from flask import Blueprint, g, jsonify, request
 from sqlalchemy import select
 
-from app import actor, ctx, idempotent
+from app import actor, audit, ctx, idempotent
 from app.api import require_token, responses
 from app.api.endpoint import json_object, route
 from app.audit import changes_nothing
@@ -227,7 +227,8 @@ def rotate_webhook_secret():
 
 
 @route(bp, "POST", "/rules", body=commands.NewRule | commands.RuleSeed, body_kind="raw",
-       answers={201: responses.Rule | responses.Page[responses.Rule]}, role="member")
+       answers={201: responses.Rule | responses.Page[responses.Rule],
+                200: responses.Page[responses.Rule]}, role="member")
 def create_rule():
     """A rule, or a ready-made set of them with {"seed": key}.
     When `event` arrives (and `conditions` hold), queue `template_id` after
@@ -240,8 +241,10 @@ def create_rule():
         with c.db.write() as s:
             made = events.seed_rules(s, g.team_id, g.user_id, seed.seed,
                                      c.settings.content_hosts, utcnow(), actor())
+            if not made:  # the set was added before: its rules are not made twice
+                audit.skip()
             return jsonify({"items": [events.rule_as_dict(r) for r in made],
-                            "next_cursor": None}), 201
+                            "next_cursor": None}), 201 if made else 200
     command = parse(commands.NewRule, body)
     with c.db.write() as s:
         rule = events.create_rule(s, g.team_id, command, utcnow(), actor())
@@ -333,9 +336,7 @@ def get_schedule(schedule_id):
        role="member")
 def stop_schedule(schedule_id):
     """Stop a schedule (no further occurrences; queued ones can still be cancelled)."""
-    with ctx().db.write() as s:
-        found = schedules.stop_schedule(s, actor(), schedule_id, utcnow())
-        return jsonify(schedules.schedule_as_dict(found))
+    return jsonify(_schedule_action(schedule_id, schedules.stop_schedule))
 
 
 @route(bp, "PATCH", "/schedules/<schedule_id>", body=commands.ScheduleChange,
@@ -347,22 +348,28 @@ def change_schedule(schedule_id, body: commands.ScheduleChange):
         return jsonify(schedules.schedule_as_dict(found))
 
 
+def _schedule_action(schedule_id, action) -> dict:
+    """Pause, resume or stop; a second call is answered alike and changes nothing."""
+    with ctx().db.write() as s:
+        before = schedules.schedule_state(schedules.get_schedule(s, g.team_id, schedule_id))
+        out = schedules.schedule_as_dict(action(s, actor(), schedule_id, utcnow()))
+    if out["state"] == before:
+        audit.skip()
+    return out
+
+
 @route(bp, "POST", "/schedules/<schedule_id>/pause", answers={200: responses.Schedule},
        role="member")
 def pause_schedule(schedule_id):
     """Pause a schedule: no occurrences until it is resumed."""
-    with ctx().db.write() as s:
-        return jsonify(schedules.schedule_as_dict(
-            schedules.pause_schedule(s, actor(), schedule_id, utcnow())))
+    return jsonify(_schedule_action(schedule_id, schedules.pause_schedule))
 
 
 @route(bp, "POST", "/schedules/<schedule_id>/resume", answers={200: responses.Schedule},
        role="member")
 def resume_schedule(schedule_id):
     """Resume a paused schedule from its next occurrence after now."""
-    with ctx().db.write() as s:
-        found = schedules.resume_schedule(s, actor(), schedule_id, utcnow())
-        out = schedules.schedule_as_dict(found)
+    out = _schedule_action(schedule_id, schedules.resume_schedule)
     ctx().wake_worker()
     return jsonify(out)
 

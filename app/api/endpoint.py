@@ -74,9 +74,11 @@ def json_object() -> dict:
 
 
 def read_query(model: type[BaseModel]):
-    """The query string as `model`: 422 naming the parameter."""
+    """The query string as `model`: 422 naming the parameter. An empty parameter
+    (`?campaign_id=`, as a form's "any" choice sends it) is one not given."""
     try:
-        return model.model_validate({k: request.args.get(k) for k in request.args})
+        return model.model_validate({k: v for k in request.args
+                                     if (v := request.args.get(k)) != ""})
     except ValidationError as exc:
         raise refusal(exc) from None
 

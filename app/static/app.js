@@ -16,6 +16,28 @@
     });
   }
 
+  // Tables that turn into cards on phones: a cell without its column's name gets it.
+  function labelCells(scope) {
+    (scope || document).querySelectorAll("table.queue").forEach(function (table) {
+      var names = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) { return th.textContent.trim(); });
+      table.querySelectorAll("tbody tr").forEach(function (tr) {
+        Array.prototype.forEach.call(tr.children, function (td, i) {
+          if (!td.hasAttribute("data-label") && names[i] && td.colSpan === 1 && td.textContent.trim()) { td.setAttribute("data-label", names[i]); }
+        });
+      });
+    });
+  }
+  labelCells();
+  // A table wider than the screen scrolls sideways: reachable by keyboard too.
+  document.querySelectorAll(".table-wrap:not([tabindex])").forEach(function (wrap) {
+    if (wrap.scrollWidth > wrap.clientWidth + 1) {
+      wrap.tabIndex = 0;
+      wrap.setAttribute("role", "region");
+      var caption = wrap.querySelector("caption");
+      wrap.setAttribute("aria-label", caption ? caption.textContent.trim() : "Table");
+    }
+  });
+
   // -- times in the viewer's zone, with the zone named --------------------------------
   var TIME_FORMAT = {weekday: "short", day: "numeric", month: "short", year: "numeric",
                      hour: "2-digit", minute: "2-digit", timeZoneName: "short"};
@@ -113,31 +135,34 @@
   document.querySelectorAll("[data-live]").forEach(function (region) {
     if (!window.fetch) { return; }
     var every = parseInt(region.getAttribute("data-live-every"), 10) || 5000;
-    var last = null;
     function busy() {
       return document.hidden || (dialog && dialog.open) ||
-        region.contains(document.activeElement) && document.activeElement !== document.body ||
-        region.querySelector("details[open]");
+        (region.contains(document.activeElement) && document.activeElement !== document.body) ||
+        !!region.querySelector("details[open]");
     }
     function tick() {
       if (busy()) { window.setTimeout(tick, every); return; }
-      fetch(region.getAttribute("data-live"), {credentials: "same-origin", headers: {"Accept": "text/html"}})
-        .then(function (resp) { return resp.ok ? resp.text() : null; })
-        .then(function (html) {
-          if (html !== null && html !== last && !busy()) {
-            if (last !== null) {
-              var checked = Array.prototype.map.call(region.querySelectorAll("input[name=message_id]:checked"), function (b) { return b.value; });
-              region.innerHTML = html;
-              checked.forEach(function (v) {
-                var box = region.querySelector("input[name=message_id][value=\"" + v + "\"]");
-                if (box) { box.checked = true; }
-              });
-              localizeTimes(region);
-              bindBulk(region);
-              region.setAttribute("data-live-updated", String(Date.now()));
-            }
-            last = html;
-          }
+      fetch(region.getAttribute("data-live"), {credentials: "same-origin", cache: "no-store",
+                                               headers: {"Accept": "text/html"}})
+        .then(function (resp) {
+          if (!resp.ok) { return null; }
+          var version = resp.headers.get("X-Live-Version");
+          if (!version || version === region.getAttribute("data-live-version")) { return null; }
+          return resp.text().then(function (html) { return {html: html, version: version}; });
+        })
+        .then(function (fresh) {
+          if (!fresh || busy()) { return; }
+          var checked = Array.prototype.map.call(region.querySelectorAll("input[name=message_id]:checked"), function (b) { return b.value; });
+          region.innerHTML = fresh.html;
+          region.setAttribute("data-live-version", fresh.version);
+          checked.forEach(function (v) {
+            var box = region.querySelector("input[name=message_id][value=\"" + v + "\"]");
+            if (box) { box.checked = true; }
+          });
+          localizeTimes(region);
+          labelCells(region);
+          bindBulk(region);
+          region.setAttribute("data-live-updated", String(Date.now()));
         })
         .catch(function () { /* the next round tries again */ })
         .then(function () { window.setTimeout(tick, every); });
@@ -178,6 +203,7 @@
     var counter = campaign.getAttribute("data-count-url");
     function audienceForm() {
       var f = document.createElement("form");
+      f.appendChild(campaign.querySelector("[name=csrf_token]").cloneNode());
       var seg = campaign.querySelector("[name=segment_id]");
       var input = document.createElement("input");
       input.name = "segment_id";

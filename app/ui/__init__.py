@@ -99,6 +99,49 @@ def pretty_filter(value, indent: int | None = 2) -> str:
     return json.dumps(value, indent=indent, ensure_ascii=False, sort_keys=False)
 
 
+SCOPE_WORDS = (("gmail.send", "send"), ("gmail.readonly", "read (replies, bounces)"),
+               ("gmail.compose", "drafts"), ("gmail.modify", "read and label"),
+               ("userinfo.email", "your address"))
+
+
+@bp.app_template_filter("access_words")
+def access_words(scopes) -> str:
+    """Granted OAuth scopes as what they let mailrelease do ("send, read, drafts")."""
+    given = " ".join(scopes) if isinstance(scopes, (list, tuple)) else str(scopes or "")
+    words = [word for key, word in SCOPE_WORDS if key in given]
+    return ", ".join(words) or "none"
+
+
+@bp.app_template_filter("origin_words")
+def origin_words(origin) -> str:
+    """Where a template came from, in words."""
+    if not isinstance(origin, str) or not origin:
+        return "written here"
+    kind, _, key = origin.partition(":")
+    return {"starter": f"starter ({key.replace('-', ' ')})",
+            "gmail-draft": "a Gmail draft"}.get(kind, origin)
+
+
+_TARGETS = {"template": ("ui.content.template_page", "template_id"),
+            "contact": ("ui.contacts.contact_page", "contact_id"),
+            "campaign": ("ui.queue.home", "campaign_id"), "rule": ("ui.queue.home", "rule_id"),
+            "schedule": ("ui.schedules.schedules_page", None),
+            "segment": ("ui.contacts.contacts_page", None)}
+
+
+@bp.app_template_filter("target_link")
+def target_link(target):
+    """An audit entry's object ("template 3") as a link to it, where there is a page."""
+    from flask import url_for
+    from markupsafe import Markup
+    kind, _, number = (target or "").partition(" ")
+    if kind not in _TARGETS or not number.isdigit():
+        return target or ""
+    endpoint, arg = _TARGETS[kind]
+    href = url_for(endpoint, **({arg: int(number)} if arg else {}))
+    return Markup('<a href="{}">{}</a>').format(href, target)
+
+
 @bp.app_template_filter("person")
 def person_filter(value) -> str:
     """An address header as people read it: `Katherine "Kat" Johnson <kat@example.org>`,

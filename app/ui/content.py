@@ -81,6 +81,16 @@ def add_starter():
     return redirect(url_for("ui.content.template_page", template_id=tid))
 
 
+def _sample_data(origin) -> str:
+    """A starter's sample data (JSON), so that its preview works before any contact has
+    the fields it uses; "" for other templates."""
+    key = origin.removeprefix("starter:") if isinstance(origin, str) else ""
+    if not key or key == origin:
+        return ""
+    found = starters.starters().get(key)
+    return json.dumps(found["sample_data"], indent=2, ensure_ascii=False) if found else ""
+
+
 @bp.get("/templates/drafts")
 @login_required
 def drafts_page():
@@ -204,6 +214,7 @@ def template_page(template_id):
                                    message="No such template in your team."), 404
         values["sources"] = json.dumps(values["sources"], indent=2, ensure_ascii=False)
         values = {k: ("" if v is None else v) for k, v in values.items()}
+        values["preview_data"] = _sample_data(values.get("origin"))
     with c.db.read() as s:
         # The first contacts to pick from; any other address can be typed.
         people = [(x.email, x.name) for x in contacts.list_contacts(s, g.team_id, limit=200)[0]]

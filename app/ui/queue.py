@@ -2,10 +2,12 @@
 actions on one message (cancel, edit, send now)."""
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
@@ -102,10 +104,22 @@ def queue_page():
     page = {"rows": rows, "next_cursor": cursor, "status": status or "all", "sort": sort,
             "counts": counts, "filters": filters, "tabs": TABS, "params": queue_params,
             "first_page": not request.args.get("cursor")}
+    live = _live_part("ui/queue_live.html", **page)
     if request.args.get("fragment") == "rows":
-        return render_template("ui/queue_live.html", **page)
+        return live
     return render_template("ui/queue.html", accounts=sender_accounts(g.team_id),
-                           campaigns=campaigns, rules=rules, sorts=SORT_NAMES, **page)
+                           campaigns=campaigns, rules=rules, sorts=SORT_NAMES,
+                           live=live, **page)
+
+
+def _live_part(template: str, **values) -> Response:
+    """The part of a page its script refreshes, with a version (a digest of what it shows)
+    that the script compares to decide whether anything moved."""
+    html = render_template(template, **values)
+    response = Response(html, mimetype="text/html")
+    response.headers["X-Live-Version"] = hashlib.sha256(html.encode()).hexdigest()[:16]
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/messages/bulk")
@@ -155,9 +169,10 @@ def message_page(message_id):
     except DomainError:
         return render_template("ui/error.html", code=404,
                                message="No such message in your team."), 404
+    live = _live_part("ui/message_live.html", m=row)
     if request.args.get("fragment") == "live":  # the page's script, as the message moves
-        return render_template("ui/message_live.html", m=row)
-    return render_template("ui/message.html", m=row)
+        return live
+    return render_template("ui/message.html", m=row, live=live)
 
 
 

@@ -82,13 +82,14 @@ def thread_page(account_id, thread_id):
                   "Reply saved but held: see why below.", "ok")
             return redirect(url_for("ui.queue.message_page", message_id=out["id"]))
     try:
-        account, thread = threads.one(g.team_id, g.user_id, account_id, thread_id)
+        account, thread, said = threads.read(g.team_id, g.user_id, account_id, thread_id)
     except DomainError as exc:
         return render_template("ui/error.html", code=exc.status, message=exc.message), \
             exc.status
     addresses = [{"email": account.email, "name": account.display_name or ""}] + [
         a for a in account.send_as or () if a["email"] != account.email.lower()]
     return render_template("ui/reply.html", thread=thread, account=account, form=form,
+                           conversation=said,
                            saved=_saved_replies(), addresses=addresses,
                            error_field=error_field), 422 if error_field else 200
 

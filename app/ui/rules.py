@@ -57,7 +57,10 @@ def rules_page():
                 if form.get("seed"):
                     made = events.seed_rules(s, g.team_id, g.user_id, form["seed"],
                                              c.settings.content_hosts, utcnow(), actor())
-                    done = f"Added {len(made)} rule{'s' if len(made) != 1 else ''}."
+                    done = (f"Added {len(made)} rule{'s' if len(made) != 1 else ''}." if made
+                            else "This set's rules are all there already: nothing added.")
+                    if not made:
+                        audit.skip()
                 else:
                     rule = events.create_rule(s, g.team_id, _rule(form), utcnow(), actor())
                     done = f"Rule “{rule.name}” added."

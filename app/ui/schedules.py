@@ -37,14 +37,20 @@ def schedules_page():
 def _act(schedule_id, action, done: str):
     try:
         with ctx().db.write() as s:
-            action(s, actor(), schedule_id, utcnow())
+            before = schedules.schedule_state(schedules.get_schedule(s, g.team_id,
+                                                                     schedule_id))
+            after = schedules.schedule_state(action(s, actor(), schedule_id, utcnow()))
     except DomainError as exc:
         audit.skip()
         not_found(exc)
         flash(exc.message, "error")
     else:
-        flash(done, "ok")
-        ctx().wake_worker()
+        if after == before:  # a second click, or another tab did it first
+            audit.skip()
+            flash(f"It was {after} already.", "ok")
+        else:
+            flash(done, "ok")
+            ctx().wake_worker()
     return redirect(url_for("ui.schedules.schedules_page"))
 
 

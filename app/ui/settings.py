@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import actor, audit, ctx
 from app.auth import login_required
@@ -14,7 +14,8 @@ from scheduler.automation import events
 from scheduler.errors import DomainError
 from scheduler.store import lookup
 from scheduler.store.db import utcnow
-from scheduler.store.models import ApiToken, GmailAccount, Team, User
+from scheduler.store.models import ApiToken, GmailAccount, Message, Team, User
+from scheduler.store.queue import OPEN_STATUSES
 
 bp = Blueprint("settings", __name__)
 
@@ -28,6 +29,11 @@ def accounts_page():
     with c.db.read() as s:
         rows = accounts.account_states(s, g.team_id, g.user_id, c.settings.daily_cap,
                                        utcnow())
+        waiting = dict(s.execute(select(Message.account_id, func.count()).where(
+            Message.team_id == g.team_id, Message.status.in_(OPEN_STATUSES))
+            .group_by(Message.account_id)).all())
+    for row in rows:
+        row["open_count"] = waiting.get(row["id"], 0)
     return render_template("ui/accounts.html", rows=rows,
                            manage=g.role in teams.CAN_MANAGE)
 

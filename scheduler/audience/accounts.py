@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from scheduler.audience import guard, teams
+from scheduler.errors import Conflict
 from scheduler.store import audit, queue
 from scheduler.store.audit import Actor
 from scheduler.store.crypto import TokenCipher
@@ -47,6 +48,18 @@ def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: di
     team_id = user.personal_team_id
     if team_id is None:  # every user is made with a personal team
         raise LookupError(f"user {user.id} has no personal team")
+    account = _grant(session, cipher, email=email, token_info=token_info, scopes=scopes,
+                     now=now, owner=(team_id, user.id), display_name=display_name,
+                     send_as=send_as)
+    return SignedIn(user.id, team_id, account.id, email, created, joined)
+
+
+def _grant(session: Session, cipher: TokenCipher, *, email: str, token_info: dict,
+           scopes: list[str], now: dt.datetime, owner: tuple[int, int],
+           display_name: str | None, send_as: list[dict] | None) -> GmailAccount:
+    """Store a mailbox's new grant: a new account of `owner` (team, user), or the known
+    account reconnected (what waited for it goes out)."""
+    team_id, user_id = owner
     account = session.scalar(select(GmailAccount).where(GmailAccount.email == email))
     if account is not None and not token_info.get("refresh_token"):
         # Google omits the refresh token on a repeat consent; keep the one we have.
@@ -54,7 +67,7 @@ def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: di
         token_info = {**token_info, "refresh_token": old.get("refresh_token")}
     blob = cipher.encrypt(token_info)
     if account is None:
-        account = GmailAccount(team_id=team_id, user_id=user.id, email=email,
+        account = GmailAccount(team_id=team_id, user_id=user_id, email=email,
                                display_name=display_name, token_blob=blob,
                                scopes=" ".join(scopes), status="connected", created_at=now,
                                updated_at=now, send_as=send_as)
@@ -71,7 +84,21 @@ def sign_in(session: Session, cipher: TokenCipher, *, email: str, token_info: di
         # What waited for this reconnection goes out now.
         queue.release_held(session, account.id, "reconnect", now,
                            f"{email} reconnected")
-    return SignedIn(user.id, team_id, account.id, email, created, joined)
+    return account
+
+
+def connect_account(session: Session, cipher: TokenCipher, *, user_id: int, team_id: int,
+                    email: str, token_info: dict, scopes: list[str], now: dt.datetime,
+                    send_as: list[dict] | None = None) -> GmailAccount:
+    """Add another mailbox to a signed-in member (in the team they work in), without
+    signing them in as its address; Conflict when another member connected it already."""
+    email = email.strip().lower()
+    known = session.scalar(select(GmailAccount).where(GmailAccount.email == email))
+    if known is not None and known.user_id != user_id:
+        raise Conflict(f"{email} is connected by another user; they can share it with the "
+                       f"team from their Accounts page", field="account")
+    return _grant(session, cipher, email=email, token_info=token_info, scopes=scopes,
+                  now=now, owner=(team_id, user_id), display_name=None, send_as=send_as)
 
 
 def save_refreshed_token(session: Session, cipher: TokenCipher, account_id: int,

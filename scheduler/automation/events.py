@@ -495,8 +495,15 @@ def seed_rules(session: Session, team_id: int, user_id: int | None, key: str,
                 command=make(NewTemplate, **starters.template_body(starter)))
             session.flush()
         body = {k: v for k, v in spec.items() if k != "starter"}
-        made.append(create_rule(session, team_id, make(NewRule, **body,
-                                                       template_id=template.id), now))
-    audit.record(session, actor, "added a ready-made rule set", f"seed {key}",
-                 {"rules": [r.id for r in made]}, now)
+        rule = make(NewRule, **body, template_id=template.id)
+        # Added twice, a set would send two of each: a rule it already made is kept.
+        if session.scalar(select(Rule.id).where(
+                Rule.team_id == team_id, Rule.event == rule.event,
+                Rule.template_id == template.id,
+                Rule.name == (rule.name or rule.event.strip()[:200]))) is not None:
+            continue
+        made.append(create_rule(session, team_id, rule, now))
+    if made:
+        audit.record(session, actor, "added a ready-made rule set", f"seed {key}",
+                     {"rules": [r.id for r in made]}, now)
     return made

@@ -3,6 +3,7 @@ the same thread (threadId, In-Reply-To, References, the "Re:" subject) personali
 the customer's name and the thread's subject."""
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import asdict, dataclass
 from email.headerregistry import Address
@@ -11,6 +12,7 @@ from email.utils import formataddr, getaddresses, parseaddr
 from gmail_client.api import GmailService
 from scheduler import addresses
 from scheduler.commands import NewMessage, ThreadReply
+from scheduler.content.personalize import html_to_text
 from scheduler.content.templates import REPLY_SUBJECT
 from scheduler.engine.threads import own_addresses
 from scheduler.errors import InvalidInput
@@ -115,11 +117,63 @@ def recent_threads(service: GmailService, account: GmailAccount, query: str = ""
     return [summarize(service.get_thread(t["id"], HEADERS), own) for t in found]
 
 
+def read_conversation(service: GmailService, account: GmailAccount, thread_id: str) -> list[dict]:
+    """The thread's latest messages in full, for whoever answers it to read."""
+    if not isinstance(thread_id, str) or not GMAIL_ID.fullmatch(thread_id):
+        raise InvalidInput("thread_id is not a Gmail thread id", field="thread_id")
+    return conversation(service.get_conversation(thread_id), own_addresses(account))
+
+
 def read_thread(service: GmailService, account: GmailAccount, thread_id: str) -> Thread:
     """One thread of the mailbox (404 from Gmail when it is not there)."""
     if not isinstance(thread_id, str) or not GMAIL_ID.fullmatch(thread_id):
         raise InvalidInput("thread_id is not a Gmail thread id", field="thread_id")
     return summarize(service.get_thread(thread_id, HEADERS), own_addresses(account))
+
+
+MAX_SHOWN_MESSAGES = 10
+MAX_SHOWN_CHARS = 20_000
+
+
+def _part_text(part: dict) -> tuple[str, str] | None:
+    """(kind, text) of the first text/plain (else text/html) part of a full payload."""
+    found: dict[str, str] = {}
+    stack = [part]
+    while stack:
+        node = stack.pop(0)
+        mime = (node.get("mimeType") or "").lower()
+        if mime.startswith("multipart/"):
+            stack.extend(node.get("parts") or [])
+            continue
+        data = (node.get("body") or {}).get("data")
+        if mime in ("text/plain", "text/html") and data and mime not in found:
+            raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+            found[mime] = raw.decode("utf-8", "replace")
+    if "text/plain" in found:
+        return "text", found["text/plain"]
+    if "text/html" in found:
+        return "html", found["text/html"]
+    return None
+
+
+def conversation(resource: dict, own: set[str]) -> list[dict]:
+    """The thread's latest messages as people read them: who, when, whether it is ours,
+    and the text (the HTML part reduced to text when there is no plain one)."""
+    out = []
+    for message in (resource.get("messages") or [])[-MAX_SHOWN_MESSAGES:]:
+        heads = _headers(message)
+        name, addr = parseaddr(heads.get("from", ""))
+        body = _part_text(message.get("payload") or {})
+        text = message.get("snippet", "")
+        if body is not None:
+            kind, text = body
+            if kind == "html":
+                text = html_to_text(text)
+        out.append({"from_name": " ".join(name.split())[:200], "from": addr.lower(),
+                    "ours": addr.lower() in own,
+                    "at_ms": int(message.get("internalDate", 0) or 0),
+                    "text": text.strip()[:MAX_SHOWN_CHARS]})
+    return out
 
 
 def reply_data(thread: Thread) -> dict:

@@ -3,45 +3,8 @@ the sandbox Google over real HTTP. Every page must load without console errors (
 Content-Security-Policy included)."""
 from __future__ import annotations
 
-import shutil
-
-import pytest
-from playwright.sync_api import sync_playwright
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture
-def page():
-    """A fresh browser page; fails the test on any console error or page error."""
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        context = browser.new_context(viewport={"width": 1100, "height": 900})
-        tab = context.new_page()
-        # A test that opens an error page on purpose lists its URL in tab.expected.
-        tab.expected = []
-        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" and not (
-            tab.expected and "the server responded with a status of 404" in m.text) else None)
-        tab.on("pageerror", lambda e: errors.append(str(e)))
-        tab.on("response", lambda r: errors.append(f"{r.status} {r.url}")
-               if r.status >= 400 and not any(x in r.url for x in tab.expected) else None)
-        tab.set_default_timeout(15_000)
-        yield tab
-        browser.close()
-    assert errors == [], errors
-
-
-def _nav(page, name: str) -> None:
-    page.get_by_role("navigation", name="Main").get_by_role("link", name=name).click()
-
-
-def _sign_in(page, live, email: str = "ada@example.com") -> None:
-    page.goto(live.url + "/")
-    page.get_by_role("link", name="Sign in with Google").click()
-    page.fill("input[name=email]", email)
-    page.locator("button[value=allow]").click()
-    page.wait_for_url(live.url + "/**")
+from tests.browser.conftest import nav as _nav
+from tests.browser.conftest import sign_in as _sign_in
 
 
 def test_sign_in_compose_schedule_and_cancel(live_no_worker, page):

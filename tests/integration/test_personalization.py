@@ -308,7 +308,7 @@ def test_import_streams_progress_then_the_report(live_no_worker):
                     headers={"Content-Type": "text/csv", "Accept": "application/x-ndjson"})
     lines = [json.loads(x) for x in resp.text.splitlines()]
     assert [x["rows"] for x in lines[:-1]] == [1000, 2000, 2500]
-    assert lines[-1] == {"imported": 2500, "updated": 0, "rejected": []}
+    assert lines[-1] == {"imported": 2500, "updated": 0, "rejected": [], "merged": []}
 
 
 def test_cli_imports_a_csv_with_a_progress_bar(live_no_worker, tmp_path):

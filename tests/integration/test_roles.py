@@ -51,6 +51,8 @@ def test_every_route_answers_each_role_as_the_table_says(live_no_worker):
             "event": "e", "template_id": template}).json()["id"],
         "schedule": ada.post(live.url + "/api/v1/schedules", json={
             "cron": "0 9 * * *", "template_id": template, "to": "c@example.org"}).json()["id"],
+        "segment": ada.post(live.url + "/api/v1/segments", json={
+            "name": "s", "conditions": []}).json()["id"],
         "campaign": ada.post(live.url + "/api/v1/campaigns", json={
             "template_id": template, "delay_seconds": 86400}).json()["id"],
         "invitation": ada.post(live.url + "/api/v1/team/invitations", json={
@@ -146,6 +148,10 @@ def test_every_form_refuses_a_viewer_and_a_visitor_and_never_fails_its_owner(
         "rule_id": ada.post(live.url + "/api/v1/rules", json={
             "event": "e", "template_id": template}).json()["id"],
         "account_id": ada.get(live.url + "/api/v1/accounts").json()["items"][0]["id"],
+        "schedule_id": ada.post(live.url + "/api/v1/schedules", json={
+            "cron": "0 9 * * *", "template_id": template, "to": "c@example.org"}).json()["id"],
+        "segment_id": ada.post(live.url + "/api/v1/segments", json={
+            "name": "s", "conditions": []}).json()["id"],
         "user_id": 999, "invitation_id": 999, "thread_id": "nothread",
     }
     values.update(kind="rule", row_id=values["rule_id"])  # resuming what the guard paused
