@@ -20,6 +20,7 @@ def test_sign_in_compose_schedule_and_cancel(live_no_worker, page):
     page.get_by_role("button", name="Schedule").click()
     page.get_by_text("Message scheduled.").wait_for()
     page.get_by_role("button", name="Cancel").first.click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel the message").click()
     page.get_by_text("Message cancelled.").wait_for()
     _nav(page, "Queue")
     assert "Hello Grace" in page.content()
@@ -35,7 +36,7 @@ def test_contacts_import_shows_progress_and_the_report(live_no_worker, page, tmp
     _nav(page, "Contacts")
     page.set_input_files("#file", str(csv_file))
     page.get_by_role("button", name="Import", exact=True).click()
-    page.get_by_text("Imported 3000, updated 0, rejected 1.").wait_for()
+    page.get_by_text("Imported 3000, updated 0, merged 0, rejected 1.").wait_for()
     assert "Row 3002:" in page.locator("[data-import-report]").inner_text()
     assert page.locator("[data-import-status]").inner_text() == "Done."
 
@@ -52,6 +53,9 @@ def test_templates_preview_and_a_campaign_with_progress(live_no_worker, page):
         .is_visible()
     _nav(page, "Campaigns")
     page.get_by_role("button", name="Queue the campaign").click()
+    dialog = page.get_by_role("dialog")
+    assert "Send to 0 contacts from ada@example.com starting now?" in dialog.inner_text()
+    dialog.get_by_role("button", name="Queue the campaign").click()
     page.get_by_text("Queued 0 messages").wait_for()
 
 
