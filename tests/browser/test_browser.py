@@ -119,12 +119,14 @@ def test_a_team_invitation_switching_teams_and_another_teams_ids(live_no_worker,
     assert page.locator("[data-invitation='bob@example.com']").is_visible()
     assert "invited someone" in page.locator("[data-audit]").inner_text()
     # Bob signs in with the invited address: he is in Ada's team, as a viewer.
+    page.locator("[data-me] summary").click()
     page.get_by_role("button", name="Sign out").click()
     _sign_in(page, live, "bob@example.com")
     page.get_by_text("You joined ada@example.com's team.").wait_for()
     assert "Private" in page.content()  # Ada's queue
     assert page.locator("#compose, form.compose").count() == 0
     # Switching to his own team: Ada's message is not there, not even by its id.
+    page.locator("[data-me] summary").click()
     page.select_option("#team_switch", label="bob@example.com's team (owner)")
     page.get_by_text("Now working in bob@example.com's team").wait_for()
     page.expected.append(message_url)
