@@ -84,6 +84,15 @@ def test_the_nav_fits_one_line_marks_the_page_and_folds_on_a_phone(live_no_worke
     assert main.is_visible()
     nav(page, "Schedules")
     page.get_by_role("heading", name="Recurring sends").wait_for()
+    # A table on a phone: each cell says which column it is.
+    live.api(live.token()).post(live.url + "/api/v1/messages", json={
+        "to": "r@example.org", "subject": "On a phone", "html": "<p>x</p>",
+        "send_at": _later()})
+    nav(page, "Queue")
+    cell = page.locator("tr[data-message] td[data-label=Status]")
+    assert cell.evaluate("td => getComputedStyle(td, '::before').content") == '"Status"'
+    assert page.locator("table.queue thead").evaluate(
+        "t => t.getBoundingClientRect().width") <= 1  # the header row is for screen readers
 
 
 def test_queue_pages_keep_their_filters_count_per_status_and_sort_by_release(

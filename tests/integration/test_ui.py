@@ -388,3 +388,57 @@ def test_the_template_editor_attaches_files_inline_images_and_per_recipient_file
     files = api.get(f"{live.url}/api/v1/templates/{tid}").json()["attachments"]
     assert [f.get("filename") or f.get("file_field") for f in files] == ["terms.pdf",
                                                                          "invoice_file"]
+
+
+def test_the_audit_log_leaves_out_previews_and_refusals_and_names_each_object(
+        live_no_worker):
+    live = live_no_worker
+    browser = live.browser()
+    page = browser.get(live.url + "/templates").text
+    browser.post(live.url + "/templates/starter", data={"csrf_token": _csrf(page),
+                                                        "key": "welcome"})
+    page = browser.get(live.url + "/templates/new").text
+    for action in ("preview", None):  # a preview, then a save that is refused (no name)
+        browser.post(live.url + "/templates/new", data={
+            "csrf_token": _csrf(page), "subject": "s", "html": "<p>h</p>",
+            **({"action": action, "name": "x"} if action else {})})
+    browser.post(live.url + "/compose/preview", data={"csrf_token": _csrf(page),
+                                                      "to": "a@example.org",
+                                                      "subject": "s", "html": "h"})
+    page = browser.get(live.url + "/campaigns").text
+    browser.post(live.url + "/campaigns", data={"csrf_token": _csrf(page),
+                                                "template_id": "999"})
+    with live.db.read() as s:
+        from sqlalchemy import select
+
+        from scheduler.store.models import AuditEntry
+        entries = s.execute(select(AuditEntry.action, AuditEntry.target)).all()
+    assert entries == [("added a starter template", "template 1")]
+    shown = browser.get(live.url + "/team").text
+    assert '<a href="/templates/1">template 1</a>' in shown and "None" not in shown.split(
+        "data-audit", 1)[1]
+
+
+def test_compose_sends_a_template_to_a_segment_and_only_to_it(live_no_worker):
+    live = live_no_worker
+    browser = live.browser()
+    api = live.api(live.token())
+    api.post(live.url + "/api/v1/contacts", json=[
+        {"email": f"c{i}@example.org", "attributes": {"plan": "pro" if i < 2 else "free"}}
+        for i in range(5)])
+    template = api.post(live.url + "/api/v1/templates", json={
+        "name": "News", "subject": "News", "html": "<p>n</p>"}).json()["id"]
+    segment = api.post(live.url + "/api/v1/segments", json={"name": "Pro", "conditions": [
+        {"field": "contact.plan", "op": "equals", "value": "pro"}]}).json()["id"]
+    page = browser.get(live.url + "/compose").text
+    assert "Segment: Pro" in page
+    done = browser.post(live.url + "/compose", data={
+        "csrf_token": _csrf(page), "audience": "contacts", "segment_id": str(segment),
+        "template_id": str(template), "when": "now"})
+    assert "Queued 2 messages to your contacts" in done.text
+    sent_to = sorted(m["to"] for m in api.get(live.url + "/api/v1/messages").json()["items"])
+    assert sent_to == ["c0@example.org", "c1@example.org"]
+    free = browser.post(live.url + "/compose", data={
+        "csrf_token": _csrf(page), "audience": "contacts", "segment_id": "999",
+        "template_id": str(template), "when": "now"})
+    assert free.status_code == 404 and "no segment 999" in free.text
