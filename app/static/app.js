@@ -196,6 +196,22 @@
     later();
   });
 
+  // A segment picker elsewhere (compose): its size as it is chosen.
+  document.querySelectorAll("select[data-count-audience]").forEach(function (select) {
+    var out = select.parentNode.querySelector("[data-audience-size]");
+    function refresh() {
+      var f = document.createElement("form");
+      f.appendChild(select.form.querySelector("[name=csrf_token]").cloneNode());
+      var input = document.createElement("input");
+      input.name = "segment_id";
+      input.value = select.value;
+      f.appendChild(input);
+      countAudience(select.getAttribute("data-count-audience"), f, out, false);
+    }
+    select.addEventListener("change", refresh);
+    refresh();
+  });
+
   // -- a new campaign: its size confirmed, then the server's progress lines -------------
   var campaign = document.querySelector("form[data-campaign]");
   if (campaign && window.fetch && window.TextDecoder) {

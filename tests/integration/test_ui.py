@@ -432,6 +432,9 @@ def test_compose_sends_a_template_to_a_segment_and_only_to_it(live_no_worker):
         {"field": "contact.plan", "op": "equals", "value": "pro"}]}).json()["id"]
     page = browser.get(live.url + "/compose").text
     assert "Segment: Pro" in page
+    counted = browser.post(live.url + "/segments/count", data={
+        "csrf_token": _csrf(page), "segment_id": str(segment)}).json()
+    assert (counted["matching"], counted["subscribed"]) == (2, 2)
     done = browser.post(live.url + "/compose", data={
         "csrf_token": _csrf(page), "audience": "contacts", "segment_id": str(segment),
         "template_id": str(template), "when": "now"})
