@@ -170,6 +170,17 @@ def not_found(exc: DomainError) -> None:
         abort(404, exc.message)
 
 
+def refused(exc: DomainError, prefix: str = "") -> None:
+    """A page action refused: the 404 page for another team's id, else the reason flashed
+    (nothing was changed, so nothing goes in the audit log)."""
+    from flask import flash
+
+    from app import audit
+    audit.skip()
+    not_found(exc)
+    flash(prefix + exc.message, "error")
+
+
 def same_origin_path(target: str) -> str | None:
     """`target` if it is a path on this site, else None (never an open redirect).
 

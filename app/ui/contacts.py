@@ -22,7 +22,7 @@ from app.api.contacts import import_with_progress
 from app.audit import changes_nothing
 from app.auth import login_required, viewer_ok
 from app.progress import own_copy
-from app.ui import json_field, not_found
+from app.ui import json_field, refused
 from scheduler.audience import contacts, segments
 from scheduler.commands import ContactChange, NewContact, NewSegment
 from scheduler.engine import messages
@@ -129,9 +129,7 @@ def edit_contact(contact_id):
         with ctx().db.write() as s:
             contacts.change_contact(s, actor(), contact_id, change, utcnow())
     except DomainError as exc:
-        audit.skip()
-        not_found(exc)
-        flash(f"Not saved: {exc.message}", "error")
+        refused(exc, "Not saved: ")
     else:
         flash("Contact saved.", "ok")
     return redirect(url_for("ui.contacts.contact_page", contact_id=contact_id))
@@ -145,9 +143,7 @@ def delete_contact(contact_id):
         with ctx().db.write() as s:
             cancelled = contacts.delete_contact(s, actor(), contact_id, utcnow())
     except DomainError as exc:
-        audit.skip()
-        not_found(exc)
-        flash(exc.message, "error")
+        refused(exc)
     else:
         n = len(cancelled)
         flash(f"Contact deleted; {n} message{'s' if n != 1 else ''} not yet sent "
@@ -231,9 +227,7 @@ def save_segment():
                                           form.get("segment_id") or None)
             name = saved.name
     except DomainError as exc:
-        audit.skip()
-        not_found(exc)
-        flash(f"Segment not saved: {exc.message}", "error")
+        refused(exc, "Segment not saved: ")
     else:
         flash(f"Segment {name} saved.", "ok")
     return redirect(url_for("ui.contacts.contacts_page") + "#segments")
@@ -247,9 +241,7 @@ def delete_segment(segment_id):
         with ctx().db.write() as s:
             segments.delete_segment(s, actor(), segment_id, utcnow())
     except DomainError as exc:
-        audit.skip()
-        not_found(exc)
-        flash(exc.message, "error")
+        refused(exc)
     else:
         flash("Segment deleted.", "ok")
     return redirect(url_for("ui.contacts.contacts_page") + "#segments")

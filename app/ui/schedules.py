@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from app import actor, audit, ctx
 from app.auth import login_required
-from app.ui import json_field, not_found
+from app.ui import json_field, refused
 from scheduler.automation import schedules
 from scheduler.commands import ScheduleChange
 from scheduler.content import templates
@@ -41,9 +41,7 @@ def _act(schedule_id, action, done: str):
                                                                      schedule_id))
             after = schedules.schedule_state(action(s, actor(), schedule_id, utcnow()))
     except DomainError as exc:
-        audit.skip()
-        not_found(exc)
-        flash(exc.message, "error")
+        refused(exc)
     else:
         if after == before:  # a second click, or another tab did it first
             audit.skip()
@@ -92,9 +90,7 @@ def edit(schedule_id):
         with ctx().db.write() as s:
             schedules.change_schedule(s, actor(), schedule_id, change, utcnow())
     except DomainError as exc:
-        audit.skip()
-        not_found(exc)
-        flash(f"Not saved: {exc.message}", "error")
+        refused(exc, "Not saved: ")
     else:
         flash("Recurring send saved.", "ok")
         ctx().wake_worker()
