@@ -361,6 +361,20 @@ class Schedule(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class OutcomeCount(Base):
+    """How many messages got each outcome (sent; first human open, click, reply; bounce;
+    unsubscribe) per team, campaign (0: none) and UTC hour, kept as the events are
+    recorded, so that the dashboard reads a few hundred rows instead of every event."""
+
+    __tablename__ = "outcome_count"
+    team_id: Mapped[int] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    hour: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Segment(Base):
     """A saved audience: a name and conditions on contact fields (the rules' shape,
     fields starting with contact.), usable by campaigns and compose."""
@@ -612,7 +626,8 @@ def table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-__all__ = ["table", "Base", "Team", "User", "Membership", "GmailAccount", "AccountShare",
+__all__ = ["table", "Base", "OutcomeCount", "Team", "User", "Membership", "GmailAccount",
+           "AccountShare",
            "Invitation",
            "AuditEntry", "ApiToken", "Template",
            "Contact", "Rule", "Event", "Schedule", "Campaign", "Message", "IdempotencyKey",

@@ -10,7 +10,20 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, true, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
@@ -22,6 +35,7 @@ from scheduler.store.models import (
     GmailAccount,
     Message,
     MessageEvent,
+    OutcomeCount,
     Rule,
     table,
 )
@@ -91,11 +105,50 @@ class Claim:
         return self.message
 
 
+# The outcomes the dashboard counts per hour (OutcomeCount), each once per message.
+OUTCOMES = ("sent", "opened", "clicked", "replied", "bounced", "unsubscribed")
+
+
 def record_event(session: Executor, message_id: str, type_: str,
                  at: dt.datetime, detail: dict | None = None) -> None:
-    """Append one event to a message's timeline (works on a Session or a Core connection)."""
+    """Append one event to a message's timeline (works on a Session or a Core connection);
+    a message's first event of an outcome also counts in its hour (OutcomeCount), in the
+    same transaction."""
+    if type_ in OUTCOMES:
+        session.execute(_count_outcome(session), {
+            "mid": message_id, "kind": type_, "hour": hour_of(at)})
     session.execute(_INSERT_EVENT, {"message_id": message_id, "type": type_, "at": at,
                                     "detail": detail})
+
+
+def hour_of(at: dt.datetime) -> dt.datetime:
+    """The UTC hour an outcome is counted in."""
+    utc = at.astimezone(dt.UTC) if at.tzinfo else at.replace(tzinfo=dt.UTC)
+    return utc.replace(minute=0, second=0, microsecond=0)
+
+
+def _count_outcome(session: Executor):
+    """INSERT … SELECT … ON CONFLICT: +1 in the hour's row, unless the message already
+    has an event of this outcome (a second open is not a second opener)."""
+    bind = session.get_bind() if isinstance(session, Session) else session
+    dialect = bind.dialect.name
+    if dialect not in _COUNT_OUTCOME:
+        _C = table(OutcomeCount)
+        make = pg_insert if dialect == "postgresql" else sqlite_insert
+        source = select(_M.c.team_id, func.coalesce(_M.c.campaign_id, 0), bindparam("kind"),
+                        bindparam("hour", type_=table(OutcomeCount).c.hour.type),
+                        literal(1)).where(
+            _M.c.id == bindparam("mid"),
+            ~exists().where(_E.c.message_id == bindparam("mid"),
+                            _E.c.type == bindparam("kind")))
+        stmt = make(_C).from_select(["team_id", "campaign_id", "kind", "hour", "n"], source)
+        _COUNT_OUTCOME[dialect] = stmt.on_conflict_do_update(
+            index_elements=["team_id", "campaign_id", "kind", "hour"],
+            set_={"n": _C.c.n + 1})
+    return _COUNT_OUTCOME[dialect]
+
+
+_COUNT_OUTCOME: dict[str, Any] = {}
 
 
 def _due(now: dt.datetime, exclude_accounts, only_account: int | None):
