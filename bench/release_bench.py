@@ -14,6 +14,9 @@ Prints one line per measurement. Scenarios:
            CPU per send, which shares this machine's cores with the worker.
   naive    the same sends done the naive way: google-api-python-client in a plain loop.
   memory   a `mailrelease worker` process with 100,000 messages queued for later: its RSS.
+  processes  PostgreSQL (a private cluster) with 1, 2 and 4 `mailrelease worker` processes
+           sharing one queue: 3,000 messages of 100 accounts all due at once, 150 ms per
+           send at the sandbox; released/s and release lag, and every message sent once.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
 from gmail_client import api as gmail_api
 from gmail_client.oauth import SCOPE_READONLY, SCOPE_SEND
@@ -320,11 +323,60 @@ def memory(sandbox: Sandbox, queued: int) -> None:
               f"worker_peak_rss_mb={int(fields['VmHWM']) / 1024:.0f}", flush=True)
 
 
+def processes(sandbox: Sandbox, workers: int, count: int, latency: float = 0.15) -> None:
+    """`workers` worker processes on one PostgreSQL queue, until all `count` are sent."""
+    from tests import postgres
+    with postgres.private_cluster() as (server, _), tempfile.TemporaryDirectory() as tmp:
+        url = postgres.new_database(server)
+        settings, env, db = deployment(sandbox, Path(tmp), 100,
+                                       MAILRELEASE_DATABASE_URL=url)
+        sandbox.latency(latency)
+        before = sandbox_count(sandbox)
+        due = utcnow() + dt.timedelta(seconds=5)  # after the processes have started
+        queue(db, [(i % 100, due) for i in range(count)])
+        procs = [subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  env={**os.environ, **env,
+                                       "MAILRELEASE_INSTANCE_PATH": str(settings.instance_path),
+                                       "MAILRELEASE_TOKEN_KEY": settings.token_key,
+                                       "MAILRELEASE_LOG_LEVEL": "WARNING"})
+                 for _ in range(workers)]
+        try:
+            stop = time.monotonic() + 600
+            while time.monotonic() < stop:
+                with db.read() as s:
+                    done = s.scalar(select(func.count()).select_from(Message).where(
+                        Message.status == "sent"))
+                if done >= count:
+                    break
+                time.sleep(0.5)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait()
+        with db.read() as s:
+            rows = s.execute(select(Message.release_at, Message.sent_at)
+                             .where(Message.status == "sent")).all()
+        lags = [(r.sent_at - r.release_at).total_seconds() for r in rows]
+        span = (max(r.sent_at for r in rows) - min(r.release_at for r in rows)).total_seconds()
+        sent = sandbox_count(sandbox) - before
+        print(f"processes workers={workers} messages={len(rows)} gmail_sends={sent} "
+              f"released_per_s={len(rows) / span:6.1f} lag_p50_s={percentile(lags, 50):5.1f} "
+              f"lag_p99_s={percentile(lags, 99):5.1f}", flush=True)
+        db.dispose()
+
+
+def sandbox_count(sandbox: Sandbox) -> int:
+    return requests.get(sandbox.url + "/sandbox/api/count", timeout=10).json()["count"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--serve-sandbox", type=int)
-    parser.add_argument("--only", choices=["steady", "overhead", "naive", "memory"])
+    parser.add_argument("--only", choices=["steady", "overhead", "naive", "memory",
+                                           "processes"])
     parser.add_argument("--accounts", type=int, nargs="*", default=[1, 10, 100],
                         help="account counts for the steady scenario")
     args = parser.parse_args()
@@ -346,6 +398,9 @@ def main() -> None:
             naive(sandbox, 50 if args.quick else 200, 0.15)
         if args.only in (None, "memory"):
             memory(sandbox, 10_000 if args.quick else 100_000)
+        if args.only in (None, "processes"):
+            for workers in (1, 2, 4):
+                processes(sandbox, workers, 600 if args.quick else 3000)
     finally:
         sandbox.stop()
 
