@@ -137,13 +137,55 @@ def explain(db, sql: str, params: dict) -> str:
     return "; ".join(s.split("  (")[0] for s in scans[:3]) + f" ({took.lower()})"
 
 
+def import_rows(rows: int) -> None:
+    """A `rows`-row CSV imported as the page and the CLI do (contacts.import_csv) into an
+    empty team on PostgreSQL: the time and this process's peak memory."""
+    import csv
+    import io
+    import resource
+
+    from scheduler.audience import contacts
+    with postgres.private_cluster() as (server, _control), tempfile.TemporaryDirectory() as tmp:
+        url = postgres.new_database(server)
+        upgrade(url)
+        settings = Settings.from_env(instance_path=Path(tmp), env={
+            "MAILRELEASE_DATABASE_URL": url, "MAILRELEASE_PUBLIC_URL": "http://127.0.0.1:9"})
+        db = Wiring.build(settings).db
+        with db.write() as s:
+            team_id = accounts.sign_in(s, Wiring.build(settings, db).cipher,
+                                       email="ada@example.com", token_info={"token": "t"},
+                                       scopes=[], now=utcnow()).team_id
+        path = Path(tmp) / "contacts.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(["email", "name", "timezone", "plan", "city"])
+            for i in range(rows):
+                out.writerow([f"person{i}@example.org", f"Person {i}", ZONES[i % 3],
+                              PLANS[i % 3], f"City {i % 500}"])
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        started = time.monotonic()
+        with path.open("rb") as f:
+            report = contacts.import_csv(db, team_id, io.BufferedReader(f), utcnow())
+        took = time.monotonic() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(f"import rows={rows:,} seconds={took:.0f} rows_per_s={rows / took:,.0f} "
+              f"imported={report.imported:,} peak_rss_mb={peak / 1024:.0f} "
+              f"(+{(peak - before) / 1024:.0f})", flush=True)
+        db.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--events-per-message", type=int, default=10)
+    parser.add_argument("--import-rows", type=int,
+                        help="instead: time a CSV import of this many rows")
     args = parser.parse_args()
     if postgres.binaries() is None:
         sys.exit("PostgreSQL's binaries (initdb, pg_ctl) are needed")
+    if args.import_rows:
+        import_rows(args.import_rows)
+        return
     with postgres.private_cluster() as (server, _control), tempfile.TemporaryDirectory() as tmp:
         url = postgres.new_database(server)
         settings = Settings.from_env(instance_path=Path(tmp), env={
