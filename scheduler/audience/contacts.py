@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ARRAY, String, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -84,6 +84,22 @@ class Report:
                 "rejected": len(self.rejected), "merged": len(self.merged)}
 
 
+def _known(session: Session, team_id: int, emails: list[str]):
+    """The team's contacts among these addresses.
+
+    On PostgreSQL a join to the addresses as an array, so that each is one probe of the
+    (team, email) index: `email IN (1,000 parameters)` is a filter the planner may run
+    against every contact of the team (it did, once an import outgrew the statistics),
+    and an import then slows down as it grows.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return select(Contact).where(Contact.team_id == team_id, Contact.email.in_(emails))
+    wanted = func.unnest(bindparam("emails", emails, type_=ARRAY(String))).table_valued(
+        "email").render_derived()
+    return (select(Contact).join(wanted, Contact.email == wanted.c.email)
+            .where(Contact.team_id == team_id))
+
+
 def _store(session: Session, team_id: int, batch: dict[str, ContactInput],
            now: dt.datetime, report: Report, rows: bool = True) -> list[Contact]:
     """Insert new addresses and update known ones; a later value wins, attributes merge.
@@ -91,8 +107,7 @@ def _store(session: Session, team_id: int, batch: dict[str, ContactInput],
     With `rows` False (an import, which answers counts only) the new contacts are
     inserted with one executemany and not returned, a third of an import's time saved.
     """
-    existing = {c.email: c for c in session.scalars(
-        select(Contact).where(Contact.team_id == team_id, Contact.email.in_(list(batch))))}
+    existing = {c.email: c for c in session.scalars(_known(session, team_id, list(batch)))}
     fresh, changes = [], []
     for email, item in batch.items():
         known = existing.get(email)
