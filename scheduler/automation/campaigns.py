@@ -125,10 +125,13 @@ def _audience(session: Session, team_id: int, spec) -> tuple[list[Contact], int]
                                field="audience.filter")
     elif isinstance(spec, SegmentAudience):
         conditions = list(segments.get_segment(session, team_id, spec.segment_id).conditions)
+    if conditions:  # what SQL can decide, the database does; Python checks the rest
+        query = query.where(*(sql for sql in map(segments.as_sql, conditions)
+                              if sql is not None))
     rows = session.scalars(query.order_by(Contact.id).limit(MAX_AUDIENCE + 1)).all()
-    if len(rows) > MAX_AUDIENCE:
+    if len(rows) > MAX_AUDIENCE:  # before Python's checks: never a silently cut audience
         raise InvalidInput(f"the audience is larger than {MAX_AUDIENCE:,}", field="audience")
-    if conditions is not None:
+    if conditions:
         rows = [c for c in rows if conditions_of.matches(conditions, {}, c)]
     allowed = [c for c in rows if c.subscription == "subscribed"]
     return allowed, len(rows) - len(allowed)

@@ -67,3 +67,19 @@ def test_workers_on_postgres_send_thousands_exactly_once_through_sigkills(serve,
     crash_and_recover(live, ids, tmp_path, workers=3, kills=2)
     assert_exactly_once(live, ids)
     assert (dt.datetime.now() - started).total_seconds() < 600
+
+
+def test_segment_counts_in_sql_agree_with_the_rules_on_postgres(pg_url):
+    """PostgreSQL reads JSON text with ->>, SQLite with json_extract: both must count a
+    segment as the rules' own matching does."""
+    from scheduler.store.models import Team
+    from tests.unit.test_web_app_rules import segment_counts_agree
+    upgrade(pg_url)
+    db = Database(pg_url)
+    with db.write() as s:
+        team = Team(name="t", created_at=utcnow())
+        s.add(team)
+        s.flush()
+        team_id = team.id
+    segment_counts_agree(db, team_id)
+    db.dispose()
