@@ -196,6 +196,23 @@
     later();
   });
 
+  // A big team's segments: each counted after the page has loaded.
+  document.querySelectorAll("[data-count-segment]").forEach(function (cell) {
+    var token = document.querySelector("[name=csrf_token]");
+    if (!window.fetch || !token) { return; }
+    var fields = new FormData();
+    fields.append("csrf_token", token.value);
+    fields.append("segment_id", cell.getAttribute("data-count-segment"));
+    fetch(cell.getAttribute("data-count-url"), {method: "POST", body: fields, credentials: "same-origin",
+                                                 headers: {"Accept": "application/json"}})
+      .then(function (resp) { return resp.json(); })
+      .then(function (n) {
+        if (n.error) { cell.textContent = "?"; return; }
+        cell.textContent = n.matching.toLocaleString();
+        cell.parentNode.querySelector("[data-segment-subscribed]").textContent = n.subscribed.toLocaleString();
+      });
+  });
+
   // A segment picker elsewhere (compose): its size as it is chosen.
   document.querySelectorAll("select[data-count-audience]").forEach(function (select) {
     var out = select.parentNode.querySelector("[data-audience-size]");

@@ -33,6 +33,7 @@ from scheduler.typed import make
 bp = Blueprint("contacts", __name__)
 
 PAGE = 100
+COUNT_IN_PAGE = 50_000  # contacts up to which the page counts its segments itself
 CONDITION_ROWS = 3
 OPERATORS = (("equals", "is"), ("not_equals", "is not"), ("contains", "contains"),
              ("greater", "is more than"), ("less", "is less than"), ("exists", "is set"))
@@ -56,10 +57,13 @@ def contacts_page():
                                             q=search["q"], attribute=search["attribute"],
                                             value=search["value"])
         rows = [contacts.contact_as_dict(x) for x in items]
-        saved = [{**segments.segment_as_dict(x), "words": segments.describe(x.conditions),
-                  **segments.count(s, g.team_id, x.conditions)}
-                 for x in segments.list_segments(s, g.team_id)]
         everyone = segments.count(s, g.team_id, [])
+        # A big team's segments are counted by the page's script, one request each, so
+        # that the page itself does not wait for every count.
+        counted = everyone["matching"] <= COUNT_IN_PAGE
+        saved = [{**segments.segment_as_dict(x), "words": segments.describe(x.conditions),
+                  **(segments.count(s, g.team_id, x.conditions) if counted else {})}
+                 for x in segments.list_segments(s, g.team_id)]
     return render_template("ui/contacts.html", rows=rows, next_after=nxt, search=search,
                            segments=saved, everyone=everyone, operators=OPERATORS,
                            condition_rows=CONDITION_ROWS,
