@@ -91,7 +91,6 @@
       dialog.querySelector("[data-no]").focus();
     });
   }
-  window.mailreleaseAsk = ask;
 
   document.addEventListener("submit", function (event) {
     var form = event.target;
@@ -171,13 +170,13 @@
   });
 
   // -- audience sizes: a segment form's conditions, a campaign's segment ----------------
-  function countAudience(url, form, out, words) {
-    var fields = new FormData(form);
+  function countAudience(url, fields, out, words) {
     return fetch(url, {method: "POST", body: fields, credentials: "same-origin",
                        headers: {"Accept": "application/json"}})
       .then(function (resp) { return resp.json(); })
       .then(function (n) {
-        if (n.error) { out.textContent = n.error.message; return null; }
+        if (n.error) { if (out) { out.textContent = n.error.message; } return null; }
+        if (!out) { return n; }
         out.textContent = (words ? "Contacts whose " + n.words + ": " : "") +
           n.matching.toLocaleString() + " contact" + (n.matching === 1 ? "" : "s") + ", " +
           n.subscribed.toLocaleString() + " subscribed (who get it).";
@@ -189,25 +188,29 @@
     var timer = null;
     function later() {
       window.clearTimeout(timer);
-      timer = window.setTimeout(function () { countAudience(form.getAttribute("data-audience-count"), form, out, true); }, 300);
+      timer = window.setTimeout(function () { countAudience(form.getAttribute("data-audience-count"), new FormData(form), out, true); }, 300);
     }
     form.addEventListener("input", later);
     form.addEventListener("change", later);
     later();
   });
 
+  // One saved segment's size (or every contact's, without an id), as the server counts it.
+  function segmentFields(token, segmentId) {
+    var fields = new FormData();
+    fields.append("csrf_token", token);
+    fields.append("segment_id", segmentId || "");
+    return fields;
+  }
+
   // A big team's segments: each counted after the page has loaded.
   document.querySelectorAll("[data-count-segment]").forEach(function (cell) {
     var token = document.querySelector("[name=csrf_token]");
     if (!window.fetch || !token) { return; }
-    var fields = new FormData();
-    fields.append("csrf_token", token.value);
-    fields.append("segment_id", cell.getAttribute("data-count-segment"));
-    fetch(cell.getAttribute("data-count-url"), {method: "POST", body: fields, credentials: "same-origin",
-                                                 headers: {"Accept": "application/json"}})
-      .then(function (resp) { return resp.json(); })
+    countAudience(cell.getAttribute("data-count-url"),
+                  segmentFields(token.value, cell.getAttribute("data-count-segment")), null, false)
       .then(function (n) {
-        if (n.error) { cell.textContent = "?"; return; }
+        if (!n) { cell.textContent = "?"; return; }
         cell.textContent = n.matching.toLocaleString();
         cell.parentNode.querySelector("[data-segment-subscribed]").textContent = n.subscribed.toLocaleString();
       });
@@ -217,13 +220,9 @@
   document.querySelectorAll("select[data-count-audience]").forEach(function (select) {
     var out = select.parentNode.querySelector("[data-audience-size]");
     function refresh() {
-      var f = document.createElement("form");
-      f.appendChild(select.form.querySelector("[name=csrf_token]").cloneNode());
-      var input = document.createElement("input");
-      input.name = "segment_id";
-      input.value = select.value;
-      f.appendChild(input);
-      countAudience(select.getAttribute("data-count-audience"), f, out, false);
+      countAudience(select.getAttribute("data-count-audience"),
+                    segmentFields(select.form.querySelector("[name=csrf_token]").value, select.value),
+                    out, false);
     }
     select.addEventListener("change", refresh);
     refresh();
@@ -234,17 +233,11 @@
   if (campaign && window.fetch && window.TextDecoder) {
     var sizeOut = campaign.querySelector("[data-audience-size]");
     var counter = campaign.getAttribute("data-count-url");
-    function audienceForm() {
-      var f = document.createElement("form");
-      f.appendChild(campaign.querySelector("[name=csrf_token]").cloneNode());
+    function refreshSize() {
       var seg = campaign.querySelector("[name=segment_id]");
-      var input = document.createElement("input");
-      input.name = "segment_id";
-      input.value = seg ? seg.value : "";
-      f.appendChild(input);
-      return f;
+      return countAudience(counter, segmentFields(campaign.querySelector("[name=csrf_token]").value,
+                                                  seg ? seg.value : ""), sizeOut, false);
     }
-    function refreshSize() { return countAudience(counter, audienceForm(), sizeOut, false); }
     campaign.addEventListener("change", function (e) { if (e.target.name === "segment_id") { refreshSize(); } });
     refreshSize();
     campaign.addEventListener("submit", function (event) {
